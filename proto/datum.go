@@ -1,0 +1,147 @@
+package proto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Limits of the data model (DESIGN.md). Session and data nodes check them
+// before anything is stored.
+const (
+	MaxKeyLen  = 512
+	MaxDataLen = 64 << 10
+)
+
+// Entry is one publisher as subscribers see it.
+type Entry struct {
+	RegisterID string
+	Data       string
+}
+
+// Datum is a dataInfoId's publishers at a version, sorted by RegisterID.
+type Datum struct {
+	DataInfoID string
+	Version    uint64
+	Entries    []Entry
+}
+
+// AppendBinary encodes d compactly for inter-node transfer: the version
+// (8 bytes, big endian), then length-prefixed strings.
+func (d *Datum) AppendBinary(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, d.Version)
+	dst = appendString(dst, d.DataInfoID)
+	dst = binary.AppendUvarint(dst, uint64(len(d.Entries)))
+	for _, e := range d.Entries {
+		dst = appendString(dst, e.RegisterID)
+		dst = appendString(dst, e.Data)
+	}
+	return dst
+}
+
+// ParseDatum decodes what AppendBinary wrote. It never panics on bad input.
+func ParseDatum(b []byte) (*Datum, error) {
+	if len(b) < 8 {
+		return nil, errors.New("datum: short buffer")
+	}
+	d := &Datum{Version: binary.BigEndian.Uint64(b)}
+	b = b[8:]
+	var err error
+	if d.DataInfoID, b, err = readString(b); err != nil {
+		return nil, fmt.Errorf("datum id: %w", err)
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errors.New("datum: bad entry count")
+	}
+	b = b[k:]
+	d.Entries = make([]Entry, n)
+	for i := range d.Entries {
+		if d.Entries[i].RegisterID, b, err = readString(b); err != nil {
+			return nil, fmt.Errorf("datum entry %d: %w", i, err)
+		}
+		if d.Entries[i].Data, b, err = readString(b); err != nil {
+			return nil, fmt.Errorf("datum entry %d: %w", i, err)
+		}
+	}
+	if len(b) != 0 {
+		return nil, errors.New("datum: trailing bytes")
+	}
+	return d, nil
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func readString(b []byte) (string, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", nil, errors.New("bad string length")
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], nil
+}
+
+// AppendPushJSON encodes d as the payload subscribers receive:
+// {"dataInfoId":..,"version":..,"publishers":[{"registerId":..,"data":..}]}.
+// It is hand-written because it runs once per push on the hot path and
+// encoding/json's reflection costs several allocations per entry.
+func (d *Datum) AppendPushJSON(dst []byte) []byte {
+	dst = append(dst, `{"dataInfoId":`...)
+	dst = appendJSONString(dst, d.DataInfoID)
+	dst = append(dst, `,"version":`...)
+	dst = fmt.Appendf(dst, "%d", d.Version)
+	dst = append(dst, `,"publishers":[`...)
+	for i, e := range d.Entries {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"registerId":`...)
+		dst = appendJSONString(dst, e.RegisterID)
+		dst = append(dst, `,"data":`...)
+		dst = appendJSONString(dst, e.Data)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does, so the payload always parses.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,243 @@
+package proto
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Every inter-node command struct has Args, which builds the argument list
+// (command name first) for a RESP client such as go-redis's Do, and a
+// ParseX that takes the arguments as a RESP server received them (command
+// name first) and validates them.
+
+// Heartbeat is a data or session node's lease renewal with the meta leader.
+// The reply carries the table when the node's Epoch is behind.
+type Heartbeat struct {
+	Kind   string // KindData or KindSession
+	NodeID string
+	Addr   string // the node's inter-node (data) or client (session) address
+	Epoch  uint64 // the table epoch the node has
+}
+
+// Args builds the command.
+func (h *Heartbeat) Args() []any {
+	return []any{CmdHeartbeat, h.Kind, h.NodeID, h.Addr, strconv.FormatUint(h.Epoch, 10)}
+}
+
+// ParseHeartbeat parses HEARTBEAT kind nodeId addr epoch.
+func ParseHeartbeat(args [][]byte) (*Heartbeat, error) {
+	if err := arity(args, CmdHeartbeat, 5); err != nil {
+		return nil, err
+	}
+	h := &Heartbeat{Kind: string(args[1]), NodeID: string(args[2]), Addr: string(args[3])}
+	if err := checkKind(h.Kind); err != nil {
+		return nil, err
+	}
+	if err := checkNodeID(h.NodeID); err != nil {
+		return nil, err
+	}
+	var err error
+	if h.Epoch, err = parseUint(args[4], "epoch"); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Leave is a node leaving the cluster on purpose, so meta need not wait for
+// its lease to lapse.
+type Leave struct {
+	Kind   string
+	NodeID string
+}
+
+// Args builds the command.
+func (l *Leave) Args() []any { return []any{CmdLeave, l.Kind, l.NodeID} }
+
+// ParseLeave parses LEAVE kind nodeId.
+func ParseLeave(args [][]byte) (*Leave, error) {
+	if err := arity(args, CmdLeave, 3); err != nil {
+		return nil, err
+	}
+	l := &Leave{Kind: string(args[1]), NodeID: string(args[2])}
+	if err := checkKind(l.Kind); err != nil {
+		return nil, err
+	}
+	return l, checkNodeID(l.NodeID)
+}
+
+// OpType says what a write op does.
+type OpType byte
+
+// The write ops a session forwards to a slot leader.
+const (
+	OpRegister   OpType = 'R'
+	OpUnregister OpType = 'U' // with ConnID set: only if that connection owns it
+	OpRenew      OpType = 'N'
+)
+
+// Op is one write for one publisher.
+type Op struct {
+	Type       OpType
+	DataInfoID string
+	RegisterID string
+	Data       string // OpRegister only
+	ConnID     string // the owning client connection, "" for none
+	TTL        uint32 // seconds; 0 binds the publisher to its connection
+}
+
+const opArgs = 6
+
+// DWrite is a batch of ops from one session to one data node, tagged with
+// the table epoch the session routed by. The reply is an array with one
+// element per op: an integer (the version for OpRegister, 1/0 for the
+// others) or an error (NOTOWNER for a slot the node does not lead).
+type DWrite struct {
+	Epoch     uint64
+	SessionID string
+	Ops       []Op
+}
+
+// Args builds the command.
+func (d *DWrite) Args() []any {
+	a := make([]any, 0, 3+opArgs*len(d.Ops))
+	a = append(a, CmdDWrite, strconv.FormatUint(d.Epoch, 10), d.SessionID)
+	for i := range d.Ops {
+		o := &d.Ops[i]
+		a = append(a, string(rune(o.Type)), o.DataInfoID, o.RegisterID, o.Data, o.ConnID,
+			strconv.FormatUint(uint64(o.TTL), 10))
+	}
+	return a
+}
+
+// ParseDWrite parses DWRITE epoch sessionId [type id registerId data connId ttl]...
+func ParseDWrite(args [][]byte) (*DWrite, error) {
+	if len(args) < 3 || (len(args)-3)%opArgs != 0 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDWrite)
+	}
+	d := &DWrite{SessionID: string(args[2])}
+	var err error
+	if d.Epoch, err = parseUint(args[1], "epoch"); err != nil {
+		return nil, err
+	}
+	if err := checkNodeID(d.SessionID); err != nil {
+		return nil, err
+	}
+	d.Ops = make([]Op, (len(args)-3)/opArgs)
+	for i := range d.Ops {
+		a := args[3+i*opArgs:]
+		o := &d.Ops[i]
+		if len(a[0]) != 1 {
+			return nil, Errorf(ErrInvalid, "op %d: bad type %q", i, a[0])
+		}
+		o.Type = OpType(a[0][0])
+		switch o.Type {
+		case OpRegister, OpUnregister, OpRenew:
+		default:
+			return nil, Errorf(ErrInvalid, "op %d: bad type %q", i, a[0])
+		}
+		o.DataInfoID, o.RegisterID, o.Data, o.ConnID = string(a[1]), string(a[2]), string(a[3]), string(a[4])
+		if err := CheckKey(o.DataInfoID); err != nil {
+			return nil, err
+		}
+		if err := CheckRegisterID(o.RegisterID); err != nil {
+			return nil, err
+		}
+		if len(o.Data) > MaxDataLen {
+			return nil, Errorf(ErrInvalid, "data is %d bytes, over the %d byte limit", len(o.Data), MaxDataLen)
+		}
+		ttl, err := parseUint(a[5], "ttl")
+		if err != nil || ttl > 1<<31 {
+			return nil, Errorf(ErrInvalid, "op %d: bad ttl %q", i, a[5])
+		}
+		o.TTL = uint32(ttl)
+	}
+	return d, nil
+}
+
+// DLookup asks a slot leader for a datum. The reply is the datum in binary
+// form (Datum.AppendBinary), an empty datum if there is none.
+type DLookup struct {
+	Epoch      uint64
+	DataInfoID string
+}
+
+// Args builds the command.
+func (l *DLookup) Args() []any {
+	return []any{CmdDLookup, strconv.FormatUint(l.Epoch, 10), l.DataInfoID}
+}
+
+// ParseDLookup parses DLOOKUP epoch dataInfoId.
+func ParseDLookup(args [][]byte) (*DLookup, error) {
+	if err := arity(args, CmdDLookup, 3); err != nil {
+		return nil, err
+	}
+	l := &DLookup{DataInfoID: string(args[2])}
+	var err error
+	if l.Epoch, err = parseUint(args[1], "epoch"); err != nil {
+		return nil, err
+	}
+	return l, CheckKey(l.DataInfoID)
+}
+
+// CheckKey validates a dataInfoId: 1..MaxKeyLen bytes.
+func CheckKey(id string) error {
+	if len(id) == 0 {
+		return Errorf(ErrInvalid, "empty dataInfoId")
+	}
+	if len(id) > MaxKeyLen {
+		return Errorf(ErrInvalid, "dataInfoId is %d bytes, over the %d byte limit", len(id), MaxKeyLen)
+	}
+	return nil
+}
+
+// CheckRegisterID validates a registerId, held to the same limit as keys.
+func CheckRegisterID(id string) error {
+	if len(id) == 0 {
+		return Errorf(ErrInvalid, "empty registerId")
+	}
+	if len(id) > MaxKeyLen {
+		return Errorf(ErrInvalid, "registerId is %d bytes, over the %d byte limit", len(id), MaxKeyLen)
+	}
+	return nil
+}
+
+func arity(args [][]byte, name string, n int) error {
+	if len(args) != n {
+		return Errorf(ErrInvalid, "wrong number of arguments for '%s' command", name)
+	}
+	return nil
+}
+
+func parseUint(b []byte, what string) (uint64, error) {
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, Errorf(ErrInvalid, "%s is not an unsigned integer: %q", what, b)
+	}
+	return v, nil
+}
+
+func checkKind(k string) error {
+	switch k {
+	case KindData, KindSession:
+		return nil
+	}
+	return Errorf(ErrInvalid, "unknown node kind %q (want %s or %s)", k, KindData, KindSession)
+}
+
+func checkNodeID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n") {
+		return Errorf(ErrInvalid, "bad node id %q", id)
+	}
+	return nil
+}
+
+// ArgsBytes turns an Args() list into what a RESP server hands a parser;
+// tests and in-process callers use it.
+func ArgsBytes(a []any) [][]byte {
+	out := make([][]byte, len(a))
+	for i, v := range a {
+		out[i] = []byte(fmt.Sprint(v))
+	}
+	return out
+}

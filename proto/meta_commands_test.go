@@ -1,0 +1,132 @@
+package proto
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"testing"
+)
+
+func TestMetaJoinRoundTrip(t *testing.T) {
+	in := &MetaJoin{NodeID: "meta-1", RPCAddr: "127.0.0.1:9700"}
+	out, err := ParseMetaJoin(ArgsBytes(in.Args()))
+	if err != nil {
+		t.Fatalf("ParseMetaJoin: %v", err)
+	}
+	if *out != *in {
+		t.Fatalf("round trip: got %+v, want %+v", out, in)
+	}
+}
+
+func TestParseMetaJoinRejects(t *testing.T) {
+	for _, args := range [][]any{
+		{CmdMetaJoin, "m1"},
+		{CmdMetaJoin, "m1", "127.0.0.1:1", "extra"},
+		{CmdMetaJoin, "", "127.0.0.1:1"},
+		{CmdMetaJoin, "m 1", "127.0.0.1:1"},
+		{CmdMetaJoin, "m1", ""},
+		{CmdMetaJoin, "m1", "no-port"},
+	} {
+		if _, err := ParseMetaJoin(ArgsBytes(args)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseMetaJoin(%q) = %v, want ErrInvalid", args, err)
+		}
+	}
+}
+
+// readReply decodes the RESP subset a heartbeat reply uses into the values
+// go-redis returns for it: int64, string, nil and []any.
+func readReply(r *bufio.Reader) (any, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("bad line %q", line)
+	}
+	body := line[1 : len(line)-2]
+	switch line[0] {
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return string(b[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return nil, err
+		}
+		a := make([]any, n)
+		for i := range a {
+			if a[i], err = readReply(r); err != nil {
+				return nil, err
+			}
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("unexpected type %q", line[0])
+}
+
+func TestHeartbeatReplyRoundTrip(t *testing.T) {
+	for _, in := range []*HeartbeatReply{
+		{Epoch: 0},
+		{Epoch: 7},
+		{Epoch: 42, Table: []byte(`{"epoch":42}`)},
+		{Epoch: 1 << 40, Table: []byte{}},
+	} {
+		raw := in.AppendRESP(nil)
+		v, err := readReply(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			t.Fatalf("decode %q: %v", raw, err)
+		}
+		out, err := ParseHeartbeatReply(v)
+		if err != nil {
+			t.Fatalf("ParseHeartbeatReply(%q): %v", raw, err)
+		}
+		if !reflect.DeepEqual(out, in) {
+			t.Fatalf("round trip %q: got %+v, want %+v", raw, out, in)
+		}
+	}
+}
+
+func TestParseHeartbeatReplyRejects(t *testing.T) {
+	for _, v := range []any{
+		nil,
+		"x",
+		[]any{int64(1)},
+		[]any{"1", nil},
+		[]any{int64(-1), nil},
+		[]any{int64(1), int64(2)},
+	} {
+		if _, err := ParseHeartbeatReply(v); err == nil {
+			t.Errorf("ParseHeartbeatReply(%#v) succeeded, want an error", v)
+		}
+	}
+}
+
+func TestNotLeaderAcrossRESP(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:9700", ""} {
+		wire := ToRESP(NotLeader(addr))
+		err := FromRESP(wire)
+		if !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("FromRESP(%q) = %v, want ErrNotLeader", wire, err)
+		}
+		got, ok := LeaderAddr(err)
+		if !ok || got != addr {
+			t.Fatalf("LeaderAddr(%q) = %q, %v; want %q, true", wire, got, ok, addr)
+		}
+	}
+	if _, ok := LeaderAddr(ErrTimeout); ok {
+		t.Fatal("LeaderAddr(ErrTimeout) reported a NOTLEADER error")
+	}
+}

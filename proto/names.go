@@ -1,0 +1,60 @@
+package proto
+
+// Client-facing commands served by session nodes.
+const (
+	CmdPing        = "ping"
+	CmdEcho        = "echo"
+	CmdQuit        = "quit"
+	CmdHello       = "hello"
+	CmdClient      = "client"
+	CmdCommand     = "command"
+	CmdSelect      = "select"
+	CmdRegister    = "register"
+	CmdUnregister  = "unregister"
+	CmdRenew       = "renew"
+	CmdLookup      = "lookup"
+	CmdSubscribe   = "subscribe"
+	CmdUnsubscribe = "unsubscribe"
+	CmdInfo        = "info"
+)
+
+// Sub-commands and option words.
+const (
+	SubSetName = "setname"
+	SubGetName = "getname"
+	SubSetInfo = "setinfo"
+	SubID      = "id"
+	SubDocs    = "docs"
+	SubCount   = "count"
+	OptTTL     = "ttl"
+)
+
+// Push kinds sent to subscribers (Redis pub/sub framing).
+const (
+	PushSubscribe   = "subscribe"
+	PushUnsubscribe = "unsubscribe"
+	PushMessage     = "message"
+)
+
+// Inter-node commands served by meta nodes.
+const (
+	CmdHeartbeat = "heartbeat"
+	CmdTable     = "table"
+	CmdNodes     = "nodes"
+	CmdLeave     = "leave"
+)
+
+// Inter-node commands served by data nodes. A session's change stream uses
+// the pub/sub commands above on the data node's port: the channel is the
+// dataInfoId and the payload a Datum in binary form.
+const (
+	CmdDWrite  = "dwrite"
+	CmdDLookup = "dlookup"
+)
+
+// Node kinds as they appear in heartbeats and membership listings.
+const (
+	KindMeta    = "meta"
+	KindData    = "data"
+	KindSession = "session"
+)

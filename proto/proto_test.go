@@ -1,0 +1,184 @@
+package proto
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestHeartbeatRoundTrip(t *testing.T) {
+	in := &Heartbeat{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:7000", Epoch: 42}
+	out, err := ParseHeartbeat(ArgsBytes(in.Args()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v want %+v", out, in)
+	}
+	for _, bad := range [][]any{
+		{CmdHeartbeat, KindData, "d1", "a"},
+		{CmdHeartbeat, "nope", "d1", "a", "1"},
+		{CmdHeartbeat, KindData, "", "a", "1"},
+		{CmdHeartbeat, KindData, "d1", "a", "-1"},
+	} {
+		if _, err := ParseHeartbeat(ArgsBytes(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v: want ErrInvalid, got %v", bad, err)
+		}
+	}
+}
+
+func TestLeaveRoundTrip(t *testing.T) {
+	in := &Leave{Kind: KindSession, NodeID: "s1"}
+	out, err := ParseLeave(ArgsBytes(in.Args()))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v", out, err)
+	}
+}
+
+func TestDWriteRoundTrip(t *testing.T) {
+	in := &DWrite{Epoch: 7, SessionID: "s1", Ops: []Op{
+		{Type: OpRegister, DataInfoID: "svc#@#DEFAULT", RegisterID: "r1", Data: "10.0.0.1:80", ConnID: "c.1"},
+		{Type: OpRegister, DataInfoID: "svc", RegisterID: "r2", Data: "", TTL: 30},
+		{Type: OpUnregister, DataInfoID: "svc", RegisterID: "r1", ConnID: "c.1"},
+		{Type: OpRenew, DataInfoID: "svc", RegisterID: "r2"},
+	}}
+	out, err := ParseDWrite(ArgsBytes(in.Args()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v want %+v", out, in)
+	}
+	empty := &DWrite{Epoch: 1, SessionID: "s1", Ops: []Op{}}
+	if out, err := ParseDWrite(ArgsBytes(empty.Args())); err != nil || len(out.Ops) != 0 {
+		t.Fatalf("empty batch: %+v %v", out, err)
+	}
+}
+
+func TestDWriteRejects(t *testing.T) {
+	good := []any{CmdDWrite, "1", "s1", "R", "svc", "r1", "d", "c", "0"}
+	cases := map[string]func([]any){
+		"arity":     func(a []any) { a[len(a)-1] = nil },
+		"type":      func(a []any) { a[3] = "X" },
+		"empty key": func(a []any) { a[4] = "" },
+		"long key":  func(a []any) { a[4] = strings.Repeat("k", MaxKeyLen+1) },
+		"long data": func(a []any) { a[6] = strings.Repeat("d", MaxDataLen+1) },
+		"ttl":       func(a []any) { a[8] = "x" },
+		"epoch":     func(a []any) { a[1] = "e" },
+	}
+	for name, mutate := range cases {
+		a := append([]any(nil), good...)
+		mutate(a)
+		if a[len(a)-1] == nil {
+			a = a[:len(a)-1]
+		}
+		if _, err := ParseDWrite(ArgsBytes(a)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: want ErrInvalid, got %v", name, err)
+		}
+	}
+}
+
+func TestDLookupRoundTrip(t *testing.T) {
+	in := &DLookup{Epoch: 3, DataInfoID: "svc"}
+	out, err := ParseDLookup(ArgsBytes(in.Args()))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v", out, err)
+	}
+}
+
+func TestDatumBinaryRoundTrip(t *testing.T) {
+	in := &Datum{DataInfoID: "svc", Version: 5<<32 | 9, Entries: []Entry{{"a", "1"}, {"b", ""}, {"c", strings.Repeat("x", 300)}}}
+	out, err := ParseDatum(in.AppendBinary(nil))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v", out, err)
+	}
+	b := in.AppendBinary(nil)
+	for i := 0; i < len(b); i++ {
+		if _, err := ParseDatum(b[:i]); err == nil {
+			t.Fatalf("truncated at %d parsed without error", i)
+		}
+	}
+}
+
+func TestPushJSONParses(t *testing.T) {
+	d := &Datum{DataInfoID: "svc\"<\x01>", Version: 1<<32 | 2, Entries: []Entry{
+		{"r1", "10.0.0.1:80"}, {"r\\2", "line\nbreak\t\u2028"}, {"bad", "\xff\xfe"},
+	}}
+	var got struct {
+		DataInfoID string `json:"dataInfoId"`
+		Version    uint64 `json:"version"`
+		Publishers []struct {
+			RegisterID string `json:"registerId"`
+			Data       string `json:"data"`
+		} `json:"publishers"`
+	}
+	if err := json.Unmarshal(d.AppendPushJSON(nil), &got); err != nil {
+		t.Fatalf("payload is not JSON: %v\n%s", err, d.AppendPushJSON(nil))
+	}
+	if got.DataInfoID != d.DataInfoID || got.Version != d.Version || len(got.Publishers) != 3 {
+		t.Fatalf("got %+v", got)
+	}
+	if got.Publishers[1].Data != "line\nbreak\t\u2028" || got.Publishers[2].Data != "\ufffd\ufffd" {
+		t.Fatalf("escaping: %+v", got.Publishers)
+	}
+	empty := (&Datum{DataInfoID: "x"}).AppendPushJSON(nil)
+	if string(empty) != `{"dataInfoId":"x","version":0,"publishers":[]}` {
+		t.Fatalf("empty datum: %s", empty)
+	}
+}
+
+func TestErrorsCrossTheWire(t *testing.T) {
+	for _, s := range []error{ErrInvalid, ErrNotOwner, ErrNotLeader, ErrStaleEpoch, ErrUnavailable, ErrTimeout} {
+		e := Errorf(s, "detail %d", 1)
+		back := FromRESP(ToRESP(e))
+		if !errors.Is(back, s) {
+			t.Errorf("%v: came back as %v", s, back)
+		}
+		if !strings.HasPrefix(ToRESP(e), Prefix(s)+" ") {
+			t.Errorf("%v: RESP text %q lacks prefix %s", s, ToRESP(e), Prefix(s))
+		}
+	}
+	no := &NotOwnerError{Slot: 12, Owner: "d2", Addr: "127.0.0.1:1", Epoch: 9}
+	var back *NotOwnerError
+	if err := FromRESP("-" + ToRESP(no)); !errors.As(err, &back) || *back != *no || !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("NOTOWNER came back as %#v", err)
+	}
+	unknownOwner := &NotOwnerError{Slot: 1}
+	if err := FromRESP(ToRESP(unknownOwner)); !errors.As(err, &back) || *back != *unknownOwner {
+		t.Fatalf("NOTOWNER without owner came back as %#v", err)
+	}
+	if err := FromRESP("WRONGTYPE whatever"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown prefix: %v", err)
+	}
+	if got := ToRESP(errors.New("plain")); got != "ERR plain" {
+		t.Fatalf("plain error: %q", got)
+	}
+}
+
+func BenchmarkPushJSON(b *testing.B) {
+	d := &Datum{DataInfoID: "com.example.Service#@#DEFAULT#@#GROUP", Version: 1 << 32}
+	for i := 0; i < 10; i++ {
+		d.Entries = append(d.Entries, Entry{RegisterID: "r" + string(rune('a'+i)), Data: "10.0.0.1:8080"})
+	}
+	b.ReportAllocs()
+	var buf []byte
+	for b.Loop() {
+		buf = d.AppendPushJSON(buf[:0])
+	}
+}
+
+func BenchmarkParseDWrite(b *testing.B) {
+	w := &DWrite{Epoch: 1, SessionID: "s1"}
+	for i := 0; i < 64; i++ {
+		w.Ops = append(w.Ops, Op{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "10.0.0.1:80", ConnID: "c.1"})
+	}
+	args := ArgsBytes(w.Args())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseDWrite(args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
