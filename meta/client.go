@@ -1,0 +1,392 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// DefaultInterval is the heartbeat interval when ClientConfig.Interval is 0.
+const DefaultInterval = 500 * time.Millisecond
+
+// ErrClientStopped is returned by a Client after Leave or Close.
+var ErrClientStopped = errors.New("meta client stopped")
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Kind is proto.KindData or proto.KindSession.
+	Kind string
+	// NodeID identifies this node in the membership.
+	NodeID string
+	// Addr is this node's advertised address: the inter-node address of a
+	// data node, the client address of a session.
+	Addr string
+	// Metas are meta RPC addresses; any of them will do, followers
+	// redirect to the leader.
+	Metas []string
+	// Interval between heartbeats. Default DefaultInterval. It must stay
+	// well below the meta lease.
+	Interval time.Duration
+	// OnTable is called whenever a newer table arrives, never
+	// concurrently and in increasing epoch order (from the heartbeat
+	// goroutine once Start was called). It must not call Refresh.
+	OnTable func(*slot.Table)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first field that is wrong, by name.
+func (c *ClientConfig) Validate() error {
+	if c.Kind != proto.KindData && c.Kind != proto.KindSession {
+		return fmt.Errorf("meta client config: Kind %q is neither %q nor %q", c.Kind, proto.KindData, proto.KindSession)
+	}
+	if c.NodeID == "" || strings.ContainsAny(c.NodeID, " \t\r\n") {
+		return fmt.Errorf("meta client config: NodeID %q is empty or contains white space", c.NodeID)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("meta client config: Addr %q is not host:port: %w", c.Addr, err)
+	}
+	if len(c.Metas) == 0 {
+		return errors.New("meta client config: Metas is empty")
+	}
+	for i, m := range c.Metas {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return fmt.Errorf("meta client config: Metas[%d] %q is not host:port: %w", i, m, err)
+		}
+	}
+	if c.Interval < 0 {
+		return fmt.Errorf("meta client config: Interval %v is negative", c.Interval)
+	}
+	return nil
+}
+
+// Client is what data and session nodes embed to heartbeat to the meta
+// leader and receive tables. While meta has no leader it keeps the last
+// table and keeps trying: nodes go on serving with the table they have.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+
+	table atomic.Pointer[slot.Table]
+	// beatMu serializes heartbeats, so tables are compared, stored and
+	// delivered one at a time and in order.
+	beatMu sync.Mutex
+
+	mu      sync.Mutex
+	cur     string // the meta requests go to
+	next    int    // index in cfg.Metas of the next meta to fall back to
+	conns   map[string]*redis.Client
+	started bool
+	stopped bool // Leave or Close: the loop will not run (again)
+	closed  bool // Close: connections released
+
+	loopCtx    context.Context
+	loopCancel context.CancelFunc
+	refreshCh  chan refreshReq
+	running    atomic.Bool
+	wg         sync.WaitGroup
+	failures   int // consecutive failed heartbeats; loop goroutine only
+}
+
+type refreshReq struct {
+	ctx  context.Context
+	done chan error
+}
+
+// NewClient checks cfg and returns a client; Start begins heartbeating.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Metas = append([]string(nil), cfg.Metas...)
+	c := &Client{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeID, "kind", cfg.Kind),
+		cur:       cfg.Metas[0],
+		next:      1 % len(cfg.Metas),
+		conns:     map[string]*redis.Client{},
+		refreshCh: make(chan refreshReq),
+	}
+	c.loopCtx, c.loopCancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Start begins the heartbeat loop: one heartbeat at once, then one per
+// Interval. Calling it again, or after Leave or Close, does nothing.
+func (c *Client) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.stopped {
+		return
+	}
+	c.started = true
+	c.running.Store(true)
+	c.wg.Add(1)
+	go c.run()
+}
+
+func (c *Client) run() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	c.noteBeat(c.beat(c.loopCtx))
+	for {
+		select {
+		case <-c.loopCtx.Done():
+			return
+		case <-t.C:
+			c.noteBeat(c.beat(c.loopCtx))
+		case req := <-c.refreshCh:
+			ctx, cancel := context.WithCancel(req.ctx)
+			stop := context.AfterFunc(c.loopCtx, cancel)
+			err := c.beat(ctx)
+			stop()
+			cancel()
+			c.noteBeat(err)
+			req.done <- err
+		}
+	}
+}
+
+// noteBeat logs heartbeat failures without flooding: the first of a run,
+// then every 20th, and the recovery.
+func (c *Client) noteBeat(err error) {
+	switch {
+	case err == nil && c.failures > 0:
+		c.log.Info("meta heartbeat recovered", "failures", c.failures)
+		c.failures = 0
+	case err != nil && c.loopCtx.Err() == nil:
+		c.failures++
+		if c.failures == 1 || c.failures%20 == 0 {
+			c.log.Warn("meta heartbeat failed; keeping the last table", "failures", c.failures,
+				"epoch", c.epoch(), "err", err)
+		}
+	}
+}
+
+// Table returns the latest table, nil before the first. Callers must not
+// modify it.
+func (c *Client) Table() *slot.Table { return c.table.Load() }
+
+func (c *Client) epoch() uint64 {
+	if t := c.table.Load(); t != nil {
+		return t.Epoch
+	}
+	return 0
+}
+
+// Refresh heartbeats now, so a node told its table is stale can catch up;
+// if a newer table arrives, OnTable has been called when Refresh returns.
+func (c *Client) Refresh(ctx context.Context) error {
+	if c.running.Load() {
+		req := refreshReq{ctx: ctx, done: make(chan error, 1)}
+		select {
+		case c.refreshCh <- req:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.loopCtx.Done():
+			return ErrClientStopped
+		}
+		select {
+		case err := <-req.done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if c.loopCtx.Err() != nil {
+		return ErrClientStopped
+	}
+	return c.beat(ctx)
+}
+
+// Leave stops the heartbeat loop (so the node does not join again) and
+// tells the meta leader the node is leaving, so it is removed without
+// waiting for its lease to lapse. Call Close afterwards.
+func (c *Client) Leave(ctx context.Context) error {
+	c.stopLoop()
+	l := &proto.Leave{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID}
+	if _, err := c.do(ctx, l.Args()); err != nil {
+		return fmt.Errorf("%s node %s: leave: %w", c.cfg.Kind, c.cfg.NodeID, err)
+	}
+	c.log.Info("left the cluster")
+	return nil
+}
+
+// Close stops the heartbeat loop, waits for its goroutine and releases the
+// connections. It may be called more than once.
+func (c *Client) Close() {
+	c.stopLoop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for _, rdb := range c.conns {
+		_ = rdb.Close()
+	}
+	c.conns = nil
+}
+
+func (c *Client) stopLoop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.loopCancel()
+	c.wg.Wait()
+	c.running.Store(false)
+}
+
+// beat sends one heartbeat and takes in a newer table if one comes back.
+func (c *Client) beat(ctx context.Context) error {
+	c.beatMu.Lock()
+	defer c.beatMu.Unlock()
+	have := c.epoch()
+	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have}
+	v, err := c.do(ctx, hb.Args())
+	if err != nil {
+		return fmt.Errorf("%s node %s: heartbeat at epoch %d: %w", c.cfg.Kind, c.cfg.NodeID, have, err)
+	}
+	rep, err := proto.ParseHeartbeatReply(v)
+	if err != nil {
+		return fmt.Errorf("%s node %s: %w", c.cfg.Kind, c.cfg.NodeID, err)
+	}
+	if rep.Table == nil {
+		return nil
+	}
+	t, err := slot.Unmarshal(rep.Table)
+	if err != nil {
+		return fmt.Errorf("%s node %s: table epoch %d from meta: %w", c.cfg.Kind, c.cfg.NodeID, rep.Epoch, err)
+	}
+	if t.Epoch <= have {
+		// Only a rebuilt meta group can go back; keep the newer table
+		// rather than undo leader epochs data nodes already fenced on.
+		c.log.Warn("meta sent an older table; ignored", "epoch", have, "metaEpoch", t.Epoch)
+		return nil
+	}
+	c.table.Store(t)
+	c.log.Info("slot table updated", "epoch", t.Epoch, "was", have, "dataNodes", len(t.Nodes))
+	if c.cfg.OnTable != nil {
+		c.cfg.OnTable(t)
+	}
+	return nil
+}
+
+// do sends a command to the current meta, following NOTLEADER redirects
+// and moving to the next meta on network errors, for at most
+// len(Metas)+2 attempts. Other RESP errors come back as proto sentinels.
+func (c *Client) do(ctx context.Context, args []any) (any, error) {
+	var lastErr error
+	for range len(c.cfg.Metas) + 2 {
+		addr, rdb, err := c.conn()
+		if err != nil {
+			return nil, err
+		}
+		v, err := rdb.Do(ctx, args...).Result()
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("meta %s: %w", addr, ctx.Err())
+		}
+		var rerr redis.Error
+		if errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
+			perr := proto.FromRESP(rerr.Error())
+			leader, ok := proto.LeaderAddr(perr)
+			if !ok {
+				return nil, fmt.Errorf("meta %s: %w", addr, perr)
+			}
+			c.redirect(addr, leader)
+			lastErr = fmt.Errorf("meta %s: %w", addr, perr)
+			continue
+		}
+		c.redirect(addr, "")
+		lastErr = fmt.Errorf("meta %s: %w", addr, err)
+	}
+	return nil, lastErr
+}
+
+// conn returns the current meta and its connection pool.
+func (c *Client) conn() (string, *redis.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return "", nil, ErrClientStopped
+	}
+	rdb, ok := c.conns[c.cur]
+	if !ok {
+		rdb = newRedis(c.cur)
+		c.conns[c.cur] = rdb
+	}
+	return c.cur, rdb, nil
+}
+
+// redirect moves away from the meta at from: to leader when it names one
+// (other than from), else to the next meta in the list. If another
+// goroutine moved already, it does nothing.
+func (c *Client) redirect(from, leader string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != from {
+		return
+	}
+	if leader != "" && leader != from {
+		c.cur = leader
+		return
+	}
+	c.cur = c.cfg.Metas[c.next]
+	c.next = (c.next + 1) % len(c.cfg.Metas)
+}
+
+// newRedis returns a RESP2 client for one meta with short timeouts and no
+// retries: the caller decides where to go next.
+func newRedis(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		Protocol:              2,
+		DisableIdentity:       true,
+		DialTimeout:           time.Second,
+		ReadTimeout:           2 * time.Second,
+		WriteTimeout:          time.Second,
+		ContextTimeoutEnabled: true,
+		// go-redis reads 0 as "3 retries"; -1 disables them.
+		MaxRetries:               -1,
+		PoolSize:                 2,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// callOnce sends one command to addr on a fresh connection, turning RESP
+// errors into proto sentinels.
+func callOnce(ctx context.Context, addr string, args []any) (any, error) {
+	rdb := newRedis(addr)
+	defer rdb.Close()
+	v, err := rdb.Do(ctx, args...).Result()
+	var rerr redis.Error
+	if err != nil && errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("meta %s: %w", addr, proto.FromRESP(rerr.Error()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("meta %s: %w", addr, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,91 @@
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// cmdType is the first byte of every Raft log entry meta writes. 0 is
+// never written, so a zeroed or truncated entry cannot pass for a command.
+type cmdType byte
+
+const (
+	cmdUnknown cmdType = 0
+	// cmdInit sets the replica count and the initial (empty) table. The
+	// first leader proposes it once, so every voter computes tables for
+	// the same replica count whatever its own Config says.
+	cmdInit cmdType = 1
+	// cmdJoin adds a data or session node, or changes its address.
+	cmdJoin cmdType = 2
+	// cmdRemove removes a data or session node (it left, or its lease
+	// lapsed on the leader).
+	cmdRemove cmdType = 3
+	// cmdRecordMeta records a meta voter's RPC address.
+	cmdRecordMeta cmdType = 4
+)
+
+func (t cmdType) String() string {
+	switch t {
+	case cmdInit:
+		return "init"
+	case cmdJoin:
+		return "join"
+	case cmdRemove:
+		return "remove"
+	case cmdRecordMeta:
+		return "record-meta"
+	}
+	return fmt.Sprintf("unknown(%d)", byte(t))
+}
+
+// Reasons a node is removed; informational, they only reach the logs.
+const (
+	reasonLeave = "leave"
+	reasonLease = "lease"
+)
+
+// command is every log entry's payload. Each type uses a subset of the
+// fields: init Replicas; join Kind, ID, Addr; remove Kind, ID, Reason;
+// record-meta ID, Addr.
+type command struct {
+	Type     cmdType `json:"-"`
+	Kind     string  `json:"kind,omitempty"`
+	ID       string  `json:"id,omitempty"`
+	Addr     string  `json:"addr,omitempty"`
+	Replicas int     `json:"replicas,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+}
+
+// encodeCommand builds a log entry: the type byte, then the JSON payload.
+func encodeCommand(c *command) ([]byte, error) {
+	if !c.Type.known() {
+		return nil, fmt.Errorf("encode command: unknown type %d", byte(c.Type))
+	}
+	p, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", c.Type, err)
+	}
+	return append([]byte{byte(c.Type)}, p...), nil
+}
+
+// decodeCommand is encodeCommand's inverse. It checks only the envelope
+// and the JSON; whether the command makes sense against the state is the
+// applier's business, answered with an error value, not a decode error.
+func decodeCommand(b []byte) (*command, error) {
+	if len(b) == 0 {
+		return nil, errors.New("decode command: empty entry")
+	}
+	t := cmdType(b[0])
+	if !t.known() {
+		return nil, fmt.Errorf("decode command: unknown type %d", b[0])
+	}
+	c := &command{}
+	if err := json.Unmarshal(b[1:], c); err != nil {
+		return nil, fmt.Errorf("decode %s command: %w", t, err)
+	}
+	c.Type = t
+	return c, nil
+}
+
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdRecordMeta }

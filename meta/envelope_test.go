@@ -1,0 +1,52 @@
+package meta
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, in := range []*command{
+		{Type: cmdInit, Replicas: 3},
+		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "127.0.0.1:9701"},
+		{Type: cmdJoin, Kind: proto.KindSession, ID: "s1", Addr: "10.0.0.1:9600"},
+		{Type: cmdRemove, Kind: proto.KindData, ID: "d1", Reason: reasonLease},
+		{Type: cmdRecordMeta, ID: "m1", Addr: "127.0.0.1:9500"},
+	} {
+		b, err := encodeCommand(in)
+		if err != nil {
+			t.Fatalf("encode %+v: %v", in, err)
+		}
+		if cmdType(b[0]) != in.Type {
+			t.Fatalf("encode %+v: type byte %d, want %d", in, b[0], in.Type)
+		}
+		out, err := decodeCommand(b)
+		if err != nil {
+			t.Fatalf("decode %q: %v", b, err)
+		}
+		if !reflect.DeepEqual(out, in) {
+			t.Fatalf("round trip: got %+v, want %+v", out, in)
+		}
+	}
+}
+
+func TestEnvelopeRejects(t *testing.T) {
+	if _, err := encodeCommand(&command{Type: cmdUnknown}); err == nil {
+		t.Error("encoding an unknown type succeeded")
+	}
+	for _, b := range [][]byte{
+		nil,
+		{0},
+		{0, '{', '}'},
+		{99, '{', '}'},
+		{byte(cmdJoin)},
+		{byte(cmdJoin), '{'},
+		{byte(cmdJoin), '[', ']'},
+	} {
+		if c, err := decodeCommand(b); err == nil {
+			t.Errorf("decodeCommand(%q) = %+v, want an error", b, c)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package meta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+const (
+	testRaftTimeout = 200 * time.Millisecond
+	testWait        = 10 * time.Second
+)
+
+// lockedBuffer collects a test's logs; they are printed only if it fails,
+// and writing after the test ended is harmless.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	buf := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", buf)
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return ln
+}
+
+// nodeSpec is what a test needs to start (and restart) a meta node.
+type nodeSpec struct {
+	id      string
+	raftLn  net.Listener
+	dir     string
+	lease   time.Duration
+	peers   []Peer
+	logger  *slog.Logger
+	replica int
+}
+
+func (s *nodeSpec) config(t *testing.T) Config {
+	return Config{
+		NodeID:               s.id,
+		RaftListener:         s.raftLn,
+		RPCListener:          mustListen(t),
+		DataDir:              s.dir,
+		Peers:                s.peers,
+		Lease:                s.lease,
+		Replicas:             s.replica,
+		RaftHeartbeatTimeout: testRaftTimeout,
+		RaftElectionTimeout:  testRaftTimeout,
+		Logger:               s.logger,
+	}
+}
+
+// mustNode starts a node and closes it when the test ends.
+func mustNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.NodeID, err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("Close(%s): %v", n.ID(), err)
+		}
+	})
+	return n
+}
+
+// mustSingle starts a one-voter meta and waits until it leads.
+func mustSingle(t *testing.T, lease time.Duration) *Node {
+	t.Helper()
+	spec := &nodeSpec{id: "m1", raftLn: mustListen(t), dir: t.TempDir(), lease: lease, logger: testLogger(t)}
+	n := mustNode(t, spec.config(t))
+	mustLeader(t, n)
+	return n
+}
+
+// mustCluster starts voters meta nodes with the same Peers.
+func mustCluster(t *testing.T, voters int, lease time.Duration) []*Node {
+	t.Helper()
+	log := testLogger(t)
+	specs := make([]*nodeSpec, voters)
+	var peers []Peer
+	for i := range specs {
+		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: mustListen(t), dir: t.TempDir(), lease: lease, logger: log}
+		peers = append(peers, Peer{ID: specs[i].id, RaftAddr: specs[i].raftLn.Addr().String()})
+	}
+	nodes := make([]*Node, voters)
+	for i, s := range specs {
+		s.peers = peers
+		nodes[i] = mustNode(t, s.config(t))
+	}
+	return nodes
+}
+
+func mustLeader(t *testing.T, n *Node) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	addr, err := n.WaitForLeader(ctx)
+	if err != nil {
+		t.Fatalf("WaitForLeader(%s): %v", n.ID(), err)
+	}
+	return addr
+}
+
+// leaderOf waits until exactly one of nodes leads and is ready, and
+// returns it with the others.
+func leaderOf(t *testing.T, nodes []*Node) (*Node, []*Node) {
+	t.Helper()
+	var leader *Node
+	var followers []*Node
+	waitFor(t, "one ready leader", func() (bool, string) {
+		leader, followers = nil, nil
+		for _, n := range nodes {
+			if n.IsLeader() && n.ready.Load() {
+				if leader != nil {
+					return false, "two leaders"
+				}
+				leader = n
+			} else {
+				followers = append(followers, n)
+			}
+		}
+		return leader != nil, fmt.Sprintf("leader %v", leader != nil)
+	})
+	return leader, followers
+}
+
+// waitFor polls cond until it holds or testWait passes; on timeout it
+// reports what cond last saw.
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	var last string
+	for {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last saw: %s", testWait, what, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tableLog records the tables a client delivered through OnTable.
+type tableLog struct {
+	mu     sync.Mutex
+	tables []*slot.Table
+}
+
+func (l *tableLog) add(t *slot.Table) {
+	l.mu.Lock()
+	l.tables = append(l.tables, t)
+	l.mu.Unlock()
+}
+
+func (l *tableLog) epochs() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []uint64
+	for _, t := range l.tables {
+		out = append(out, t.Epoch)
+	}
+	return out
+}
+
+func (l *tableLog) last() *slot.Table {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.tables) == 0 {
+		return nil
+	}
+	return l.tables[len(l.tables)-1]
+}
+
+// mustClient makes a (not yet started) client that records its tables and
+// is closed when the test ends.
+func mustClient(t *testing.T, kind, id string, metas ...string) (*Client, *tableLog) {
+	t.Helper()
+	tl := &tableLog{}
+	c, err := NewClient(ClientConfig{
+		Kind:     kind,
+		NodeID:   id,
+		Addr:     id + ".test:7000",
+		Metas:    metas,
+		Interval: 50 * time.Millisecond,
+		OnTable:  tl.add,
+		Logger:   testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("NewClient(%s): %v", id, err)
+	}
+	t.Cleanup(c.Close)
+	return c, tl
+}
+
+func memberIDs(ms []Member) []string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func hasIDs(ms []Member, ids ...string) bool {
+	return slices.Equal(memberIDs(ms), ids)
+}
+
+// rawClient is a plain go-redis client for poking at the RPC endpoint.
+func rawClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	rdb := newRedis(addr)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// respErr turns a go-redis reply error into a proto sentinel error.
+func respErr(err error) error {
+	var rerr redis.Error
+	if err != nil && !errors.Is(err, redis.Nil) && errors.As(err, &rerr) {
+		return proto.FromRESP(rerr.Error())
+	}
+	return err
+}
+
+// goroutineDump is every goroutine's stack, for leak reports.
+func goroutineDump() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}

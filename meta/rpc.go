@@ -1,0 +1,258 @@
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+// handler serves one RESP command; args[0] is the command name.
+type handler func(conn redcon.Conn, args [][]byte)
+
+// newHandlers builds the dispatch table, keyed by lower-cased command
+// name; a duplicate or empty registration is a programming error reported
+// at start-up.
+func (n *Node) newHandlers() (map[string]handler, error) {
+	table := map[string]handler{}
+	for _, r := range []struct {
+		name string
+		fn   handler
+	}{
+		{proto.CmdPing, n.handlePing},
+		{proto.CmdHeartbeat, n.handleHeartbeat},
+		{proto.CmdLeave, n.handleLeave},
+		{proto.CmdTable, n.handleTable},
+		{proto.CmdNodes, n.handleNodes},
+		{proto.CmdMetaJoin, n.handleMetaJoin},
+	} {
+		name := strings.ToLower(r.name)
+		if name == "" || r.fn == nil {
+			return nil, fmt.Errorf("meta %s: rpc handler registration for %q is incomplete", n.cfg.NodeID, r.name)
+		}
+		if _, dup := table[name]; dup {
+			return nil, fmt.Errorf("meta %s: rpc command %q registered twice", n.cfg.NodeID, name)
+		}
+		table[name] = r.fn
+	}
+	return table, nil
+}
+
+// startRPC serves RESP on the RPC listener. Connections are counted so
+// Close can wait for their goroutines.
+func (n *Node) startRPC() {
+	n.rpcSrv = redcon.NewServerNetwork("tcp", n.rpcLn.Addr().String(), n.dispatch,
+		func(redcon.Conn) bool { n.rpcConns.Add(1); return true },
+		func(redcon.Conn, error) { n.rpcConns.Done() })
+	go func() {
+		defer close(n.rpcDone)
+		if err := n.rpcSrv.Serve(n.rpcLn); err != nil && n.ctx.Err() == nil {
+			n.log.Error("rpc server stopped", "err", err)
+		}
+	}()
+}
+
+func (n *Node) dispatch(conn redcon.Conn, cmd redcon.Command) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("rpc handler panicked", "cmd", safeName(cmd.Args), "panic", r)
+			conn.WriteError("ERR internal error")
+		}
+	}()
+	if len(cmd.Args) == 0 {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "empty command"))
+		return
+	}
+	h, ok := n.handlers[strings.ToLower(string(cmd.Args[0]))]
+	if !ok {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "unknown command '%s'", safeName(cmd.Args)))
+		return
+	}
+	h(conn, cmd.Args)
+}
+
+// safeName is the command name fit for a log line or an error reply.
+func safeName(args [][]byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	s := string(args[0])
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// writeErr writes err as a RESP error; line breaks would end the reply
+// early, so they are replaced.
+func writeErr(conn redcon.Conn, err error) {
+	conn.WriteError(strings.NewReplacer("\r", " ", "\n", " ").Replace(proto.ToRESP(err)))
+}
+
+func (n *Node) handlePing(conn redcon.Conn, args [][]byte) {
+	switch len(args) {
+	case 1:
+		conn.WriteString("PONG")
+	case 2:
+		conn.WriteBulk(args[1])
+	default:
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdPing))
+	}
+}
+
+// handleHeartbeat renews the sender's lease, makes it a member (or updates
+// its address) through the log when needed, and replies with the table
+// epoch and, if the sender's epoch differs, the table.
+func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
+	h, err := proto.ParseHeartbeat(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "heartbeat from %s: address %q is not host:port", h.NodeID, h.Addr))
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.leases.touch(h.Kind, h.NodeID, time.Now())
+	st := n.store.state()
+	if addr, ok := st.members(h.Kind)[h.NodeID]; !ok || addr != h.Addr {
+		res, err := n.propose(&command{Type: cmdJoin, Kind: h.Kind, ID: h.NodeID, Addr: h.Addr})
+		if err == nil && res.Err != nil {
+			err = proto.Errorf(proto.ErrInvalid, "join %s node %s: %v", h.Kind, h.NodeID, res.Err)
+		}
+		if err != nil {
+			n.log.Warn("join failed", "node", h.NodeID, "kind", h.Kind, "addr", h.Addr, "err", err)
+			writeErr(conn, err)
+			return
+		}
+		if ok {
+			n.log.Info("node address changed", "node", h.NodeID, "kind", h.Kind, "addr", h.Addr, "was", addr, "epoch", res.Epoch)
+		} else {
+			n.log.Info("node joined", "node", h.NodeID, "kind", h.Kind, "addr", h.Addr, "epoch", res.Epoch)
+		}
+		st = n.store.state()
+	}
+	if st.Table == nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
+		return
+	}
+	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch}
+	if h.Epoch != st.Table.Epoch {
+		if reply.Table, err = n.encodeTable(st.Table); err != nil {
+			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
+			return
+		}
+	}
+	conn.WriteRaw(reply.AppendRESP(nil))
+}
+
+// handleLeave removes the sender at once: :1 if it was a member, :0 if not.
+func (n *Node) handleLeave(conn redcon.Conn, args [][]byte) {
+	l, err := proto.ParseLeave(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	res, err := n.propose(&command{Type: cmdRemove, Kind: l.Kind, ID: l.NodeID, Reason: reasonLeave})
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.leases.forget(l.Kind, l.NodeID)
+	switch {
+	case errors.Is(res.Err, errUnknownMember):
+		conn.WriteInt(0)
+	case res.Err != nil:
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "leave %s node %s: %v", l.Kind, l.NodeID, res.Err))
+	default:
+		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch)
+		conn.WriteInt(1)
+	}
+}
+
+// handleTable replies with the local FSM's table as JSON; followers answer
+// too (possibly a little stale).
+func (n *Node) handleTable(conn redcon.Conn, args [][]byte) {
+	if len(args) != 1 {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdTable))
+		return
+	}
+	t := n.store.state().Table
+	if t == nil {
+		t = n.Table()
+	}
+	b, err := n.encodeTable(t)
+	if err != nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
+		return
+	}
+	conn.WriteBulk(b)
+}
+
+// handleNodes replies with Members as JSON.
+func (n *Node) handleNodes(conn redcon.Conn, args [][]byte) {
+	if len(args) != 1 {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdNodes))
+		return
+	}
+	b, err := json.Marshal(n.Members())
+	if err != nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: encode members: %v", n.cfg.NodeID, err))
+		return
+	}
+	conn.WriteBulk(b)
+}
+
+// handleMetaJoin records a voter's RPC address; only voters of the current
+// Raft configuration may be recorded.
+func (n *Node) handleMetaJoin(conn redcon.Conn, args [][]byte) {
+	mj, err := proto.ParseMetaJoin(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	voter, err := n.isVoter(mj.NodeID)
+	if err != nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
+		return
+	}
+	if !voter {
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is not a voter of the meta group", mj.NodeID))
+		return
+	}
+	res, err := n.propose(&command{Type: cmdRecordMeta, ID: mj.NodeID, Addr: mj.RPCAddr})
+	if err == nil && res.Err != nil {
+		err = proto.Errorf(proto.ErrInvalid, "record meta %s: %v", mj.NodeID, res.Err)
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if res.Changed {
+		n.log.Info("recorded meta rpc address", "node", mj.NodeID, "addr", mj.RPCAddr)
+	}
+	conn.WriteString("OK")
+}

@@ -1,0 +1,157 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// state is the replicated state. A published state is immutable: the
+// applier returns a new state (sharing whatever did not change) instead of
+// editing it, so readers and snapshots take a pointer, never a lock, and a
+// snapshot costs nothing.
+type state struct {
+	// Replicas is 0 until cmdInit is applied.
+	Replicas int
+	// Data, Sessions: node ID -> advertised address. Metas: Raft server
+	// ID -> RPC address.
+	Data, Sessions, Metas map[string]string
+	// Table is nil until cmdInit is applied.
+	Table *slot.Table
+}
+
+func newState() *state {
+	return &state{Data: map[string]string{}, Sessions: map[string]string{}, Metas: map[string]string{}}
+}
+
+// members returns the map for a node kind, nil for an unknown kind.
+func (s *state) members(kind string) map[string]string {
+	switch kind {
+	case proto.KindData:
+		return s.Data
+	case proto.KindSession:
+		return s.Sessions
+	case proto.KindMeta:
+		return s.Metas
+	}
+	return nil
+}
+
+// dataNodes lists the data nodes sorted by ID, the input slot.Balance gets.
+func dataNodes(m map[string]string) []slot.Node {
+	nodes := make([]slot.Node, 0, len(m))
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		nodes = append(nodes, slot.Node{ID: id, Addr: m[id]})
+	}
+	return nodes
+}
+
+// Members is the cluster membership as the meta FSM holds it, each list
+// sorted by ID.
+type Members struct {
+	Data     []Member `json:"data"`
+	Sessions []Member `json:"sessions"`
+	Metas    []Member `json:"metas"`
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+	Kind string `json:"kind"` // proto.KindData, KindSession or KindMeta
+	// LastSeenMs is the time since the node's last heartbeat, in
+	// milliseconds, as the meta leader sees it; 0 on followers and for
+	// meta members.
+	LastSeenMs int64 `json:"lastSeenMs,omitempty"`
+}
+
+func (s *state) membersCopy() Members {
+	list := func(kind string) []Member {
+		m := s.members(kind)
+		out := make([]Member, 0, len(m))
+		for _, id := range slices.Sorted(maps.Keys(m)) {
+			out = append(out, Member{ID: id, Addr: m[id], Kind: kind})
+		}
+		return out
+	}
+	return Members{Data: list(proto.KindData), Sessions: list(proto.KindSession), Metas: list(proto.KindMeta)}
+}
+
+// Snapshot format: an 8-byte magic, a 4-byte big-endian version, then the
+// state as JSON (maps are encoded with sorted keys, so equal states give
+// equal bytes).
+var snapshotMagic = [8]byte{'S', 'L', 'O', 'T', 'M', 'E', 'T', 'A'}
+
+const snapshotVersion uint32 = 1
+
+// stateJSON is the persisted form of state. The table keeps slot's own
+// encoding so slot.Unmarshal validates it on restore.
+type stateJSON struct {
+	Replicas int               `json:"replicas"`
+	Data     map[string]string `json:"data"`
+	Sessions map[string]string `json:"sessions"`
+	Metas    map[string]string `json:"metas"`
+	Table    json.RawMessage   `json:"table,omitempty"`
+}
+
+// writeTo persists s in the snapshot format.
+func (s *state) writeTo(w io.Writer) error {
+	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas}
+	if s.Table != nil {
+		b, err := s.Table.Marshal()
+		if err != nil {
+			return fmt.Errorf("snapshot: encode table epoch %d: %w", s.Table.Epoch, err)
+		}
+		sj.Table = b
+	}
+	body, err := json.Marshal(&sj)
+	if err != nil {
+		return fmt.Errorf("snapshot: encode state: %w", err)
+	}
+	hdr := make([]byte, 0, len(snapshotMagic)+4)
+	hdr = append(hdr, snapshotMagic[:]...)
+	hdr = binary.BigEndian.AppendUint32(hdr, snapshotVersion)
+	if _, err := w.Write(hdr); err != nil {
+		return fmt.Errorf("snapshot: write header: %w", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return fmt.Errorf("snapshot: write state: %w", err)
+	}
+	return nil
+}
+
+// readState parses what writeTo wrote, checking the header first.
+func readState(r io.Reader) (*state, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("restore: read snapshot: %w", err)
+	}
+	if len(b) < len(snapshotMagic)+4 || !bytes.Equal(b[:len(snapshotMagic)], snapshotMagic[:]) {
+		return nil, fmt.Errorf("restore: not a meta snapshot (bad magic)")
+	}
+	if v := binary.BigEndian.Uint32(b[len(snapshotMagic):]); v != snapshotVersion {
+		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d", v, snapshotVersion)
+	}
+	var sj stateJSON
+	if err := json.Unmarshal(b[len(snapshotMagic)+4:], &sj); err != nil {
+		return nil, fmt.Errorf("restore: decode state: %w", err)
+	}
+	s := newState()
+	s.Replicas = sj.Replicas
+	maps.Copy(s.Data, sj.Data)
+	maps.Copy(s.Sessions, sj.Sessions)
+	maps.Copy(s.Metas, sj.Metas)
+	if len(sj.Table) > 0 {
+		if s.Table, err = slot.Unmarshal(sj.Table); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+	}
+	return s, nil
+}
