@@ -1,0 +1,268 @@
+// Command registry runs one slotreg node: meta, data or session, or all of
+// them in one process for local use (dev).
+package main
+
+import (
+	"context"
+		"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/sessionserver"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "registry",
+		Usage: "a sharded service registry that speaks RESP",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"SLOTREG_LOG_FORMAT"}},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"SLOTREG_LOG_LEVEL"}},
+		},
+		Commands: []*cli.Command{metaCommand(), dataCommand(), sessionCommand(), devCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(1)
+	}
+}
+
+func logger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+	return obs.NewLogger(w, c.String("log-format"), c.String("log-level"))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePeers reads "id=raftaddr,id=raftaddr".
+func parsePeers(s string) ([]meta.Peer, error) {
+	var peers []meta.Peer
+	for _, p := range splitList(s) {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=host:port", p)
+		}
+		peers = append(peers, meta.Peer{ID: id, RaftAddr: addr})
+	}
+	return peers, nil
+}
+
+var (
+	flagID   = &cli.StringFlag{Name: "id", Usage: "node id, unique in the cluster", Required: true}
+	flagMeta = &cli.StringFlag{Name: "meta", Usage: "meta RPC addresses, comma separated", EnvVars: []string{"SLOTREG_META"}, Required: true}
+	flagHTTP = &cli.StringFlag{Name: "http", Usage: "address for /metrics, /healthz and /readyz (empty: off)"}
+	flagBeat = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
+)
+
+func metaCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "meta",
+		Usage: "run a meta node: membership and the slot table, on Raft",
+		Flags: []cli.Flag{
+			flagID,
+			&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
+			&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
+			&cli.StringFlag{Name: "advertise-raft", Usage: "Raft address peers dial (default: --raft)"},
+			&cli.StringFlag{Name: "advertise-rpc", Usage: "RPC address others dial (default: --rpc)"},
+			&cli.StringFlag{Name: "peers", Usage: "all voters as id=raftaddr,... (empty: a single voter)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live", Required: true},
+			&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "how long a data or session node may miss heartbeats before it is evicted"},
+			&cli.IntFlag{Name: "replicas", Value: 2, Usage: "copies of each slot (leader + followers)"},
+			flagHTTP,
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			peers, err := parsePeers(c.String("peers"))
+			if err != nil {
+				return err
+			}
+			n, err := meta.New(meta.Config{
+				NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
+				AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
+				DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
+				Replicas: c.Int("replicas"), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
+				if _, err := n.WaitForLeader(instant()); err != nil {
+					return false, "no meta leader"
+				}
+				return true, ""
+			})
+		},
+	}
+}
+
+func dataCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "data",
+		Usage: "run a data node: leads and follows slots of the table",
+		Flags: []cli.Flag{
+			flagID, flagMeta, flagHTTP, flagBeat,
+			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
+			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
+			&cli.IntFlag{Name: "oplog-size", Value: 4096, Usage: "op-log entries kept per slot"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			n, err := dataserver.New(dataserver.Config{
+				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
+				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
+				OpLogSize: c.Int("oplog-size"), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
+				if n.Table() == nil {
+					return false, "no slot table yet"
+				}
+				return true, ""
+			})
+		},
+	}
+}
+
+func sessionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "session",
+		Usage: "run a session node: holds client connections (RESP)",
+		Flags: []cli.Flag{
+			flagID, flagMeta, flagHTTP, flagBeat,
+			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
+			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
+			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			n, err := sessionserver.New(sessionserver.Config{
+				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
+				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
+				WriteTimeout: c.Duration("write-timeout"), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
+				if !n.Ready() {
+					return false, "slot table incomplete"
+				}
+				return true, ""
+			})
+		},
+	}
+}
+
+// instant is a context that is already done: for readiness probes that
+// must not wait.
+func instant() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// serveUntilSignal serves /metrics and health (when --http is set) and
+// blocks until SIGINT or SIGTERM, then closes the node.
+func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, ready func() (bool, string)) error {
+	var hs *obs.Server
+	if addr := c.String("http"); addr != "" {
+		var err error
+		if hs, err = obs.Serve(addr, ready); err != nil {
+			closeNode()
+			return err
+		}
+		log.Info("http endpoint", "addr", hs.Addr())
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("stopping", "signal", s.String())
+	if hs != nil {
+		hs.Close()
+	}
+	return closeNode()
+}
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
+			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
+			flagHTTP,
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			dir := c.String("data-dir")
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "slotreg-dev-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+			}
+			ln, err := net.Listen("tcp", c.String("listen"))
+			if err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
+			cl, err := cluster.Start(cluster.Options{
+				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = cl.WaitReady(ctx)
+			cancel()
+			if err != nil {
+				cl.Close()
+				return err
+			}
+			sess := cl.Sessions[0]
+			fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
+				sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
+			_, port, _ := net.SplitHostPort(sess.Addr())
+			fmt.Printf("connect with: redis-cli -p %s\n", port)
+			fmt.Println("ready")
+			return serveUntilSignal(c, log, cl.Close, func() (bool, string) {
+				if !sess.Ready() {
+					return false, "slot table incomplete"
+				}
+				return true, ""
+			})
+		},
+	}
+}
+

@@ -1,0 +1,10 @@
+// Package dataserver is the data role: for every slot this node leads it
+// holds the datums (a tidwall/btree keyed by dataInfoId), issues their
+// versions, keeps the slot's op-log and streams change notices to the
+// sessions that watch a dataInfoId.
+//
+// It must never accept a write for a slot it does not lead by its latest
+// table (it refuses with NOTOWNER naming the owner), never issue a version
+// lower than one it issued before for the same dataInfoId, and never block
+// a writer on a slow watcher: notices coalesce per watcher.
+package dataserver

@@ -1,0 +1,385 @@
+package dataserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+	"github.com/tidwall/redcon"
+)
+
+// Config is a data node's configuration.
+type Config struct {
+	NodeID    string
+	Listener  net.Listener // optional: an open listener (tests use 127.0.0.1:0)
+	Addr      string       // listened on when Listener is nil
+	Advertise string       // the address sessions dial; default the listener's
+	Metas     []string     // meta RPC addresses
+	// Heartbeat is how often the node renews its lease with meta.
+	Heartbeat time.Duration
+	// OpLogSize bounds each slot's op-log.
+	OpLogSize int
+	// SweepInterval is how often TTL publishers are checked for expiry.
+	SweepInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Validate says which field is wrong.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return errors.New("dataserver: NodeID is empty")
+	}
+	if c.Listener == nil && c.Addr == "" {
+		return errors.New("dataserver: neither Listener nor Addr is set")
+	}
+	if len(c.Metas) == 0 {
+		return errors.New("dataserver: Metas is empty")
+	}
+	if c.OpLogSize < 0 {
+		return fmt.Errorf("dataserver: OpLogSize %d is negative", c.OpLogSize)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 500 * time.Millisecond
+	}
+	if c.OpLogSize == 0 {
+		c.OpLogSize = 4096
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is a running data node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	ln     net.Listener
+	addr   string
+	meta   *meta.Client
+	table  atomic.Pointer[slot.Table]
+	stores [slot.Count]atomic.Pointer[slotStore]
+	watch  [slot.Count]watchers
+
+	tableMu sync.Mutex // serialises onTable
+
+	mu      sync.Mutex
+	streams map[*stream]struct{}
+	conns   sync.WaitGroup
+	closing atomic.Bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New starts a data node: it listens, joins meta by heartbeat and serves
+// the slots the table gives it.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("dataserver %s: listen: %w", cfg.NodeID, err)
+		}
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
+		ln:      ln,
+		addr:    cfg.Advertise,
+		streams: make(map[*stream]struct{}),
+		stop:    make(chan struct{}),
+	}
+	if n.addr == "" {
+		n.addr = ln.Addr().String()
+	}
+	for i := range n.watch {
+		n.watch[i].byID = make(map[string]map[*stream]struct{})
+	}
+	mc, err := meta.NewClient(meta.ClientConfig{
+		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
+		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
+	}
+	n.meta = mc
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		err := redcon.Serve(ln, n.handle, func(redcon.Conn) bool {
+			if n.closing.Load() {
+				return false
+			}
+			n.conns.Add(1)
+			return true
+		}, func(redcon.Conn, error) { n.conns.Done() })
+		if err != nil && !n.closing.Load() {
+			n.log.Error("serve", "err", err)
+		}
+	}()
+	go n.sweep()
+	mc.Start()
+	return n, nil
+}
+
+// Addr is the address sessions dial.
+func (n *Node) Addr() string { return n.addr }
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Table is the latest table this node has, nil before the first.
+func (n *Node) Table() *slot.Table { return n.table.Load() }
+
+// Close leaves meta, stops serving and returns once every goroutine the
+// node started has ended.
+func (n *Node) Close() error {
+	if n.closing.Swap(true) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = n.meta.Leave(ctx)
+	cancel()
+	n.meta.Close()
+	close(n.stop)
+	err := n.ln.Close()
+	n.mu.Lock()
+	for s := range n.streams {
+		s.close()
+	}
+	n.mu.Unlock()
+	n.wg.Wait()
+	n.conns.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// onTable adopts a newer table: it opens a store for every slot it now
+// leads and retires the stores of slots it no longer leads.
+func (n *Node) onTable(t *slot.Table) {
+	n.tableMu.Lock()
+	defer n.tableMu.Unlock()
+	if old := n.table.Load(); old != nil && old.Epoch >= t.Epoch {
+		return
+	}
+	me := n.cfg.NodeID
+	var gained, lost int
+	for s := 0; s < slot.Count; s++ {
+		cur := n.stores[s].Load()
+		if t.Leads(me, s) {
+			ep := t.Slots[s].LeaderEpoch
+			if cur == nil {
+				n.stores[s].Store(newSlotStore(s, ep, n.cfg.OpLogSize))
+				gained++
+				continue
+			}
+			cur.mu.Lock()
+			if ep > cur.leaderEpoch {
+				cur.leaderEpoch = ep
+			}
+			cur.mu.Unlock()
+			continue
+		}
+		if cur != nil {
+			cur.mu.Lock()
+			cur.retired = true
+			cur.mu.Unlock()
+			n.stores[s].Store(nil)
+			lost++
+		}
+	}
+	n.table.Store(t)
+	n.log.Info("table adopted", "epoch", t.Epoch, "gained", gained, "lost", lost, "leads", len(t.LedBy(me)))
+	// Watchers of gained slots get the (new) state.
+	for s := 0; s < slot.Count; s++ {
+		if t.Leads(me, s) {
+			n.watch[s].notifyAll()
+		}
+	}
+}
+
+// ownerError names the slot's owner as this node's table knows it.
+func (n *Node) ownerError(s int) error {
+	t := n.table.Load()
+	if t == nil {
+		return proto.Errorf(proto.ErrUnavailable, "data node %s has no slot table yet", n.cfg.NodeID)
+	}
+	owner := t.Leader(s)
+	addr, _ := t.Addr(owner)
+	return &proto.NotOwnerError{Slot: s, Owner: owner, Addr: addr, Epoch: t.Epoch}
+}
+
+// catchUp refreshes the table from meta when a sender routed by a newer
+// epoch than this node has, so a fresh owner does not refuse its slots.
+func (n *Node) catchUp(epoch uint64) {
+	t := n.table.Load()
+	if t != nil && t.Epoch >= epoch {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := n.meta.Refresh(ctx); err != nil {
+		n.log.Warn("table refresh failed", "want_epoch", epoch, "err", err)
+	}
+}
+
+func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
+	name := strings.ToLower(string(cmd.Args[0]))
+	switch name {
+	case proto.CmdDWrite:
+		n.handleWrite(conn, cmd.Args)
+	case proto.CmdDLookup:
+		n.handleLookup(conn, cmd.Args)
+	case proto.CmdSubscribe:
+		n.startStream(conn, cmd)
+	case proto.CmdPing:
+		conn.WriteString("PONG")
+	case proto.CmdQuit:
+		conn.WriteString("OK")
+		conn.Close()
+	default:
+		conn.WriteError(fmt.Sprintf("ERR unknown command '%s'", truncate(cmd.Args[0])))
+	}
+}
+
+func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
+	w, err := proto.ParseDWrite(args)
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
+	n.catchUp(w.Epoch)
+	now := time.Now().UnixNano()
+	conn.WriteArray(len(w.Ops))
+	for i := range w.Ops {
+		op := &w.Ops[i]
+		s := slot.Of(op.DataInfoID)
+		st := n.stores[s].Load()
+		if st == nil {
+			conn.WriteError(proto.ToRESP(n.ownerError(s)))
+			continue
+		}
+		st.mu.Lock()
+		if st.retired {
+			st.mu.Unlock()
+			conn.WriteError(proto.ToRESP(n.ownerError(s)))
+			continue
+		}
+		res, changed := st.apply(w.SessionID, op, now)
+		st.mu.Unlock()
+		conn.WriteUint64(res)
+		if changed {
+			n.watch[s].notify(op.DataInfoID)
+		}
+	}
+}
+
+func (n *Node) handleLookup(conn redcon.Conn, args [][]byte) {
+	l, err := proto.ParseDLookup(args)
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
+	n.catchUp(l.Epoch)
+	d, err := n.snapshot(l.DataInfoID)
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
+	conn.WriteBulk(d.AppendBinary(nil))
+}
+
+// snapshot reads a datum from the store of its slot, or says who owns it.
+func (n *Node) snapshot(id string) (*proto.Datum, error) {
+	s := slot.Of(id)
+	st := n.stores[s].Load()
+	if st == nil {
+		return nil, n.ownerError(s)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.retired {
+		return nil, n.ownerError(s)
+	}
+	return st.snapshot(id), nil
+}
+
+// sweep expires TTL publishers on the slots this node leads.
+func (n *Node) sweep() {
+	defer n.wg.Done()
+	tick := time.NewTicker(n.cfg.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UnixNano()
+		for s := range n.stores {
+			st := n.stores[s].Load()
+			if st == nil {
+				continue
+			}
+			st.mu.Lock()
+			changed := st.expire(now)
+			st.mu.Unlock()
+			for _, id := range changed {
+				n.watch[s].notify(id)
+			}
+		}
+	}
+}
+
+// Stats counts what the node holds, for INFO and metrics.
+type Stats struct {
+	SlotsLed   int
+	Datums     int
+	Publishers int
+}
+
+// Stats reads the counters of every led slot.
+func (n *Node) Stats() Stats {
+	var st Stats
+	for s := range n.stores {
+		ss := n.stores[s].Load()
+		if ss == nil {
+			continue
+		}
+		ss.mu.Lock()
+		st.SlotsLed++
+		st.Datums += ss.datums.Len()
+		st.Publishers += ss.publishers
+		ss.mu.Unlock()
+	}
+	return st
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}

@@ -1,0 +1,147 @@
+package dataserver
+
+import (
+	"testing"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+func reg(id, rid, data, conn string, ttl uint32) *proto.Op {
+	return &proto.Op{Type: proto.OpRegister, DataInfoID: id, RegisterID: rid, Data: data, ConnID: conn, TTL: ttl}
+}
+
+func TestStoreVersionsRiseAndEntriesSort(t *testing.T) {
+	s := newSlotStore(3, 2, 16)
+	var last uint64
+	for _, rid := range []string{"c", "a", "b", "a"} {
+		v, changed := s.apply("s1", reg("svc", rid, "x-"+rid, "c1", 0), 0)
+		if !changed || v <= last || v>>32 != 2 {
+			t.Fatalf("register %s: version %x after %x (changed=%v)", rid, v, last, changed)
+		}
+		last = v
+	}
+	d := s.snapshot("svc")
+	if d.Version != last || len(d.Entries) != 3 || d.Entries[0].RegisterID != "a" || d.Entries[2].RegisterID != "c" {
+		t.Fatalf("snapshot %+v", d)
+	}
+	if s.publishers != 3 {
+		t.Fatalf("publishers = %d", s.publishers)
+	}
+	if e := s.snapshot("none"); e.Version != 0 || len(e.Entries) != 0 {
+		t.Fatalf("missing datum: %+v", e)
+	}
+}
+
+func TestStoreOwnerCheckedUnregister(t *testing.T) {
+	s := newSlotStore(0, 1, 16)
+	s.apply("s1", reg("svc", "r", "old", "c1", 0), 0)
+	s.apply("s1", reg("svc", "r", "new", "c2", 0), 0) // c2 took it over
+	un := &proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "r", ConnID: "c1"}
+	if res, changed := s.apply("s1", un, 0); res != 0 || changed {
+		t.Fatal("c1 closing removed c2's publisher")
+	}
+	un.ConnID = "c2"
+	if res, _ := s.apply("s2", un, 0); res != 0 {
+		t.Fatal("another session's c2 removed it")
+	}
+	if res, _ := s.apply("s1", un, 0); res != 1 {
+		t.Fatal("owner could not remove it")
+	}
+	if res, _ := s.apply("s1", un, 0); res != 0 {
+		t.Fatal("second remove reported success")
+	}
+	if len(s.snapshot("svc").Entries) != 0 || s.publishers != 0 {
+		t.Fatal("publisher still there")
+	}
+}
+
+func TestStoreTTLExpiryAndRenew(t *testing.T) {
+	s := newSlotStore(0, 1, 16)
+	const sec = int64(1e9)
+	s.apply("s1", reg("svc", "t", "d", "", 2), 0)
+	s.apply("s1", reg("svc", "b", "d", "c1", 0), 0)
+	if got := s.expire(sec); len(got) != 0 {
+		t.Fatalf("expired early: %v", got)
+	}
+	if res, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "t"}, sec); res != 1 {
+		t.Fatal("renew failed")
+	}
+	if res, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "b"}, sec); res != 0 {
+		t.Fatal("renew of a connection-bound publisher succeeded")
+	}
+	if got := s.expire(2 * sec); len(got) != 0 {
+		t.Fatalf("expired despite renewal: %v", got)
+	}
+	if got := s.expire(3*sec + 1); len(got) != 1 || got[0] != "svc" {
+		t.Fatalf("expire = %v", got)
+	}
+	d := s.snapshot("svc")
+	if len(d.Entries) != 1 || d.Entries[0].RegisterID != "b" {
+		t.Fatalf("after expiry: %+v", d)
+	}
+	if s.expiry.Len() != 0 {
+		t.Fatalf("expiry index holds %d keys", s.expiry.Len())
+	}
+}
+
+func TestStoreDropSession(t *testing.T) {
+	s := newSlotStore(0, 1, 16)
+	s.apply("s1", reg("a", "1", "", "c1", 0), 0)
+	s.apply("s1", reg("a", "2", "", "c2", 0), 0)
+	s.apply("s1", reg("b", "1", "", "", 30), 0) // TTL: outlives its session
+	s.apply("s2", reg("b", "2", "", "c9", 0), 0)
+	changed := s.dropSession("s1")
+	if len(changed) != 1 || changed[0] != "a" {
+		t.Fatalf("changed = %v", changed)
+	}
+	if len(s.snapshot("a").Entries) != 0 || len(s.snapshot("b").Entries) != 2 {
+		t.Fatalf("a=%+v b=%+v", s.snapshot("a"), s.snapshot("b"))
+	}
+}
+
+func TestOpLog(t *testing.T) {
+	l := newOpLog(4)
+	if got, ok := l.since(0, 0); !ok || len(got) != 0 {
+		t.Fatal("empty log")
+	}
+	for i := uint64(1); i <= 6; i++ {
+		l.append(LogEntry{Seq: i})
+	}
+	if l.len() != 4 {
+		t.Fatalf("len = %d", l.len())
+	}
+	if _, ok := l.since(1, 0); ok {
+		t.Fatal("reader at seq 1 should have fallen off (oldest is 3)")
+	}
+	got, ok := l.since(2, 0)
+	if !ok || len(got) != 4 || got[0].Seq != 3 || got[3].Seq != 6 {
+		t.Fatalf("since(2) = %+v %v", got, ok)
+	}
+	got, _ = l.since(4, 1)
+	if len(got) != 1 || got[0].Seq != 5 {
+		t.Fatalf("since(4, max 1) = %+v", got)
+	}
+	if got, ok := l.since(6, 0); !ok || len(got) != 0 {
+		t.Fatalf("since(last) = %+v", got)
+	}
+}
+
+func TestStoreLogsEveryChange(t *testing.T) {
+	s := newSlotStore(0, 1, 100)
+	s.apply("s1", reg("a", "1", "", "c1", 0), 0)
+	s.apply("s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1"}, 0)
+	s.apply("s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1"}, 0) // no-op
+	got, _ := s.log.since(0, 0)
+	if len(got) != 2 || got[0].Op.Type != proto.OpRegister || got[1].Op.Type != proto.OpUnregister || got[1].Seq != 2 {
+		t.Fatalf("log = %+v", got)
+	}
+}
+
+func BenchmarkStoreRegister(b *testing.B) {
+	s := newSlotStore(0, 1, 4096)
+	op := reg("svc", "r", "10.0.0.1:80", "c1", 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.apply("s1", op, 0)
+	}
+}

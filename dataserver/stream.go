@@ -1,0 +1,239 @@
+package dataserver
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+	"github.com/tidwall/redcon"
+)
+
+// watchers maps a slot's dataInfoIds to the session streams watching them.
+type watchers struct {
+	mu   sync.Mutex
+	byID map[string]map[*stream]struct{}
+}
+
+func (w *watchers) add(id string, s *stream) {
+	w.mu.Lock()
+	m := w.byID[id]
+	if m == nil {
+		m = make(map[*stream]struct{}, 1)
+		w.byID[id] = m
+	}
+	m[s] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *watchers) remove(id string, s *stream) {
+	w.mu.Lock()
+	if m := w.byID[id]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(w.byID, id)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// notify marks id changed for every stream watching it.
+func (w *watchers) notify(id string) {
+	w.mu.Lock()
+	for s := range w.byID[id] {
+		s.mark(id)
+	}
+	w.mu.Unlock()
+}
+
+// notifyAll marks every watched id of the slot changed (the slot got a new
+// leader here).
+func (w *watchers) notifyAll() {
+	w.mu.Lock()
+	for id, m := range w.byID {
+		for s := range m {
+			s.mark(id)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// stream is one session's change feed, spoken as Redis pub/sub on the data
+// port so that the session can use a stock client (go-redis PubSub, with
+// its reconnects). The channel is a dataInfoId; a message carries the
+// datum in binary form. Notices coalesce: the pending set holds each id at
+// most once and the writer always sends the newest state, so a slow
+// session costs memory per watched id, never per change.
+type stream struct {
+	n    *Node
+	dc   redcon.DetachedConn
+	wmu  sync.Mutex // guards writes to dc
+	mu   sync.Mutex
+	subs map[string]struct{}
+	pend map[string]struct{}
+	wake chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// startStream detaches a connection whose first pub/sub command is cmd.
+func (n *Node) startStream(conn redcon.Conn, cmd redcon.Command) {
+	s := &stream{
+		n:    n,
+		dc:   conn.Detach(),
+		subs: make(map[string]struct{}),
+		pend: make(map[string]struct{}),
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	n.mu.Lock()
+	if n.closing.Load() {
+		n.mu.Unlock()
+		s.dc.Close()
+		return
+	}
+	n.streams[s] = struct{}{}
+	n.wg.Add(2)
+	n.mu.Unlock()
+	go s.readLoop(cmd)
+	go s.writeLoop()
+}
+
+func (s *stream) close() {
+	s.once.Do(func() {
+		close(s.done)
+		// Close the socket, not the redcon conn: its Close flushes the
+		// shared writer, which the write loop may be using.
+		s.dc.NetConn().Close()
+	})
+}
+
+func (s *stream) mark(id string) {
+	s.mu.Lock()
+	s.pend[id] = struct{}{}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stream) readLoop(first redcon.Command) {
+	defer s.n.wg.Done()
+	defer s.cleanup()
+	cmd := first
+	for {
+		if !s.command(cmd.Args) {
+			return
+		}
+		var err error
+		if cmd, err = s.dc.ReadCommand(); err != nil {
+			return
+		}
+	}
+}
+
+// command handles one command on the stream; false ends the stream.
+func (s *stream) command(args [][]byte) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	switch strings.ToLower(string(args[0])) {
+	case proto.CmdSubscribe:
+		for _, a := range args[1:] {
+			id := string(a)
+			if proto.CheckKey(id) != nil {
+				continue
+			}
+			s.mu.Lock()
+			_, had := s.subs[id]
+			s.subs[id] = struct{}{}
+			n := len(s.subs)
+			s.mu.Unlock()
+			if !had {
+				s.n.watch[slot.Of(id)].add(id, s)
+			}
+			s.dc.WriteArray(3)
+			s.dc.WriteBulkString(proto.PushSubscribe)
+			s.dc.WriteBulk(a)
+			s.dc.WriteInt(n)
+			s.mark(id)
+		}
+	case proto.CmdUnsubscribe:
+		for _, a := range args[1:] {
+			id := string(a)
+			s.mu.Lock()
+			delete(s.subs, id)
+			delete(s.pend, id)
+			n := len(s.subs)
+			s.mu.Unlock()
+			s.n.watch[slot.Of(id)].remove(id, s)
+			s.dc.WriteArray(3)
+			s.dc.WriteBulkString(proto.PushUnsubscribe)
+			s.dc.WriteBulk(a)
+			s.dc.WriteInt(n)
+		}
+	case proto.CmdPing:
+		s.dc.WriteArray(2)
+		s.dc.WriteBulkString("pong")
+		if len(args) > 1 {
+			s.dc.WriteBulk(args[1])
+		} else {
+			s.dc.WriteBulkString("")
+		}
+	default:
+		s.dc.WriteError("ERR only SUBSCRIBE, UNSUBSCRIBE and PING are allowed on a change stream")
+	}
+	return s.dc.Flush() == nil
+}
+
+func (s *stream) cleanup() {
+	s.close()
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.subs))
+	for id := range s.subs {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.n.watch[slot.Of(id)].remove(id, s)
+	}
+	s.n.mu.Lock()
+	delete(s.n.streams, s)
+	s.n.mu.Unlock()
+}
+
+func (s *stream) writeLoop() {
+	defer s.n.wg.Done()
+	var buf []byte
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		pend := s.pend
+		s.pend = make(map[string]struct{}, len(pend))
+		s.mu.Unlock()
+		s.wmu.Lock()
+		for id := range pend {
+			d, err := s.n.snapshot(id)
+			if err != nil {
+				// Not led here (any more): the session follows the
+				// table to the new leader, which will notify it.
+				continue
+			}
+			buf = d.AppendBinary(buf[:0])
+			s.dc.WriteArray(3)
+			s.dc.WriteBulkString(proto.PushMessage)
+			s.dc.WriteBulkString(id)
+			s.dc.WriteBulk(buf)
+		}
+		err := s.dc.Flush()
+		s.wmu.Unlock()
+		if err != nil {
+			s.close()
+			return
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestDevPrintsReadyAndServes runs `registry dev` as a newcomer would and
+// uses the address it prints.
+func TestDevPrintsReadyAndServes(t *testing.T) {
+	cmd := exec.Command(registryBin, "dev", "--listen", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+	})
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	var addr string
+	timeout := time.After(30 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("registry dev exited before printing ready")
+			}
+			if rest, found := strings.CutPrefix(line, "slotreg dev: session on "); found {
+				addr = strings.Fields(rest)[0]
+			}
+			ready = line == "ready"
+		case <-timeout:
+			t.Fatal("registry dev printed no ready line in 30s")
+		}
+	}
+	if addr == "" {
+		t.Fatal("registry dev did not print its session address")
+	}
+	c := mustClient(t, addr)
+	register(t, c, "dev-svc", "r1", "10.0.0.1:80")
+	if _, set := lookup(t, c, "dev-svc"); fmt.Sprint(set) != "[r1=10.0.0.1:80]" {
+		t.Fatalf("LOOKUP: %v", set)
+	}
+	c.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("registry dev exited with %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("registry dev did not exit after SIGTERM")
+	}
+}
+
+func TestSubcommandHelpListsFlags(t *testing.T) {
+	for role, flags := range map[string][]string{
+		"meta":    {"--id", "--raft", "--rpc", "--peers", "--data-dir", "--lease", "--http"},
+		"data":    {"--id", "--listen", "--meta", "--http"},
+		"session": {"--id", "--listen", "--meta", "--http"},
+		"dev":     {"--listen"},
+	} {
+		out, err := exec.Command(registryBin, role, "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s --help: %v\n%s", role, err, out)
+		}
+		for _, f := range flags {
+			if !strings.Contains(string(out), f) {
+				t.Errorf("%s --help lacks %s:\n%s", role, f, out)
+			}
+		}
+	}
+	out, err := exec.Command(registryBin, "data", "--id", "d1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "meta") {
+		t.Fatalf("data without --meta: err=%v out=%s", err, out)
+	}
+}
+
+// redisCLI runs redis-cli; CI installs it, elsewhere the test skips
+// without it.
+func redisCLI(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-cli is not installed; .ci/run should have installed redis-tools")
+		}
+		t.Skip("redis-cli not installed (apt-get install redis-tools)")
+	}
+	return path
+}
+
+func TestRedisCLI(t *testing.T) {
+	cli := redisCLI(t)
+	cl := mustCluster(t, 1)
+	host, port, _ := strings.Cut(cl.Sessions[0].Addr(), ":")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(cli, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out := run("PING"); out != "PONG" {
+		t.Fatalf("PING: %q", out)
+	}
+	if out := run("REGISTER", "cli-svc", "r1", "10.0.0.1:80", "TTL", "30"); strings.HasPrefix(out, "ERR") || out == "" {
+		t.Fatalf("REGISTER: %q", out)
+	}
+	if out := run("LOOKUP", "cli-svc"); !strings.Contains(out, "r1") || !strings.Contains(out, "10.0.0.1:80") {
+		t.Fatalf("LOOKUP: %q", out)
+	}
+	if out := run("-3", "LOOKUP", "cli-svc"); !strings.Contains(out, "10.0.0.1:80") {
+		t.Fatalf("LOOKUP over RESP3: %q", out)
+	}
+	for _, q := range [][]string{{"COMMAND", "DOCS"}, {"COMMAND"}, {"COMMAND", "COUNT"}, {"INFO"}, {"CLIENT", "SETNAME", "x"}} {
+		if out := run(q...); strings.HasPrefix(out, "ERR") {
+			t.Fatalf("%v: %q", q, out)
+		}
+	}
+	if out := run("NOSUCH"); !strings.HasPrefix(out, "ERR unknown command") {
+		t.Fatalf("unknown command: %q", out)
+	}
+
+	// SUBSCRIBE prints the current state, then a change.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub := exec.CommandContext(ctx, cli, "-h", host, "-p", port, "SUBSCRIBE", "cli-svc")
+	out, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sub.Process.Kill(); sub.Wait() }()
+	sc := bufio.NewScanner(out)
+	waitLine := func(want string) {
+		t.Helper()
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), want) {
+				return
+			}
+		}
+		t.Fatalf("redis-cli SUBSCRIBE never printed %q", want)
+	}
+	waitLine(`"registerId":"r1"`)
+	c := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr()})
+	defer c.Close()
+	register(t, c, "cli-svc", "r2", "10.0.0.2:80")
+	waitLine(`"registerId":"r2"`)
+}

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/cluster"
+)
+
+// mustCluster starts an in-process cluster (1 meta, 2 data, n sessions)
+// and stops it when the test ends.
+func mustCluster(t *testing.T, sessions int) *cluster.Local {
+	t.Helper()
+	cl, err := cluster.Start(cluster.Options{
+		Dir: t.TempDir(), Data: 2, Sessions: sessions,
+		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Close(); err != nil {
+			t.Errorf("cluster close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// mustClient is go-redis with its default options (HELLO 3, CLIENT SETINFO).
+func mustClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping %s: %v", addr, err)
+	}
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// push is one subscriber message, decoded.
+type push struct {
+	DataInfoID string `json:"dataInfoId"`
+	Version    uint64 `json:"version"`
+	Publishers []struct {
+		RegisterID string `json:"registerId"`
+		Data       string `json:"data"`
+	} `json:"publishers"`
+}
+
+// set renders the publishers as "rid=data" strings, sorted.
+func (p push) set() []string {
+	out := make([]string, 0, len(p.Publishers))
+	for _, e := range p.Publishers {
+		out = append(out, e.RegisterID+"="+e.Data)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// watcher records every push a subscription receives and checks the
+// invariant that versions never go back.
+type watcher struct {
+	t    *testing.T
+	mu   sync.Mutex
+	msgs map[string][]push
+	bad  []string
+	ps   *redis.PubSub
+	done chan struct{}
+}
+
+func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
+	t.Helper()
+	ps := c.Subscribe(context.Background(), ids...)
+	// Wait for the confirmations so later writes happen after the subscribe.
+	for range ids {
+		if _, err := ps.Receive(ctxT(t)); err != nil {
+			t.Fatalf("subscribe confirmation: %v", err)
+		}
+	}
+	w := &watcher{t: t, msgs: make(map[string][]push), ps: ps, done: make(chan struct{})}
+	ch := ps.Channel()
+	go func() {
+		defer close(w.done)
+		for m := range ch {
+			var p push
+			if err := json.Unmarshal([]byte(m.Payload), &p); err != nil {
+				w.fail("bad payload %q: %v", m.Payload, err)
+				continue
+			}
+			w.mu.Lock()
+			prev := w.msgs[m.Channel]
+			if n := len(prev); n > 0 && p.Version <= prev[n-1].Version {
+				w.bad = append(w.bad, fmt.Sprintf("%s: version went from %d to %d", m.Channel, prev[n-1].Version, p.Version))
+			}
+			if p.DataInfoID != m.Channel {
+				w.bad = append(w.bad, fmt.Sprintf("channel %s carried %s", m.Channel, p.DataInfoID))
+			}
+			w.msgs[m.Channel] = append(prev, p)
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ps.Close()
+		<-w.done
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, b := range w.bad {
+			t.Error(b)
+		}
+	})
+	return w
+}
+
+func (w *watcher) fail(f string, a ...any) {
+	w.mu.Lock()
+	w.bad = append(w.bad, fmt.Sprintf(f, a...))
+	w.mu.Unlock()
+}
+
+// last is the newest push for id, and whether there was one.
+func (w *watcher) last(id string) (push, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.msgs[id]
+	if len(m) == 0 {
+		return push{}, false
+	}
+	return m[len(m)-1], true
+}
+
+func (w *watcher) all(id string) []push {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]push(nil), w.msgs[id]...)
+}
+
+// waitSet waits until the newest push for id holds exactly want.
+func (w *watcher) waitSet(id string, want ...string) push {
+	w.t.Helper()
+	sort.Strings(want)
+	var got push
+	eventually(w.t, 10*time.Second, func() (bool, string) {
+		p, ok := w.last(id)
+		got = p
+		return ok && fmt.Sprint(p.set()) == fmt.Sprint(want), fmt.Sprintf("last push for %s: %v (want %v)", id, p.set(), want)
+	})
+	return got
+}
+
+// eventually polls cond until it holds or the deadline passes, then fails
+// with what cond last reported.
+func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %s", within, why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lookup runs LOOKUP and returns the version and the "rid=data" set.
+func lookup(t *testing.T, c *redis.Client, id string) (uint64, []string) {
+	t.Helper()
+	v, err := c.Do(ctxT(t), "LOOKUP", id).Slice()
+	if err != nil {
+		t.Fatalf("LOOKUP %s: %v", id, err)
+	}
+	if len(v) != 2 {
+		t.Fatalf("LOOKUP %s: %d elements", id, len(v))
+	}
+	ver, _ := v[0].(int64)
+	pairs, _ := v[1].([]any)
+	out := make([]string, 0, len(pairs))
+	for _, p := range pairs {
+		kv := p.([]any)
+		out = append(out, kv[0].(string)+"="+kv[1].(string))
+	}
+	return uint64(ver), out
+}
+
+func register(t *testing.T, c *redis.Client, args ...any) uint64 {
+	t.Helper()
+	v, err := c.Do(ctxT(t), append([]any{"REGISTER"}, args...)...).Uint64()
+	if err != nil {
+		t.Fatalf("REGISTER %v: %v", args, err)
+	}
+	return v
+}

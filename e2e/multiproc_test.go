@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// registryBin is the registry binary the multi-process tests run, built
+// once per test binary.
+var registryBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "slotreg-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		registryBin = filepath.Join(dir, "registry")
+		build := exec.Command("go", "build", "-o", registryBin, "../cmd/registry")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building the registry binary:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// procNode is one line of `cluster.sh status`.
+type procNode struct {
+	role, id, addr string
+	pid            int
+	up             bool
+}
+
+// scriptCluster is a cluster started by scripts/cluster.sh.
+type scriptCluster struct {
+	t    *testing.T
+	base int
+	dir  string
+	env  []string
+}
+
+func (c *scriptCluster) run(args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{"../scripts/cluster.sh"}, args...)...)
+	cmd.Env = c.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// portsFree says whether the block of ports a base would use is free now.
+// cluster.sh takes fixed ports by design (DESIGN.md); the test picks a
+// random base in a high range and moves on if any port is taken.
+func portsFree(base int) bool {
+	for off := 11; off <= 73; off++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+off))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
+}
+
+func mustScriptCluster(t *testing.T) *scriptCluster {
+	t.Helper()
+	dir := t.TempDir()
+	var lastOut string
+	for try := 0; try < 5; try++ {
+		base := 20000 + 100*rand.IntN(300)
+		if !portsFree(base) {
+			continue
+		}
+		c := &scriptCluster{t: t, base: base, dir: dir, env: append(os.Environ(),
+			"SLOTREG_BASE_PORT="+strconv.Itoa(base),
+			"SLOTREG_CLUSTER_DIR="+dir,
+			"SLOTREG_BIN="+registryBin,
+			"SLOTREG_LEASE=2s",
+		)}
+		out, err := c.run("up")
+		if err == nil {
+			t.Cleanup(func() {
+				if out, err := c.run("down"); err != nil {
+					t.Errorf("cluster.sh down: %v\n%s", err, out)
+				}
+				for _, n := range c.status() {
+					if n.up {
+						t.Errorf("%s %s (pid %d) still running after down", n.role, n.id, n.pid)
+					}
+				}
+			})
+			return c
+		}
+		lastOut = out
+		c.run("down")
+	}
+	t.Fatalf("cluster.sh up failed:\n%s", lastOut)
+	return nil
+}
+
+func (c *scriptCluster) status() []procNode {
+	c.t.Helper()
+	out, err := c.run("status")
+	if err != nil {
+		c.t.Fatalf("cluster.sh status: %v\n%s", err, out)
+	}
+	var nodes []procNode
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			c.t.Fatalf("status line %q: want 5 fields", line)
+		}
+		pid, _ := strconv.Atoi(f[3])
+		nodes = append(nodes, procNode{role: f[0], id: f[1], addr: f[2], pid: pid, up: f[4] == "up"})
+	}
+	return nodes
+}
+
+func (c *scriptCluster) byRole(role string) []procNode {
+	var out []procNode
+	for _, n := range c.status() {
+		if n.role == role {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// metaLeader finds the meta leader: only the leader tracks lease ages, so
+// only its NODES listing carries lastSeenMs.
+func metaLeader(t *testing.T, metas []procNode) procNode {
+	t.Helper()
+	var leader procNode
+	eventually(t, 15*time.Second, func() (bool, string) {
+		for _, m := range metas {
+			c := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			s, err := c.Do(context.Background(), "NODES").Text()
+			c.Close()
+			if err != nil {
+				continue
+			}
+			var ms struct {
+				Sessions []struct {
+					LastSeenMs int64 `json:"lastSeenMs"`
+				} `json:"sessions"`
+			}
+			if json.Unmarshal([]byte(s), &ms) == nil && len(ms.Sessions) > 0 && ms.Sessions[0].LastSeenMs > 0 {
+				leader = m
+				return true, ""
+			}
+		}
+		return false, "no meta reports lease ages"
+	})
+	return leader
+}
+
+func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 8 processes")
+	}
+	c := mustScriptCluster(t)
+	sessions := c.byRole("session")
+	if len(sessions) != 2 || len(c.byRole("meta")) != 3 || len(c.byRole("data")) != 3 {
+		t.Fatalf("status: %+v", c.status())
+	}
+	a := mustClient(t, sessions[0].addr)
+	b := mustClient(t, sessions[1].addr)
+
+	// The same flow as in-process: register, look up elsewhere, subscribe,
+	// close a publisher's connection.
+	register(t, a, "mp-svc", "r1", "10.0.0.1:80")
+	if _, set := lookup(t, b, "mp-svc"); fmt.Sprint(set) != "[r1=10.0.0.1:80]" {
+		t.Fatalf("LOOKUP via session2: %v", set)
+	}
+	w := mustWatch(t, b, "mp-svc")
+	w.waitSet("mp-svc", "r1=10.0.0.1:80")
+	short := redis.NewClient(&redis.Options{Addr: sessions[0].addr, PoolSize: 1})
+	register(t, short, "mp-svc", "r2", "10.0.0.2:80")
+	w.waitSet("mp-svc", "r1=10.0.0.1:80", "r2=10.0.0.2:80")
+	short.Close()
+	w.waitSet("mp-svc", "r1=10.0.0.1:80")
+
+	// Kill the meta leader with SIGKILL.
+	leader := metaLeader(t, c.byRole("meta"))
+	if err := syscall.Kill(leader.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		for _, n := range c.status() {
+			if n.id == leader.id {
+				return !n.up, "killed meta still up"
+			}
+		}
+		return false, "meta missing from status"
+	})
+	var rest []procNode
+	for _, m := range c.byRole("meta") {
+		if m.id != leader.id {
+			rest = append(rest, m)
+		}
+	}
+	newLeader := metaLeader(t, rest)
+	t.Logf("killed meta leader %s; %s leads now", leader.id, newLeader.id)
+
+	// Writes, lookups and pushes still work.
+	register(t, a, "mp-svc", "r3", "10.0.0.3:80")
+	w.waitSet("mp-svc", "r1=10.0.0.1:80", "r3=10.0.0.3:80")
+
+	// A new session joins through the surviving metas and serves.
+	ln := c.base + 69
+	metas := make([]string, 0, 3)
+	for _, m := range c.byRole("meta") {
+		metas = append(metas, m.addr)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ln)
+	cmd := exec.Command(registryBin, "session", "--id", "session9", "--listen", addr, "--meta", strings.Join(metas, ","))
+	logf, err := os.Create(filepath.Join(c.dir, "session9.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	var s9 *redis.Client
+	eventually(t, 15*time.Second, func() (bool, string) {
+		if s9 == nil {
+			cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+			if cl.Ping(context.Background()).Err() != nil {
+				cl.Close()
+				return false, "session9 not accepting"
+			}
+			s9 = cl
+		}
+		info, err := s9.Info(context.Background(), "registry").Result()
+		return err == nil && strings.Contains(info, "ready:1"), "session9 INFO: " + info
+	})
+	defer s9.Close()
+	register(t, s9, "mp-svc", "r9", "10.0.0.9:80")
+	w.waitSet("mp-svc", "r1=10.0.0.1:80", "r3=10.0.0.3:80", "r9=10.0.0.9:80")
+	if _, set := lookup(t, s9, "mp-svc"); len(set) != 3 {
+		t.Fatalf("LOOKUP via the new session: %v", set)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		n := 0
+		for _, m := range rest {
+			cl := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			s, _ := cl.Do(context.Background(), "NODES").Text()
+			cl.Close()
+			if strings.Contains(s, `"session9"`) {
+				n++
+			}
+		}
+		return n == len(rest), "session9 not in every surviving meta's membership"
+	})
+}

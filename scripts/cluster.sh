@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Starts, stops and lists a local multi-process slotreg cluster on loopback:
+# 3 meta, 3 data and 2 session nodes, every port offset from
+# SLOTREG_BASE_PORT (default 19000).
+#
+#   scripts/cluster.sh up       build if needed, start, wait until ready
+#   scripts/cluster.sh down     stop every node (SIGTERM, then SIGKILL)
+#   scripts/cluster.sh status   one line per node: role id address pid state
+#
+# Ports (B = SLOTREG_BASE_PORT, i = 1..3):
+#   meta i:    raft B+10+i, rpc B+20+i, http B+30+i
+#   data i:    listen B+40+i, http B+50+i
+#   session i: listen B+60+i, http B+70+i   (clients connect here)
+# State, logs and pid files go to SLOTREG_CLUSTER_DIR (default .cluster/).
+# SLOTREG_BIN names the registry binary (default bin/registry, built when
+# missing). SLOTREG_LEASE sets the meta lease (default 3s).
+set -euo pipefail
+
+B=${SLOTREG_BASE_PORT:-19000}
+DIR=${SLOTREG_CLUSTER_DIR:-.cluster}
+BIN=${SLOTREG_BIN:-bin/registry}
+LEASE=${SLOTREG_LEASE:-3s}
+HOST=127.0.0.1
+
+META_RPCS="$HOST:$((B + 21)),$HOST:$((B + 22)),$HOST:$((B + 23))"
+PEERS="meta1=$HOST:$((B + 11)),meta2=$HOST:$((B + 12)),meta3=$HOST:$((B + 13))"
+
+# node lines: role id address http extra-args
+nodes() {
+	for i in 1 2 3; do
+		echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE"
+	done
+	for i in 1 2 3; do
+		echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS"
+	done
+	for i in 1 2; do
+		echo "session session$i $HOST:$((B + 60 + i)) $HOST:$((B + 70 + i)) --listen $HOST:$((B + 60 + i)) --meta $META_RPCS"
+	done
+}
+
+pid_of() { cat "$DIR/$1.pid" 2>/dev/null || true; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# ready ADDR: the node's /readyz answers 200.
+ready() {
+	local host=${1%:*} port=${1##*:} line
+	exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+	printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+	read -r -t 2 line <&3 || line=""
+	exec 3<&- 3>&-
+	[[ "$line" == *" 200 "* ]]
+}
+
+up() {
+	if [ ! -x "$BIN" ]; then
+		echo "building $BIN"
+		go build -o "$BIN" ./cmd/registry
+	fi
+	mkdir -p "$DIR"
+	while read -r role id addr http args; do
+		if alive "$(pid_of "$id")"; then
+			echo "$id already running"
+			continue
+		fi
+		# shellcheck disable=SC2086
+		"$BIN" "$role" --id "$id" --http "$http" $args >"$DIR/$id.log" 2>&1 &
+		echo $! >"$DIR/$id.pid"
+	done < <(nodes)
+	local deadline=$((SECONDS + 60))
+	while read -r role id addr http args; do
+		until ready "$http"; do
+			if ! alive "$(pid_of "$id")"; then
+				echo "$id exited; its log ($DIR/$id.log):" >&2
+				tail -20 "$DIR/$id.log" >&2
+				exit 1
+			fi
+			if [ $SECONDS -ge $deadline ]; then
+				echo "$id not ready after 60s; its log ($DIR/$id.log):" >&2
+				tail -20 "$DIR/$id.log" >&2
+				exit 1
+			fi
+			sleep 0.1
+		done
+	done < <(nodes)
+	echo "cluster up: clients connect to $HOST:$((B + 61)) or $HOST:$((B + 62))"
+}
+
+down() {
+	local pids=()
+	while read -r role id addr http args; do
+		local p
+		p=$(pid_of "$id")
+		if alive "$p"; then
+			kill -TERM "$p" 2>/dev/null || true
+			pids+=("$p")
+		fi
+	done < <(nodes)
+	local deadline=$((SECONDS + 15))
+	for p in "${pids[@]}"; do
+		while alive "$p" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -f "$DIR"/*.pid
+	echo "cluster down"
+}
+
+status() {
+	while read -r role id addr http args; do
+		local p state=down
+		p=$(pid_of "$id")
+		alive "$p" && state=up
+		echo "$role $id $addr ${p:--} $state"
+	done < <(nodes)
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+*)
+	echo "usage: $0 up|down|status" >&2
+	exit 2
+	;;
+esac

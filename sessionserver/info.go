@@ -1,0 +1,63 @@
+package sessionserver
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+// info renders INFO [section]: Redis's text format, "# Section" headers
+// and key:value lines.
+func (n *Node) info(args [][]byte) string {
+	want := "all"
+	if len(args) > 0 {
+		want = strings.ToLower(string(args[0]))
+	}
+	var b strings.Builder
+	section := func(name string, kv ...any) {
+		if want != "all" && want != "default" && want != "everything" && want != strings.ToLower(name) {
+			return
+		}
+		fmt.Fprintf(&b, "# %s\r\n", name)
+		for i := 0; i+1 < len(kv); i += 2 {
+			fmt.Fprintf(&b, "%v:%v\r\n", kv[i], kv[i+1])
+		}
+		b.WriteString("\r\n")
+	}
+	var epoch uint64
+	if t := n.table.Load(); t != nil {
+		epoch = t.Epoch
+	}
+	n.mu.Lock()
+	conns := len(n.conns)
+	n.mu.Unlock()
+	topics, subs := n.subs.counts()
+	section("Server",
+		"slotreg_version", "0.1.0",
+		"role", proto.KindSession,
+		"node_id", n.cfg.NodeID,
+		"tcp_addr", n.addr,
+		"uptime_in_seconds", int(time.Since(n.started).Seconds()),
+		"go_version", runtime.Version(),
+	)
+	section("Clients", "connected_clients", conns)
+	section("Registry",
+		"table_epoch", epoch,
+		"ready", boolInt(n.Ready()),
+		"publishers", n.pubs.count(),
+		"subscribed_topics", topics,
+		"subscribers", subs,
+		"writes_inflight", n.router.inflight.Load(),
+	)
+	return b.String()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

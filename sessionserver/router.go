@@ -1,0 +1,318 @@
+package sessionserver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// writeReq is one op on its way to a slot leader. done is nil for writes
+// nobody waits on (re-syncs, clean-ups after a connection closed).
+type writeReq struct {
+	op       proto.Op
+	deadline time.Time
+	done     chan struct{}
+	res      uint64
+	err      error
+	backoff  time.Duration
+}
+
+func (r *writeReq) finish(res uint64, err error) {
+	r.res, r.err = res, err
+	if r.done != nil {
+		close(r.done)
+	}
+}
+
+// router forwards writes to slot leaders. Each data node gets one link: a
+// goroutine that gathers whatever writes are queued into one DWRITE, so
+// under load one round trip carries hundreds of ops, and the ops for one
+// node keep the order they were submitted in.
+type router struct {
+	n        *Node
+	mu       sync.Mutex
+	links    map[string]*link
+	inflight atomic.Int64
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+type link struct {
+	addr string
+	rdb  *redis.Client
+	ch   chan *writeReq
+}
+
+func newRouter(n *Node) *router {
+	return &router{n: n, links: make(map[string]*link), stop: make(chan struct{})}
+}
+
+// dataClient returns a go-redis client for a data node, shared by the
+// write link, lookups and the change feed.
+func newDataClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:            addr,
+		Protocol:        2,
+		DisableIdentity: true,
+		MaxRetries:      -1,
+		DialTimeout:     time.Second,
+		ReadTimeout:     5 * time.Second,
+		WriteTimeout:    5 * time.Second,
+		PoolSize:        8,
+	})
+}
+
+func (r *router) link(addr string) *link {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.links[addr]; l != nil {
+		return l
+	}
+	l := &link{addr: addr, rdb: newDataClient(addr), ch: make(chan *writeReq, 4096)}
+	r.links[addr] = l
+	r.wg.Add(1)
+	go r.sendLoop(l)
+	return l
+}
+
+// submit routes a write to its slot's leader. With done == nil the caller
+// does not wait; the write is still retried until its deadline.
+func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
+	timeout := r.n.cfg.WriteTimeout
+	if done == nil {
+		timeout *= 3
+	}
+	req := &writeReq{op: *op, deadline: time.Now().Add(timeout), done: done}
+	r.inflight.Add(1)
+	r.route(req)
+	return req
+}
+
+func (r *router) route(req *writeReq) {
+	addr, err := r.leaderAddr(req.op.DataInfoID)
+	if err != nil {
+		r.retry([]*writeReq{req}, err)
+		return
+	}
+	l := r.link(addr)
+	select {
+	case l.ch <- req:
+	case <-r.stop:
+		r.complete(req, 0, proto.Errorf(proto.ErrUnavailable, "session is stopping"))
+	}
+}
+
+func (r *router) complete(req *writeReq, res uint64, err error) {
+	req.finish(res, err)
+	r.inflight.Add(-1)
+}
+
+func (r *router) leaderAddr(id string) (string, error) {
+	t := r.n.table.Load()
+	if t == nil {
+		return "", proto.Errorf(proto.ErrUnavailable, "session has no slot table yet")
+	}
+	s := slot.Of(id)
+	leader := t.Slots[s].Leader
+	addr, ok := t.Addr(leader)
+	if leader == "" || !ok {
+		return "", proto.Errorf(proto.ErrUnavailable, "slot %d has no leader (table epoch %d)", s, t.Epoch)
+	}
+	return addr, nil
+}
+
+func (r *router) sendLoop(l *link) {
+	defer r.wg.Done()
+	max := r.n.cfg.MaxBatch
+	batch := make([]*writeReq, 0, max)
+	for {
+		select {
+		case req := <-l.ch:
+			batch = append(batch, req)
+		case <-r.stop:
+			return
+		}
+	gather:
+		for len(batch) < max {
+			select {
+			case req := <-l.ch:
+				batch = append(batch, req)
+			default:
+				break gather
+			}
+		}
+		r.send(l, batch)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// send carries one batch and settles each op: done, failed for good, or
+// queued for a retry after the table is refreshed.
+func (r *router) send(l *link, batch []*writeReq) {
+	t := r.n.table.Load()
+	w := proto.DWrite{SessionID: r.n.cfg.NodeID, Ops: make([]proto.Op, len(batch))}
+	if t != nil {
+		w.Epoch = t.Epoch
+	}
+	for i, req := range batch {
+		w.Ops[i] = req.op
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	vals, err := l.rdb.Do(ctx, w.Args()...).Slice()
+	cancel()
+	if err == nil && len(vals) != len(batch) {
+		err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %d results for %d ops", l.addr, len(vals), len(batch))
+	}
+	if err != nil {
+		err = fromRedis(err)
+		if errors.Is(err, proto.ErrInvalid) {
+			for _, req := range batch {
+				r.complete(req, 0, err)
+			}
+			return
+		}
+		r.retry(append([]*writeReq(nil), batch...), err)
+		return
+	}
+	var again []*writeReq
+	var lastErr error
+	for i, v := range vals {
+		switch v := v.(type) {
+		case int64:
+			r.complete(batch[i], uint64(v), nil)
+		case error:
+			e := fromRedis(v)
+			if errors.Is(e, proto.ErrInvalid) {
+				r.complete(batch[i], 0, e)
+				continue
+			}
+			again = append(again, batch[i])
+			lastErr = e
+		default:
+			r.complete(batch[i], 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %T from data node %s", v, l.addr))
+		}
+	}
+	if len(again) > 0 {
+		r.retry(again, lastErr)
+	}
+}
+
+// retry refreshes the table and routes the requests again after a short,
+// growing pause, failing those whose deadline has passed.
+func (r *router) retry(reqs []*writeReq, cause error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.n.refreshTable(ctx)
+		cancel()
+		wait := 10 * time.Millisecond
+		for _, req := range reqs {
+			if req.backoff > wait {
+				wait = req.backoff
+			}
+		}
+		select {
+		case <-time.After(wait):
+		case <-r.stop:
+			for _, req := range reqs {
+				r.complete(req, 0, proto.Errorf(proto.ErrUnavailable, "session is stopping"))
+			}
+			return
+		}
+		now := time.Now()
+		for _, req := range reqs {
+			if now.After(req.deadline) {
+				r.complete(req, 0, proto.Errorf(proto.ErrTimeout, "no slot leader accepted the write in time: %v", cause))
+				continue
+			}
+			req.backoff = min(2*wait, 200*time.Millisecond)
+			r.route(req)
+		}
+	}()
+}
+
+// lookup reads a datum from its slot's leader, following the table.
+func (r *router) lookup(ctx context.Context, id string) (*proto.Datum, error) {
+	wait := 10 * time.Millisecond
+	for {
+		d, err := r.lookupOnce(ctx, id)
+		if err == nil || errors.Is(err, proto.ErrInvalid) {
+			return d, err
+		}
+		r.n.refreshTable(ctx)
+		select {
+		case <-ctx.Done():
+			return nil, proto.Errorf(proto.ErrTimeout, "lookup of %q: %v", id, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+func (r *router) lookupOnce(ctx context.Context, id string) (*proto.Datum, error) {
+	addr, err := r.leaderAddr(id)
+	if err != nil {
+		return nil, err
+	}
+	t := r.n.table.Load()
+	l := r.link(addr)
+	req := proto.DLookup{Epoch: t.Epoch, DataInfoID: id}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	b, err := l.rdb.Do(cctx, req.Args()...).Text()
+	if err != nil {
+		return nil, fromRedis(err)
+	}
+	return proto.ParseDatum([]byte(b))
+}
+
+// drain waits until every queued write has been settled, or timeout.
+func (r *router) drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *router) close() {
+	close(r.stop)
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.links {
+		l.rdb.Close()
+	}
+	// Anything still queued is failed so no caller waits forever.
+	for _, l := range r.links {
+		for {
+			select {
+			case req := <-l.ch:
+				r.complete(req, 0, proto.Errorf(proto.ErrUnavailable, "session is stopping"))
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+// fromRedis turns a go-redis error into one of proto's sentinels: a RESP
+// error reply by its prefix, anything else (the network) as unavailable.
+func fromRedis(err error) error {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return proto.FromRESP(re.Error())
+	}
+	if errors.Is(err, redis.Nil) {
+		return proto.Errorf(proto.ErrUnavailable, "empty reply")
+	}
+	return proto.Errorf(proto.ErrUnavailable, "%v", err)
+}

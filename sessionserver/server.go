@@ -1,0 +1,286 @@
+package sessionserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// Config is a session node's configuration.
+type Config struct {
+	NodeID    string
+	Listener  net.Listener // optional: an open client listener
+	Addr      string       // listened on when Listener is nil
+	Advertise string       // the client address meta records; default the listener's
+	Metas     []string     // meta RPC addresses
+	// Heartbeat is how often the node renews its lease with meta.
+	Heartbeat time.Duration
+	// WriteTimeout bounds how long a REGISTER/UNREGISTER/RENEW waits for
+	// the slot leader, retries included.
+	WriteTimeout time.Duration
+	// MaxBatch bounds the ops sent to one data node in one request.
+	MaxBatch int
+	Logger   *slog.Logger
+}
+
+// Validate says which field is wrong.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return errors.New("sessionserver: NodeID is empty")
+	}
+	if c.Listener == nil && c.Addr == "" {
+		return errors.New("sessionserver: neither Listener nor Addr is set")
+	}
+	if len(c.Metas) == 0 {
+		return errors.New("sessionserver: Metas is empty")
+	}
+	if c.MaxBatch < 0 {
+		return fmt.Errorf("sessionserver: MaxBatch %d is negative", c.MaxBatch)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 500 * time.Millisecond
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is a running session node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	ln    net.Listener
+	addr  string
+	meta  *meta.Client
+	table atomic.Pointer[slot.Table]
+	// incarnation makes connection IDs unique across restarts of a
+	// session with the same node ID.
+	incarnation string
+	nextConn    atomic.Uint64
+
+	router *router
+	pubs   pubRegistry
+	subs   subRegistry
+
+	mu      sync.Mutex
+	conns   map[*clientConn]struct{}
+	closing atomic.Bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
+	started     time.Time
+}
+
+// New starts a session node.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("sessionserver %s: listen: %w", cfg.NodeID, err)
+		}
+	}
+	n := &Node{
+		cfg:         cfg,
+		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
+		ln:          ln,
+		addr:        cfg.Advertise,
+		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
+		conns:       make(map[*clientConn]struct{}),
+		stop:        make(chan struct{}),
+		started:     time.Now(),
+	}
+	if n.addr == "" {
+		n.addr = ln.Addr().String()
+	}
+	n.pubs.init()
+	n.subs.init()
+	n.router = newRouter(n)
+	mc, err := meta.NewClient(meta.ClientConfig{
+		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
+		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("sessionserver %s: %w", cfg.NodeID, err)
+	}
+	n.meta = mc
+	mc.Start()
+	n.wg.Add(1)
+	go n.acceptLoop()
+	return n, nil
+}
+
+// Addr is the client address.
+func (n *Node) Addr() string { return n.addr }
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Table is the latest table, nil before the first.
+func (n *Node) Table() *slot.Table { return n.table.Load() }
+
+// Ready says whether every slot has a leader the session can route to.
+func (n *Node) Ready() bool {
+	t := n.table.Load()
+	if t == nil {
+		return false
+	}
+	for s := range t.Slots {
+		if t.Slots[s].Leader == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !n.Ready() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("session %s not ready (table %v): %w", n.cfg.NodeID, n.table.Load() != nil, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Close disconnects every client (their connection-bound publishers are
+// unregistered first, as far as the data nodes answer in time), leaves
+// meta and returns once every goroutine the node started has ended.
+func (n *Node) Close() error {
+	if n.closing.Swap(true) {
+		return nil
+	}
+	err := n.ln.Close()
+	n.mu.Lock()
+	conns := make([]*clientConn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	n.mu.Unlock()
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	// Connection goroutines unregister their publishers on the way out.
+	n.wg.Wait()
+	n.router.drain(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = n.meta.Leave(ctx)
+	cancel()
+	n.meta.Close()
+	close(n.stop)
+	n.router.close()
+	n.subs.closeFeeds()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (n *Node) acceptLoop() {
+	defer n.wg.Done()
+	for {
+		nc, err := n.ln.Accept()
+		if err != nil {
+			if n.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.log.Warn("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c := newClientConn(n, nc)
+		n.mu.Lock()
+		if n.closing.Load() {
+			n.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		n.conns[c] = struct{}{}
+		n.wg.Add(1)
+		n.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// refreshTable asks meta for a newer table after a data node refused a
+// slot, at most once per 50ms however many requests were refused.
+func (n *Node) refreshTable(ctx context.Context) {
+	n.refreshMu.Lock()
+	defer n.refreshMu.Unlock()
+	if time.Since(n.lastRefresh) < 50*time.Millisecond {
+		return
+	}
+	if err := n.meta.Refresh(ctx); err != nil {
+		n.log.Debug("table refresh failed", "err", err)
+	}
+	n.lastRefresh = time.Now()
+}
+
+// onTable adopts a newer table: slots whose leader changed get this
+// session's publishers again, and watched dataInfoIds move their feed to
+// the new leader.
+func (n *Node) onTable(t *slot.Table) {
+	old := n.table.Load()
+	if old != nil && old.Epoch >= t.Epoch {
+		return
+	}
+	n.table.Store(t)
+	var moved []int
+	for s := 0; s < slot.Count; s++ {
+		if old == nil || old.Slots[s].Leader != t.Slots[s].Leader ||
+			old.Slots[s].LeaderEpoch != t.Slots[s].LeaderEpoch {
+			moved = append(moved, s)
+		}
+	}
+	n.log.Info("table adopted", "epoch", t.Epoch, "moved_slots", len(moved))
+	n.subs.retarget(n, t)
+	if old != nil {
+		for _, s := range moved {
+			n.resync(s)
+		}
+	}
+}
+
+// resync sends the connection-bound publishers this session holds in slot
+// s to the slot's (new) leader.
+func (n *Node) resync(s int) {
+	ops := n.pubs.opsOf(s)
+	if len(ops) == 0 {
+		return
+	}
+	n.log.Info("resync slot", "slot", s, "publishers", len(ops))
+	for i := range ops {
+		n.router.submit(&ops[i], nil)
+	}
+}

@@ -1,0 +1,272 @@
+package sessionserver
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// pushState is a datum as subscribers get it, with the JSON payload built
+// once per version however many subscribers receive it.
+type pushState struct {
+	version uint64
+	payload []byte
+}
+
+// topic is a dataInfoId some client of this session subscribes to.
+type topic struct {
+	id    string
+	state atomic.Pointer[pushState]
+	subs  map[*clientConn]struct{} // guarded by the registry slot's mu
+}
+
+// subRegistry holds the topics by slot and the change feeds (one per data
+// node) that keep their state current.
+type subRegistry struct {
+	slots [slot.Count]struct {
+		mu     sync.Mutex
+		topics map[string]*topic
+	}
+	reqs   chan watchReq
+	once   sync.Once
+	mgrWg  sync.WaitGroup // the manager
+	feedWg sync.WaitGroup // the feed readers
+	stop   chan struct{}
+
+	feedsMu sync.Mutex
+	feeds   map[string]*feed
+	n       *Node
+}
+
+type watchReq struct {
+	id    string
+	add   bool
+	table bool // re-target every watched id by the current table
+}
+
+// feed is the pub/sub stream from one data node.
+type feed struct {
+	addr string
+	rdb  *redis.Client
+	ps   *redis.PubSub
+}
+
+func (r *subRegistry) init() {
+	for i := range r.slots {
+		r.slots[i].topics = make(map[string]*topic)
+	}
+	r.reqs = make(chan watchReq, 1024)
+	r.stop = make(chan struct{})
+	r.feeds = make(map[string]*feed)
+}
+
+func (r *subRegistry) start(n *Node) {
+	r.once.Do(func() {
+		r.n = n
+		r.mgrWg.Add(1)
+		go r.manage()
+	})
+}
+
+// add subscribes c to id and returns the topic. The caller has already
+// written the subscribe confirmation, so the first message follows it.
+func (r *subRegistry) add(n *Node, c *clientConn, id string) *topic {
+	r.start(n)
+	sl := &r.slots[slot.Of(id)]
+	sl.mu.Lock()
+	t := sl.topics[id]
+	fresh := t == nil
+	if fresh {
+		t = &topic{id: id, subs: make(map[*clientConn]struct{})}
+		sl.topics[id] = t
+	}
+	t.subs[c] = struct{}{}
+	if t.state.Load() != nil {
+		c.markPush(t)
+	}
+	sl.mu.Unlock()
+	if fresh {
+		r.request(watchReq{id: id, add: true})
+	}
+	return t
+}
+
+// remove unsubscribes c from t; the last subscriber stops the watch.
+func (r *subRegistry) remove(c *clientConn, t *topic) {
+	sl := &r.slots[slot.Of(t.id)]
+	sl.mu.Lock()
+	delete(t.subs, c)
+	last := len(t.subs) == 0 && sl.topics[t.id] == t
+	if last {
+		delete(sl.topics, t.id)
+	}
+	sl.mu.Unlock()
+	if last {
+		r.request(watchReq{id: t.id})
+	}
+}
+
+func (r *subRegistry) request(w watchReq) {
+	select {
+	case r.reqs <- w:
+	case <-r.stop:
+	}
+}
+
+// deliver takes a datum from a feed: if it is newer than what the topic
+// has, it becomes the topic's state and every subscriber is marked.
+func (r *subRegistry) deliver(d *proto.Datum) {
+	sl := &r.slots[slot.Of(d.DataInfoID)]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	t := sl.topics[d.DataInfoID]
+	if t == nil {
+		return
+	}
+	if cur := t.state.Load(); cur != nil && d.Version <= cur.version {
+		return
+	}
+	t.state.Store(&pushState{version: d.Version, payload: d.AppendPushJSON(nil)})
+	for c := range t.subs {
+		c.markPush(t)
+	}
+}
+
+// counts returns topics and subscriptions held.
+func (r *subRegistry) counts() (topics, subs int) {
+	for i := range r.slots {
+		sl := &r.slots[i]
+		sl.mu.Lock()
+		topics += len(sl.topics)
+		for _, t := range sl.topics {
+			subs += len(t.subs)
+		}
+		sl.mu.Unlock()
+	}
+	return
+}
+
+// retarget asks the manager to move watches whose slot changed leader.
+func (r *subRegistry) retarget(n *Node, _ *slot.Table) {
+	r.start(n)
+	r.request(watchReq{table: true})
+}
+
+// manage owns which data node each watched id is subscribed on; one
+// goroutine, so watch, unwatch and re-targeting never race.
+func (r *subRegistry) manage() {
+	defer r.mgrWg.Done()
+	watched := make(map[string]string) // id -> data node address ("" = unrouted)
+	for {
+		var w watchReq
+		select {
+		case w = <-r.reqs:
+		case <-r.stop:
+			return
+		}
+		switch {
+		case w.table:
+			byAddr := make(map[string][]string)
+			oldBy := make(map[string][]string)
+			for id, addr := range watched {
+				na, _ := r.n.router.leaderAddr(id)
+				if na == addr {
+					continue
+				}
+				if addr != "" {
+					oldBy[addr] = append(oldBy[addr], id)
+				}
+				if na != "" {
+					byAddr[na] = append(byAddr[na], id)
+				}
+				watched[id] = na
+			}
+			for addr, ids := range oldBy {
+				r.unwatch(addr, ids)
+			}
+			for addr, ids := range byAddr {
+				r.watch(addr, ids)
+			}
+		case w.add:
+			if _, ok := watched[w.id]; ok {
+				continue
+			}
+			addr, _ := r.n.router.leaderAddr(w.id)
+			watched[w.id] = addr
+			if addr != "" {
+				r.watch(addr, []string{w.id})
+			}
+		default:
+			addr, ok := watched[w.id]
+			if !ok {
+				continue
+			}
+			delete(watched, w.id)
+			if addr != "" {
+				r.unwatch(addr, []string{w.id})
+			}
+		}
+	}
+}
+
+func (r *subRegistry) feed(addr string) *feed {
+	r.feedsMu.Lock()
+	defer r.feedsMu.Unlock()
+	if f := r.feeds[addr]; f != nil {
+		return f
+	}
+	f := &feed{addr: addr, rdb: newDataClient(addr)}
+	f.ps = f.rdb.Subscribe(context.Background())
+	ch := f.ps.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
+	r.feeds[addr] = f
+	r.feedWg.Add(1)
+	go func() {
+		defer r.feedWg.Done()
+		for msg := range ch {
+			d, err := proto.ParseDatum([]byte(msg.Payload))
+			if err != nil || d.DataInfoID != msg.Channel {
+				r.n.log.Warn("bad change notice", "data", addr, "channel", msg.Channel, "err", err)
+				continue
+			}
+			r.deliver(d)
+		}
+	}()
+	return f
+}
+
+func (r *subRegistry) watch(addr string, ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	// A failed SUBSCRIBE is remembered by the PubSub and sent again when
+	// it reconnects, so the error is only worth a log line.
+	if err := r.feed(addr).ps.Subscribe(ctx, ids...); err != nil {
+		r.n.log.Warn("watch", "data", addr, "ids", len(ids), "err", err)
+	}
+}
+
+func (r *subRegistry) unwatch(addr string, ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.feed(addr).ps.Unsubscribe(ctx, ids...); err != nil {
+		r.n.log.Debug("unwatch", "data", addr, "ids", len(ids), "err", err)
+	}
+}
+
+// closeFeeds stops the manager first, so no feed opens after the feeds
+// are closed, then waits for the feed readers.
+func (r *subRegistry) closeFeeds() {
+	close(r.stop)
+	r.mgrWg.Wait()
+	r.feedsMu.Lock()
+	for _, f := range r.feeds {
+		f.ps.Close()
+		f.rdb.Close()
+	}
+	r.feedsMu.Unlock()
+	r.feedWg.Wait()
+}
