@@ -4,7 +4,7 @@ package main
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -265,4 +265,3 @@ func devCommand() *cli.Command {
 		},
 	}
 }
-
