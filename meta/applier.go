@@ -16,6 +16,17 @@ var (
 	errAlreadyInitialized = errors.New("meta state is already initialized")
 	errUnknownMember      = errors.New("not a member")
 	errBadCommand         = errors.New("bad command")
+	// errMoveRefused: a move cannot start (the target already leads the
+	// slot, the slot has no leader, or slot refused it).
+	errMoveRefused = errors.New("move refused")
+	// errMoving: the slot is already moving.
+	errMoving = errors.New("slot is already moving")
+	// errNotMoving: there is no move to finish or cancel.
+	errNotMoving = errors.New("slot is not moving")
+	// errStaleHandoff: a handoff that does not match the table's leader,
+	// target or leader epoch (the move was cancelled, or the leader
+	// changed meanwhile).
+	errStaleHandoff = errors.New("handoff does not match the table")
 )
 
 // result is what every applied entry returns to the proposer through
@@ -24,6 +35,9 @@ type result struct {
 	Changed bool   // the state changed
 	Epoch   uint64 // the table epoch after the entry, 0 before init
 	Err     error  // a refusal; the state is unchanged
+	// MoveErrs is, for start-moves, one entry per requested move: nil if
+	// it started, else why not.
+	MoveErrs []error
 }
 
 // applyCommand is the stateless applier: the new state after c, and what
@@ -34,6 +48,7 @@ type result struct {
 func applyCommand(s *state, c *command) (*state, result) {
 	var next *state
 	var err error
+	var moveErrs []error
 	switch c.Type {
 	case cmdInit:
 		next, err = applyInit(s, c)
@@ -43,16 +58,22 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, err = applyRemove(s, c)
 	case cmdRecordMeta:
 		next, err = applyRecordMeta(s, c)
+	case cmdStartMoves:
+		next, moveErrs, err = applyStartMoves(s, c)
+	case cmdFinishMove:
+		next, err = applyFinishMove(s, c)
+	case cmdCancelMove:
+		next, err = applyCancelMove(s, c)
 	default:
 		err = fmt.Errorf("%w: type %s", errBadCommand, c.Type)
 	}
 	if err != nil {
-		return s, result{Epoch: tableEpoch(s), Err: err}
+		return s, result{Epoch: tableEpoch(s), Err: err, MoveErrs: moveErrs}
 	}
 	if next == nil {
-		return s, result{Epoch: tableEpoch(s)}
+		return s, result{Epoch: tableEpoch(s), MoveErrs: moveErrs}
 	}
-	return next, result{Changed: true, Epoch: tableEpoch(next)}
+	return next, result{Changed: true, Epoch: tableEpoch(next), MoveErrs: moveErrs}
 }
 
 func tableEpoch(s *state) uint64 {
@@ -76,6 +97,7 @@ func applyInit(s *state, c *command) (*state, error) {
 	next.Replicas = c.Replicas
 	next.Table = slot.NewTable(c.Replicas)
 	next.Table.Epoch = 1
+	next.MembersEpoch = 1
 	return &next, nil
 }
 
@@ -96,11 +118,13 @@ func applyJoin(s *state, c *command) (*state, error) {
 	}
 	m := maps.Clone(s.members(c.Kind))
 	m[c.ID] = c.Addr
-	return withMembers(s, c.Kind, m)
+	return withMembers(s, c.Kind, m, nil)
 }
 
 // applyRemove removes a node; removing a non-member is refused with
-// errUnknownMember so LEAVE can say whether anything happened.
+// errUnknownMember so LEAVE can say whether anything happened. For a data
+// node, c.Prefer names the follower to promote per slot it led; entries
+// that no longer fit the state are dropped (see usablePrefer).
 func applyRemove(s *state, c *command) (*state, error) {
 	if c.Kind != proto.KindData && c.Kind != proto.KindSession {
 		return nil, fmt.Errorf("%w: remove of kind %q", errBadCommand, c.Kind)
@@ -110,21 +134,49 @@ func applyRemove(s *state, c *command) (*state, error) {
 	}
 	m := maps.Clone(s.members(c.Kind))
 	delete(m, c.ID)
-	return withMembers(s, c.Kind, m)
+	var prefer map[int]string
+	if c.Kind == proto.KindData {
+		prefer = usablePrefer(s.Table, m, c.ID, c.Prefer)
+	}
+	return withMembers(s, c.Kind, m, prefer)
 }
 
-// withMembers returns s with the members of kind replaced by m; a change of
-// data nodes recomputes the table with slot.Balance, which is
-// deterministic and raises the epoch only if the table changed. If Balance
-// refuses, the whole command is refused and nothing changes.
-func withMembers(s *state, kind string, m map[string]string) (*state, error) {
+// usablePrefer keeps the entries of prefer that still make sense when
+// departed leaves: the slot is led by departed, and the preferred node is
+// a remaining data node following the slot. The leader computed prefer
+// from the state it saw when proposing; an entry applied in between (a
+// move, another removal) may have made some entries moot, and dropping
+// them (the balancer then promotes the first present follower) is better
+// than refusing the removal of a node that is gone.
+func usablePrefer(t *slot.Table, remaining map[string]string, departed string, prefer map[int]string) map[int]string {
+	var out map[int]string
+	for s, id := range prefer {
+		if _, ok := remaining[id]; !ok || !t.Leads(departed, s) || !t.Follows(id, s) {
+			continue
+		}
+		if out == nil {
+			out = make(map[int]string, len(prefer))
+		}
+		out[s] = id
+	}
+	return out
+}
+
+// withMembers returns s with the members of kind replaced by m. A change of
+// session nodes raises MembersEpoch. A change of data nodes recomputes the
+// table with slot.BalanceWith (prefer: the follower to promote per slot
+// whose leader left), which is deterministic and raises the epoch only if
+// the table changed. If the balancer refuses, the whole command is refused
+// and nothing changes.
+func withMembers(s *state, kind string, m map[string]string, prefer map[int]string) (*state, error) {
 	next := *s
 	switch kind {
 	case proto.KindSession:
 		next.Sessions = m
+		next.MembersEpoch++
 		return &next, nil
 	case proto.KindData:
-		t, err := slot.Balance(s.Table, dataNodes(m), s.Replicas)
+		t, err := slot.BalanceWith(s.Table, dataNodes(m), s.Replicas, prefer)
 		if err != nil {
 			return nil, fmt.Errorf("balance table from epoch %d: %w", tableEpoch(s), err)
 		}
@@ -146,5 +198,112 @@ func applyRecordMeta(s *state, c *command) (*state, error) {
 	next := *s
 	next.Metas = maps.Clone(s.Metas)
 	next.Metas[c.ID] = c.Addr
+	return &next, nil
+}
+
+// applyStartMoves starts the moves of c in order, each against the table
+// the previous ones left, each refused on its own (moveErrs, aligned with
+// c.Moves). The table epoch rises once for the whole entry, however many
+// moves started; if none did, nothing changes.
+func applyStartMoves(s *state, c *command) (*state, []error, error) {
+	if s.Table == nil {
+		return nil, nil, errNotInitialized
+	}
+	if len(c.Moves) == 0 {
+		return nil, nil, fmt.Errorf("%w: start-moves without moves", errBadCommand)
+	}
+	t := s.Table
+	errs := make([]error, len(c.Moves))
+	started := false
+	for i, m := range c.Moves {
+		nt, err := startMove(s, t, m)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		t, started = nt, true
+	}
+	if !started {
+		return nil, errs, nil
+	}
+	// t is a table of our own making, not yet published.
+	t.Epoch = s.Table.Epoch + 1
+	next := *s
+	next.Table = t
+	return &next, errs, nil
+}
+
+// startMove checks one move against the state, with reasons an operator
+// can act on, before slot.StartMove applies it to t.
+func startMove(s *state, t *slot.Table, m moveSpec) (*slot.Table, error) {
+	if m.Slot < 0 || m.Slot >= slot.Count {
+		return nil, fmt.Errorf("%w: slot %d is not in 0..%d", errBadCommand, m.Slot, slot.Count-1)
+	}
+	if _, ok := s.Data[m.To]; !ok {
+		return nil, fmt.Errorf("slot %d: data node %q: %w", m.Slot, m.To, errUnknownMember)
+	}
+	a := &t.Slots[m.Slot]
+	switch {
+	case a.Leader == "":
+		return nil, fmt.Errorf("slot %d has no leader: %w", m.Slot, errMoveRefused)
+	case a.Leader == m.To:
+		return nil, fmt.Errorf("slot %d is led by %s already: %w", m.Slot, m.To, errMoveRefused)
+	case a.Target != "":
+		return nil, fmt.Errorf("slot %d is moving to %s: %w", m.Slot, a.Target, errMoving)
+	}
+	nt, err := slot.StartMove(t, m.Slot, m.To)
+	if err != nil {
+		return nil, fmt.Errorf("slot %d to %s: %w: %w", m.Slot, m.To, errMoveRefused, err)
+	}
+	return nt, nil
+}
+
+// applyFinishMove switches a moving slot's leader to its target. It is
+// refused unless the table still has Leader == From, Target == To and
+// LeaderEpoch == c.LeaderEpoch, so a late or duplicated handoff can never
+// undo a cancel or a failover. A handoff that was already applied (Leader
+// == To at LeaderEpoch+1, nothing moving) succeeds without a change, so a
+// data leader may retry one whose reply it lost.
+func applyFinishMove(s *state, c *command) (*state, error) {
+	if s.Table == nil {
+		return nil, errNotInitialized
+	}
+	if c.Slot < 0 || c.Slot >= slot.Count || c.From == "" || c.To == "" {
+		return nil, fmt.Errorf("%w: finish-move of slot %d from %q to %q", errBadCommand, c.Slot, c.From, c.To)
+	}
+	a := s.Table.Slots[c.Slot]
+	if a.Leader == c.To && a.LeaderEpoch == c.LeaderEpoch+1 && a.Target == "" {
+		return nil, nil
+	}
+	if a.Leader != c.From || a.Target != c.To || a.LeaderEpoch != c.LeaderEpoch {
+		return nil, fmt.Errorf("slot %d: handoff %s -> %s at leader epoch %d, but the table has leader %q, target %q, leader epoch %d: %w",
+			c.Slot, c.From, c.To, c.LeaderEpoch, a.Leader, a.Target, a.LeaderEpoch, errStaleHandoff)
+	}
+	t, err := slot.FinishMove(s.Table, c.Slot, c.To)
+	if err != nil {
+		return nil, fmt.Errorf("slot %d: finish move to %s: %w", c.Slot, c.To, err)
+	}
+	next := *s
+	next.Table = t
+	return &next, nil
+}
+
+// applyCancelMove clears a slot's move target; the leader stays.
+func applyCancelMove(s *state, c *command) (*state, error) {
+	if s.Table == nil {
+		return nil, errNotInitialized
+	}
+	if c.Slot < 0 || c.Slot >= slot.Count {
+		return nil, fmt.Errorf("%w: slot %d is not in 0..%d", errBadCommand, c.Slot, slot.Count-1)
+	}
+	if s.Table.Slots[c.Slot].Target == "" {
+		return nil, fmt.Errorf("slot %d: %w", c.Slot, errNotMoving)
+	}
+	t, err := slot.CancelMove(s.Table, c.Slot)
+	if err != nil {
+		return nil, fmt.Errorf("slot %d: cancel move: %w", c.Slot, err)
+	}
+	next := *s
+	next.Table = t
 	return &next, nil
 }

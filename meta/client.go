@@ -2,10 +2,13 @@ package meta
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +46,21 @@ type ClientConfig struct {
 	// concurrently and in increasing epoch order (from the heartbeat
 	// goroutine once Start was called). It must not call Refresh.
 	OnTable func(*slot.Table)
+	// OnSessions is called whenever a newer session list arrives, with
+	// its members epoch and the live session nodes sorted by ID, under
+	// the same rules as OnTable (never concurrently with it or itself,
+	// in increasing epoch order). When one heartbeat brings both, the
+	// sessions come first, so a node that takes over slots in OnTable
+	// already knows every live session to reconcile with. It must not
+	// call Refresh.
+	OnSessions func(membersEpoch uint64, sessions []Member)
+	// Progress, if set, is called before each heartbeat; a data node
+	// returns, for each slot it follows, the op-log sequence it has
+	// applied, so meta can promote the most advanced follower when a
+	// leader departs. It runs on the heartbeat goroutine, never
+	// concurrently, and must return quickly; the client only reads the
+	// map. Slots outside 0..slot.Count-1 are dropped.
+	Progress func() map[int]uint64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -79,7 +97,8 @@ type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
 
-	table atomic.Pointer[slot.Table]
+	table    atomic.Pointer[slot.Table]
+	sessions atomic.Pointer[sessionList]
 	// beatMu serializes heartbeats, so tables are compared, stored and
 	// delivered one at a time and in order.
 	beatMu sync.Mutex
@@ -95,9 +114,17 @@ type Client struct {
 	loopCtx    context.Context
 	loopCancel context.CancelFunc
 	refreshCh  chan refreshReq
+	kickCh     chan struct{} // a heartbeat soon, without waiting for it
 	running    atomic.Bool
 	wg         sync.WaitGroup
 	failures   int // consecutive failed heartbeats; loop goroutine only
+}
+
+// sessionList is a session list as meta sent it; published, it is
+// immutable.
+type sessionList struct {
+	epoch   uint64
+	members []Member
 }
 
 type refreshReq struct {
@@ -124,6 +151,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		next:      1 % len(cfg.Metas),
 		conns:     map[string]*redis.Client{},
 		refreshCh: make(chan refreshReq),
+		kickCh:    make(chan struct{}, 1),
 	}
 	c.loopCtx, c.loopCancel = context.WithCancel(context.Background())
 	return c, nil
@@ -153,6 +181,8 @@ func (c *Client) run() {
 		case <-c.loopCtx.Done():
 			return
 		case <-t.C:
+			c.noteBeat(c.beat(c.loopCtx))
+		case <-c.kickCh:
 			c.noteBeat(c.beat(c.loopCtx))
 		case req := <-c.refreshCh:
 			ctx, cancel := context.WithCancel(req.ctx)
@@ -193,6 +223,35 @@ func (c *Client) epoch() uint64 {
 	return 0
 }
 
+// Sessions returns the latest session list and its members epoch; (0,
+// nil) before the first. The slice is the caller's.
+func (c *Client) Sessions() (uint64, []Member) {
+	l := c.sessions.Load()
+	if l == nil {
+		return 0, nil
+	}
+	return l.epoch, slices.Clone(l.members)
+}
+
+func (c *Client) membersEpoch() uint64 {
+	if l := c.sessions.Load(); l != nil {
+		return l.epoch
+	}
+	return 0
+}
+
+// kick asks the loop for a heartbeat soon and returns at once, so it is
+// safe to call from OnTable. Without a running loop it does nothing.
+func (c *Client) kick() {
+	if !c.running.Load() {
+		return
+	}
+	select {
+	case c.kickCh <- struct{}{}:
+	default:
+	}
+}
+
 // Refresh heartbeats now, so a node told its table is stale can catch up;
 // if a newer table arrives, OnTable has been called when Refresh returns.
 func (c *Client) Refresh(ctx context.Context) error {
@@ -231,6 +290,43 @@ func (c *Client) Leave(ctx context.Context) error {
 	return nil
 }
 
+// Handoff reports to the meta leader that this data node, leading slot at
+// leaderEpoch, has handed it over to to, the slot's move target; meta
+// then makes to the leader (leader epoch + 1). It follows NOTLEADER
+// redirects and returns nil once the switch is applied (also when a
+// retried handoff finds it applied already). It then asks the heartbeat
+// loop for a heartbeat, so OnTable delivers the new table soon after;
+// Handoff itself does not wait for that, so it may be called from
+// OnTable.
+//
+// An error matching proto.ErrInvalid is a refusal: the move was cancelled
+// (for example it timed out) or the table changed, and the table still
+// names the slot's leader, which this node must go by. Other errors
+// (network, no meta leader) leave the outcome unknown; retrying is safe.
+func (c *Client) Handoff(ctx context.Context, slot int, to string, leaderEpoch uint64) error {
+	if c.cfg.Kind != proto.KindData {
+		return fmt.Errorf("%s node %s: handoff of slot %d: only data nodes lead slots", c.cfg.Kind, c.cfg.NodeID, slot)
+	}
+	h := &proto.Handoff{Slot: slot, From: c.cfg.NodeID, To: to, LeaderEpoch: leaderEpoch}
+	if _, err := c.do(ctx, h.Args()); err != nil {
+		return fmt.Errorf("data node %s: handoff of slot %d to %s at leader epoch %d: %w",
+			c.cfg.NodeID, slot, to, leaderEpoch, err)
+	}
+	c.log.Info("slot handed off", "slot", slot, "to", to, "leaderEpoch", leaderEpoch+1)
+	c.kick()
+	return nil
+}
+
+// Do sends any meta command (args: the command name, then its arguments,
+// as go-redis's Do takes them) to the meta leader, following NOTLEADER
+// redirects and moving to the next meta on network errors. RESP error
+// replies come back as proto sentinels (errors.Is(err, proto.ErrInvalid)
+// and so on). It is meant for admin tools (MOVESLOT, REBALANCE, ...);
+// heartbeats are the loop's business.
+func (c *Client) Do(ctx context.Context, args ...any) (any, error) {
+	return c.do(ctx, args)
+}
+
 // Close stops the heartbeat loop, waits for its goroutine and releases the
 // connections. It may be called more than once.
 func (c *Client) Close() {
@@ -256,12 +352,14 @@ func (c *Client) stopLoop() {
 	c.running.Store(false)
 }
 
-// beat sends one heartbeat and takes in a newer table if one comes back.
+// beat sends one heartbeat and takes in a newer session list and a newer
+// table if they come back, in that order.
 func (c *Client) beat(ctx context.Context) error {
 	c.beatMu.Lock()
 	defer c.beatMu.Unlock()
 	have := c.epoch()
-	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have}
+	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have,
+		MembersEpoch: c.membersEpoch(), Progress: c.progress()}
 	v, err := c.do(ctx, hb.Args())
 	if err != nil {
 		return fmt.Errorf("%s node %s: heartbeat at epoch %d: %w", c.cfg.Kind, c.cfg.NodeID, have, err)
@@ -270,6 +368,56 @@ func (c *Client) beat(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s node %s: %w", c.cfg.Kind, c.cfg.NodeID, err)
 	}
+	// A bad session list must not hold back the table, nor the reverse.
+	return errors.Join(c.takeSessions(rep), c.takeTable(rep, have))
+}
+
+// progress is the Progress report to send, without slots meta would
+// reject (which would fail the whole heartbeat and cost the lease).
+func (c *Client) progress() map[int]uint64 {
+	if c.cfg.Progress == nil {
+		return nil
+	}
+	p := c.cfg.Progress()
+	for s := range p {
+		if s < 0 || s >= slot.Count {
+			c.log.Warn("progress for a slot out of range dropped", "slot", s)
+			p = maps.Clone(p)
+			maps.DeleteFunc(p, func(s int, _ uint64) bool { return s < 0 || s >= slot.Count })
+			break
+		}
+	}
+	return p
+}
+
+// takeSessions stores and delivers the session list of rep if it is newer.
+func (c *Client) takeSessions(rep *proto.HeartbeatReply) error {
+	if rep.Sessions == nil {
+		return nil
+	}
+	have := c.membersEpoch()
+	if rep.MembersEpoch <= have {
+		c.log.Warn("meta sent an older session list; ignored", "membersEpoch", have, "metaMembersEpoch", rep.MembersEpoch)
+		return nil
+	}
+	var list []Member
+	if err := json.Unmarshal(rep.Sessions, &list); err != nil {
+		return fmt.Errorf("%s node %s: session list of members epoch %d from meta: %w",
+			c.cfg.Kind, c.cfg.NodeID, rep.MembersEpoch, err)
+	}
+	if list == nil {
+		list = []Member{}
+	}
+	c.sessions.Store(&sessionList{epoch: rep.MembersEpoch, members: list})
+	c.log.Info("session list updated", "membersEpoch", rep.MembersEpoch, "was", have, "sessions", len(list))
+	if c.cfg.OnSessions != nil {
+		c.cfg.OnSessions(rep.MembersEpoch, slices.Clone(list))
+	}
+	return nil
+}
+
+// takeTable stores and delivers the table of rep if it is newer than have.
+func (c *Client) takeTable(rep *proto.HeartbeatReply, have uint64) error {
 	if rep.Table == nil {
 		return nil
 	}

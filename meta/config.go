@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/slotreg/slotreg/slot"
 )
 
 // Defaults for the zero values of Config.
@@ -15,6 +17,8 @@ const (
 	DefaultReplicas             = 2
 	DefaultRaftHeartbeatTimeout = time.Second
 	DefaultRaftElectionTimeout  = time.Second
+	DefaultMaxMoves             = 4
+	DefaultMoveTimeout          = 30 * time.Second
 )
 
 // Peer is one voter of the meta Raft group.
@@ -58,6 +62,17 @@ type Config struct {
 	// Raft timing; defaults DefaultRaftHeartbeatTimeout and
 	// DefaultRaftElectionTimeout. Tests use ~200ms.
 	RaftHeartbeatTimeout, RaftElectionTimeout time.Duration
+	// AutoRebalance lets the leader even out the slot leaders by itself:
+	// it starts moves (slot.PlanMoves) whenever fewer than MaxMoves slots
+	// are moving. Off by default; REBALANCE and MOVESLOT work either way.
+	AutoRebalance bool
+	// MaxMoves bounds the moves AutoRebalance keeps in flight. Default
+	// DefaultMaxMoves; at most slot.Count.
+	MaxMoves int
+	// MoveTimeout is how long a move may stay in progress before the
+	// leader cancels it (whether AutoRebalance is on or not). Default
+	// DefaultMoveTimeout.
+	MoveTimeout time.Duration
 	// Logger receives the node's logs (Raft's own at Warn and above).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -104,6 +119,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: RaftHeartbeatTimeout %v is negative", c.RaftHeartbeatTimeout)
 	case c.RaftElectionTimeout < 0:
 		return fmt.Errorf("meta config: RaftElectionTimeout %v is negative", c.RaftElectionTimeout)
+	case c.MaxMoves < 0 || c.MaxMoves > slot.Count:
+		return fmt.Errorf("meta config: MaxMoves %d is not in 0..%d", c.MaxMoves, slot.Count)
+	case c.MoveTimeout < 0:
+		return fmt.Errorf("meta config: MoveTimeout %v is negative", c.MoveTimeout)
 	}
 	d := c.withDefaults()
 	if d.RaftElectionTimeout < d.RaftHeartbeatTimeout {
@@ -163,6 +182,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RaftElectionTimeout == 0 {
 		c.RaftElectionTimeout = DefaultRaftElectionTimeout
+	}
+	if c.MaxMoves == 0 {
+		c.MaxMoves = DefaultMaxMoves
+	}
+	if c.MoveTimeout == 0 {
+		c.MoveTimeout = DefaultMoveTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -23,6 +23,14 @@ const (
 	cmdRemove cmdType = 3
 	// cmdRecordMeta records a meta voter's RPC address.
 	cmdRecordMeta cmdType = 4
+	// cmdStartMoves marks a list of slots as moving to new leaders (sets
+	// each slot's Target), each move accepted or refused on its own.
+	cmdStartMoves cmdType = 5
+	// cmdFinishMove switches a moving slot's leader to its target once
+	// the old leader reported the handoff.
+	cmdFinishMove cmdType = 6
+	// cmdCancelMove clears a slot's Target (operator or move timeout).
+	cmdCancelMove cmdType = 7
 )
 
 func (t cmdType) String() string {
@@ -35,19 +43,29 @@ func (t cmdType) String() string {
 		return "remove"
 	case cmdRecordMeta:
 		return "record-meta"
+	case cmdStartMoves:
+		return "start-moves"
+	case cmdFinishMove:
+		return "finish-move"
+	case cmdCancelMove:
+		return "cancel-move"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }
 
-// Reasons a node is removed; informational, they only reach the logs.
+// Reasons a node is removed or a move cancelled; informational, they only
+// reach the logs.
 const (
-	reasonLeave = "leave"
-	reasonLease = "lease"
+	reasonLeave   = "leave"
+	reasonLease   = "lease"
+	reasonAdmin   = "admin"
+	reasonTimeout = "timeout"
 )
 
 // command is every log entry's payload. Each type uses a subset of the
-// fields: init Replicas; join Kind, ID, Addr; remove Kind, ID, Reason;
-// record-meta ID, Addr.
+// fields: init Replicas; join Kind, ID, Addr; remove Kind, ID, Reason,
+// Prefer; record-meta ID, Addr; start-moves Moves; finish-move Slot, From,
+// To, LeaderEpoch; cancel-move Slot, Reason.
 type command struct {
 	Type     cmdType `json:"-"`
 	Kind     string  `json:"kind,omitempty"`
@@ -55,6 +73,25 @@ type command struct {
 	Addr     string  `json:"addr,omitempty"`
 	Replicas int     `json:"replicas,omitempty"`
 	Reason   string  `json:"reason,omitempty"`
+	// Prefer is, for the removal of a data node, the follower to promote
+	// for each slot it led: the one that reported the highest op-log
+	// sequence to the leader. It is data in the log, chosen by the
+	// proposer, so the applier stays deterministic.
+	Prefer map[int]string `json:"prefer,omitempty"`
+	Moves  []moveSpec     `json:"moves,omitempty"`
+	Slot   int            `json:"slot,omitempty"`
+	From   string         `json:"from,omitempty"`
+	To     string         `json:"to,omitempty"`
+	// LeaderEpoch is the slot's leader epoch under From, as the data
+	// leader handing over knew it.
+	LeaderEpoch uint64 `json:"leaderEpoch,omitempty"`
+}
+
+// moveSpec is one move of a start-moves command: Slot's leadership is to
+// go to the data node To.
+type moveSpec struct {
+	Slot int    `json:"slot"`
+	To   string `json:"to"`
 }
 
 // encodeCommand builds a log entry: the type byte, then the JSON payload.
@@ -88,4 +125,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdRecordMeta }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdCancelMove }

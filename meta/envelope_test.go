@@ -14,6 +14,10 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdJoin, Kind: proto.KindSession, ID: "s1", Addr: "10.0.0.1:9600"},
 		{Type: cmdRemove, Kind: proto.KindData, ID: "d1", Reason: reasonLease},
 		{Type: cmdRecordMeta, ID: "m1", Addr: "127.0.0.1:9500"},
+		{Type: cmdRemove, Kind: proto.KindData, ID: "d2", Reason: reasonLeave, Prefer: map[int]string{0: "d3", 255: "d1"}},
+		{Type: cmdStartMoves, Moves: []moveSpec{{Slot: 0, To: "d2"}, {Slot: 17, To: "d3"}}},
+		{Type: cmdFinishMove, Slot: 17, From: "d1", To: "d3", LeaderEpoch: 1 << 40},
+		{Type: cmdCancelMove, Slot: 0, Reason: reasonTimeout},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -41,6 +45,8 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
+		{byte(cmdCancelMove) + 1, '{', '}'},
+		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},
 		{byte(cmdJoin), '[', ']'},

@@ -23,12 +23,29 @@ func (f *fsm) Restore(rc io.ReadCloser) error { return f.s.restore(rc) }
 
 // store publishes the current state. Raft calls apply and restore from one
 // goroutine; everyone else only loads the pointer.
-type store struct{ cur atomic.Pointer[state] }
+type store struct {
+	cur atomic.Pointer[state]
+	// changed gets a token (never blocking, at most one pending) whenever
+	// a new state is published, so the leader's move loop reacts to a
+	// table change at once instead of at its next tick.
+	changed chan struct{}
+}
 
 func newStore() *store {
-	s := &store{}
+	s := &store{changed: make(chan struct{}, 1)}
 	s.cur.Store(newState())
 	return s
+}
+
+// publish makes st the current state and signals changed.
+func (s *store) publish(st *state) {
+	if s.cur.Swap(st) == st {
+		return
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
 }
 
 // state returns the current state; callers must not modify it.
@@ -42,7 +59,7 @@ func (s *store) apply(entry []byte) result {
 		panic(fmt.Sprintf("meta: undecodable raft log entry: %v", err))
 	}
 	next, res := applyCommand(s.cur.Load(), c)
-	s.cur.Store(next)
+	s.publish(next)
 	return res
 }
 
@@ -54,7 +71,7 @@ func (s *store) restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	s.cur.Store(st)
+	s.publish(st)
 	return nil
 }
 

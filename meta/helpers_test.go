@@ -44,13 +44,20 @@ func (l *lockedBuffer) String() string {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
+	log, _ := testLoggerBuf(t)
+	return log
+}
+
+// testLoggerBuf is testLogger that also returns the buffer, for tests that
+// check what was logged.
+func testLoggerBuf(t *testing.T) (*slog.Logger, *lockedBuffer) {
 	buf := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", buf)
 		}
 	})
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
 func mustListen(t *testing.T) net.Listener {
@@ -106,8 +113,17 @@ func mustNode(t *testing.T, cfg Config) *Node {
 // mustSingle starts a one-voter meta and waits until it leads.
 func mustSingle(t *testing.T, lease time.Duration) *Node {
 	t.Helper()
-	spec := &nodeSpec{id: "m1", raftLn: mustListen(t), dir: t.TempDir(), lease: lease, logger: testLogger(t)}
-	n := mustNode(t, spec.config(t))
+	return mustSingleWith(t, func(c *Config) { c.Lease = lease })
+}
+
+// mustSingleWith is mustSingle with a test's own settings: edit gets the
+// config (logging to the test, Lease 30s) before the node starts.
+func mustSingleWith(t *testing.T, edit func(*Config)) *Node {
+	t.Helper()
+	spec := &nodeSpec{id: "m1", raftLn: mustListen(t), dir: t.TempDir(), lease: 30 * time.Second, logger: testLogger(t)}
+	cfg := spec.config(t)
+	edit(&cfg)
+	n := mustNode(t, cfg)
 	mustLeader(t, n)
 	return n
 }
@@ -232,6 +248,82 @@ func mustClient(t *testing.T, kind, id string, metas ...string) (*Client, *table
 	}
 	t.Cleanup(c.Close)
 	return c, tl
+}
+
+// newTestClient makes a (not yet started) client from cfg, filling Addr,
+// Interval (50ms) and Logger when unset; it is closed when the test ends.
+func newTestClient(t *testing.T, cfg ClientConfig) *Client {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = cfg.NodeID + ".test:7000"
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient(%s): %v", cfg.NodeID, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// sessionLog records the session lists a client delivered through
+// OnSessions.
+type sessionLog struct {
+	mu     sync.Mutex
+	epochs []uint64
+	lists  [][]Member
+}
+
+func (l *sessionLog) add(epoch uint64, m []Member) {
+	l.mu.Lock()
+	l.epochs = append(l.epochs, epoch)
+	l.lists = append(l.lists, m)
+	l.mu.Unlock()
+}
+
+// last returns the latest list, its epoch and how many were delivered.
+func (l *sessionLog) last() (uint64, []Member, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lists) == 0 {
+		return 0, nil, 0
+	}
+	return l.epochs[len(l.epochs)-1], l.lists[len(l.lists)-1], len(l.lists)
+}
+
+func (l *sessionLog) allEpochs() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.epochs)
+}
+
+// mustDo sends one command to the meta leader through c and fails the
+// test on an error reply.
+func mustDo(t *testing.T, c *Client, args ...any) any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	v, err := c.Do(ctx, args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return v
+}
+
+// leaderCounts is how many slots each node leads in tb.
+func leaderCounts(tb *slot.Table) map[string]int {
+	out := map[string]int{}
+	for s := range slot.Count {
+		if l := tb.Leader(s); l != "" {
+			out[l]++
+		}
+	}
+	return out
 }
 
 func memberIDs(ms []Member) []string {

@@ -26,6 +26,7 @@ func (n *Node) leaderLoop() {
 			n.ready.Store(false)
 			if !isLeader {
 				n.leases.clear()
+				n.progress.clear()
 				n.log.Info("lost meta leadership")
 				continue
 			}
@@ -144,12 +145,16 @@ func (n *Node) checkLeases() {
 		if !ok || time.Since(last) <= n.cfg.Lease {
 			continue // a heartbeat arrived meanwhile
 		}
-		res, err := n.propose(&command{Type: cmdRemove, Kind: k.kind, ID: k.id, Reason: reasonLease})
+		prefer := n.preferFor(n.store.state(), k.kind, k.id)
+		res, err := n.propose(&command{Type: cmdRemove, Kind: k.kind, ID: k.id, Reason: reasonLease, Prefer: prefer})
 		if err != nil {
 			n.log.Warn("evicting node failed", "node", k.id, "kind", k.kind, "err", err)
 			return
 		}
 		n.leases.forget(k.kind, k.id)
+		if k.kind == proto.KindData {
+			n.progress.forget(k.id)
+		}
 		if res.Err != nil {
 			if !errors.Is(res.Err, errUnknownMember) {
 				n.log.Warn("evicting node refused", "node", k.id, "kind", k.kind, "err", res.Err)
@@ -157,7 +162,7 @@ func (n *Node) checkLeases() {
 			continue
 		}
 		n.log.Warn("evicted node: lease lapsed", "node", k.id, "kind", k.kind, "epoch", res.Epoch,
-			"lastSeenMs", time.Since(last).Milliseconds())
+			"lastSeenMs", time.Since(last).Milliseconds(), "promotedByProgress", len(prefer))
 	}
 }
 

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,9 @@ type Node struct {
 	handlers map[string]handler
 
 	leases *leases
+	// progress is what data nodes last reported they have applied per
+	// slot they follow (leader only); it picks whom to promote.
+	progress *progressBook
 	// ready is set once this node, as leader, has caught its FSM up with
 	// the log and granted leases; until then it answers UNAVAILABLE so it
 	// never evicts or judges joins against a stale membership.
@@ -53,6 +57,9 @@ type Node struct {
 	// tableJSON caches the encoding of the current table for heartbeat
 	// replies.
 	tableJSON atomic.Pointer[encodedTable]
+	// sessionsJSON caches the session list of the current MembersEpoch
+	// for heartbeat replies.
+	sessionsJSON atomic.Pointer[encodedSessions]
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -66,6 +73,11 @@ type encodedTable struct {
 	b []byte
 }
 
+type encodedSessions struct {
+	epoch uint64
+	b     []byte
+}
+
 // New opens (or creates) the node's Raft state in cfg.DataDir, bootstraps
 // the group with cfg.Peers when the log is empty, and starts the RESP
 // endpoint and the leader duties. The node owns the listeners in cfg from
@@ -76,7 +88,8 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("meta", cfg.NodeID), store: newStore(), leases: newLeases(), rpcDone: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("meta", cfg.NodeID), store: newStore(), leases: newLeases(),
+		progress: newProgressBook(), rpcDone: make(chan struct{})}
 
 	var cleanup []func()
 	defer func() {
@@ -165,10 +178,11 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.startRPC()
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.leaderLoop()
 	go n.leaseLoop()
 	go n.registerLoop()
+	go n.moveLoop()
 	n.log.Info("meta node started", "raft", n.advertiseRaft, "rpc", n.advertiseRPC,
 		"voters", max(len(cfg.Peers), 1), "dir", cfg.DataDir)
 	return n, nil
@@ -322,6 +336,21 @@ func (n *Node) encodeTable(t *slot.Table) ([]byte, error) {
 		return nil, fmt.Errorf("encode table epoch %d: %w", t.Epoch, err)
 	}
 	n.tableJSON.Store(&encodedTable{t: t, b: b})
+	return b, nil
+}
+
+// encodeSessions returns the JSON list of st's session nodes, cached per
+// MembersEpoch: within one group an epoch names one session list, because
+// every change to the list raises it.
+func (n *Node) encodeSessions(st *state) ([]byte, error) {
+	if c := n.sessionsJSON.Load(); c != nil && c.epoch == st.MembersEpoch {
+		return c.b, nil
+	}
+	b, err := json.Marshal(st.sessionList())
+	if err != nil {
+		return nil, fmt.Errorf("encode sessions of members epoch %d: %w", st.MembersEpoch, err)
+	}
+	n.sessionsJSON.Store(&encodedSessions{epoch: st.MembersEpoch, b: b})
 	return b, nil
 }
 

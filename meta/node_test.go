@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,9 @@ func TestConfigValidate(t *testing.T) {
 		{"Lease", func(c *Config) { c.Lease = -1 }},
 		{"Replicas", func(c *Config) { c.Replicas = -1 }},
 		{"RaftElectionTimeout", func(c *Config) { c.RaftHeartbeatTimeout = 2 * time.Second }},
+		{"MaxMoves", func(c *Config) { c.MaxMoves = -1 }},
+		{"MaxMoves", func(c *Config) { c.MaxMoves = slot.Count + 1 }},
+		{"MoveTimeout", func(c *Config) { c.MoveTimeout = -time.Second }},
 	} {
 		c := ok
 		tc.edit(&c)
@@ -47,9 +51,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestSingleNodeJoinAndRebalance: heartbeats make data nodes join, the
-// table follows, and both clients get the newer tables.
-func TestSingleNodeJoinAndRebalance(t *testing.T) {
+// TestSingleNodeJoin: heartbeats make data nodes join, the table follows,
+// and both clients get the newer tables.
+func TestSingleNodeJoin(t *testing.T) {
 	n := mustSingle(t, 3*time.Second)
 	c1, tl1 := mustClient(t, proto.KindData, "d1", n.RPCAddr())
 	c1.Start()
@@ -70,7 +74,7 @@ func TestSingleNodeJoinAndRebalance(t *testing.T) {
 	c2.Start()
 	s1, _ := mustClient(t, proto.KindSession, "s1", n.RPCAddr())
 	s1.Start()
-	waitFor(t, "both clients on the rebalanced table", func() (bool, string) {
+	waitFor(t, "both clients on the table with d2", func() (bool, string) {
 		want := n.Table()
 		t1, t2 := tl1.last(), tl2.last()
 		if t1 == nil || t2 == nil {
@@ -83,8 +87,9 @@ func TestSingleNodeJoinAndRebalance(t *testing.T) {
 	if second.Epoch <= first.Epoch {
 		t.Fatalf("epoch did not grow: %d -> %d", first.Epoch, second.Epoch)
 	}
-	if l1, l2 := len(second.LedBy("d1")), len(second.LedBy("d2")); l1 != slot.Count/2 || l2 != slot.Count/2 {
-		t.Fatalf("leaders split %d/%d, want %d each", l1, l2, slot.Count/2)
+	// Joins move no leader (see TestAutoRebalance for how d2 gets some).
+	if l1, f2 := len(second.LedBy("d1")), len(second.FollowedBy("d2")); l1 != slot.Count || f2 != slot.Count {
+		t.Fatalf("d1 leads %d and d2 follows %d, want %d each", l1, f2, slot.Count)
 	}
 	if e := tl1.epochs(); len(e) < 2 || !slices.IsSorted(e) || e[0] != first.Epoch {
 		t.Fatalf("d1 got epochs %v, want increasing from %d", e, first.Epoch)
@@ -263,7 +268,14 @@ func TestFollowerRepliesNotLeader(t *testing.T) {
 	ctx := context.Background()
 	rdb := rawClient(t, f.RPCAddr())
 	hb := &proto.Heartbeat{Kind: proto.KindData, NodeID: "d1", Addr: "d1.test:7000"}
-	for _, args := range [][]any{hb.Args(), (&proto.Leave{Kind: proto.KindData, NodeID: "d1"}).Args()} {
+	for _, args := range [][]any{
+		hb.Args(),
+		(&proto.Leave{Kind: proto.KindData, NodeID: "d1"}).Args(),
+		(&proto.Handoff{Slot: 1, From: "d1", To: "d2", LeaderEpoch: 1}).Args(),
+		(&proto.MoveSlot{Slot: 1, To: "d2"}).Args(),
+		(&proto.Rebalance{DryRun: true}).Args(),
+		(&proto.CancelMove{Slot: 1}).Args(),
+	} {
 		err := respErr(rdb.Do(ctx, args...).Err())
 		if !errors.Is(err, proto.ErrNotLeader) {
 			t.Fatalf("%v on a follower = %v, want NOTLEADER", args[0], err)
@@ -297,12 +309,24 @@ func TestFollowerRepliesNotLeader(t *testing.T) {
 	if tb.Epoch != rep.Epoch || len(tb.LedBy("d1")) != slot.Count {
 		t.Fatalf("heartbeat table epoch %d (reply epoch %d), d1 leads %d", tb.Epoch, rep.Epoch, len(tb.LedBy("d1")))
 	}
-	hb.Epoch = rep.Epoch
+	if rep.MembersEpoch != 1 || string(rep.Sessions) != "[]" {
+		t.Fatalf("first heartbeat: members epoch %d, sessions %q; want 1 and []", rep.MembersEpoch, rep.Sessions)
+	}
+	hb.Epoch, hb.MembersEpoch = rep.Epoch, rep.MembersEpoch
 	if v, err = rawClient(t, leader.RPCAddr()).Do(ctx, hb.Args()...).Result(); err != nil {
 		t.Fatalf("up-to-date HEARTBEAT: %v", err)
 	}
-	if rep, err = proto.ParseHeartbeatReply(v); err != nil || rep.Table != nil || rep.Epoch != tb.Epoch {
-		t.Fatalf("up-to-date heartbeat: %+v, %v; want epoch %d and no table", rep, err, tb.Epoch)
+	if rep, err = proto.ParseHeartbeatReply(v); err != nil || rep.Table != nil || rep.Epoch != tb.Epoch ||
+		rep.Sessions != nil || rep.MembersEpoch != 1 {
+		t.Fatalf("up-to-date heartbeat: %+v, %v; want epoch %d, members epoch 1, no table, no sessions", rep, err, tb.Epoch)
+	}
+	// A node built before the session list sends the 5-argument form.
+	old := []any{proto.CmdHeartbeat, proto.KindData, "d1", "d1.test:7000", strconv.FormatUint(tb.Epoch, 10)}
+	if v, err = rawClient(t, leader.RPCAddr()).Do(ctx, old...).Result(); err != nil {
+		t.Fatalf("old-form HEARTBEAT: %v", err)
+	}
+	if rep, err = proto.ParseHeartbeatReply(v); err != nil || rep.Table != nil || rep.MembersEpoch != 1 || string(rep.Sessions) != "[]" {
+		t.Fatalf("old-form heartbeat: %+v, %v", rep, err)
 	}
 }
 
@@ -328,6 +352,13 @@ func TestRPCErrors(t *testing.T) {
 		{"table", "extra"},
 		{"nodes", "extra"},
 		{"metajoin", "m9", "h:1"},
+		{"handoff", "1", "d1", "d2"},
+		{"handoff", "1", "d1", "d2", "1"},
+		{"moveslot", "x", "d1"},
+		{"moveslot", "1", "d9"},
+		{"cancelmove"},
+		{"cancelmove", "1"},
+		{"rebalance", "1", "2"},
 	} {
 		err := respErr(rdb.Do(ctx, args...).Err())
 		if !errors.Is(err, proto.ErrInvalid) || !strings.HasPrefix(err.Error(), "ERR ") {
@@ -336,6 +367,9 @@ func TestRPCErrors(t *testing.T) {
 	}
 	if v, err := rdb.Do(ctx, proto.CmdLeave, proto.KindData, "ghost").Int(); err != nil || v != 0 {
 		t.Fatalf("LEAVE of a non-member = %d, %v; want 0", v, err)
+	}
+	if v, err := rdb.Do(ctx, proto.CmdRebalance, "0", "0").Text(); err != nil || v != `{"epoch":1,"moves":[],"started":false}` {
+		t.Fatalf("REBALANCE without data nodes = %s, %v", v, err)
 	}
 
 	// Garbage on a raw connection: the node answers or hangs up, and
@@ -380,13 +414,18 @@ func TestRestartRecovers(t *testing.T) {
 	}
 	join(proto.KindData, "d1")
 	join(proto.KindData, "d2")
+	join(proto.KindSession, "s1")
+	// A move in progress survives the restart too.
+	if err := rawClient(t, n.RPCAddr()).Do(ctx, (&proto.MoveSlot{Slot: 9, To: "d2"}).Args()...).Err(); err != nil {
+		t.Fatalf("MOVESLOT: %v", err)
+	}
 	// Recovery must combine a snapshot with the log entries after it.
 	if err := n.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
-	join(proto.KindSession, "s1")
+	join(proto.KindSession, "s2")
 	join(proto.KindData, "d3")
-	wantTable, wantMembers := n.Table(), n.Members()
+	wantTable, wantMembers, wantMembersEpoch := n.Table(), n.Members(), n.store.state().MembersEpoch
 	if err := n.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -398,8 +437,11 @@ func TestRestartRecovers(t *testing.T) {
 	if !got.equalIgnoringLeases(wantMembers, proto.KindData) || !got.equalIgnoringLeases(wantMembers, proto.KindSession) {
 		t.Fatalf("after restart members %+v, want %+v", got, wantMembers)
 	}
-	if tb := n2.Table(); !tb.Equal(wantTable) || tb.Epoch == 0 {
-		t.Fatalf("after restart table epoch %d, want %d", tb.Epoch, wantTable.Epoch)
+	if tb := n2.Table(); !tb.Equal(wantTable) || tb.Epoch == 0 || !slices.Equal(tb.Moving(), []int{9}) {
+		t.Fatalf("after restart table epoch %d (moving %v), want %d", tb.Epoch, tb.Moving(), wantTable.Epoch)
+	}
+	if got := n2.store.state().MembersEpoch; got != wantMembersEpoch || got != 3 {
+		t.Fatalf("after restart MembersEpoch %d, want %d (init and two sessions)", got, wantMembersEpoch)
 	}
 	if m := got.Metas; len(m) != 1 || m[0].Addr != n2.RPCAddr() {
 		t.Fatalf("after restart the leader's RPC address is recorded as %+v, want %s", m, n2.RPCAddr())

@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // handler serves one RESP command; args[0] is the command name.
@@ -31,6 +32,10 @@ func (n *Node) newHandlers() (map[string]handler, error) {
 		{proto.CmdTable, n.handleTable},
 		{proto.CmdNodes, n.handleNodes},
 		{proto.CmdMetaJoin, n.handleMetaJoin},
+		{proto.CmdHandoff, n.handleHandoff},
+		{proto.CmdMoveSlot, n.handleMoveSlot},
+		{proto.CmdRebalance, n.handleRebalance},
+		{proto.CmdCancelMove, n.handleCancelMove},
 	} {
 		name := strings.ToLower(r.name)
 		if name == "" || r.fn == nil {
@@ -111,9 +116,10 @@ func (n *Node) handlePing(conn redcon.Conn, args [][]byte) {
 	}
 }
 
-// handleHeartbeat renews the sender's lease, makes it a member (or updates
-// its address) through the log when needed, and replies with the table
-// epoch and, if the sender's epoch differs, the table.
+// handleHeartbeat renews the sender's lease, records a data node's
+// progress, makes the sender a member (or updates its address) through the
+// log when needed, and replies with the table epoch and the members epoch
+// and, where the sender's differ, the table and the session list.
 func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
 	h, err := proto.ParseHeartbeat(args)
 	if err != nil {
@@ -129,6 +135,9 @@ func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
 		return
 	}
 	n.leases.touch(h.Kind, h.NodeID, time.Now())
+	if h.Kind == proto.KindData {
+		n.progress.set(h.NodeID, h.Progress)
+	}
 	st := n.store.state()
 	if addr, ok := st.members(h.Kind)[h.NodeID]; !ok || addr != h.Addr {
 		res, err := n.propose(&command{Type: cmdJoin, Kind: h.Kind, ID: h.NodeID, Addr: h.Addr})
@@ -151,9 +160,15 @@ func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
 		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
 		return
 	}
-	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch}
+	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch, MembersEpoch: st.MembersEpoch}
 	if h.Epoch != st.Table.Epoch {
 		if reply.Table, err = n.encodeTable(st.Table); err != nil {
+			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
+			return
+		}
+	}
+	if h.MembersEpoch != st.MembersEpoch {
+		if reply.Sessions, err = n.encodeSessions(st); err != nil {
 			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
 			return
 		}
@@ -162,6 +177,7 @@ func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
 }
 
 // handleLeave removes the sender at once: :1 if it was a member, :0 if not.
+// A data node's slots go to their most advanced followers, as on eviction.
 func (n *Node) handleLeave(conn redcon.Conn, args [][]byte) {
 	l, err := proto.ParseLeave(args)
 	if err != nil {
@@ -172,19 +188,23 @@ func (n *Node) handleLeave(conn redcon.Conn, args [][]byte) {
 		writeErr(conn, err)
 		return
 	}
-	res, err := n.propose(&command{Type: cmdRemove, Kind: l.Kind, ID: l.NodeID, Reason: reasonLeave})
+	prefer := n.preferFor(n.store.state(), l.Kind, l.NodeID)
+	res, err := n.propose(&command{Type: cmdRemove, Kind: l.Kind, ID: l.NodeID, Reason: reasonLeave, Prefer: prefer})
 	if err != nil {
 		writeErr(conn, err)
 		return
 	}
 	n.leases.forget(l.Kind, l.NodeID)
+	if l.Kind == proto.KindData {
+		n.progress.forget(l.NodeID)
+	}
 	switch {
 	case errors.Is(res.Err, errUnknownMember):
 		conn.WriteInt(0)
 	case res.Err != nil:
 		writeErr(conn, proto.Errorf(proto.ErrInvalid, "leave %s node %s: %v", l.Kind, l.NodeID, res.Err))
 	default:
-		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch)
+		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch, "promotedByProgress", len(prefer))
 		conn.WriteInt(1)
 	}
 }
@@ -255,4 +275,119 @@ func (n *Node) handleMetaJoin(conn redcon.Conn, args [][]byte) {
 		n.log.Info("recorded meta rpc address", "node", mj.NodeID, "addr", mj.RPCAddr)
 	}
 	conn.WriteString("OK")
+}
+
+// handleHandoff finishes a move: the data leader From reports it handed
+// the slot over to To. Replies the table epoch after it; a handoff that
+// no longer matches the table (cancelled move, changed leader, wrong
+// leader epoch) gets ERR with the reason, and the sender must go by the
+// table, which still names its leader.
+func (n *Node) handleHandoff(conn redcon.Conn, args [][]byte) {
+	h, err := proto.ParseHandoff(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	res, err := n.propose(&command{Type: cmdFinishMove, Slot: h.Slot, From: h.From, To: h.To, LeaderEpoch: h.LeaderEpoch})
+	if err == nil && res.Err != nil {
+		n.log.Warn("handoff refused", "slot", h.Slot, "from", h.From, "to", h.To, "leaderEpoch", h.LeaderEpoch, "err", res.Err)
+		err = proto.Errorf(proto.ErrInvalid, "handoff refused: %v", res.Err)
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if res.Changed {
+		n.log.Info("move finished", "slot", h.Slot, "from", h.From, "to", h.To,
+			"leaderEpoch", h.LeaderEpoch+1, "epoch", res.Epoch)
+	}
+	conn.WriteInt64(int64(res.Epoch))
+}
+
+// handleMoveSlot starts one move; replies the table epoch after it.
+func (n *Node) handleMoveSlot(conn redcon.Conn, args [][]byte) {
+	m, err := proto.ParseMoveSlot(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	res, err := n.propose(&command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: m.Slot, To: m.To}}})
+	if err == nil {
+		err = res.Err
+		if err == nil && len(res.MoveErrs) == 1 {
+			err = res.MoveErrs[0]
+		}
+		if err != nil {
+			err = proto.Errorf(proto.ErrInvalid, "move refused: %v", err)
+		}
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.log.Info("move started", "by", "moveslot", "slot", m.Slot, "to", m.To, "epoch", res.Epoch)
+	conn.WriteInt64(int64(res.Epoch))
+}
+
+// handleRebalance plans leader moves with slot.PlanMoves and, unless it is
+// a dry run, starts them; replies proto.RebalanceReply as JSON.
+func (n *Node) handleRebalance(conn redcon.Conn, args [][]byte) {
+	r, err := proto.ParseRebalance(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	tb := n.store.state().Table
+	if tb == nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
+		return
+	}
+	plan := slot.PlanMoves(tb, r.MaxMoves)
+	reply := proto.RebalanceReply{Epoch: tb.Epoch}
+	if !r.DryRun && len(plan) > 0 {
+		if plan, reply.Epoch, err = n.startMoves(plan, "rebalance"); err != nil {
+			writeErr(conn, err)
+			return
+		}
+		reply.Started = len(plan) > 0
+	}
+	for _, m := range plan {
+		reply.Moves = append(reply.Moves, proto.SlotMove{Slot: m.Slot, From: m.From, To: m.To})
+	}
+	conn.WriteBulk(reply.AppendJSON(nil))
+}
+
+// handleCancelMove cancels a slot's move; replies the table epoch after it.
+func (n *Node) handleCancelMove(conn redcon.Conn, args [][]byte) {
+	c, err := proto.ParseCancelMove(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	res, err := n.propose(&command{Type: cmdCancelMove, Slot: c.Slot, Reason: reasonAdmin})
+	if err == nil && res.Err != nil {
+		err = proto.Errorf(proto.ErrInvalid, "cancel refused: %v", res.Err)
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.log.Info("move cancelled", "slot", c.Slot, "reason", reasonAdmin, "epoch", res.Epoch)
+	conn.WriteInt64(int64(res.Epoch))
 }

@@ -25,6 +25,11 @@ type state struct {
 	Data, Sessions, Metas map[string]string
 	// Table is nil until cmdInit is applied.
 	Table *slot.Table
+	// MembersEpoch is raised on every change to the session nodes (join,
+	// address change, removal), so data and session nodes can ask for the
+	// session list only when it changed. Init sets it to 1, so 0 always
+	// means "no list yet" to a client.
+	MembersEpoch uint64
 }
 
 func newState() *state {
@@ -72,6 +77,16 @@ type Member struct {
 	LastSeenMs int64 `json:"lastSeenMs,omitempty"`
 }
 
+// sessionList lists the session nodes sorted by ID, as heartbeat replies
+// carry them.
+func (s *state) sessionList() []Member {
+	out := make([]Member, 0, len(s.Sessions))
+	for _, id := range slices.Sorted(maps.Keys(s.Sessions)) {
+		out = append(out, Member{ID: id, Addr: s.Sessions[id], Kind: proto.KindSession})
+	}
+	return out
+}
+
 func (s *state) membersCopy() Members {
 	list := func(kind string) []Member {
 		m := s.members(kind)
@@ -87,9 +102,17 @@ func (s *state) membersCopy() Members {
 // Snapshot format: an 8-byte magic, a 4-byte big-endian version, then the
 // state as JSON (maps are encoded with sorted keys, so equal states give
 // equal bytes).
+//
+// Version 2 added membersEpoch (and tables may carry move targets, which
+// slot's own encoding handles). Version 1 snapshots are still read: their
+// state gets MembersEpoch 1 if it was initialized, as if the session list
+// had never changed since init.
 var snapshotMagic = [8]byte{'S', 'L', 'O', 'T', 'M', 'E', 'T', 'A'}
 
-const snapshotVersion uint32 = 1
+const (
+	snapshotVersion   uint32 = 2
+	snapshotVersionV1 uint32 = 1
+)
 
 // stateJSON is the persisted form of state. The table keeps slot's own
 // encoding so slot.Unmarshal validates it on restore.
@@ -99,11 +122,13 @@ type stateJSON struct {
 	Sessions map[string]string `json:"sessions"`
 	Metas    map[string]string `json:"metas"`
 	Table    json.RawMessage   `json:"table,omitempty"`
+	// MembersEpoch is absent from version 1.
+	MembersEpoch uint64 `json:"membersEpoch"`
 }
 
 // writeTo persists s in the snapshot format.
 func (s *state) writeTo(w io.Writer) error {
-	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas}
+	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch}
 	if s.Table != nil {
 		b, err := s.Table.Marshal()
 		if err != nil {
@@ -136,8 +161,9 @@ func readState(r io.Reader) (*state, error) {
 	if len(b) < len(snapshotMagic)+4 || !bytes.Equal(b[:len(snapshotMagic)], snapshotMagic[:]) {
 		return nil, fmt.Errorf("restore: not a meta snapshot (bad magic)")
 	}
-	if v := binary.BigEndian.Uint32(b[len(snapshotMagic):]); v != snapshotVersion {
-		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d", v, snapshotVersion)
+	v := binary.BigEndian.Uint32(b[len(snapshotMagic):])
+	if v != snapshotVersion && v != snapshotVersionV1 {
+		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d and %d", v, snapshotVersionV1, snapshotVersion)
 	}
 	var sj stateJSON
 	if err := json.Unmarshal(b[len(snapshotMagic)+4:], &sj); err != nil {
@@ -145,6 +171,10 @@ func readState(r io.Reader) (*state, error) {
 	}
 	s := newState()
 	s.Replicas = sj.Replicas
+	s.MembersEpoch = sj.MembersEpoch
+	if v == snapshotVersionV1 && s.Replicas != 0 {
+		s.MembersEpoch = 1
+	}
 	maps.Copy(s.Data, sj.Data)
 	maps.Copy(s.Sessions, sj.Sessions)
 	maps.Copy(s.Metas, sj.Metas)

@@ -2,6 +2,7 @@ package proto
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,23 +13,35 @@ import (
 // name first) and validates them.
 
 // Heartbeat is a data or session node's lease renewal with the meta leader.
-// The reply carries the table when the node's Epoch is behind.
+// The reply (HeartbeatReply) carries the table when the node's Epoch is
+// behind, and the session list when its MembersEpoch is.
 type Heartbeat struct {
 	Kind   string // KindData or KindSession
 	NodeID string
 	Addr   string // the node's inter-node (data) or client (session) address
 	Epoch  uint64 // the table epoch the node has
+	// MembersEpoch is the epoch of the session list the node has, 0 for
+	// none.
+	MembersEpoch uint64
+	// Progress is, on a data node, the op-log sequence it has applied for
+	// each slot it follows; meta promotes the most advanced follower when
+	// a leader departs. nil (never an empty map after parsing) for none.
+	Progress map[int]uint64
 }
 
-// Args builds the command.
+// Args builds the command, always in the 7-argument form.
 func (h *Heartbeat) Args() []any {
-	return []any{CmdHeartbeat, h.Kind, h.NodeID, h.Addr, strconv.FormatUint(h.Epoch, 10)}
+	return []any{CmdHeartbeat, h.Kind, h.NodeID, h.Addr, strconv.FormatUint(h.Epoch, 10),
+		strconv.FormatUint(h.MembersEpoch, 10), FormatProgress(h.Progress)}
 }
 
-// ParseHeartbeat parses HEARTBEAT kind nodeId addr epoch.
+// ParseHeartbeat parses HEARTBEAT kind nodeId addr epoch [membersEpoch
+// progress]. The 5-argument form is what nodes built before the session
+// list and progress existed send; it parses with MembersEpoch 0 and no
+// Progress.
 func ParseHeartbeat(args [][]byte) (*Heartbeat, error) {
-	if err := arity(args, CmdHeartbeat, 5); err != nil {
-		return nil, err
+	if len(args) != 5 && len(args) != 7 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdHeartbeat)
 	}
 	h := &Heartbeat{Kind: string(args[1]), NodeID: string(args[2]), Addr: string(args[3])}
 	if err := checkKind(h.Kind); err != nil {
@@ -41,7 +54,73 @@ func ParseHeartbeat(args [][]byte) (*Heartbeat, error) {
 	if h.Epoch, err = parseUint(args[4], "epoch"); err != nil {
 		return nil, err
 	}
+	if len(args) == 5 {
+		return h, nil
+	}
+	if h.MembersEpoch, err = parseUint(args[5], "members epoch"); err != nil {
+		return nil, err
+	}
+	if h.Progress, err = ParseProgress(string(args[6])); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// FormatProgress encodes per-slot sequences compactly for a heartbeat:
+// "slot:seq,slot:seq", sorted by slot, "" for none.
+func FormatProgress(p map[int]uint64) string {
+	if len(p) == 0 {
+		return ""
+	}
+	slots := make([]int, 0, len(p))
+	for s := range p {
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	b := make([]byte, 0, len(slots)*10)
+	for i, s := range slots {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(s), 10)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, p[s], 10)
+	}
+	return string(b)
+}
+
+// ParseProgress is FormatProgress's inverse. It is strict, because the
+// values steer failover: every slot must be in 0..255 and appear once, and
+// "" is the only encoding of none (it parses to nil). Slots need not be
+// sorted.
+func ParseProgress(s string) (map[int]uint64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	n := strings.Count(s, ",") + 1
+	if n > metaSlotCount {
+		return nil, Errorf(ErrInvalid, "progress lists %d slots, more than the %d there are", n, metaSlotCount)
+	}
+	p := make(map[int]uint64, n)
+	for pair := range strings.SplitSeq(s, ",") {
+		k, v, ok := strings.Cut(pair, ":")
+		if !ok {
+			return nil, Errorf(ErrInvalid, "progress entry %q is not slot:seq", pair)
+		}
+		sl, err := strconv.ParseUint(k, 10, 16)
+		if err != nil || sl >= metaSlotCount || (len(k) > 1 && k[0] == '0') {
+			return nil, Errorf(ErrInvalid, "progress entry %q: slot is not in 0..%d", pair, metaSlotCount-1)
+		}
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, Errorf(ErrInvalid, "progress entry %q: sequence is not an unsigned integer", pair)
+		}
+		if _, dup := p[int(sl)]; dup {
+			return nil, Errorf(ErrInvalid, "progress lists slot %d twice", sl)
+		}
+		p[int(sl)] = seq
+	}
+	return p, nil
 }
 
 // Leave is a node leaving the cluster on purpose, so meta need not wait for

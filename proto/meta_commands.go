@@ -7,13 +7,24 @@ import (
 	"strings"
 )
 
-// Inter-node commands served by meta nodes, in addition to CmdHeartbeat,
-// CmdLeave, CmdTable and CmdNodes.
+// Inter-node and admin commands served by meta nodes, in addition to
+// CmdHeartbeat, CmdLeave, CmdTable and CmdNodes. All but CmdMetaJoin are
+// about slot moves; see meta_moves.go.
 const (
 	// CmdMetaJoin is a meta follower asking the meta leader to record the
 	// RESP address it serves on, so every meta node can name the leader's
 	// address in a NOTLEADER reply.
 	CmdMetaJoin = "metajoin"
+	// CmdHandoff is a data leader telling meta it handed a slot over to
+	// the move's target; meta then switches the slot's leader.
+	CmdHandoff = "handoff"
+	// CmdMoveSlot starts moving one slot's leadership to a given node.
+	CmdMoveSlot = "moveslot"
+	// CmdRebalance plans (and unless dry-run, starts) leader moves that
+	// even out the leaders.
+	CmdRebalance = "rebalance"
+	// CmdCancelMove cancels a slot's move in progress.
+	CmdCancelMove = "cancelmove"
 )
 
 // MetaJoin records a meta voter's RPC (RESP) address in the membership.
@@ -51,55 +62,102 @@ func checkAddr(a string) error {
 
 // HeartbeatReply is the meta leader's answer to a Heartbeat: the current
 // table epoch and, only when the sender's epoch differs from it, the table
-// as JSON (slot.Table.Marshal). On the wire it is a two-element array
-// [:epoch, $json] whose bulk is null when Table is nil.
+// as JSON (slot.Table.Marshal); the current session-list epoch and, only
+// when the sender's MembersEpoch differs from it, the live session nodes as
+// a JSON array of {"id","addr","kind"}.
+//
+// On the wire it is a four-element array [:epoch, $table, :membersEpoch,
+// $sessions] whose bulks are null when absent. Meta nodes built before the
+// session list sent only the first two elements; ParseHeartbeatReply
+// accepts that form with MembersEpoch 0 and no Sessions.
 type HeartbeatReply struct {
-	Epoch uint64
-	Table []byte // nil: the sender is up to date
+	Epoch        uint64
+	Table        []byte // nil: the sender is up to date
+	MembersEpoch uint64
+	Sessions     []byte // nil: the sender's list is up to date
 }
 
 // AppendRESP appends the reply in RESP2 form to dst; the server writes it
 // as raw bytes.
 func (r *HeartbeatReply) AppendRESP(dst []byte) []byte {
-	dst = append(dst, "*2\r\n:"...)
-	dst = strconv.AppendUint(dst, r.Epoch, 10)
-	dst = append(dst, "\r\n"...)
-	if r.Table == nil {
+	dst = append(dst, "*4\r\n"...)
+	dst = appendRESPInt(dst, r.Epoch)
+	dst = appendRESPBulk(dst, r.Table)
+	dst = appendRESPInt(dst, r.MembersEpoch)
+	return appendRESPBulk(dst, r.Sessions)
+}
+
+func appendRESPInt(dst []byte, v uint64) []byte {
+	dst = append(dst, ':')
+	dst = strconv.AppendUint(dst, v, 10)
+	return append(dst, "\r\n"...)
+}
+
+// appendRESPBulk writes b as a bulk string, nil as the null bulk.
+func appendRESPBulk(dst, b []byte) []byte {
+	if b == nil {
 		return append(dst, "$-1\r\n"...)
 	}
 	dst = append(dst, '$')
-	dst = strconv.AppendInt(dst, int64(len(r.Table)), 10)
+	dst = strconv.AppendInt(dst, int64(len(b)), 10)
 	dst = append(dst, "\r\n"...)
-	dst = append(dst, r.Table...)
+	dst = append(dst, b...)
 	return append(dst, "\r\n"...)
 }
 
 // ParseHeartbeatReply parses a reply as a RESP client library returns it:
-// go-redis's Do gives []interface{}{int64, string or nil}; []byte bulks are
-// accepted too.
+// go-redis's Do gives []interface{}{int64, string or nil, ...}; []byte
+// bulks are accepted too. Both the four-element form and the older
+// two-element one are accepted.
 func ParseHeartbeatReply(v any) (*HeartbeatReply, error) {
 	a, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("heartbeat reply: want a 2-element array, got %T", v)
+		return nil, fmt.Errorf("heartbeat reply: want an array, got %T", v)
 	}
-	if len(a) != 2 {
-		return nil, fmt.Errorf("heartbeat reply: want 2 elements, got %d", len(a))
+	if len(a) != 2 && len(a) != 4 {
+		return nil, fmt.Errorf("heartbeat reply: want 2 or 4 elements, got %d", len(a))
 	}
-	ep, ok := a[0].(int64)
-	if !ok || ep < 0 {
-		return nil, fmt.Errorf("heartbeat reply: bad epoch %v (%T)", a[0], a[0])
+	r := &HeartbeatReply{}
+	var err error
+	if r.Epoch, err = replyUint(a[0], "epoch"); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
 	}
-	r := &HeartbeatReply{Epoch: uint64(ep)}
-	switch t := a[1].(type) {
-	case nil:
-	case string:
-		r.Table = []byte(t)
-	case []byte:
-		r.Table = t
-	default:
-		return nil, fmt.Errorf("heartbeat reply: bad table element %T", a[1])
+	if r.Table, err = replyBulk(a[1], "table"); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	if len(a) == 2 {
+		return r, nil
+	}
+	if r.MembersEpoch, err = replyUint(a[2], "members epoch"); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	if r.Sessions, err = replyBulk(a[3], "sessions"); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
 	}
 	return r, nil
+}
+
+// replyUint reads a non-negative RESP integer as go-redis returns it.
+func replyUint(v any, what string) (uint64, error) {
+	n, ok := v.(int64)
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("bad %s %v (%T)", what, v, v)
+	}
+	return uint64(n), nil
+}
+
+// replyBulk reads a bulk string as go-redis returns it; a null bulk is nil,
+// an empty one is empty but not nil.
+func replyBulk(v any, what string) ([]byte, error) {
+	switch t := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(t), nil
+	case []byte:
+		return t, nil
+	}
+	return nil, fmt.Errorf("bad %s element %T", what, v)
 }
 
 // NotLeader builds the error a meta follower returns for a write-path

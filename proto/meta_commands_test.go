@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -83,8 +84,14 @@ func TestHeartbeatReplyRoundTrip(t *testing.T) {
 		{Epoch: 7},
 		{Epoch: 42, Table: []byte(`{"epoch":42}`)},
 		{Epoch: 1 << 40, Table: []byte{}},
+		{Epoch: 3, MembersEpoch: 9, Sessions: []byte(`[{"id":"s1","addr":"h:1","kind":"session"}]`)},
+		{Epoch: 3, Table: []byte(`{}`), MembersEpoch: 1, Sessions: []byte(`[]`)},
+		{Epoch: 3, MembersEpoch: 2, Sessions: []byte{}},
 	} {
 		raw := in.AppendRESP(nil)
+		if !bytes.HasPrefix(raw, []byte("*4\r\n")) {
+			t.Fatalf("reply %q is not a 4-element array", raw)
+		}
 		v, err := readReply(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
 			t.Fatalf("decode %q: %v", raw, err)
@@ -99,14 +106,41 @@ func TestHeartbeatReplyRoundTrip(t *testing.T) {
 	}
 }
 
+// TestHeartbeatReplyOldForm: meta nodes built before the session list
+// answered with [:epoch, $table] only.
+func TestHeartbeatReplyOldForm(t *testing.T) {
+	for raw, want := range map[string]*HeartbeatReply{
+		"*2\r\n:5\r\n$-1\r\n":             {Epoch: 5},
+		"*2\r\n:6\r\n$7\r\n{\"e\":6}\r\n": {Epoch: 6, Table: []byte(`{"e":6}`)},
+	} {
+		v, err := readReply(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			t.Fatalf("decode %q: %v", raw, err)
+		}
+		got, err := ParseHeartbeatReply(v)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseHeartbeatReply(%q) = %+v, %v; want %+v", raw, got, err, want)
+		}
+	}
+	if got, err := ParseHeartbeatReply([]any{int64(1), []byte("t"), int64(2), []byte("s")}); err != nil ||
+		string(got.Table) != "t" || string(got.Sessions) != "s" || got.MembersEpoch != 2 {
+		t.Fatalf("[]byte bulks: %+v, %v", got, err)
+	}
+}
+
 func TestParseHeartbeatReplyRejects(t *testing.T) {
 	for _, v := range []any{
 		nil,
 		"x",
 		[]any{int64(1)},
+		[]any{int64(1), nil, int64(2)},
+		[]any{int64(1), nil, int64(2), nil, nil},
 		[]any{"1", nil},
 		[]any{int64(-1), nil},
 		[]any{int64(1), int64(2)},
+		[]any{int64(1), nil, int64(-2), nil},
+		[]any{int64(1), nil, "2", nil},
+		[]any{int64(1), nil, int64(2), int64(3)},
 	} {
 		if _, err := ParseHeartbeatReply(v); err == nil {
 			t.Errorf("ParseHeartbeatReply(%#v) succeeded, want an error", v)

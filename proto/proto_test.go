@@ -9,22 +9,84 @@ import (
 )
 
 func TestHeartbeatRoundTrip(t *testing.T) {
-	in := &Heartbeat{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:7000", Epoch: 42}
-	out, err := ParseHeartbeat(ArgsBytes(in.Args()))
-	if err != nil {
-		t.Fatal(err)
+	for _, in := range []*Heartbeat{
+		{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:7000", Epoch: 42},
+		{Kind: KindSession, NodeID: "s1", Addr: "127.0.0.1:9600", Epoch: 3, MembersEpoch: 7},
+		{Kind: KindData, NodeID: "d2", Addr: "h:1", Epoch: 1 << 40, MembersEpoch: 1,
+			Progress: map[int]uint64{0: 0, 9: 1 << 63, 255: 17, 3: 4}},
+	} {
+		args := in.Args()
+		if len(args) != 7 {
+			t.Fatalf("Args gives %d arguments, want 7: %q", len(args), args)
+		}
+		out, err := ParseHeartbeat(ArgsBytes(args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(in, out) {
+			t.Fatalf("got %+v want %+v", out, in)
+		}
 	}
-	if !reflect.DeepEqual(in, out) {
-		t.Fatalf("got %+v want %+v", out, in)
+	// The form nodes sent before the session list and progress existed.
+	old, err := ParseHeartbeat(ArgsBytes([]any{CmdHeartbeat, KindData, "d1", "h:1", "5"}))
+	if err != nil {
+		t.Fatalf("old 5-argument heartbeat: %v", err)
+	}
+	if want := (&Heartbeat{Kind: KindData, NodeID: "d1", Addr: "h:1", Epoch: 5}); !reflect.DeepEqual(old, want) {
+		t.Fatalf("old heartbeat: got %+v want %+v", old, want)
 	}
 	for _, bad := range [][]any{
 		{CmdHeartbeat, KindData, "d1", "a"},
+		{CmdHeartbeat, KindData, "d1", "a", "1", "2"},
+		{CmdHeartbeat, KindData, "d1", "a", "1", "2", "", "x"},
 		{CmdHeartbeat, "nope", "d1", "a", "1"},
 		{CmdHeartbeat, KindData, "", "a", "1"},
 		{CmdHeartbeat, KindData, "d1", "a", "-1"},
+		{CmdHeartbeat, KindData, "d1", "a", "1", "-2", ""},
+		{CmdHeartbeat, KindData, "d1", "a", "1", "2", "1:2,1:3"},
 	} {
 		if _, err := ParseHeartbeat(ArgsBytes(bad)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%v: want ErrInvalid, got %v", bad, err)
+		}
+	}
+}
+
+func TestProgressEncoding(t *testing.T) {
+	if s := FormatProgress(nil); s != "" {
+		t.Fatalf("FormatProgress(nil) = %q", s)
+	}
+	if s := FormatProgress(map[int]uint64{}); s != "" {
+		t.Fatalf("FormatProgress(empty) = %q", s)
+	}
+	p := map[int]uint64{200: 1, 3: 18446744073709551615, 0: 0, 17: 42}
+	s := FormatProgress(p)
+	if s != "0:0,3:18446744073709551615,17:42,200:1" {
+		t.Fatalf("FormatProgress = %q, want sorted by slot", s)
+	}
+	back, err := ParseProgress(s)
+	if err != nil || !reflect.DeepEqual(back, p) {
+		t.Fatalf("ParseProgress(%q) = %v, %v", s, back, err)
+	}
+	if back, err := ParseProgress(""); err != nil || back != nil {
+		t.Fatalf("ParseProgress(\"\") = %#v, %v; want nil, nil", back, err)
+	}
+	if back, err := ParseProgress("9:1,2:5"); err != nil || !reflect.DeepEqual(back, map[int]uint64{9: 1, 2: 5}) {
+		t.Fatalf("unsorted input: %v, %v", back, err)
+	}
+	all := make(map[int]uint64)
+	for s := range 256 {
+		all[s] = uint64(s) * 1000
+	}
+	if back, err := ParseProgress(FormatProgress(all)); err != nil || !reflect.DeepEqual(back, all) {
+		t.Fatalf("every slot: %v", err)
+	}
+	for _, bad := range []string{
+		",", "1", "1:", ":1", "1:2,", ",1:2", "1:2,,3:4", "256:1", "-1:1", "+1:1", "01:1",
+		"1:-2", "1:x", "x:1", "1:2:3", "1:18446744073709551616", "1:2,1:3", " 1:2", "1:2 ",
+		strings.Repeat("1:1,", 256) + "1:1",
+	} {
+		if _, err := ParseProgress(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseProgress(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}
 }

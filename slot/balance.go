@@ -7,29 +7,73 @@ import (
 	"sort"
 )
 
-// Balance returns the table for a new set of data nodes (any order;
-// duplicate or empty IDs are an error), starting from prev, which is not
-// modified; a nil prev is treated as NewTable(replicas).
+// Balance is BalanceWith(prev, nodes, replicas, nil).
+func Balance(prev *Table, nodes []Node, replicas int) (*Table, error) {
+	return BalanceWith(prev, nodes, replicas, nil)
+}
+
+// BalanceWith applies a membership change: it returns the table for a new
+// set of data nodes (any order; duplicate or empty IDs are an error) and
+// replicas, starting from prev, which is not modified; a nil prev is treated
+// as NewTable(replicas).
+//
+// prefer names, for a slot whose leader departed, the follower to promote
+// (meta passes the most caught-up one); an entry is ignored unless it names
+// a present follower of that slot in prev.
 //
 // The result has Epoch = prev.Epoch+1 if anything (nodes, addresses,
 // assignments, replicas) changed, else prev.Epoch and equal content.
 // Deterministic: the same inputs give the same output on every replica.
 //
-// Rules, in order of priority:
-//   - Every slot has exactly one leader when there are nodes, and leader
-//     counts per node differ by at most 1.
-//   - A slot whose leader left is first given to its first still-present
-//     follower (it already has the data), else to the node with the fewest
-//     leaders (ties by ID); only then are counts evened out.
-//   - Leadership moves as little as possible: only surplus over a node's
-//     target moves, and only to nodes under target, so a join moves exactly
-//     the joiner's share to the joiner, and a leave moves only the leaver's
-//     slots.
-//   - Every slot has exactly f = min(replicas-1, n-1) distinct followers,
-//     never its leader; follower counts per node differ by at most 1, and
-//     existing follower places are kept where possible.
+// Rules:
+//   - A join never moves a leader: new nodes only get follower places, and
+//     leadership reaches them later through PlanMoves, StartMove and
+//     FinishMove, once they hold the data. The exception is a slot with no
+//     leader (a table built from empty, or every node had left): those are
+//     spread evenly over the present nodes, so building from n nodes at
+//     once gives leader counts within 1 and a cluster's first node leads
+//     every slot.
+//   - A slot whose leader departed is promoted at once: to prefer[s] if it
+//     is a present follower, else to its first present follower (it has
+//     the data), else to the present node leading fewest slots (ties by
+//     ID). No other slot changes leader.
 //   - LeaderEpoch of a slot is raised by 1 exactly when its leader changes.
-func Balance(prev *Table, nodes []Node, replicas int) (*Table, error) {
+//   - Every slot has exactly f = min(replicas-1, n-1) distinct followers,
+//     never its leader, plus one while its Target holds an extra place.
+//     Departed followers are replaced. Follower counts per node are spread
+//     as evenly as the leader counts allow (a node cannot follow the slots
+//     it leads): max-min <= 1 among nodes not limited that way. A join
+//     that leaves f unchanged moves only the joiners' share of follower
+//     places, every one of them to a joiner (counts among the other nodes
+//     stay as they were); other changes (a leave, a replicas change, a join
+//     that raises f) even out every node's places, moving as few as
+//     possible and preferring moves that copy no new data.
+//   - A slot's Target is kept while its leader stays and the Target node
+//     is present (its follower place is never moved); otherwise it is
+//     cleared, and an extra place it held is dropped.
+//   - An address change, or no change, moves nothing.
+func BalanceWith(prev *Table, nodes []Node, replicas int, prefer map[int]string) (*Table, error) {
+	return balance(prev, nodes, replicas, prefer, false)
+}
+
+// EvenFollowers evens out the follower places of prev among its own nodes
+// (see the follower rule of BalanceWith) without moving any leader or
+// Target. Balance leaves uneven counts alone when nothing but addresses
+// changed, and FinishMove leaves them uneven (the old leader takes the new
+// leader's follower place), so meta may call this after migrations to
+// spread the follower load again. It moves as few places as possible,
+// preferring moves that copy no new data, and returns an equal copy with
+// the same epoch when there is nothing to do.
+func EvenFollowers(prev *Table) (*Table, error) {
+	if prev == nil {
+		return nil, errors.New("slot: even followers of nil table")
+	}
+	return balance(prev, prev.Nodes, prev.Replicas, nil, true)
+}
+
+// balance is BalanceWith; even forces a full evening of follower places
+// even when membership did not change.
+func balance(prev *Table, nodes []Node, replicas int, prefer map[int]string, even bool) (*Table, error) {
 	if replicas < 1 {
 		return nil, fmt.Errorf("slot: replicas %d < 1", replicas)
 	}
@@ -49,7 +93,11 @@ func Balance(prev *Table, nodes []Node, replicas int) (*Table, error) {
 
 	var b balancer // on the stack: Balance runs often inside the FSM
 	b.init(prev, sorted, replicas)
-	b.placeLeaders()
+	if even {
+		b.mode = repairAll
+	}
+	b.placeLeaders(prefer)
+	b.placeTargets()
 	b.placeFollowers()
 	next := b.table()
 	if next.sameContent(prev) {
@@ -59,16 +107,18 @@ func Balance(prev *Table, nodes []Node, replicas int) (*Table, error) {
 	return next, nil
 }
 
-// Rebalance evens out leaders (and followers) among prev's own nodes, moving
-// as few leaders as possible. Balance already keeps tables even, so this
-// mostly repairs tables that were built elsewhere or edited by hand; it is
-// kept as the operator's named entry point.
-func Rebalance(prev *Table) (*Table, error) {
-	if prev == nil {
-		return nil, errors.New("slot: rebalance nil table")
-	}
-	return Balance(prev, prev.Nodes, prev.Replicas)
+// followersFor is f = min(replicas-1, n-1), floored at 0: the regular
+// number of followers per slot.
+func followersFor(replicas, n int) int {
+	return max(0, min(replicas-1, n-1))
 }
+
+// How much placeFollowers evens out follower counts.
+const (
+	repairNone   = iota // membership unchanged: move nothing
+	repairJoiner        // nodes only joined: move places to joiners only
+	repairAll           // anything else: even every node
+)
 
 // none marks "no node" in the index-based working state.
 const none = -1
@@ -81,15 +131,20 @@ type balancer struct {
 	nodes    []Node
 	n        int
 	replicas int
-	f        int // followers per slot
+	f        int // regular followers per slot
+	mode     int // repairNone, repairJoiner or repairAll
+	joined   []bool
 
-	prevLead [Count]int   // prev leader if still present, else none
-	prevFol  [Count][]int // prev followers still present, in order
-	leader   [Count]int
-	changed  [Count]bool // leader differs from prev's
-	fol      [Count][]int
-	lcount   []int // leaders per node
-	fcount   []int // follower places per node
+	prevLead   [Count]int   // prev leader if still present, else none
+	prevFol    [Count][]int // prev followers still present, in order
+	prevTarget [Count]int   // prev Target if still present, else none
+	prevExtra  [Count]bool  // prev Target held a place beyond prev's f
+	leader     [Count]int
+	target     [Count]int // kept Target, none if none; its place is pinned
+	want       [Count]int // followers the slot gets
+	fol        [Count][]int
+	lcount     []int // leaders per node
+	fcount     []int // follower places per node
 }
 
 // init prepares b for balancing prev onto the sorted nodes.
@@ -99,6 +154,8 @@ func (b *balancer) init(prev *Table, nodes []Node, replicas int) {
 		nodes:    nodes,
 		n:        len(nodes),
 		replicas: replicas,
+		f:        followersFor(replicas, len(nodes)),
+		joined:   make([]bool, len(nodes)),
 		lcount:   make([]int, len(nodes)),
 		fcount:   make([]int, len(nodes)),
 	}
@@ -106,24 +163,60 @@ func (b *balancer) init(prev *Table, nodes []Node, replicas int) {
 	for s := range Count {
 		total += len(prev.Slots[s].Followers)
 	}
+	prevF := followersFor(prev.Replicas, len(prev.Nodes))
 	flat := make([]int, 0, total) // one allocation for all slots
 	for s := range Count {
-		b.prevLead[s] = b.lookup(prev.Slots[s].Leader)
+		a := &prev.Slots[s]
+		b.prevLead[s] = b.lookup(a.Leader)
 		start := len(flat)
-		for _, id := range prev.Slots[s].Followers {
-			if i := b.lookup(id); i != none && !slices.Contains(flat[start:], i) {
+		for _, id := range a.Followers {
+			if i := b.lookup(id); i != none && i != b.prevLead[s] && !slices.Contains(flat[start:], i) {
 				flat = append(flat, i)
 			}
 		}
 		b.prevFol[s] = flat[start:len(flat):len(flat)]
+		b.target[s] = none
+		b.prevTarget[s] = none
+		if i := b.lookup(a.Target); i != none && slices.Contains(b.prevFol[s], i) {
+			b.prevTarget[s] = i
+			b.prevExtra[s] = len(a.Followers) > prevF
+		}
 	}
-	b.f = max(0, min(replicas-1, b.n-1))
+
+	// Which kind of change is this?
+	departed := false
+	for _, nd := range prev.Nodes {
+		if b.lookup(nd.ID) == none {
+			departed = true
+		}
+	}
+	joins := false
+	for i, nd := range nodes {
+		if !prev.HasNode(nd.ID) {
+			b.joined[i], joins = true, true
+		}
+	}
+	switch {
+	case departed || replicas != prev.Replicas || len(prev.Nodes) == 0:
+		b.mode = repairAll
+	case joins && b.f == prevF:
+		b.mode = repairJoiner
+	case joins:
+		// The follower count grows: new places are filled anyway, so
+		// even everything out.
+		b.mode = repairAll
+	default:
+		b.mode = repairNone
+	}
 }
 
 // lookup returns the index of a present node, none if absent (or "").
 // A binary search over the sorted nodes: cheaper than hashing for the
 // handful of nodes a table has.
 func (b *balancer) lookup(id string) int {
+	if id == "" {
+		return none
+	}
 	lo, hi := 0, b.n
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -139,9 +232,10 @@ func (b *balancer) lookup(id string) int {
 	return none
 }
 
-// placeLeaders keeps present leaders, fills orphaned slots (promotion, else
-// least loaded), then moves the minimum number of leaders to reach targets.
-func (b *balancer) placeLeaders() {
+// placeLeaders keeps every present leader, promotes a follower of each
+// slot whose leader departed, and gives the remaining unled slots to the
+// nodes leading fewest. It never moves a present leader.
+func (b *balancer) placeLeaders(prefer map[int]string) {
 	for s := range Count {
 		b.leader[s] = b.prevLead[s]
 		if b.leader[s] != none {
@@ -149,99 +243,74 @@ func (b *balancer) placeLeaders() {
 		}
 	}
 	if b.n == 0 {
-		for s := range Count {
-			b.changed[s] = b.prev.Slots[s].Leader != ""
-		}
 		return
 	}
+	// Promotions first, so that the least-loaded choice below sees them.
 	for s := range Count {
-		if b.leader[s] != none {
+		if b.leader[s] != none || len(b.prevFol[s]) == 0 {
 			continue
 		}
-		pick := none
-		if len(b.prevFol[s]) > 0 {
-			pick = b.prevFol[s][0]
-		} else {
-			pick = argmin(b.lcount)
+		pick := b.prevFol[s][0]
+		if id, ok := prefer[s]; ok {
+			if i := b.lookup(id); i != none && slices.Contains(b.prevFol[s], i) {
+				pick = i
+			}
 		}
-		b.setLeader(s, pick)
+		b.leader[s] = pick
+		b.lcount[pick]++
 	}
-
-	target := spread(b.lcount, Count, nil)
-	var byRank [4][]int
-	for d := range b.n {
-		if b.lcount[d] >= target[d] {
-			continue
-		}
-		// Candidates are ranked once per receiver: ranks do not change
-		// while d fills up, and surplus only shrinks, so walking the
-		// ranked list and skipping leaders that reached their target is
-		// the same as re-searching after every move. Within a rank the
-		// highest slot moves first, an arbitrary but fixed choice.
-		for r := range byRank {
-			byRank[r] = byRank[r][:0]
-		}
-		for s := Count - 1; s >= 0; s-- {
-			if a := b.leader[s]; b.lcount[a] > target[a] {
-				r := 0
-				if b.changed[s] {
-					// Already moving this round: moving it again costs
-					// no extra handover, whereas taking an untouched
-					// slot would add one.
-					r += 2
-				}
-				if slices.Contains(b.prevFol[s], d) {
-					// The receiver already has the data.
-					r++
-				}
-				byRank[r] = append(byRank[r], s)
-			}
-		}
-		for r := len(byRank) - 1; r >= 0; r-- {
-			for _, s := range byRank[r] {
-				if b.lcount[d] >= target[d] {
-					break
-				}
-				if a := b.leader[s]; b.lcount[a] > target[a] {
-					b.lcount[a]--
-					b.setLeader(s, d)
-				}
-			}
+	for s := range Count {
+		if b.leader[s] == none {
+			pick := argmin(b.lcount)
+			b.leader[s] = pick
+			b.lcount[pick]++
 		}
 	}
 }
 
-func (b *balancer) setLeader(s, i int) {
-	b.leader[s] = i
-	b.lcount[i]++
-	b.changed[s] = b.nodes[i].ID != b.prev.Slots[s].Leader
+// placeTargets keeps each Target whose slot kept its leader and sets how
+// many followers every slot gets: f, plus one while a kept Target holds an
+// extra place (and never fewer than the Target itself), but no more than
+// there are other nodes.
+func (b *balancer) placeTargets() {
+	for s := range Count {
+		b.target[s] = none
+		b.want[s] = 0
+		if b.leader[s] == none {
+			continue
+		}
+		want := b.f
+		if t := b.prevTarget[s]; t != none && b.leader[s] == b.prevLead[s] && t != b.leader[s] {
+			b.target[s] = t
+			if b.prevExtra[s] {
+				want++
+			}
+			want = max(want, 1)
+		}
+		b.want[s] = min(want, b.n-1)
+	}
 }
 
 // placeFollowers keeps valid follower places, trims or fills each slot to
-// exactly f, then repairs counts to within 1 by moving single places.
+// its wanted count, then evens out counts as b.mode allows.
 func (b *balancer) placeFollowers() {
 	if b.n == 0 {
 		return
 	}
-	// One backing array; each slot gets a fixed window of f+1 (one spare
-	// for the old leader swapped in before trimming).
-	flat := make([]int, Count*(b.f+1))
+	// One backing array; each slot gets a fixed window of f+1 (room for
+	// an extra Target place).
+	w := b.f + 1
+	flat := make([]int, Count*w)
 	for s := range Count {
-		newL := b.leader[s]
-		oldL := b.prevLead[s]
-		list := flat[s*(b.f+1) : s*(b.f+1) : (s+1)*(b.f+1)]
+		list := flat[s*w : s*w : (s+1)*w]
 		for _, i := range b.prevFol[s] {
-			if i == newL {
-				// The follower was promoted; the old leader, if still
-				// here, holds the data and takes its place.
-				if oldL == none || oldL == newL {
-					continue
-				}
-				i = oldL
+			if i == b.leader[s] {
+				continue // promoted
 			}
-			if !slices.Contains(list, i) {
-				list = append(list, i)
+			if b.prevExtra[s] && i == b.prevTarget[s] && b.target[s] == none {
+				continue // a cleared Target's extra place goes with it
 			}
+			list = append(list, i)
 		}
 		b.fol[s] = list
 		for _, i := range list {
@@ -252,7 +321,7 @@ func (b *balancer) placeFollowers() {
 	// Fill (replicas raised, nodes left, slots newly led): least loaded
 	// eligible node first.
 	for s := range Count {
-		for len(b.fol[s]) < b.f {
+		for len(b.fol[s]) < b.want[s] {
 			pick := none
 			for i, c := range b.fcount {
 				if (pick == none || c < b.fcount[pick]) && b.free(s, i) {
@@ -266,25 +335,28 @@ func (b *balancer) placeFollowers() {
 	b.repairFollowers()
 }
 
-// trim drops follower places until every slot has at most f (replicas
-// lowered, or the old leader swapped in). It always takes a place from the
-// busiest node that still has a place on a slot with too many, so counts
-// come out even and the repair pass rarely has to add places back.
+// trim drops follower places until every slot has at most its wanted
+// count (replicas lowered, an extra place dropped). It always takes a place
+// from the busiest node that still has a place on a slot with too many, so
+// counts come out even and the repair pass rarely has to add places back.
+// A Target's place is never dropped.
 func (b *balancer) trim() {
 	// mine[a] lists, descending, the slots a follows that start with too
 	// many followers; entries whose slot got trimmed enough are skipped.
 	mine := make([][]int, b.n)
 	for s := Count - 1; s >= 0; s-- {
-		if len(b.fol[s]) > b.f {
+		if len(b.fol[s]) > b.want[s] {
 			for _, a := range b.fol[s] {
-				mine[a] = append(mine[a], s)
+				if a != b.target[s] {
+					mine[a] = append(mine[a], s)
+				}
 			}
 		}
 	}
 	for {
 		best := none
 		for a := range b.n {
-			for len(mine[a]) > 0 && len(b.fol[mine[a][0]]) <= b.f {
+			for len(mine[a]) > 0 && len(b.fol[mine[a][0]]) <= b.want[mine[a][0]] {
 				mine[a] = mine[a][1:]
 			}
 			if len(mine[a]) > 0 && (best == none || b.fcount[a] > b.fcount[best]) {
@@ -309,21 +381,39 @@ func (b *balancer) free(s, i int) bool {
 }
 
 // repairFollowers moves follower places from nodes over target to nodes
-// under it. Moves that copy no data (giving a node back a place it held in
-// prev, or moving a place added by this call) are tried first, directly
-// and then as chains. Then a direct move of any place: one place changes
-// hands, so a join moves only places that end up on the joiner. Last, a
-// shortest chain of moves through other nodes, which always exists when
-// the targets are feasible.
+// under it; targets are as even as the leader counts allow (see
+// waterfill). On a pure join only the joiners take places, each directly
+// from a node over target. Otherwise moves that copy no data (giving a
+// node back a place it held in prev, or moving a place added by this call)
+// are tried first, directly and then as chains. Then a direct move of any
+// place: one place changes hands. Last, a shortest chain of moves through
+// other nodes, which always exists when the targets are feasible. Target
+// places never move.
 func (b *balancer) repairFollowers() {
-	if b.f == 0 {
+	if b.f == 0 || b.mode == repairNone {
 		return
 	}
 	capacity := make([]int, b.n)
 	for i := range capacity {
 		capacity[i] = Count - b.lcount[i]
 	}
-	target := spread(b.fcount, Count*b.f, capacity)
+	pinned := make([]int, b.n)
+	total := 0
+	for s := range Count {
+		total += len(b.fol[s])
+		if t := b.target[s]; t != none {
+			pinned[t]++
+		}
+	}
+	target := waterfill(b.fcount, total, pinned, capacity)
+	if b.mode == repairJoiner {
+		for d := range b.n {
+			if b.joined[d] {
+				b.fillDirect(d, target, false)
+			}
+		}
+		return
+	}
 	for {
 		moved := false
 		for d := range b.n {
@@ -366,6 +456,9 @@ func (b *balancer) fillDirect(d int, target []int, cheapOnly bool) bool {
 			g = 0
 		}
 		for _, a := range b.fol[s] {
+			if a == b.target[s] {
+				continue
+			}
 			ga := g
 			if slices.Contains(b.prevFol[s], a) {
 				ga++
@@ -461,11 +554,12 @@ func (b *balancer) chainMove(d int, target []int, cheapOnly bool) bool {
 	return false
 }
 
-// slotFromTo returns the highest slot followed by x on which y is free
-// (and, if cheapOnly, the move is cheap), none if there is none.
+// slotFromTo returns the highest slot followed by x (not as its Target) on
+// which y is free (and, if cheapOnly, the move is cheap), none if there is
+// none.
 func (b *balancer) slotFromTo(x, y int, cheapOnly bool) int {
 	for s := Count - 1; s >= 0; s-- {
-		if b.free(s, y) && slices.Contains(b.fol[s], x) && (!cheapOnly || b.cheap(s, x, y)) {
+		if x != b.target[s] && b.free(s, y) && slices.Contains(b.fol[s], x) && (!cheapOnly || b.cheap(s, x, y)) {
 			return s
 		}
 	}
@@ -486,7 +580,11 @@ func (b *balancer) table() *Table {
 	if b.n > 0 {
 		t.Nodes = slices.Clone(b.nodes)
 	}
-	names := make([]string, Count*b.f) // one allocation for all slots
+	total := 0
+	for s := range Count {
+		total += len(b.fol[s])
+	}
+	names := make([]string, 0, total) // one allocation for all slots
 	for s := range Count {
 		a := &t.Slots[s]
 		a.LeaderEpoch = b.prev.Slots[s].LeaderEpoch
@@ -496,13 +594,17 @@ func (b *balancer) table() *Table {
 		if a.Leader != b.prev.Slots[s].Leader {
 			a.LeaderEpoch++
 		}
+		if b.target[s] != none {
+			a.Target = b.nodes[b.target[s]].ID
+		}
 		if k := len(b.fol[s]); k > 0 {
+			start := len(names)
+			for _, i := range b.fol[s] {
+				names = append(names, b.nodes[i].ID)
+			}
 			// Full slice expression: appending to one slot's list must
 			// never overwrite the next slot's.
-			a.Followers = names[s*b.f : s*b.f+k : s*b.f+k]
-			for k, i := range b.fol[s] {
-				a.Followers[k] = b.nodes[i].ID
-			}
+			a.Followers = names[start : start+k : start+k]
 		}
 	}
 	return t
@@ -520,22 +622,62 @@ func argmin(count []int) int {
 	return best
 }
 
-// spread returns per-node targets summing to total, each total/n or
-// total/n+1. The +1s go to the nodes that currently hold the most (ties by
-// index), which minimises how much has to move, skipping nodes whose
-// capacity (if given) cannot take the extra one.
-func spread(count []int, total int, capacity []int) []int {
+// waterfill returns per-node targets summing to total, as even as the
+// bounds allow: every node gets L clamped to [floor, capacity] or L+1 for
+// one level L, so nodes not held by their bounds differ by at most 1.
+// floor and capacity may be nil (0 and unlimited). The +1s go to the nodes
+// that currently hold the most (ties by index), which minimises how much
+// has to move. The floors must not exceed total, nor total the sum of the
+// capacities (it is then as close as the capacities allow).
+func waterfill(count []int, total int, floor, capacity []int) []int {
 	n := len(count)
-	q, rem := total/n, total%n
+	if n == 0 {
+		return nil
+	}
+	lo := func(i int) int {
+		if floor == nil {
+			return 0
+		}
+		return floor[i]
+	}
+	hi := func(i int) int {
+		if capacity == nil {
+			return max(total, lo(i))
+		}
+		return max(capacity[i], lo(i))
+	}
+	at := func(i, level int) int { return min(max(level, lo(i)), hi(i)) }
+	sum := func(level int) int {
+		s := 0
+		for i := range n {
+			s += at(i, level)
+		}
+		return s
+	}
+	// The level L: the largest with sum(at(L)) <= total, found by binary
+	// search (sum grows with the level; no target exceeds total + floors).
+	lowL, highL := 0, total+1
+	for lowL+1 < highL {
+		if m := (lowL + highL) / 2; sum(m) <= total {
+			lowL = m
+		} else {
+			highL = m
+		}
+	}
+	level := lowL
+	target := make([]int, n)
+	rem := total
+	for i := range n {
+		target[i] = at(i, level)
+		rem -= target[i]
+	}
 	order := make([]int, n)
 	for i := range order {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(x, y int) bool { return count[order[x]] > count[order[y]] })
-	target := make([]int, n)
 	for _, i := range order {
-		target[i] = q
-		if rem > 0 && (capacity == nil || capacity[i] > q) {
+		if rem > 0 && at(i, level+1) > target[i] {
 			target[i]++
 			rem--
 		}

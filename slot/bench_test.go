@@ -55,3 +55,25 @@ func BenchmarkBalanceNoChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClone copies a 10-node, 3-replica table, which every move
+// function does once.
+func BenchmarkClone(b *testing.B) {
+	tab := mustBalance(b, nil, mkNodes("n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"), 3)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tab.Clone()
+	}
+}
+
+// BenchmarkPlanMoves plans evening out a 10-node table after one join.
+func BenchmarkPlanMoves(b *testing.B) {
+	nodes := mkNodes("n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9")
+	tab := mustBalance(b, mustBalance(b, nil, nodes[:9], 3), nodes, 3)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(PlanMoves(tab, 0)) == 0 {
+			b.Fatal("no moves")
+		}
+	}
+}

@@ -7,6 +7,18 @@
 // data nodes (which ask "do I lead this slot?") and the clients (which route
 // by LeaderOf) all agree bit for bit.
 //
+// Leadership only moves in two data-safe ways:
+//
+//   - Failover: when a leader leaves, Balance (or BalanceWith, naming the
+//     most caught-up follower) promotes a follower at once, raising the
+//     slot's LeaderEpoch.
+//   - Migration: a join never moves a leader; a new node only gets follower
+//     places. Meta evens leaders out with PlanMoves, then for each move
+//     StartMove sets the slot's Target (adding it as an extra follower if it
+//     was not one), the old leader hands the slot over once the Target has
+//     caught up, and FinishMove makes the Target the leader (or CancelMove
+//     abandons the move).
+//
 // Because the table is recomputed inside a replicated state machine, every
 // function here must be pure and deterministic: the same inputs must produce
 // the same table on every replica. The package must therefore never do I/O,

@@ -34,17 +34,24 @@ type Assignment struct {
 	// node exists.
 	Leader string `json:"leader"`
 	// Followers are node IDs holding replicas, in promotion order (the first
-	// present one takes over when the leader leaves). Never contains Leader.
+	// present one takes over when the leader leaves, unless meta names a
+	// more caught-up one). Never contains Leader. Normally f = min(replicas-1,
+	// n-1) of them; one more while Target holds an extra place.
 	Followers []string `json:"followers,omitempty"`
 	// LeaderEpoch is raised by 1 every time Leader changes (including the
 	// first assignment of a leader and a change to ""), so a stale leader can
 	// be fenced off by comparing epochs. It is >= 1 once the slot was led.
 	LeaderEpoch uint64 `json:"leaderEpoch"`
+	// Target is the node the leader is handing the slot to (a migration in
+	// progress), "" when none. When set it is always one of Followers. See
+	// StartMove, FinishMove and CancelMove.
+	Target string `json:"target,omitempty"`
 }
 
 // Table is the whole slot table. Treat it as immutable once published:
-// Balance and Rebalance return new tables instead of editing in place, so
-// readers holding an old pointer never see a half-updated table.
+// Balance, the move functions and EvenFollowers return new tables instead
+// of editing in place, so readers holding an old pointer never see a
+// half-updated table.
 type Table struct {
 	// Epoch grows on every change, so nodes can discard stale tables.
 	Epoch uint64 `json:"epoch"`
@@ -69,17 +76,16 @@ func (t *Table) Clone() *Table {
 	if t == nil {
 		return nil
 	}
-	c := &Table{Epoch: t.Epoch, Replicas: t.Replicas}
-	if t.Nodes != nil {
-		c.Nodes = slices.Clone(t.Nodes)
-	}
+	c := new(Table)
+	*c = *t // one bulk copy; only the slices below need fresh memory
+	c.Nodes = slices.Clone(t.Nodes)
 	total := 0
 	for s := range t.Slots {
 		total += len(t.Slots[s].Followers)
 	}
 	names := make([]string, 0, total) // one allocation for all slots
-	for s := range t.Slots {
-		a := t.Slots[s]
+	for s := range c.Slots {
+		a := &c.Slots[s]
 		if k := len(a.Followers); k > 0 {
 			start := len(names)
 			names = append(names, a.Followers...)
@@ -89,7 +95,6 @@ func (t *Table) Clone() *Table {
 		} else {
 			a.Followers = nil
 		}
-		c.Slots[s] = a
 	}
 	return c
 }
@@ -241,8 +246,9 @@ func Unmarshal(b []byte) (*Table, error) {
 // Validate checks the structural rules every table must satisfy: replicas
 // >= 1; node IDs non-empty, unique and sorted; every leader and follower is
 // a known node or (leader only) ""; followers are distinct, never include
-// the slot's leader, and an unled slot has no followers. It does not check
-// balance, which is Balance's job, not a correctness requirement.
+// the slot's leader, and an unled slot has no followers; a Target is one of
+// the slot's followers (so never its leader). It does not check balance or
+// follower counts, which are Balance's job, not correctness requirements.
 func (t *Table) Validate() error {
 	if t == nil {
 		return errors.New("slot: nil table")
@@ -281,6 +287,13 @@ func (t *Table) Validate() error {
 				return fmt.Errorf("slot: slot %d has duplicate follower %q", s, f)
 			}
 		}
+		switch {
+		case a.Target == "":
+		case a.Target == a.Leader:
+			return fmt.Errorf("slot: slot %d target %q is already its leader", s, a.Target)
+		case !slices.Contains(a.Followers, a.Target):
+			return fmt.Errorf("slot: slot %d target %q is not one of its followers", s, a.Target)
+		}
 	}
 	return nil
 }
@@ -308,7 +321,8 @@ func (t *Table) sameContent(o *Table) bool {
 	}
 	for s := range t.Slots {
 		a, b := &t.Slots[s], &o.Slots[s]
-		if a.Leader != b.Leader || a.LeaderEpoch != b.LeaderEpoch || !slices.Equal(a.Followers, b.Followers) {
+		if a.Leader != b.Leader || a.LeaderEpoch != b.LeaderEpoch || a.Target != b.Target ||
+			!slices.Equal(a.Followers, b.Followers) {
 			return false
 		}
 	}
@@ -316,8 +330,9 @@ func (t *Table) sameContent(o *Table) bool {
 }
 
 // Moves lists the slots whose leader differs between a and b, ascending;
-// these are the slots whose data must be handed over. A nil table counts as
-// having no leaders.
+// these are the slots whose leadership was handed over between the two
+// tables. A nil table counts as having no leaders. (To plan leader moves,
+// see PlanMoves.)
 func Moves(a, b *Table) []int {
 	var out []int
 	for s := 0; s < Count; s++ {

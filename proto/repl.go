@@ -1,0 +1,445 @@
+package proto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Replication and reconciliation between data nodes and sessions.
+
+// Inter-node commands for replication and reconciliation, served by data
+// nodes.
+const (
+	CmdDPull      = "dpull"
+	CmdDReconcile = "dreconcile"
+	CmdDSync      = "dsync"
+)
+
+// OpTouch is a log-only op: the new leader of a slot raises every datum's
+// version to the entry's, so subscribers converge on its state even where
+// it lacks a change the old leader had pushed but not replicated.
+const OpTouch OpType = 'T'
+
+// LogEntry is one applied write in a slot's op-log. Seq is dense and
+// rising within a slot; Version is the datum version the write produced
+// (0 for a renew, which changes no datum).
+type LogEntry struct {
+	Seq     uint64
+	Version uint64
+	Session string
+	Op      Op
+}
+
+// AppendBinary encodes e.
+func (e *LogEntry) AppendBinary(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, e.Seq)
+	dst = binary.AppendUvarint(dst, e.Version)
+	dst = appendString(dst, e.Session)
+	dst = append(dst, byte(e.Op.Type))
+	dst = appendString(dst, e.Op.DataInfoID)
+	dst = appendString(dst, e.Op.RegisterID)
+	dst = appendString(dst, e.Op.Data)
+	dst = appendString(dst, e.Op.ConnID)
+	return binary.AppendUvarint(dst, uint64(e.Op.TTL))
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str() string {
+	if r.err != nil {
+		return ""
+	}
+	var s string
+	s, r.b, r.err = readString(r.b)
+	return s
+}
+
+func (r *reader) byte1() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.err = errors.New("short buffer")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) entry() LogEntry {
+	e := LogEntry{Seq: r.uvarint(), Version: r.uvarint(), Session: r.str()}
+	e.Op.Type = OpType(r.byte1())
+	e.Op.DataInfoID = r.str()
+	e.Op.RegisterID = r.str()
+	e.Op.Data = r.str()
+	e.Op.ConnID = r.str()
+	ttl := r.uvarint()
+	if ttl > 1<<31 && r.err == nil {
+		r.err = errors.New("bad ttl")
+	}
+	e.Op.TTL = uint32(ttl)
+	return e
+}
+
+// AppendEntries encodes a batch of entries: a count, then each entry.
+func AppendEntries(dst []byte, es []LogEntry) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(es)))
+	for i := range es {
+		dst = es[i].AppendBinary(dst)
+	}
+	return dst
+}
+
+// ParseEntries decodes AppendEntries' output; it never panics.
+func ParseEntries(b []byte) ([]LogEntry, error) {
+	r := &reader{b: b}
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(b)) {
+		return nil, errors.New("entries: bad count")
+	}
+	out := make([]LogEntry, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		out = append(out, r.entry())
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("entries: %w", r.err)
+	}
+	return out, nil
+}
+
+// SnapPub is a publisher with everything a replica needs.
+type SnapPub struct {
+	RegisterID string
+	Data       string
+	Session    string
+	Conn       string
+	TTL        uint32
+	RemainMs   uint64 // time left before a TTL publisher expires
+}
+
+// SnapDatum is one datum in a slot snapshot.
+type SnapDatum struct {
+	DataInfoID string
+	Version    uint64
+	Pubs       []SnapPub
+}
+
+// SlotSnapshot is a whole slot, sent to a follower that has fallen off the
+// leader's op-log or follows a new leader.
+type SlotSnapshot struct {
+	LeaderEpoch uint64
+	Seq         uint64
+	Datums      []SnapDatum
+}
+
+// AppendBinary encodes s.
+func (s *SlotSnapshot) AppendBinary(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, s.LeaderEpoch)
+	dst = binary.AppendUvarint(dst, s.Seq)
+	dst = binary.AppendUvarint(dst, uint64(len(s.Datums)))
+	for _, d := range s.Datums {
+		dst = appendString(dst, d.DataInfoID)
+		dst = binary.AppendUvarint(dst, d.Version)
+		dst = binary.AppendUvarint(dst, uint64(len(d.Pubs)))
+		for _, p := range d.Pubs {
+			dst = appendString(dst, p.RegisterID)
+			dst = appendString(dst, p.Data)
+			dst = appendString(dst, p.Session)
+			dst = appendString(dst, p.Conn)
+			dst = binary.AppendUvarint(dst, uint64(p.TTL))
+			dst = binary.AppendUvarint(dst, p.RemainMs)
+		}
+	}
+	return dst
+}
+
+// ParseSlotSnapshot decodes AppendBinary's output; it never panics.
+func ParseSlotSnapshot(b []byte) (*SlotSnapshot, error) {
+	r := &reader{b: b}
+	s := &SlotSnapshot{LeaderEpoch: r.uvarint(), Seq: r.uvarint()}
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(b)) {
+		return nil, errors.New("snapshot: bad datum count")
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		d := SnapDatum{DataInfoID: r.str(), Version: r.uvarint()}
+		np := r.uvarint()
+		if r.err == nil && np > uint64(len(r.b)) {
+			r.err = errors.New("bad publisher count")
+		}
+		for j := uint64(0); j < np && r.err == nil; j++ {
+			p := SnapPub{RegisterID: r.str(), Data: r.str(), Session: r.str(), Conn: r.str()}
+			p.TTL = uint32(r.uvarint())
+			p.RemainMs = r.uvarint()
+			d.Pubs = append(d.Pubs, p)
+		}
+		s.Datums = append(s.Datums, d)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("snapshot: %w", r.err)
+	}
+	return s, nil
+}
+
+// PullPos is where a follower stands in one slot.
+type PullPos struct {
+	Slot        int
+	LeaderEpoch uint64 // the leader epoch its copy follows; 0 for none
+	Seq         uint64
+}
+
+// DPull is a follower's long poll for the op-logs of the slots it follows
+// from one leader. The leader answers at once if any slot has news, else
+// after WaitMs. Each position also acknowledges what the follower has
+// applied. The reply holds one [slot, kind, leaderEpoch, blob] array per
+// position: kind "log" (blob: AppendEntries), "snap" (blob: a
+// SlotSnapshot) or "none" (the node does not lead the slot).
+type DPull struct {
+	Follower string
+	WaitMs   uint32
+	Pos      []PullPos
+}
+
+// Pull reply kinds.
+const (
+	PullLog  = "log"
+	PullSnap = "snap"
+	PullNone = "none"
+)
+
+// Args builds the command.
+func (p *DPull) Args() []any {
+	a := make([]any, 0, 4+3*len(p.Pos))
+	a = append(a, CmdDPull, p.Follower, strconv.FormatUint(uint64(p.WaitMs), 10), strconv.Itoa(len(p.Pos)))
+	for _, x := range p.Pos {
+		a = append(a, strconv.Itoa(x.Slot), strconv.FormatUint(x.LeaderEpoch, 10), strconv.FormatUint(x.Seq, 10))
+	}
+	return a
+}
+
+// ParseDPull parses DPULL follower waitMs n [slot leaderEpoch seq]...
+func ParseDPull(args [][]byte) (*DPull, error) {
+	if len(args) < 4 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDPull)
+	}
+	p := &DPull{Follower: string(args[1])}
+	if err := checkNodeID(p.Follower); err != nil {
+		return nil, err
+	}
+	w, err := parseUint(args[2], "waitMs")
+	if err != nil || w > 60000 {
+		return nil, Errorf(ErrInvalid, "waitMs must be 0..60000")
+	}
+	p.WaitMs = uint32(w)
+	n, err := parseUint(args[3], "count")
+	if err != nil || n > 256 || uint64(len(args)) != 4+3*n {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDPull)
+	}
+	seen := make(map[int]bool, n)
+	for i := 0; i < int(n); i++ {
+		a := args[4+3*i:]
+		s, err := parseSlot(a[0])
+		if err != nil {
+			return nil, err
+		}
+		if seen[s] {
+			return nil, Errorf(ErrInvalid, "slot %d twice", s)
+		}
+		seen[s] = true
+		pos := PullPos{Slot: s}
+		if pos.LeaderEpoch, err = parseUint(a[1], "leaderEpoch"); err != nil {
+			return nil, err
+		}
+		if pos.Seq, err = parseUint(a[2], "seq"); err != nil {
+			return nil, err
+		}
+		p.Pos = append(p.Pos, pos)
+	}
+	return p, nil
+}
+
+func parseSlot(b []byte) (int, error) {
+	s, err := strconv.Atoi(string(b))
+	if err != nil || s < 0 || s >= 256 {
+		return 0, Errorf(ErrInvalid, "slot %q is not in 0..255", b)
+	}
+	return s, nil
+}
+
+// Digest summarises a session's connection-bound publishers in one slot:
+// their count and the wrapping sum of PubHash over them. Sums add and
+// subtract as publishers come and go, so both sides keep it up to date for
+// free and compare it in one round trip.
+type Digest struct {
+	Count uint64
+	Sum   uint64
+}
+
+// Add counts a publisher in.
+func (d *Digest) Add(h uint64) { d.Count++; d.Sum += h }
+
+// Sub counts a publisher out.
+func (d *Digest) Sub(h uint64) { d.Count--; d.Sum -= h }
+
+// PubHash is the hash a Digest sums: every field that makes two copies of
+// a publisher differ.
+func PubHash(dataInfoID, registerID, data, conn string) uint64 {
+	var h xxhash.Digest
+	h.Reset()
+	var n [binary.MaxVarintLen64]byte
+	for _, s := range [...]string{dataInfoID, registerID, data, conn} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.WriteString(s)
+	}
+	return h.Sum64()
+}
+
+// SlotDigest is a Digest for one slot at the leader epoch it was sent to.
+type SlotDigest struct {
+	Slot        int
+	LeaderEpoch uint64
+	Digest
+}
+
+// DReconcile compares a session's digests with the leader's for some
+// slots. The reply has one integer per slot: 1 equal, 0 different (the
+// session then sends DSYNC), -1 the node does not lead the slot at that
+// leader epoch.
+type DReconcile struct {
+	Session string
+	Slots   []SlotDigest
+}
+
+// Args builds the command.
+func (r *DReconcile) Args() []any {
+	a := make([]any, 0, 3+4*len(r.Slots))
+	a = append(a, CmdDReconcile, r.Session, strconv.Itoa(len(r.Slots)))
+	for _, s := range r.Slots {
+		a = append(a, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10),
+			strconv.FormatUint(s.Count, 10), strconv.FormatUint(s.Sum, 10))
+	}
+	return a
+}
+
+// ParseDReconcile parses DRECONCILE session n [slot leaderEpoch count sum]...
+func ParseDReconcile(args [][]byte) (*DReconcile, error) {
+	if len(args) < 3 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDReconcile)
+	}
+	r := &DReconcile{Session: string(args[1])}
+	if err := checkNodeID(r.Session); err != nil {
+		return nil, err
+	}
+	n, err := parseUint(args[2], "count")
+	if err != nil || n > 256 || uint64(len(args)) != 3+4*n {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDReconcile)
+	}
+	for i := 0; i < int(n); i++ {
+		a := args[3+4*i:]
+		var sd SlotDigest
+		if sd.Slot, err = parseSlot(a[0]); err != nil {
+			return nil, err
+		}
+		if sd.LeaderEpoch, err = parseUint(a[1], "leaderEpoch"); err != nil {
+			return nil, err
+		}
+		if sd.Count, err = parseUint(a[2], "count"); err != nil {
+			return nil, err
+		}
+		if sd.Sum, err = parseUint(a[3], "sum"); err != nil {
+			return nil, err
+		}
+		r.Slots = append(r.Slots, sd)
+	}
+	return r, nil
+}
+
+// SyncPub is one connection-bound publisher in a DSYNC.
+type SyncPub struct {
+	DataInfoID string
+	RegisterID string
+	Data       string
+	Conn       string
+}
+
+// DSync replaces a session's connection-bound publishers in one slot with
+// the list it holds: the leader adds what is missing and removes what the
+// session no longer has. The reply is the number of changes made.
+type DSync struct {
+	Session     string
+	Slot        int
+	LeaderEpoch uint64
+	Pubs        []SyncPub
+}
+
+// Args builds the command.
+func (s *DSync) Args() []any {
+	a := make([]any, 0, 4+4*len(s.Pubs))
+	a = append(a, CmdDSync, s.Session, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10))
+	for _, p := range s.Pubs {
+		a = append(a, p.DataInfoID, p.RegisterID, p.Data, p.Conn)
+	}
+	return a
+}
+
+// ParseDSync parses DSYNC session slot leaderEpoch [id registerId data conn]...
+func ParseDSync(args [][]byte) (*DSync, error) {
+	if len(args) < 4 || (len(args)-4)%4 != 0 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDSync)
+	}
+	s := &DSync{Session: string(args[1])}
+	if err := checkNodeID(s.Session); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.Slot, err = parseSlot(args[2]); err != nil {
+		return nil, err
+	}
+	if s.LeaderEpoch, err = parseUint(args[3], "leaderEpoch"); err != nil {
+		return nil, err
+	}
+	for i := 4; i < len(args); i += 4 {
+		p := SyncPub{DataInfoID: string(args[i]), RegisterID: string(args[i+1]), Data: string(args[i+2]), Conn: string(args[i+3])}
+		if err := CheckKey(p.DataInfoID); err != nil {
+			return nil, err
+		}
+		if err := CheckRegisterID(p.RegisterID); err != nil {
+			return nil, err
+		}
+		if len(p.Data) > MaxDataLen {
+			return nil, Errorf(ErrInvalid, "data is %d bytes, over the %d byte limit", len(p.Data), MaxDataLen)
+		}
+		if p.Conn == "" {
+			return nil, Errorf(ErrInvalid, "publisher %q/%q has no connection", p.DataInfoID, p.RegisterID)
+		}
+		s.Pubs = append(s.Pubs, p)
+	}
+	return s, nil
+}
