@@ -2,14 +2,8 @@ package dataserver
 
 import "github.com/slotreg/slotreg/proto"
 
-// LogEntry is one applied write, in the order the slot applied it. Seq is
-// the slot's sequence, dense and rising, so a reader can ask for "since".
-type LogEntry struct {
-	Seq     uint64
-	Version uint64
-	Session string
-	Op      proto.Op
-}
+// LogEntry is one applied write (see proto.LogEntry).
+type LogEntry = proto.LogEntry
 
 // opLog is a slot's bounded, append-only log: a ring that keeps the newest
 // entries. A reader that asks for entries older than the ring holds has
@@ -19,6 +13,14 @@ type opLog struct {
 	start int    // index of the oldest entry in buf
 	n     int    // entries held
 	first uint64 // Seq of the oldest entry held (valid when n > 0)
+	base  uint64 // the Seq the log starts after: entries <= base are not held
+}
+
+// reset empties the log so that it continues after seq (a snapshot at seq
+// was installed).
+func (l *opLog) reset(seq uint64) {
+	l.buf = l.buf[:0]
+	l.start, l.n, l.first, l.base = 0, 0, 0, seq
 }
 
 func newOpLog(capacity int) *opLog {
@@ -46,10 +48,11 @@ func (l *opLog) append(e LogEntry) {
 }
 
 // since returns up to max entries with Seq > seq, and false if entries
-// after seq have already been dropped from the ring.
+// after seq have already been dropped from the ring (or, after a snapshot
+// was installed, were never held).
 func (l *opLog) since(seq uint64, max int) ([]LogEntry, bool) {
 	if l.n == 0 {
-		return nil, true
+		return nil, seq >= l.base
 	}
 	if seq+1 < l.first {
 		return nil, false

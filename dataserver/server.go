@@ -30,7 +30,13 @@ type Config struct {
 	OpLogSize int
 	// SweepInterval is how often TTL publishers are checked for expiry.
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// ReconcileTimeout bounds how long a new leader waits for the live
+	// sessions to reconcile a slot before it serves it anyway.
+	ReconcileTimeout time.Duration
+	// ReplicaAckTimeout bounds how long a write to a TTL publisher waits
+	// for a follower to have it before it is acknowledged anyway.
+	ReplicaAckTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // Validate says which field is wrong.
@@ -60,6 +66,12 @@ func (c *Config) setDefaults() {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 200 * time.Millisecond
 	}
+	if c.ReconcileTimeout == 0 {
+		c.ReconcileTimeout = 3 * time.Second
+	}
+	if c.ReplicaAckTimeout == 0 {
+		c.ReplicaAckTimeout = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -77,6 +89,16 @@ type Node struct {
 	watch  [slot.Count]watchers
 
 	tableMu sync.Mutex // serialises onTable
+	repl    *replicator
+
+	appendMu sync.Mutex
+	appendCh chan struct{} // closed when any led slot appends to its log
+
+	sessMu   sync.Mutex
+	sessions map[string]struct{} // live session nodes, nil before meta said
+
+	pulls   atomic.Uint64 // pull round trips done as a follower
+	repairs atomic.Uint64 // publishers repaired by reconciliation
 
 	mu      sync.Mutex
 	streams map[*stream]struct{}
@@ -105,9 +127,11 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
 		ln:      ln,
 		addr:    cfg.Advertise,
-		streams: make(map[*stream]struct{}),
-		stop:    make(chan struct{}),
+		streams:  make(map[*stream]struct{}),
+		stop:     make(chan struct{}),
+		appendCh: make(chan struct{}),
 	}
+	n.repl = newReplicator(n)
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
@@ -116,14 +140,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	mc, err := meta.NewClient(meta.ClientConfig{
 		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
-		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,
+		Interval: cfg.Heartbeat, OnTable: n.onTable, OnSessions: n.onSessions,
+		Progress: n.progress, Logger: cfg.Logger,
 	})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
 	}
 	n.meta = mc
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go n.handoffLoop()
 	go func() {
 		defer n.wg.Done()
 		err := redcon.Serve(ln, n.handle, func(redcon.Conn) bool {
@@ -162,6 +188,7 @@ func (n *Node) Close() error {
 	cancel()
 	n.meta.Close()
 	close(n.stop)
+	n.repl.close()
 	err := n.ln.Close()
 	n.mu.Lock()
 	for s := range n.streams {
@@ -174,50 +201,6 @@ func (n *Node) Close() error {
 		err = nil
 	}
 	return err
-}
-
-// onTable adopts a newer table: it opens a store for every slot it now
-// leads and retires the stores of slots it no longer leads.
-func (n *Node) onTable(t *slot.Table) {
-	n.tableMu.Lock()
-	defer n.tableMu.Unlock()
-	if old := n.table.Load(); old != nil && old.Epoch >= t.Epoch {
-		return
-	}
-	me := n.cfg.NodeID
-	var gained, lost int
-	for s := 0; s < slot.Count; s++ {
-		cur := n.stores[s].Load()
-		if t.Leads(me, s) {
-			ep := t.Slots[s].LeaderEpoch
-			if cur == nil {
-				n.stores[s].Store(newSlotStore(s, ep, n.cfg.OpLogSize))
-				gained++
-				continue
-			}
-			cur.mu.Lock()
-			if ep > cur.leaderEpoch {
-				cur.leaderEpoch = ep
-			}
-			cur.mu.Unlock()
-			continue
-		}
-		if cur != nil {
-			cur.mu.Lock()
-			cur.retired = true
-			cur.mu.Unlock()
-			n.stores[s].Store(nil)
-			lost++
-		}
-	}
-	n.table.Store(t)
-	n.log.Info("table adopted", "epoch", t.Epoch, "gained", gained, "lost", lost, "leads", len(t.LedBy(me)))
-	// Watchers of gained slots get the (new) state.
-	for s := 0; s < slot.Count; s++ {
-		if t.Leads(me, s) {
-			n.watch[s].notifyAll()
-		}
-	}
 }
 
 // ownerError names the slot's owner as this node's table knows it.
@@ -252,6 +235,12 @@ func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
 		n.handleWrite(conn, cmd.Args)
 	case proto.CmdDLookup:
 		n.handleLookup(conn, cmd.Args)
+	case proto.CmdDPull:
+		n.handlePull(conn, cmd.Args)
+	case proto.CmdDReconcile:
+		n.handleReconcile(conn, cmd.Args)
+	case proto.CmdDSync:
+		n.handleSync(conn, cmd.Args)
 	case proto.CmdSubscribe:
 		n.startStream(conn, cmd)
 	case proto.CmdPing:
@@ -272,26 +261,91 @@ func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
 	}
 	n.catchUp(w.Epoch)
 	now := time.Now().UnixNano()
-	conn.WriteArray(len(w.Ops))
+	results := make([]any, len(w.Ops))
+	// Writes to TTL publishers are acknowledged once a follower has them:
+	// unlike connection-bound ones, no session holds them to restore.
+	var durable map[*slotStore]uint64
+	appended := false
 	for i := range w.Ops {
 		op := &w.Ops[i]
 		s := slot.Of(op.DataInfoID)
 		st := n.stores[s].Load()
 		if st == nil {
-			conn.WriteError(proto.ToRESP(n.ownerError(s)))
+			results[i] = n.ownerError(s)
 			continue
 		}
 		st.mu.Lock()
-		if st.retired {
+		if !st.leading || st.retired {
 			st.mu.Unlock()
-			conn.WriteError(proto.ToRESP(n.ownerError(s)))
+			results[i] = n.ownerError(s)
 			continue
 		}
-		res, changed := st.apply(w.SessionID, op, now)
+		if st.frozen {
+			t := n.table.Load()
+			st.mu.Unlock()
+			results[i] = &proto.NotOwnerError{Slot: s, Owner: st.target, Addr: addrOf(t, st.target), Epoch: t.Epoch}
+			continue
+		}
+		res, changed, ttl := st.apply(w.SessionID, op, now)
+		if ttl {
+			if durable == nil {
+				durable = make(map[*slotStore]uint64)
+			}
+			durable[st] = st.seq
+		}
 		st.mu.Unlock()
-		conn.WriteUint64(res)
+		results[i] = res
 		if changed {
+			appended = true
 			n.watch[s].notify(op.DataInfoID)
+		}
+	}
+	if appended || durable != nil {
+		n.signalAppend()
+	}
+	if durable != nil {
+		n.awaitReplicas(durable)
+	}
+	conn.WriteArray(len(results))
+	for _, r := range results {
+		switch r := r.(type) {
+		case uint64:
+			conn.WriteUint64(r)
+		case error:
+			conn.WriteError(proto.ToRESP(r))
+		}
+	}
+}
+
+func addrOf(t *slot.Table, id string) string {
+	a, _ := t.Addr(id)
+	return a
+}
+
+// awaitReplicas waits until a follower of each slot has applied the given
+// seq, or ReplicaAckTimeout passes (a follower that is down must not stop
+// writes; the lease will replace it).
+func (n *Node) awaitReplicas(want map[*slotStore]uint64) {
+	deadline := time.NewTimer(n.cfg.ReplicaAckTimeout)
+	defer deadline.Stop()
+	t := n.table.Load()
+	for st, seq := range want {
+		for {
+			st.mu.Lock()
+			done, ch := st.replicated(seq, t.Slots[st.id].Followers)
+			st.mu.Unlock()
+			if done {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-deadline.C:
+				n.log.Warn("no follower acknowledged a TTL write in time", "slot", st.id, "seq", seq)
+				return
+			case <-n.stop:
+				return
+			}
 		}
 	}
 }
@@ -320,8 +374,11 @@ func (n *Node) snapshot(id string) (*proto.Datum, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.retired {
+	if !st.leading || st.retired {
 		return nil, n.ownerError(s)
+	}
+	if !st.ready {
+		return nil, proto.Errorf(proto.ErrUnavailable, "slot %d is reconciling with the sessions after a leader change", s)
 	}
 	return st.snapshot(id), nil
 }
@@ -344,10 +401,16 @@ func (n *Node) sweep() {
 				continue
 			}
 			st.mu.Lock()
-			changed := st.expire(now)
+			var changed []string
+			if st.leading && !st.frozen {
+				changed = st.expire(now)
+			}
 			st.mu.Unlock()
 			for _, id := range changed {
 				n.watch[s].notify(id)
+			}
+			if len(changed) > 0 {
+				n.signalAppend()
 			}
 		}
 	}
@@ -355,9 +418,13 @@ func (n *Node) sweep() {
 
 // Stats counts what the node holds, for INFO and metrics.
 type Stats struct {
-	SlotsLed   int
-	Datums     int
-	Publishers int
+	SlotsLed      int
+	SlotsFollowed int
+	Datums        int // in led slots
+	Publishers    int // in led slots
+	Replicas      int // publishers held as a follower
+	Pulls         uint64
+	Repairs       uint64
 }
 
 // Stats reads the counters of every led slot.
@@ -369,12 +436,36 @@ func (n *Node) Stats() Stats {
 			continue
 		}
 		ss.mu.Lock()
-		st.SlotsLed++
-		st.Datums += ss.datums.Len()
-		st.Publishers += ss.publishers
+		if ss.leading {
+			st.SlotsLed++
+			st.Datums += ss.datums.Len()
+			st.Publishers += ss.publishers
+		} else {
+			st.SlotsFollowed++
+			st.Replicas += ss.publishers
+		}
 		ss.mu.Unlock()
 	}
+	st.Pulls, st.Repairs = n.pulls.Load(), n.repairs.Load()
 	return st
+}
+
+// progress reports, for meta, the op-log position of every slot this node
+// follows, so a failover promotes the most caught-up follower.
+func (n *Node) progress() map[int]uint64 {
+	out := make(map[int]uint64)
+	for s := range n.stores {
+		st := n.stores[s].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		if !st.leading && st.leaderEpoch != 0 {
+			out[s] = st.seq
+		}
+		st.mu.Unlock()
+	}
+	return out
 }
 
 func truncate(b []byte) string {

@@ -1,6 +1,7 @@
 package dataserver
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/slotreg/slotreg/proto"
@@ -14,7 +15,7 @@ func TestStoreVersionsRiseAndEntriesSort(t *testing.T) {
 	s := newSlotStore(3, 2, 16)
 	var last uint64
 	for _, rid := range []string{"c", "a", "b", "a"} {
-		v, changed := s.apply("s1", reg("svc", rid, "x-"+rid, "c1", 0), 0)
+		v, changed, _ := s.apply("s1", reg("svc", rid, "x-"+rid, "c1", 0), 0)
 		if !changed || v <= last || v>>32 != 2 {
 			t.Fatalf("register %s: version %x after %x (changed=%v)", rid, v, last, changed)
 		}
@@ -37,17 +38,17 @@ func TestStoreOwnerCheckedUnregister(t *testing.T) {
 	s.apply("s1", reg("svc", "r", "old", "c1", 0), 0)
 	s.apply("s1", reg("svc", "r", "new", "c2", 0), 0) // c2 took it over
 	un := &proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "r", ConnID: "c1"}
-	if res, changed := s.apply("s1", un, 0); res != 0 || changed {
+	if res, changed, _ := s.apply("s1", un, 0); res != 0 || changed {
 		t.Fatal("c1 closing removed c2's publisher")
 	}
 	un.ConnID = "c2"
-	if res, _ := s.apply("s2", un, 0); res != 0 {
+	if res, _, _ := s.apply("s2", un, 0); res != 0 {
 		t.Fatal("another session's c2 removed it")
 	}
-	if res, _ := s.apply("s1", un, 0); res != 1 {
+	if res, _, _ := s.apply("s1", un, 0); res != 1 {
 		t.Fatal("owner could not remove it")
 	}
-	if res, _ := s.apply("s1", un, 0); res != 0 {
+	if res, _, _ := s.apply("s1", un, 0); res != 0 {
 		t.Fatal("second remove reported success")
 	}
 	if len(s.snapshot("svc").Entries) != 0 || s.publishers != 0 {
@@ -63,10 +64,10 @@ func TestStoreTTLExpiryAndRenew(t *testing.T) {
 	if got := s.expire(sec); len(got) != 0 {
 		t.Fatalf("expired early: %v", got)
 	}
-	if res, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "t"}, sec); res != 1 {
+	if res, _, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "t"}, sec); res != 1 {
 		t.Fatal("renew failed")
 	}
-	if res, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "b"}, sec); res != 0 {
+	if res, _, _ := s.apply("s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "svc", RegisterID: "b"}, sec); res != 0 {
 		t.Fatal("renew of a connection-bound publisher succeeded")
 	}
 	if got := s.expire(2 * sec); len(got) != 0 {
@@ -143,5 +144,121 @@ func BenchmarkStoreRegister(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.apply("s1", op, 0)
+	}
+}
+
+// A follower replaying the leader's log ends with the same datums,
+// versions and digests; so does one that installs a snapshot.
+func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
+	leader := newSlotStore(7, 3, 1000)
+	leader.leading = true
+	ops := []struct {
+		session string
+		op      *proto.Op
+	}{
+		{"s1", reg("a", "1", "x", "c1", 0)},
+		{"s1", reg("a", "2", "y", "c2", 0)},
+		{"s2", reg("b", "1", "z", "c9", 0)},
+		{"s1", reg("b", "t", "ttl", "", 30)},
+		{"s1", &proto.Op{Type: proto.OpRenew, DataInfoID: "b", RegisterID: "t"}},
+		{"s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1", ConnID: "c1"}},
+		{"s1", reg("a", "2", "y2", "c2", 0)},
+	}
+	for _, o := range ops {
+		leader.apply(o.session, o.op, 0)
+	}
+	leader.touch()
+	follower := newSlotStore(7, 3, 1000)
+	es, ok := leader.log.since(0, 0)
+	if !ok {
+		t.Fatal("log lost entries")
+	}
+	for i := range es {
+		follower.replay(&es[i], 0)
+	}
+	snapped := newSlotStore(7, 0, 1000)
+	snapped.install(leader.dump(0), 0)
+	for _, f := range []*slotStore{follower, snapped} {
+		if f.seq != leader.seq || f.leaderEpoch != leader.leaderEpoch || f.publishers != leader.publishers {
+			t.Fatalf("seq %d/%d epoch %d/%d pubs %d/%d", f.seq, leader.seq, f.leaderEpoch, leader.leaderEpoch, f.publishers, leader.publishers)
+		}
+		for _, id := range []string{"a", "b"} {
+			if got, want := f.snapshot(id), leader.snapshot(id); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s: follower %+v leader %+v", id, got, want)
+			}
+		}
+		if fmt.Sprint(f.digests["s1"], f.digests["s2"]) != fmt.Sprint(leader.digests["s1"], leader.digests["s2"]) {
+			t.Fatal("digests differ")
+		}
+		if f.expiry.Len() != 1 {
+			t.Fatalf("expiry index has %d keys", f.expiry.Len())
+		}
+	}
+	// The touch raised every datum to one new version.
+	if a, b := leader.snapshot("a").Version, leader.snapshot("b").Version; a != b || a != 3<<32|uint64(leader.seq) {
+		t.Fatalf("after touch: a=%x b=%x seq=%d", a, b, leader.seq)
+	}
+	// A follower that asks past a reset log gets told to take a snapshot.
+	if _, ok := snapped.log.since(0, 0); ok {
+		t.Fatal("a snapshot-installed log claims to hold entries before its base")
+	}
+}
+
+// The digest a data node keeps per session is the one a session computes
+// from the same publishers.
+func TestDigestsMatchWhatASessionComputes(t *testing.T) {
+	s := newSlotStore(0, 1, 100)
+	s.apply("s1", reg("a", "1", "x", "c1", 0), 0)
+	s.apply("s1", reg("a", "2", "y", "c2", 0), 0)
+	s.apply("s1", reg("a", "3", "ttl", "", 10), 0) // TTL: not in the digest
+	s.apply("s1", reg("a", "2", "y2", "c2", 0), 0)
+	var want proto.Digest
+	want.Add(proto.PubHash("a", "1", "x", "c1"))
+	want.Add(proto.PubHash("a", "2", "y2", "c2"))
+	if *s.digests["s1"] != want {
+		t.Fatalf("digest %+v, want %+v", *s.digests["s1"], want)
+	}
+}
+
+func TestSyncMakesTheSessionsSetExact(t *testing.T) {
+	s := newSlotStore(0, 1, 100)
+	s.apply("s1", reg("a", "stale", "x", "c1", 0), 0)
+	s.apply("s1", reg("a", "changed", "old", "c1", 0), 0)
+	s.apply("s2", reg("a", "other", "o", "c5", 0), 0)
+	changed := s.sync("s1", []proto.SyncPub{
+		{DataInfoID: "a", RegisterID: "changed", Data: "new", Conn: "c1"},
+		{DataInfoID: "b", RegisterID: "missing", Data: "m", Conn: "c2"},
+	})
+	if fmt.Sprint(changed) != "[a b]" {
+		t.Fatalf("changed = %v", changed)
+	}
+	if got := fmt.Sprint(s.snapshot("a").Entries, s.snapshot("b").Entries); got != "[{changed new} {other o}] [{missing m}]" {
+		t.Fatalf("after sync: %s", got)
+	}
+	if again := s.sync("s1", []proto.SyncPub{
+		{DataInfoID: "a", RegisterID: "changed", Data: "new", Conn: "c1"},
+		{DataInfoID: "b", RegisterID: "missing", Data: "m", Conn: "c2"},
+	}); len(again) != 0 {
+		t.Fatalf("a second identical sync changed %v", again)
+	}
+}
+
+func TestReplicatedWaitsForAFollowerAck(t *testing.T) {
+	s := newSlotStore(0, 1, 100)
+	if ok, _ := s.replicated(5, nil); !ok {
+		t.Fatal("a slot without followers must not wait")
+	}
+	ok, ch := s.replicated(5, []string{"f1"})
+	if ok {
+		t.Fatal("replicated before any ack")
+	}
+	s.ack("f1", 4)
+	<-ch // acks moved
+	if ok, _ := s.replicated(5, []string{"f1"}); ok {
+		t.Fatal("ack 4 covers seq 5")
+	}
+	s.ack("f1", 5)
+	if ok, _ := s.replicated(5, []string{"f1", "f2"}); !ok {
+		t.Fatal("ack 5 does not cover seq 5")
 	}
 }

@@ -84,8 +84,10 @@ type watcher struct {
 	mu   sync.Mutex
 	msgs map[string][]push
 	bad  []string
-	ps   *redis.PubSub
-	done chan struct{}
+	// allowed, when set, says whether a publisher may vanish from a push.
+	allowed func(svc, rid string) bool
+	ps      *redis.PubSub
+	done    chan struct{}
 }
 
 func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
@@ -112,6 +114,7 @@ func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
 			if n := len(prev); n > 0 && p.Version <= prev[n-1].Version {
 				w.bad = append(w.bad, fmt.Sprintf("%s: version went from %d to %d", m.Channel, prev[n-1].Version, p.Version))
 			}
+			w.checkRemoval(m.Channel, prev, p)
 			if p.DataInfoID != m.Channel {
 				w.bad = append(w.bad, fmt.Sprintf("channel %s carried %s", m.Channel, p.DataInfoID))
 			}

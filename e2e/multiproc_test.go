@@ -99,6 +99,9 @@ func mustScriptCluster(t *testing.T) *scriptCluster {
 		out, err := c.run("up")
 		if err == nil {
 			t.Cleanup(func() {
+				if t.Failed() {
+					c.dumpLogs()
+				}
 				if out, err := c.run("down"); err != nil {
 					t.Errorf("cluster.sh down: %v\n%s", err, out)
 				}
@@ -115,6 +118,39 @@ func mustScriptCluster(t *testing.T) *scriptCluster {
 	}
 	t.Fatalf("cluster.sh up failed:\n%s", lastOut)
 	return nil
+}
+
+// dumpLogs prints the nodes' logs (warnings and errors, and the last lines)
+// into the test output, for a failed test.
+func (c *scriptCluster) dumpLogs() {
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	if keep := os.Getenv("SLOTREG_KEEP_LOGS"); keep != "" {
+		dst := filepath.Join(keep, c.t.Name())
+		os.MkdirAll(dst, 0o755)
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				os.WriteFile(filepath.Join(dst, filepath.Base(l)), b, 0o644)
+			}
+		}
+		c.t.Logf("node logs kept in %s", dst)
+	}
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		var keep []string
+		for i, line := range lines {
+			if i >= len(lines)-15 || strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+				keep = append(keep, line)
+			}
+		}
+		if len(keep) > 60 {
+			keep = keep[len(keep)-60:]
+		}
+		c.t.Logf("--- %s\n%s", filepath.Base(l), strings.Join(keep, "\n"))
+	}
 }
 
 func (c *scriptCluster) status() []procNode {

@@ -6,6 +6,7 @@
 #   scripts/cluster.sh up       build if needed, start, wait until ready
 #   scripts/cluster.sh down     stop every node (SIGTERM, then SIGKILL)
 #   scripts/cluster.sh status   one line per node: role id address pid state
+#   scripts/cluster.sh start ID start one node that is not running (after a kill)
 #
 # Ports (B = SLOTREG_BASE_PORT, i = 1..3):
 #   meta i:    raft B+10+i, rpc B+20+i, http B+30+i
@@ -28,7 +29,7 @@ PEERS="meta1=$HOST:$((B + 11)),meta2=$HOST:$((B + 12)),meta3=$HOST:$((B + 13))"
 # node lines: role id address http extra-args
 nodes() {
 	for i in 1 2 3; do
-		echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE"
+		echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE --auto-rebalance"
 	done
 	for i in 1 2 3; do
 		echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS"
@@ -51,23 +52,61 @@ ready() {
 	[[ "$line" == *" 200 "* ]]
 }
 
-up() {
+# launch ROLE ID HTTP ARGS...: start one node in the background.
+launch() {
+	local role=$1 id=$2 http=$3
+	shift 3
+	if alive "$(pid_of "$id")"; then
+		echo "$id already running"
+		return
+	fi
+	"$BIN" "$role" --id "$id" --http "$http" "$@" >>"$DIR/$id.log" 2>&1 &
+	echo $! >"$DIR/$id.pid"
+}
+
+build() {
 	if [ ! -x "$BIN" ]; then
 		echo "building $BIN"
 		go build -o "$BIN" ./cmd/registry
 	fi
 	mkdir -p "$DIR"
+}
+
+up() {
+	build
 	while read -r role id addr http args; do
-		if alive "$(pid_of "$id")"; then
-			echo "$id already running"
-			continue
-		fi
 		# shellcheck disable=SC2086
-		"$BIN" "$role" --id "$id" --http "$http" $args >"$DIR/$id.log" 2>&1 &
-		echo $! >"$DIR/$id.pid"
+		launch "$role" "$id" "$http" $args
 	done < <(nodes)
+	wait_ready ""
+	echo "cluster up: clients connect to $HOST:$((B + 61)) or $HOST:$((B + 62))"
+}
+
+start() {
+	build
+	local found=""
+	while read -r role id addr http args; do
+		if [ "$id" = "$1" ]; then
+			# shellcheck disable=SC2086
+			launch "$role" "$id" "$http" $args
+			found=1
+		fi
+	done < <(nodes)
+	if [ -z "$found" ]; then
+		echo "no node $1 (see status)" >&2
+		exit 2
+	fi
+	wait_ready "$1"
+	echo "$1 started"
+}
+
+# wait_ready [ID]: wait until every node (or just ID) answers /readyz.
+wait_ready() {
 	local deadline=$((SECONDS + 60))
 	while read -r role id addr http args; do
+		if [ -n "$1" ] && [ "$id" != "$1" ]; then
+			continue
+		fi
 		until ready "$http"; do
 			if ! alive "$(pid_of "$id")"; then
 				echo "$id exited; its log ($DIR/$id.log):" >&2
@@ -82,7 +121,6 @@ up() {
 			sleep 0.1
 		done
 	done < <(nodes)
-	echo "cluster up: clients connect to $HOST:$((B + 61)) or $HOST:$((B + 62))"
 }
 
 down() {
@@ -117,8 +155,15 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+start)
+	[ -n "${2:-}" ] || {
+		echo "usage: $0 start ID" >&2
+		exit 2
+	}
+	start "$2"
+	;;
 *)
-	echo "usage: $0 up|down|status" >&2
+	echo "usage: $0 up|down|status|start ID" >&2
 	exit 2
 	;;
 esac

@@ -113,6 +113,9 @@ func (c *clientConn) cleanup() {
 	}
 	c.mu.Unlock()
 	c.nc.Close()
+	if len(owned) > 0 {
+		c.n.log.Debug("connection closed; unregistering its publishers", "conn", c.id, "publishers", len(owned))
+	}
 	for k := range owned {
 		if c.n.pubs.remove(k, c) {
 			op := proto.Op{Type: proto.OpUnregister, DataInfoID: k.dataInfoID, RegisterID: k.registerID, ConnID: c.id}

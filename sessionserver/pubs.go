@@ -23,9 +23,14 @@ type localPub struct {
 // a slot's publishers can be re-sent without scanning the others.
 type pubRegistry struct {
 	slots [slot.Count]struct {
-		mu sync.Mutex
-		m  map[pubKey]*localPub
+		mu     sync.Mutex
+		m      map[pubKey]*localPub
+		digest proto.Digest // what the slot's leader should hold for this session
 	}
+}
+
+func hashOf(op *proto.Op) uint64 {
+	return proto.PubHash(op.DataInfoID, op.RegisterID, op.Data, op.ConnID)
 }
 
 func (r *pubRegistry) init() {
@@ -39,7 +44,11 @@ func (r *pubRegistry) put(p *localPub) {
 	k := pubKey{p.op.DataInfoID, p.op.RegisterID}
 	sl := &r.slots[slot.Of(k.dataInfoID)]
 	sl.mu.Lock()
+	if old := sl.m[k]; old != nil {
+		sl.digest.Sub(hashOf(&old.op))
+	}
 	sl.m[k] = p
+	sl.digest.Add(hashOf(&p.op))
 	sl.mu.Unlock()
 }
 
@@ -54,19 +63,28 @@ func (r *pubRegistry) remove(k pubKey, owner *clientConn) bool {
 		return false
 	}
 	delete(sl.m, k)
+	sl.digest.Sub(hashOf(&p.op))
 	return true
 }
 
-// opsOf returns register ops for every publisher held in slot s.
-func (r *pubRegistry) opsOf(s int) []proto.Op {
+// digestOf returns the slot's digest.
+func (r *pubRegistry) digestOf(s int) proto.Digest {
 	sl := &r.slots[s]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	ops := make([]proto.Op, 0, len(sl.m))
+	return sl.digest
+}
+
+// syncList returns the slot's publishers as DSYNC sends them.
+func (r *pubRegistry) syncList(s int) []proto.SyncPub {
+	sl := &r.slots[s]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	out := make([]proto.SyncPub, 0, len(sl.m))
 	for _, p := range sl.m {
-		ops = append(ops, p.op)
+		out = append(out, proto.SyncPub{DataInfoID: p.op.DataInfoID, RegisterID: p.op.RegisterID, Data: p.op.Data, Conn: p.op.ConnID})
 	}
-	return ops
+	return out
 }
 
 // count is the number of publishers held.

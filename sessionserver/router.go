@@ -21,6 +21,7 @@ type writeReq struct {
 	res      uint64
 	err      error
 	backoff  time.Duration
+	slot     int
 }
 
 func (r *writeReq) finish(res uint64, err error) {
@@ -39,6 +40,9 @@ type router struct {
 	mu       sync.Mutex
 	links    map[string]*link
 	inflight atomic.Int64
+	// slotInflight counts writes in flight per slot: a slot with writes
+	// on the way is skipped by the periodic digest check.
+	slotInflight [slot.Count]atomic.Int32
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -88,8 +92,9 @@ func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
 	if done == nil {
 		timeout *= 3
 	}
-	req := &writeReq{op: *op, deadline: time.Now().Add(timeout), done: done}
+	req := &writeReq{op: *op, deadline: time.Now().Add(timeout), done: done, slot: slot.Of(op.DataInfoID)}
 	r.inflight.Add(1)
+	r.slotInflight[req.slot].Add(1)
 	r.route(req)
 	return req
 }
@@ -110,6 +115,7 @@ func (r *router) route(req *writeReq) {
 
 func (r *router) complete(req *writeReq, res uint64, err error) {
 	req.finish(res, err)
+	r.slotInflight[req.slot].Add(-1)
 	r.inflight.Add(-1)
 }
 

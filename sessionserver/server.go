@@ -30,7 +30,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxBatch bounds the ops sent to one data node in one request.
 	MaxBatch int
-	Logger   *slog.Logger
+	// ReconcileInterval is how often every slot's digest is checked with
+	// its leader, as a backstop.
+	ReconcileInterval time.Duration
+	Logger            *slog.Logger
 }
 
 // Validate says which field is wrong.
@@ -60,6 +63,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1024
 	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -86,7 +92,9 @@ type Node struct {
 	conns   map[*clientConn]struct{}
 	closing atomic.Bool
 	stop    chan struct{}
+	kick    chan []int // slots to reconcile now
 	wg      sync.WaitGroup
+	bgWg    sync.WaitGroup // background loops, stopped by stop
 
 	refreshMu   sync.Mutex
 	lastRefresh time.Time
@@ -114,6 +122,7 @@ func New(cfg Config) (*Node, error) {
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
 		conns:       make(map[*clientConn]struct{}),
 		stop:        make(chan struct{}),
+		kick:        make(chan []int, 16),
 		started:     time.Now(),
 	}
 	if n.addr == "" {
@@ -132,6 +141,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.meta = mc
 	mc.Start()
+	n.bgWg.Add(1)
+	go n.reconcileLoop()
 	n.wg.Add(1)
 	go n.acceptLoop()
 	return n, nil
@@ -199,6 +210,7 @@ func (n *Node) Close() error {
 	cancel()
 	n.meta.Close()
 	close(n.stop)
+	n.bgWg.Wait()
 	n.router.close()
 	n.subs.closeFeeds()
 	if errors.Is(err, net.ErrClosed) {
@@ -247,9 +259,8 @@ func (n *Node) refreshTable(ctx context.Context) {
 	n.lastRefresh = time.Now()
 }
 
-// onTable adopts a newer table: slots whose leader changed get this
-// session's publishers again, and watched dataInfoIds move their feed to
-// the new leader.
+// onTable adopts a newer table: slots whose leader changed are reconciled
+// with their new leader, and watched dataInfoIds move their feed to it.
 func (n *Node) onTable(t *slot.Table) {
 	old := n.table.Load()
 	if old != nil && old.Epoch >= t.Epoch {
@@ -265,22 +276,8 @@ func (n *Node) onTable(t *slot.Table) {
 	}
 	n.log.Info("table adopted", "epoch", t.Epoch, "moved_slots", len(moved))
 	n.subs.retarget(n, t)
-	if old != nil {
-		for _, s := range moved {
-			n.resync(s)
-		}
-	}
-}
-
-// resync sends the connection-bound publishers this session holds in slot
-// s to the slot's (new) leader.
-func (n *Node) resync(s int) {
-	ops := n.pubs.opsOf(s)
-	if len(ops) == 0 {
-		return
-	}
-	n.log.Info("resync slot", "slot", s, "publishers", len(ops))
-	for i := range ops {
-		n.router.submit(&ops[i], nil)
+	if old != nil && len(moved) > 0 {
+		// Not from this goroutine: OnTable must not block on the network.
+		go n.kickReconcile(moved)
 	}
 }

@@ -186,7 +186,12 @@ func (r *subRegistry) manage() {
 				}
 				watched[id] = na
 			}
+			t := r.n.table.Load()
 			for addr, ids := range oldBy {
+				if t != nil && !hasAddr(t, addr) {
+					r.closeFeed(addr) // the node left the cluster
+					continue
+				}
 				r.unwatch(addr, ids)
 			}
 			for addr, ids := range byAddr {
@@ -237,6 +242,28 @@ func (r *subRegistry) feed(addr string) *feed {
 		}
 	}()
 	return f
+}
+
+func hasAddr(t *slot.Table, addr string) bool {
+	for _, n := range t.Nodes {
+		if n.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// closeFeed drops the feed from a data node that left the table; go-redis
+// would otherwise keep reconnecting to it forever.
+func (r *subRegistry) closeFeed(addr string) {
+	r.feedsMu.Lock()
+	f := r.feeds[addr]
+	delete(r.feeds, addr)
+	r.feedsMu.Unlock()
+	if f != nil {
+		f.ps.Close()
+		f.rdb.Close()
+	}
 }
 
 func (r *subRegistry) watch(addr string, ids []string) {

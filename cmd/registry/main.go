@@ -86,6 +86,9 @@ func metaCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live", Required: true},
 			&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "how long a data or session node may miss heartbeats before it is evicted"},
 			&cli.IntFlag{Name: "replicas", Value: 2, Usage: "copies of each slot (leader + followers)"},
+			&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
+			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
+			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
 			flagHTTP,
 		},
 		Action: func(c *cli.Context) error {
@@ -101,7 +104,8 @@ func metaCommand() *cli.Command {
 				NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
 				AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
 				DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
-				Replicas: c.Int("replicas"), Logger: log,
+				Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
+				MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
 			})
 			if err != nil {
 				return err
@@ -125,6 +129,8 @@ func dataCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
 			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
 			&cli.IntFlag{Name: "oplog-size", Value: 4096, Usage: "op-log entries kept per slot"},
+			&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
+			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -134,7 +140,8 @@ func dataCommand() *cli.Command {
 			n, err := dataserver.New(dataserver.Config{
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
-				OpLogSize: c.Int("oplog-size"), Logger: log,
+				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
+				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), Logger: log,
 			})
 			if err != nil {
 				return err
@@ -158,6 +165,7 @@ func sessionCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
+			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -167,7 +175,7 @@ func sessionCommand() *cli.Command {
 			n, err := sessionserver.New(sessionserver.Config{
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
-				WriteTimeout: c.Duration("write-timeout"), Logger: log,
+				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"), Logger: log,
 			})
 			if err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/sessionserver"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // Options says what to start.
@@ -52,7 +53,7 @@ func Start(o Options) (*Local, error) {
 	l := &Local{opts: o}
 	m, err := meta.New(meta.Config{
 		NodeID: "meta1", RaftAddr: "127.0.0.1:0", RPCAddr: "127.0.0.1:0", DataDir: o.Dir,
-		Lease: o.Lease, Logger: o.Logger,
+		Lease: o.Lease, AutoRebalance: true, Logger: o.Logger,
 		RaftHeartbeatTimeout: 200 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -117,7 +118,8 @@ func (l *Local) AddSession(id string, ln net.Listener) (*sessionserver.Node, err
 }
 
 // WaitReady waits until every session routes every slot over a table
-// that holds every data node started.
+// that holds every data node started, with the leaders spread evenly and
+// no slot moving (meta runs with auto-rebalance).
 func (l *Local) WaitReady(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -125,7 +127,7 @@ func (l *Local) WaitReady(ctx context.Context) error {
 		ready := true
 		for _, s := range l.Sessions {
 			t := s.Table()
-			if t == nil || len(t.Nodes) != len(l.Data) || !s.Ready() {
+			if t == nil || len(t.Nodes) != len(l.Data) || !s.Ready() || !balanced(t) {
 				ready = false
 				break
 			}
@@ -139,6 +141,19 @@ func (l *Local) WaitReady(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// balanced says whether leaders are spread evenly and nothing is moving.
+func balanced(t *slot.Table) bool {
+	if len(t.Moving()) > 0 || len(t.Nodes) == 0 {
+		return false
+	}
+	lo, hi := slot.Count, 0
+	for _, n := range t.Nodes {
+		c := len(t.LedBy(n.ID))
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	return hi-lo <= 1
 }
 
 // Close stops sessions first (their clients' publishers are removed

@@ -1,0 +1,93 @@
+package dataserver
+
+import (
+	"context"
+	"time"
+)
+
+// A slot migration (rebalance, move, drain) hands a slot from this leader
+// to a target that meta named in the table and that follows the slot:
+//  1. wait until the target has nearly caught up (handoffLag entries);
+//  2. freeze the slot: writes are refused with NOTOWNER naming the target,
+//     and the sessions retry them;
+//  3. wait until the target has applied the last entry;
+//  4. ask meta to switch the leader (HANDOFF); the new table then makes
+//     this node a follower. If anything fails or takes longer than
+//     handoffDrain, the slot thaws and the handoff is tried again later.
+
+const (
+	handoffLag   = 256
+	handoffDrain = 3 * time.Second
+	handoffTick  = 5 * time.Millisecond
+)
+
+func (n *Node) handoffLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(handoffTick)
+	defer tick.Stop()
+	busy := make(map[int]bool)
+	done := make(chan int, 16)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case s := <-done:
+			delete(busy, s)
+			continue
+		case <-tick.C:
+		}
+		for s := range n.stores {
+			if busy[s] {
+				continue
+			}
+			st := n.stores[s].Load()
+			if st == nil {
+				continue
+			}
+			st.mu.Lock()
+			if !st.leading || st.target == "" || !st.ready {
+				st.mu.Unlock()
+				continue
+			}
+			acked, following := st.acked[st.target]
+			switch {
+			case !st.frozen && following && st.seq-min(acked, st.seq) <= handoffLag:
+				st.frozen = true
+				st.frozenAt = time.Now()
+			case st.frozen && acked >= st.seq:
+				busy[s] = true
+				target, epoch := st.target, st.leaderEpoch
+				n.wg.Add(1)
+				go func() {
+					defer n.wg.Done()
+					n.handoff(s, target, epoch)
+					select {
+					case done <- s:
+					case <-n.stop:
+					}
+				}()
+			case st.frozen && time.Since(st.frozenAt) > handoffDrain:
+				st.frozen = false
+				n.log.Warn("handoff: target did not drain in time; slot thawed", "slot", s, "target", st.target,
+					"seq", st.seq, "acked", acked)
+			}
+			st.mu.Unlock()
+		}
+	}
+}
+
+func (n *Node) handoff(s int, target string, epoch uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := n.meta.Handoff(ctx, s, target, epoch)
+	if err == nil {
+		n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch)
+		return
+	}
+	n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)
+	if st := n.stores[s].Load(); st != nil {
+		st.mu.Lock()
+		st.frozen = false
+		st.mu.Unlock()
+	}
+}

@@ -1,0 +1,320 @@
+package dataserver
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+	"github.com/tidwall/redcon"
+)
+
+// Replication is pull-based: each follower long-polls each leader it
+// follows slots of with one DPULL for all those slots. A leader answers as
+// soon as any of them has new entries, so followers lag by a round trip,
+// not by a polling interval. A position also acknowledges what the
+// follower has applied, which is what a handoff and a TTL write wait for.
+
+const (
+	pullWait     = 500 * time.Millisecond
+	pullMaxBatch = 4096
+)
+
+// signalAppend wakes every long poll waiting for new entries.
+func (n *Node) signalAppend() {
+	n.appendMu.Lock()
+	close(n.appendCh)
+	n.appendCh = make(chan struct{})
+	n.appendMu.Unlock()
+}
+
+func (n *Node) appendSignal() <-chan struct{} {
+	n.appendMu.Lock()
+	defer n.appendMu.Unlock()
+	return n.appendCh
+}
+
+type pullResult struct {
+	slot  int
+	kind  string
+	epoch uint64
+	blob  []byte
+}
+
+func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
+	p, err := proto.ParseDPull(args)
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
+	deadline := time.Now().Add(time.Duration(p.WaitMs) * time.Millisecond)
+	first := true
+	var res []pullResult
+	for {
+		sig := n.appendSignal()
+		var news bool
+		res, news = n.pullOnce(p, first)
+		first = false
+		wait := time.Until(deadline)
+		if news || wait <= 0 {
+			break
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-sig:
+		case <-timer.C:
+		case <-n.stop:
+		}
+		timer.Stop()
+		if n.closing.Load() {
+			break
+		}
+	}
+	conn.WriteArray(len(res))
+	for _, r := range res {
+		conn.WriteArray(4)
+		conn.WriteInt(r.slot)
+		conn.WriteBulkString(r.kind)
+		conn.WriteUint64(r.epoch)
+		conn.WriteBulk(r.blob)
+	}
+}
+
+// pullOnce answers every position once; news says whether any answer
+// carries entries or a snapshot.
+func (n *Node) pullOnce(p *proto.DPull, ack bool) (res []pullResult, news bool) {
+	res = make([]pullResult, len(p.Pos))
+	now := time.Now().UnixNano()
+	for i, pos := range p.Pos {
+		r := &res[i]
+		r.slot, r.kind = pos.Slot, proto.PullNone
+		st := n.stores[pos.Slot].Load()
+		if st == nil {
+			continue
+		}
+		var snap *proto.SlotSnapshot
+		st.mu.Lock()
+		if !st.leading || st.retired {
+			st.mu.Unlock()
+			continue
+		}
+		r.epoch = st.leaderEpoch
+		var es []LogEntry
+		ok := false
+		if pos.LeaderEpoch == st.leaderEpoch {
+			if ack {
+				st.ack(p.Follower, pos.Seq)
+			}
+			es, ok = st.log.since(pos.Seq, pullMaxBatch)
+		}
+		if !ok {
+			snap = st.dump(now)
+		}
+		st.mu.Unlock()
+		switch {
+		case snap != nil:
+			r.kind, r.blob, news = proto.PullSnap, snap.AppendBinary(nil), true
+		case len(es) > 0:
+			r.kind, r.blob, news = proto.PullLog, proto.AppendEntries(nil, es), true
+		default:
+			r.kind = proto.PullLog
+			r.blob = proto.AppendEntries(nil, nil)
+		}
+	}
+	return res, news
+}
+
+// replicator runs one puller per leader this node follows slots of.
+type replicator struct {
+	n       *Node
+	mu      sync.Mutex
+	pullers map[string]*puller // by leader node ID
+	wg      sync.WaitGroup
+}
+
+type puller struct {
+	leader string
+	addr   string
+	rdb    *redis.Client
+	stop   chan struct{}
+}
+
+func newReplicator(n *Node) *replicator {
+	return &replicator{n: n, pullers: make(map[string]*puller)}
+}
+
+// update starts and stops pullers to match the table.
+func (r *replicator) update(t *slot.Table) {
+	me := r.n.cfg.NodeID
+	want := make(map[string]string)
+	for _, s := range t.FollowedBy(me) {
+		l := t.Slots[s].Leader
+		if l == "" || l == me {
+			continue
+		}
+		if addr, ok := t.Addr(l); ok {
+			want[l] = addr
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, p := range r.pullers {
+		if want[id] != p.addr {
+			close(p.stop)
+			delete(r.pullers, id)
+		}
+	}
+	for id, addr := range want {
+		if _, ok := r.pullers[id]; ok {
+			continue
+		}
+		p := &puller{leader: id, addr: addr, stop: make(chan struct{}), rdb: redis.NewClient(&redis.Options{
+			Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
+			DialTimeout: time.Second, ReadTimeout: pullWait + 5*time.Second, WriteTimeout: 5 * time.Second,
+		})}
+		r.pullers[id] = p
+		r.wg.Add(1)
+		go r.run(p)
+	}
+}
+
+func (r *replicator) close() {
+	r.mu.Lock()
+	for id, p := range r.pullers {
+		close(p.stop)
+		delete(r.pullers, id)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *replicator) run(p *puller) {
+	defer r.wg.Done()
+	defer p.rdb.Close()
+	n := r.n
+	backoff := 20 * time.Millisecond
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		req := r.positions(p.leader)
+		if len(req.Pos) == 0 {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				continue
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-p.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		vals, err := p.rdb.Do(ctx, req.Args()...).Slice()
+		cancel()
+		if err != nil {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
+			continue
+		}
+		backoff = 20 * time.Millisecond
+		now := time.Now().UnixNano()
+		for _, v := range vals {
+			r.applyResult(v, now, p.leader)
+		}
+		n.pulls.Add(1)
+	}
+}
+
+// positions builds a DPULL for the slots this node follows from leader.
+func (r *replicator) positions(leader string) *proto.DPull {
+	n := r.n
+	req := &proto.DPull{Follower: n.cfg.NodeID, WaitMs: uint32(pullWait / time.Millisecond)}
+	t := n.table.Load()
+	if t == nil {
+		return req
+	}
+	for _, s := range t.FollowedBy(n.cfg.NodeID) {
+		if t.Slots[s].Leader != leader {
+			continue
+		}
+		st := n.stores[s].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		if !st.leading {
+			req.Pos = append(req.Pos, proto.PullPos{Slot: s, LeaderEpoch: st.leaderEpoch, Seq: st.seq})
+		}
+		st.mu.Unlock()
+	}
+	return req
+}
+
+func (r *replicator) applyResult(v any, now int64, leader string) {
+	n := r.n
+	item, ok := v.([]any)
+	if !ok || len(item) != 4 {
+		return
+	}
+	s64, _ := item[0].(int64)
+	kind, _ := item[1].(string)
+	blob, _ := item[3].(string)
+	if s64 < 0 || s64 >= slot.Count {
+		return
+	}
+	s := int(s64)
+	if t := n.table.Load(); t == nil || t.Slots[s].Leader != leader {
+		return
+	}
+	st := n.stores[s].Load()
+	if st == nil {
+		return
+	}
+	switch kind {
+	case proto.PullLog:
+		es, err := proto.ParseEntries([]byte(blob))
+		if err != nil {
+			n.log.Warn("bad pull reply", "slot", s, "leader", leader, "err", err)
+			return
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.leading || st.retired {
+			return
+		}
+		for i := range es {
+			if es[i].Seq != st.seq+1 {
+				// A gap: start over from a snapshot.
+				st.leaderEpoch = 0
+				return
+			}
+			st.replay(&es[i], now)
+		}
+	case proto.PullSnap:
+		snap, err := proto.ParseSlotSnapshot([]byte(blob))
+		if err != nil {
+			n.log.Warn("bad snapshot", "slot", s, "leader", leader, "err", err)
+			return
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.leading || st.retired {
+			return
+		}
+		st.install(snap, now)
+		n.log.Debug("installed slot snapshot", "slot", s, "leader", leader, "seq", snap.Seq, "datums", len(snap.Datums))
+	}
+}

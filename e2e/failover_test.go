@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// failoverRig is a script cluster with a writer load over both sessions
+// and a watcher per session on every service.
+type failoverRig struct {
+	c        *scriptCluster
+	f        *fleet
+	ws       []*watcher
+	lookups  []*redis.Client
+	sessions []procNode
+}
+
+func mustRig(t *testing.T) *failoverRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts 8 processes")
+	}
+	c := mustScriptCluster(t)
+	r := &failoverRig{c: c, sessions: c.byRole("session")}
+	addrs := []string{r.sessions[0].addr, r.sessions[1].addr}
+	r.f = mustFleet(t, addrs, 12, 3)
+	for _, a := range addrs {
+		cl := mustClient(t, a)
+		r.lookups = append(r.lookups, cl)
+		w := mustWatch(t, cl, r.f.services...)
+		w.guardRemovals(func(string, string) bool { return false })
+		r.ws = append(r.ws, w)
+	}
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	return r
+}
+
+func kill(t *testing.T, n procNode) {
+	t.Helper()
+	if err := syscall.Kill(n.pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s (pid %d): %v", n.id, n.pid, err)
+	}
+}
+
+func TestDataLeaderKilledLosesNothing(t *testing.T) {
+	r := mustRig(t)
+	r.f.startWriters(20 * time.Millisecond)
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return r.f.acks.Load() > 500, "writers not running"
+	})
+	tab := metaTable(t, r.c.byRole("meta"))
+	victim := mostLeading(tab)
+	t.Logf("killing %s, which leads %d slots (table epoch %d)", victim, len(tab.LedBy(victim)), tab.Epoch)
+	kill(t, r.c.node(victim))
+	before := r.f.acks.Load()
+	// Writes keep being acknowledged after the failover.
+	eventually(t, 20*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		return !tab.HasNode(victim) && r.f.acks.Load() > before+500, "failover not done or writes stalled"
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+}
+
+func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
+	r := mustRig(t)
+	r.f.startWriters(20 * time.Millisecond)
+	tab := metaTable(t, r.c.byRole("meta"))
+	victim := tab.Nodes[0].ID
+	kill(t, r.c.node(victim))
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return !metaTable(t, r.c.byRole("meta")).HasNode(victim), "victim still in the table"
+	})
+	if out, err := r.c.run("start", victim); err != nil {
+		t.Fatalf("cluster.sh start %s: %v\n%s", victim, err, out)
+	}
+	// It comes back holding follower places; auto-rebalance then hands it
+	// leaderships one slot at a time, under the write load.
+	eventually(t, 20*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		return tab.HasNode(victim) && len(tab.FollowedBy(victim)) > 0,
+			fmt.Sprintf("%s follows %d slots", victim, len(tab.FollowedBy(victim)))
+	})
+	eventually(t, 60*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		n := len(tab.LedBy(victim))
+		return n >= 80 && len(tab.Moving()) == 0, fmt.Sprintf("%s leads %d slots, %d moving", victim, n, len(tab.Moving()))
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+}
+
+func TestMetaQuorumLostKeepsServing(t *testing.T) {
+	r := mustRig(t)
+	metas := r.c.byRole("meta")
+	kill(t, metas[0])
+	kill(t, metas[1])
+	r.f.startWriters(20 * time.Millisecond)
+	before := r.f.acks.Load()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return r.f.acks.Load() > before+300, "writes stalled without meta quorum"
+	})
+	// A brand new service: REGISTER, LOOKUP and its push all work.
+	w := mustWatch(t, r.lookups[1], "no-quorum")
+	register(t, r.lookups[0], "no-quorum", "r1", "x")
+	w.waitSet("no-quorum", "r1=x")
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+}
+
+func TestSessionKilledRemovesExactlyItsPublishers(t *testing.T) {
+	r := mustRig(t)
+	dead := r.sessions[0]
+	// A TTL publisher made through the doomed session outlives it.
+	ttl := redis.NewClient(&redis.Options{Addr: dead.addr})
+	register(t, ttl, r.f.services[0], "ttl-pub", "stays", "TTL", 120)
+	ttl.Close()
+	r.f.mu.Lock()
+	r.f.truth[r.f.services[0]]["ttl-pub"] = "stays"
+	r.f.mu.Unlock()
+
+	w := r.ws[1] // the watcher on the surviving session
+	deadRids := map[string]bool{}
+	for _, c := range r.f.clients {
+		if c.session == dead.addr {
+			deadRids[c.name] = true
+		}
+	}
+	w.guardRemovals(func(_, rid string) bool { return deadRids[rid] })
+	kill(t, dead)
+	r.f.dropSession(dead.addr)
+	r.f.converge(20*time.Second, r.ws[1:], r.lookups[1:])
+	for _, svc := range r.f.services {
+		for _, p := range w.all(svc) {
+			for _, e := range p.Publishers {
+				if !deadRids[e.RegisterID] && !strings.HasPrefix(e.Data, e.RegisterID) && e.RegisterID != "ttl-pub" {
+					t.Errorf("%s: unexpected publisher %s=%s", svc, e.RegisterID, e.Data)
+				}
+			}
+		}
+	}
+}
+
+// TestFailoverRestoresUnreplicatedPublishers makes a leader acknowledge
+// publishers its follower never receives (the follower is paused), then
+// kills the leader. The promoted follower lacks them; it must get them back
+// from the sessions before it pushes anything, so no subscriber ever sees
+// them vanish.
+func TestFailoverRestoresUnreplicatedPublishers(t *testing.T) {
+	r := mustRig(t)
+	tab := metaTable(t, r.c.byRole("meta"))
+	leader := mostLeading(tab)
+	s := tab.LedBy(leader)[0]
+	follower := tab.Slots[s].Followers[0]
+	t.Logf("slot %d: leader %s, follower %s (table epoch %d)", s, leader, follower, tab.Epoch)
+	var svcs []string
+	for i := 0; len(svcs) < 3; i++ {
+		if name := fmt.Sprintf("unrepl-%d", i); slot.Of(name) == s {
+			svcs = append(svcs, name)
+		}
+	}
+	var ws []*watcher
+	for _, c := range r.lookups {
+		w := mustWatch(t, c, svcs...)
+		w.guardRemovals(func(string, string) bool { return false })
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		for _, svc := range svcs {
+			w.waitSet(svc)
+		}
+	}
+	fnode := r.c.node(follower)
+	if err := syscall.Kill(fnode.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(fnode.pid, syscall.SIGCONT)
+		}
+	}()
+	pub := redis.NewClient(&redis.Options{Addr: r.sessions[0].addr, PoolSize: 1})
+	defer func() {
+		// Closing the publisher's connection removes its publishers: a
+		// real removal, not one to flag.
+		for _, w := range append(ws, r.ws...) {
+			w.guardRemovals(nil)
+		}
+		pub.Close()
+	}()
+	for _, svc := range svcs {
+		register(t, pub, svc, "only-on-leader", "x")
+	}
+	for _, w := range ws {
+		for _, svc := range svcs {
+			w.waitSet(svc, "only-on-leader=x")
+		}
+	}
+	kill(t, r.c.node(leader))
+	syscall.Kill(fnode.pid, syscall.SIGCONT)
+	stopped = false
+	eventually(t, 20*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		return tab.Slots[s].Leader == follower, fmt.Sprintf("slot %d led by %s", s, tab.Slots[s].Leader)
+	})
+	// Something changes in every one of those services after the failover,
+	// so each watcher gets the promoted leader's state.
+	for _, svc := range svcs {
+		register(t, r.lookups[1], svc, "after", "y", "TTL", 60)
+	}
+	for _, w := range ws {
+		for _, svc := range svcs {
+			w.waitSet(svc, "after=y", "only-on-leader=x")
+		}
+	}
+	for _, svc := range svcs {
+		if _, set := lookup(t, r.lookups[1], svc); fmt.Sprint(set) != "[after=y only-on-leader=x]" {
+			t.Fatalf("LOOKUP %s after failover: %v", svc, set)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package sessionserver
+
+import (
+	"context"
+	"time"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// reconcileLoop keeps every slot leader's view of this session's
+// connection-bound publishers equal to the session's own:
+//   - at once for slots that changed leader (a new leader waits for this
+//     before it serves the slot), retrying until the leader answers;
+//   - every ReconcileInterval for all slots, as a backstop, skipping slots
+//     with writes in flight (their digests legitimately differ for a
+//     moment).
+func (n *Node) reconcileLoop() {
+	defer n.bgWg.Done()
+	tick := time.NewTicker(n.cfg.ReconcileInterval)
+	defer tick.Stop()
+	pending := make(map[int]time.Time) // slot -> first asked
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-n.stop:
+			return
+		case slots := <-n.kick:
+			now := time.Now()
+			for _, s := range slots {
+				if _, ok := pending[s]; !ok {
+					pending[s] = now
+				}
+			}
+		case <-retry:
+			retry = nil
+		case <-tick.C:
+			var all []int
+			for s := 0; s < slot.Count; s++ {
+				if _, ok := pending[s]; !ok && n.router.slotInflight[s].Load() == 0 {
+					all = append(all, s)
+				}
+			}
+			n.reconcile(all)
+			continue
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		slots := make([]int, 0, len(pending))
+		for s := range pending {
+			slots = append(slots, s)
+		}
+		failed := n.reconcile(slots)
+		now := time.Now()
+		for _, s := range slots {
+			if failed[s] && now.Sub(pending[s]) < 30*time.Second {
+				continue
+			}
+			if failed[s] {
+				n.log.Warn("gave up reconciling a slot; the periodic check will try again", "slot", s)
+			}
+			delete(pending, s)
+		}
+		if len(pending) > 0 && retry == nil {
+			retry = time.After(50 * time.Millisecond)
+		}
+	}
+}
+
+// kickReconcile asks the loop to reconcile slots now.
+func (n *Node) kickReconcile(slots []int) {
+	select {
+	case n.kick <- slots:
+	case <-n.stop:
+	}
+}
+
+// reconcile compares digests for slots with their leaders and sends the
+// publisher list of every slot that differs. It returns the slots it could
+// not settle (no leader, leader not there yet, network).
+func (n *Node) reconcile(slots []int) (failed map[int]bool) {
+	failed = make(map[int]bool)
+	t := n.table.Load()
+	if t == nil {
+		for _, s := range slots {
+			failed[s] = true
+		}
+		return failed
+	}
+	byAddr := make(map[string][]proto.SlotDigest)
+	for _, s := range slots {
+		addr, ok := t.Addr(t.Slots[s].Leader)
+		if !ok {
+			failed[s] = true
+			continue
+		}
+		byAddr[addr] = append(byAddr[addr], proto.SlotDigest{Slot: s, LeaderEpoch: t.Slots[s].LeaderEpoch, Digest: n.pubs.digestOf(s)})
+	}
+	for addr, sds := range byAddr {
+		l := n.router.link(addr)
+		req := proto.DReconcile{Session: n.cfg.NodeID, Slots: sds}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		vals, err := l.rdb.Do(ctx, req.Args()...).Slice()
+		cancel()
+		if err != nil || len(vals) != len(sds) {
+			for _, sd := range sds {
+				failed[sd.Slot] = true
+			}
+			continue
+		}
+		for i, v := range vals {
+			sd := sds[i]
+			switch r, _ := v.(int64); r {
+			case 1:
+			case 0:
+				if !n.syncSlot(l, sd) {
+					failed[sd.Slot] = true
+				}
+			default:
+				failed[sd.Slot] = true
+			}
+		}
+	}
+	if len(failed) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.refreshTable(ctx)
+		cancel()
+	}
+	return failed
+}
+
+func (n *Node) syncSlot(l *link, sd proto.SlotDigest) bool {
+	req := proto.DSync{Session: n.cfg.NodeID, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Pubs: n.pubs.syncList(sd.Slot)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changes, err := l.rdb.Do(ctx, req.Args()...).Int()
+	if err != nil {
+		n.log.Warn("sync slot", "slot", sd.Slot, "leader", l.addr, "err", err)
+		return false
+	}
+	if changes > 0 {
+		n.log.Info("leader was missing publishers of this session; repaired", "slot", sd.Slot, "repairs", changes)
+	}
+	return true
+}
