@@ -123,10 +123,10 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
-		ln:      ln,
-		addr:    cfg.Advertise,
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
+		ln:       ln,
+		addr:     cfg.Advertise,
 		streams:  make(map[*stream]struct{}),
 		stop:     make(chan struct{}),
 		appendCh: make(chan struct{}),

@@ -73,13 +73,13 @@ type slotStore struct {
 	retired     bool                     // the node no longer holds the slot
 
 	// Leader only.
-	ready   bool                // reconciled with the sessions: may serve reads and pushes
-	waiting map[string]struct{} // sessions a new leader still waits for
-	frozen   bool      // handing the slot off: refuse writes
-	frozenAt time.Time // when it froze
-	target  string              // the node the slot is handed to
-	acked   map[string]uint64   // follower -> seq it has applied
-	ackCh   chan struct{}       // closed and replaced whenever acked grows
+	ready    bool                // reconciled with the sessions: may serve reads and pushes
+	waiting  map[string]struct{} // sessions a new leader still waits for
+	frozen   bool                // handing the slot off: refuse writes
+	frozenAt time.Time           // when it froze
+	target   string              // the node the slot is handed to
+	acked    map[string]uint64   // follower -> seq it has applied
+	ackCh    chan struct{}       // closed and replaced whenever acked grows
 }
 
 func newSlotStore(id int, leaderEpoch uint64, logSize int) *slotStore {

@@ -43,8 +43,8 @@ type router struct {
 	// slotInflight counts writes in flight per slot: a slot with writes
 	// on the way is skipped by the periodic digest check.
 	slotInflight [slot.Count]atomic.Int32
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 type link struct {
