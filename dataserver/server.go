@@ -241,6 +241,8 @@ func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
 		n.handleReconcile(conn, cmd.Args)
 	case proto.CmdDSync:
 		n.handleSync(conn, cmd.Args)
+	case proto.CmdDStats:
+		n.handleStats(conn)
 	case proto.CmdSubscribe:
 		n.startStream(conn, cmd)
 	case proto.CmdPing:

@@ -15,28 +15,42 @@
 # State, logs and pid files go to SLOTREG_CLUSTER_DIR (default .cluster/).
 # SLOTREG_BIN names the registry binary (default bin/registry, built when
 # missing). SLOTREG_LEASE sets the meta lease (default 3s).
+# SLOTREG_AUTO_REBALANCE=0 turns meta's --auto-rebalance off (default on).
+# `start data4` (up to data9) adds a data node beyond the first three.
 set -euo pipefail
 
 B=${SLOTREG_BASE_PORT:-19000}
 DIR=${SLOTREG_CLUSTER_DIR:-.cluster}
 BIN=${SLOTREG_BIN:-bin/registry}
 LEASE=${SLOTREG_LEASE:-3s}
+AUTO=--auto-rebalance
+[ "${SLOTREG_AUTO_REBALANCE:-1}" = 0 ] && AUTO=""
 HOST=127.0.0.1
 
 META_RPCS="$HOST:$((B + 21)),$HOST:$((B + 22)),$HOST:$((B + 23))"
 PEERS="meta1=$HOST:$((B + 11)),meta2=$HOST:$((B + 12)),meta3=$HOST:$((B + 13))"
 
-# node lines: role id address http extra-args
+# node_line ID: role id address http extra-args
+node_line() {
+	local i=${1: -1}
+	case "$1" in
+	meta[1-3]) echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE $AUTO" ;;
+	data[1-9]) echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS" ;;
+	session[1-2]) echo "session session$i $HOST:$((B + 60 + i)) $HOST:$((B + 70 + i)) --listen $HOST:$((B + 60 + i)) --meta $META_RPCS" ;;
+	*) return 1 ;;
+	esac
+}
+
+# nodes: the standard 3 meta, 3 data, 2 sessions, then any extra data node
+# started with `start dataN`.
 nodes() {
-	for i in 1 2 3; do
-		echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE --auto-rebalance"
+	for id in meta1 meta2 meta3 data1 data2 data3 session1 session2; do
+		node_line "$id"
 	done
-	for i in 1 2 3; do
-		echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS"
+	for i in 4 5 6 7 8 9; do
+		[ -f "$DIR/data$i.pid" ] && node_line "data$i"
 	done
-	for i in 1 2; do
-		echo "session session$i $HOST:$((B + 60 + i)) $HOST:$((B + 70 + i)) --listen $HOST:$((B + 60 + i)) --meta $META_RPCS"
-	done
+	return 0
 }
 
 pid_of() { cat "$DIR/$1.pid" 2>/dev/null || true; }
@@ -44,12 +58,13 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
 # ready ADDR: the node's /readyz answers 200.
 ready() {
-	local host=${1%:*} port=${1##*:} line
-	exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
-	printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
-	read -r -t 2 line <&3 || line=""
-	exec 3<&- 3>&-
-	[[ "$line" == *" 200 "* ]]
+	(
+		host=${1%:*} port=${1##*:}
+		exec 3<>"/dev/tcp/$host/$port" || exit 1
+		printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+		read -r -t 2 line <&3 || line=""
+		[[ "$line" == *" 200 "* ]]
+	) 2>/dev/null
 }
 
 # launch ROLE ID HTTP ARGS...: start one node in the background.
@@ -73,6 +88,7 @@ build() {
 }
 
 up() {
+	local role id addr http args
 	build
 	while read -r role id addr http args; do
 		# shellcheck disable=SC2086
@@ -84,29 +100,28 @@ up() {
 
 start() {
 	build
-	local found=""
-	while read -r role id addr http args; do
-		if [ "$id" = "$1" ]; then
-			# shellcheck disable=SC2086
-			launch "$role" "$id" "$http" $args
-			found=1
-		fi
-	done < <(nodes)
-	if [ -z "$found" ]; then
-		echo "no node $1 (see status)" >&2
+	local line
+	if ! line=$(node_line "$1"); then
+		echo "no node $1: ids are meta1-3, data1-9, session1-2" >&2
 		exit 2
 	fi
-	wait_ready "$1"
-	echo "$1 started"
+	# shellcheck disable=SC2086
+	set -- $line
+	local role=$1 id=$2 http=$4
+	shift 4
+	launch "$role" "$id" "$http" "$@"
+	wait_ready "$id"
+	echo "$id started"
 }
 
 # wait_ready [ID]: wait until every node (or just ID) answers /readyz.
 wait_ready() {
-	local deadline=$((SECONDS + 60))
+	local deadline=$((SECONDS + 60)) role id addr http args
 	while read -r role id addr http args; do
 		if [ -n "$1" ] && [ "$id" != "$1" ]; then
 			continue
 		fi
+		[ -f "$DIR/$id.pid" ] || continue
 		until ready "$http"; do
 			if ! alive "$(pid_of "$id")"; then
 				echo "$id exited; its log ($DIR/$id.log):" >&2
@@ -124,7 +139,7 @@ wait_ready() {
 }
 
 down() {
-	local pids=()
+	local pids=() role id addr http args
 	while read -r role id addr http args; do
 		local p
 		p=$(pid_of "$id")
@@ -143,6 +158,7 @@ down() {
 }
 
 status() {
+	local role id addr http args
 	while read -r role id addr http args; do
 		local p state=down
 		p=$(pid_of "$id")

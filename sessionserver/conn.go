@@ -303,6 +303,8 @@ func (c *clientConn) exec(args [][]byte) {
 		c.unsubscribe(args)
 	case proto.CmdInfo:
 		c.wr.WriteBulkString(c.n.info(args[1:]))
+	case proto.CmdSlotreg:
+		c.slotregCmd(args)
 	default:
 		c.wr.WriteError("ERR unknown command '" + truncate(args[0]) + "'")
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/internal/cluster"
 	"github.com/slotreg/slotreg/internal/obs"
@@ -39,7 +40,20 @@ func main() {
 }
 
 func logger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
-	return obs.NewLogger(w, c.String("log-format"), c.String("log-level"))
+	log, err := obs.NewLogger(w, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return nil, err
+	}
+	// go-redis reports every failed dial to a node that is down; the
+	// nodes log what matters themselves, so its lines go to debug.
+	redis.SetLogger(redisLogger{log})
+	return log, nil
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,69 @@
+package dataserver
+
+import (
+	"encoding/json"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/tidwall/redcon"
+)
+
+// contentHash sums a hash of every publisher (with its owner) and of every
+// datum's version: a leader and a follower at the same seq have the same
+// hash, which is what `registryctl verify` compares. TTL deadlines are
+// left out, since each replica counts them from its own clock.
+func (s *slotStore) contentHash() uint64 {
+	var sum uint64
+	var d xxhash.Digest
+	s.datums.Scan(func(id string, dt *datum) bool {
+		d.Reset()
+		d.WriteString(id)
+		var v [8]byte
+		for i := range v {
+			v[i] = byte(dt.version >> (8 * i))
+		}
+		d.Write(v[:])
+		sum += d.Sum64()
+		for _, p := range dt.pubs {
+			sum += proto.PubHash(id, p.registerID, p.data, p.conn) ^ xxhash.Sum64String(p.session) ^ uint64(p.ttl)
+		}
+		return true
+	})
+	return sum
+}
+
+// handleStats answers DSTATS: per slot this node holds, its role,
+// position, size and content hash, and for led slots each session's
+// digest.
+func (n *Node) handleStats(conn redcon.Conn) {
+	out := proto.DataStats{Node: n.cfg.NodeID}
+	for s := range n.stores {
+		st := n.stores[s].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		ss := proto.SlotStats{
+			Slot: s, LeaderEpoch: st.leaderEpoch, Seq: st.seq,
+			Publishers: st.publishers, Datums: st.datums.Len(), Hash: st.contentHash(), Ready: st.ready,
+		}
+		if !st.leading {
+			ss.Role = proto.RoleFollower
+			ss.Ready = st.leaderEpoch != 0 // holds a copy of some leader's slot
+		} else {
+			ss.Role = proto.RoleLeader
+			ss.Sessions = make(map[string]proto.Digest, len(st.digests))
+			for id, d := range st.digests {
+				ss.Sessions[id] = *d
+			}
+		}
+		st.mu.Unlock()
+		out.Slots = append(out.Slots, ss)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		conn.WriteError("ERR " + err.Error())
+		return
+	}
+	conn.WriteBulk(b)
+}
