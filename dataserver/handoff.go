@@ -36,7 +36,11 @@ func (n *Node) handoffLoop() {
 			continue
 		case <-tick.C:
 		}
-		for s := range n.stores {
+		moving := n.handing.Load()
+		if moving == nil {
+			continue
+		}
+		for _, s := range *moving {
 			if busy[s] {
 				continue
 			}

@@ -90,6 +90,7 @@ type Node struct {
 
 	tableMu sync.Mutex // serialises onTable
 	repl    *replicator
+	handing atomic.Pointer[[]int] // slots this node leads that have a Target
 
 	appendMu sync.Mutex
 	appendCh chan struct{} // closed when any led slot appends to its log

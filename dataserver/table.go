@@ -24,7 +24,7 @@ func (n *Node) onTable(t *slot.Table) {
 		return
 	}
 	me := n.cfg.NodeID
-	var promoted, reconciling, ready []int
+	var promoted, reconciling, ready, handing []int
 	for s := 0; s < slot.Count; s++ {
 		a := &t.Slots[s]
 		st := n.stores[s].Load()
@@ -59,6 +59,9 @@ func (n *Node) onTable(t *slot.Table) {
 				st.target = a.Target
 				st.frozen = false
 			}
+			if a.Target != "" {
+				handing = append(handing, s)
+			}
 			st.mu.Unlock()
 		case t.Follows(me, s):
 			if st == nil {
@@ -80,6 +83,7 @@ func (n *Node) onTable(t *slot.Table) {
 		}
 	}
 	n.table.Store(t)
+	n.handing.Store(&handing)
 	n.repl.update(t)
 	if len(promoted) > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
 		n.log.Info("table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),

@@ -21,12 +21,12 @@ type failoverRig struct {
 	sessions []procNode
 }
 
-func mustRig(t *testing.T) *failoverRig {
+func mustRig(t *testing.T, env ...string) *failoverRig {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts 8 processes")
 	}
-	c := mustScriptCluster(t)
+	c := mustScriptCluster(t, env...)
 	r := &failoverRig{c: c, sessions: c.byRole("session")}
 	addrs := []string{r.sessions[0].addr, r.sessions[1].addr}
 	r.f = mustFleet(t, addrs, 12, 3)

@@ -21,7 +21,7 @@ import (
 
 // registryBin is the registry binary the multi-process tests run, built
 // once per test binary.
-var registryBin string
+var registryBin, registryctlBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -32,11 +32,14 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		registryBin = filepath.Join(dir, "registry")
-		build := exec.Command("go", "build", "-o", registryBin, "../cmd/registry")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building the registry binary:", err)
-			return 1
+		registryctlBin = filepath.Join(dir, "registryctl")
+		for bin, pkg := range map[string]string{registryBin: "../cmd/registry", registryctlBin: "../cmd/registryctl"} {
+			build := exec.Command("go", "build", "-o", bin, pkg)
+			build.Stderr = os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building", pkg, err)
+				return 1
+			}
 		}
 		return m.Run()
 	}()
@@ -81,7 +84,9 @@ func portsFree(base int) bool {
 	return true
 }
 
-func mustScriptCluster(t *testing.T) *scriptCluster {
+// mustScriptCluster starts the script cluster; extra are more environment
+// settings for cluster.sh (e.g. SLOTREG_AUTO_REBALANCE=0).
+func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
 	t.Helper()
 	dir := t.TempDir()
 	var lastOut string
@@ -96,6 +101,7 @@ func mustScriptCluster(t *testing.T) *scriptCluster {
 			"SLOTREG_BIN="+registryBin,
 			"SLOTREG_LEASE=2s",
 		)}
+		c.env = append(c.env, extra...)
 		out, err := c.run("up")
 		if err == nil {
 			t.Cleanup(func() {

@@ -27,6 +27,9 @@ var (
 	// target or leader epoch (the move was cancelled, or the leader
 	// changed meanwhile).
 	errStaleHandoff = errors.New("handoff does not match the table")
+	// errLastActive: draining this node would leave no data node that is
+	// not draining, so its slots would have nowhere to go.
+	errLastActive = errors.New("it is the last data node that is not draining")
 )
 
 // result is what every applied entry returns to the proposer through
@@ -64,6 +67,10 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, err = applyFinishMove(s, c)
 	case cmdCancelMove:
 		next, err = applyCancelMove(s, c)
+	case cmdDrain:
+		next, err = applyDrain(s, c)
+	case cmdUndrain:
+		next, err = applyUndrain(s, c)
 	default:
 		err = fmt.Errorf("%w: type %s", errBadCommand, c.Type)
 	}
@@ -134,11 +141,16 @@ func applyRemove(s *state, c *command) (*state, error) {
 	}
 	m := maps.Clone(s.members(c.Kind))
 	delete(m, c.ID)
-	var prefer map[int]string
-	if c.Kind == proto.KindData {
-		prefer = usablePrefer(s.Table, m, c.ID, c.Prefer)
+	if c.Kind == proto.KindSession {
+		return withMembers(s, c.Kind, m, nil)
 	}
-	return withMembers(s, c.Kind, m, prefer)
+	next, err := withMembers(s, c.Kind, m, usablePrefer(s.Table, m, c.ID, c.Prefer))
+	if err != nil || !s.Draining[c.ID] {
+		return next, err
+	}
+	next.Draining = maps.Clone(s.Draining)
+	delete(next.Draining, c.ID)
+	return next, nil
 }
 
 // usablePrefer keeps the entries of prefer that still make sense when
@@ -242,6 +254,9 @@ func startMove(s *state, t *slot.Table, m moveSpec) (*slot.Table, error) {
 	if _, ok := s.Data[m.To]; !ok {
 		return nil, fmt.Errorf("slot %d: data node %q: %w", m.Slot, m.To, errUnknownMember)
 	}
+	if s.Draining[m.To] {
+		return nil, fmt.Errorf("slot %d: data node %s is draining: %w", m.Slot, m.To, errMoveRefused)
+	}
 	a := &t.Slots[m.Slot]
 	switch {
 	case a.Leader == "":
@@ -305,5 +320,73 @@ func applyCancelMove(s *state, c *command) (*state, error) {
 	}
 	next := *s
 	next.Table = t
+	return &next, nil
+}
+
+// applyDrain marks a data node as draining. Moves in progress to it are
+// cancelled in the same entry (one new table epoch for all of them), so
+// from this entry on no slot can become its. Draining a node that drains
+// already changes nothing; draining the last data node that is not
+// draining is refused, because its slots would have nowhere to go.
+func applyDrain(s *state, c *command) (*state, error) {
+	if s.Table == nil {
+		return nil, errNotInitialized
+	}
+	if c.ID == "" {
+		return nil, fmt.Errorf("%w: drain needs a node id", errBadCommand)
+	}
+	if _, ok := s.Data[c.ID]; !ok {
+		return nil, fmt.Errorf("data node %q: %w", c.ID, errUnknownMember)
+	}
+	if s.Draining[c.ID] {
+		return nil, nil
+	}
+	active := false
+	for id := range s.Data { // an existence test: the order is irrelevant
+		if id != c.ID && !s.Draining[id] {
+			active = true
+			break
+		}
+	}
+	if !active {
+		return nil, fmt.Errorf("data node %s: %w", c.ID, errLastActive)
+	}
+	next := *s
+	next.Draining = maps.Clone(s.Draining)
+	next.Draining[c.ID] = true
+	t := s.Table
+	for sl := range slot.Count {
+		if t.Slots[sl].Target != c.ID {
+			continue
+		}
+		nt, err := slot.CancelMove(t, sl)
+		if err != nil {
+			return nil, fmt.Errorf("data node %s: cancel the move of slot %d to it: %w", c.ID, sl, err)
+		}
+		t = nt
+	}
+	if t != s.Table {
+		// t is a table of our own making, not yet published.
+		t.Epoch = s.Table.Epoch + 1
+		next.Table = t
+	}
+	return &next, nil
+}
+
+// applyUndrain ends a data node's draining; undraining a node that is not
+// draining changes nothing.
+func applyUndrain(s *state, c *command) (*state, error) {
+	if s.Table == nil {
+		return nil, errNotInitialized
+	}
+	if _, ok := s.Data[c.ID]; !ok {
+		return nil, fmt.Errorf("data node %q: %w", c.ID, errUnknownMember)
+	}
+	if !s.Draining[c.ID] {
+		return nil, nil
+	}
+	next := *s
+	next.Draining = maps.Clone(s.Draining)
+	delete(next.Draining, c.ID)
 	return &next, nil
 }

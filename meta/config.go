@@ -66,8 +66,10 @@ type Config struct {
 	// it starts moves (slot.PlanMoves) whenever fewer than MaxMoves slots
 	// are moving. Off by default; REBALANCE and MOVESLOT work either way.
 	AutoRebalance bool
-	// MaxMoves bounds the moves AutoRebalance keeps in flight. Default
-	// DefaultMaxMoves; at most slot.Count.
+	// MaxMoves bounds the moves the leader starts by itself, for drains
+	// and AutoRebalance: it starts none while MaxMoves or more slots are
+	// moving, whoever started them. Default DefaultMaxMoves; at most
+	// slot.Count.
 	MaxMoves int
 	// MoveTimeout is how long a move may stay in progress before the
 	// leader cancels it (whether AutoRebalance is on or not). Default

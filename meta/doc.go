@@ -4,16 +4,17 @@
 // 256-slot table computed from the data nodes by slot.Balance.
 //
 // It serves a RESP endpoint (HEARTBEAT, LEAVE, TABLE, NODES, METAJOIN, PING,
-// and the slot moves HANDOFF, MOVESLOT, REBALANCE, CANCELMOVE) on every meta
-// node, and provides the Client that data and session nodes embed to
+// the slot moves HANDOFF, MOVESLOT, REBALANCE, CANCELMOVE, and DRAIN and
+// UNDRAIN) on every meta node, and provides the Client that data and session nodes embed to
 // heartbeat to the meta leader, receive newer tables and session lists, and
 // report handoffs.
 //
 // The leader promotes, for each slot of a departed data node, the follower
 // that reported the most applied ops, and moves leadership to another node
 // only through a migration the data side completes (start-move, HANDOFF);
-// it cancels moves that take longer than MoveTimeout and, with
-// AutoRebalance, keeps leaders even by starting moves itself.
+// it cancels moves that take longer than MoveTimeout, moves every slot off
+// a draining data node and, with AutoRebalance, keeps leaders even by
+// starting moves itself.
 //
 // What meta must never do:
 //   - commit heartbeats to Raft: lease times and progress reports live in

@@ -31,6 +31,11 @@ const (
 	cmdFinishMove cmdType = 6
 	// cmdCancelMove clears a slot's Target (operator or move timeout).
 	cmdCancelMove cmdType = 7
+	// cmdDrain marks a data node as draining: the leader moves every
+	// slot it leads elsewhere and no move may target it.
+	cmdDrain cmdType = 8
+	// cmdUndrain ends a data node's draining.
+	cmdUndrain cmdType = 9
 )
 
 func (t cmdType) String() string {
@@ -49,6 +54,10 @@ func (t cmdType) String() string {
 		return "finish-move"
 	case cmdCancelMove:
 		return "cancel-move"
+	case cmdDrain:
+		return "drain"
+	case cmdUndrain:
+		return "undrain"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }
@@ -65,7 +74,7 @@ const (
 // command is every log entry's payload. Each type uses a subset of the
 // fields: init Replicas; join Kind, ID, Addr; remove Kind, ID, Reason,
 // Prefer; record-meta ID, Addr; start-moves Moves; finish-move Slot, From,
-// To, LeaderEpoch; cancel-move Slot, Reason.
+// To, LeaderEpoch; cancel-move Slot, Reason; drain and undrain ID.
 type command struct {
 	Type     cmdType `json:"-"`
 	Kind     string  `json:"kind,omitempty"`
@@ -125,4 +134,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdCancelMove }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdUndrain }

@@ -18,6 +18,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdStartMoves, Moves: []moveSpec{{Slot: 0, To: "d2"}, {Slot: 17, To: "d3"}}},
 		{Type: cmdFinishMove, Slot: 17, From: "d1", To: "d3", LeaderEpoch: 1 << 40},
 		{Type: cmdCancelMove, Slot: 0, Reason: reasonTimeout},
+		{Type: cmdDrain, ID: "d3"},
+		{Type: cmdUndrain, ID: "d3"},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -45,7 +47,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
-		{byte(cmdCancelMove) + 1, '{', '}'},
+		{byte(cmdUndrain) + 1, '{', '}'},
 		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/slotreg/slotreg/slot"
@@ -22,12 +23,12 @@ type moveStart struct {
 }
 
 // moveLoop runs the leader's move duties: it cancels moves that have been
-// in progress longer than MoveTimeout and, with AutoRebalance, starts new
-// moves whenever fewer than MaxMoves are in flight. It wakes every
-// moveCheckInterval and right after every state change, so a handoff is
-// followed by the next move at once. Start times live only in this
-// goroutine: a new leader counts every move it finds from the moment it
-// took over.
+// in progress longer than MoveTimeout, moves the slots of draining nodes
+// away and, with AutoRebalance, starts new moves, as long as fewer than
+// MaxMoves are in flight. It wakes every moveCheckInterval and right after
+// every state change, so a handoff is followed by the next move at once.
+// Start times live only in this goroutine: a new leader counts every move
+// it finds from the moment it took over.
 func (n *Node) moveLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(moveCheckInterval)
@@ -50,7 +51,8 @@ func (n *Node) checkMoves(starts map[int]moveStart, now time.Time) {
 		clear(starts)
 		return
 	}
-	tb := n.store.state().Table
+	st := n.store.state()
+	tb := st.Table
 	if tb == nil {
 		return
 	}
@@ -65,14 +67,123 @@ func (n *Node) checkMoves(starts map[int]moveStart, now time.Time) {
 	}
 	// After a cancel the table changed; the next pass (woken by it) plans
 	// against the new one.
-	if timedOut || !n.cfg.AutoRebalance {
+	budget := n.cfg.MaxMoves - len(moving)
+	if timedOut || budget <= 0 {
 		return
 	}
-	if budget := n.cfg.MaxMoves - len(moving); budget > 0 {
-		if plan := slot.PlanMoves(tb, budget); len(plan) > 0 {
-			n.startMoves(plan, "auto-rebalance")
+	// Drains go first, and the pass ends after starting any: the next
+	// pass, woken by the new table, gives auto-rebalance what is left.
+	if plan := drainMoves(st, budget); len(plan) > 0 {
+		n.startMoves(plan, "drain")
+		return
+	}
+	if !n.cfg.AutoRebalance {
+		return
+	}
+	if plan := rebalancePlan(st, budget); len(plan) > 0 {
+		n.startMoves(plan, "auto-rebalance")
+	}
+}
+
+// drainMoves plans, for the slots led by draining nodes that are not
+// moving yet (in slot order, at most limit of them), a move to a node
+// that is not draining: the slot's follower with the fewest leaders (ties
+// by ID), which has the data already, or if no follower fits, the node
+// with the fewest leaders, which StartMove adds as an extra follower. A
+// moving slot counts as led by its target, and every planned move counts
+// at once, so one batch spreads over the nodes.
+func drainMoves(st *state, limit int) []slot.Move {
+	t := st.Table
+	if len(st.Draining) == 0 || t == nil || limit <= 0 {
+		return nil
+	}
+	leads := map[string]int{} // the nodes that may take slots
+	var active []string       // the same, sorted by ID
+	for _, nd := range t.Nodes {
+		if _, ok := st.Data[nd.ID]; ok && !st.Draining[nd.ID] {
+			leads[nd.ID] = 0
+			active = append(active, nd.ID)
 		}
 	}
+	if len(active) == 0 {
+		return nil
+	}
+	for s := range slot.Count {
+		a := &t.Slots[s]
+		owner := a.Leader
+		if a.Target != "" {
+			owner = a.Target
+		}
+		if _, ok := leads[owner]; ok {
+			leads[owner]++
+		}
+	}
+	var plan []slot.Move
+	for s := range slot.Count {
+		a := &t.Slots[s]
+		if a.Target != "" || a.Leader == "" || !st.Draining[a.Leader] {
+			continue
+		}
+		to := fewestLeaders(leads, a.Followers)
+		if to == "" {
+			to = fewestLeaders(leads, active)
+		}
+		plan = append(plan, slot.Move{Slot: s, From: a.Leader, To: to})
+		leads[to]++
+		if len(plan) == limit {
+			break
+		}
+	}
+	return plan
+}
+
+// fewestLeaders returns the candidate (a key of leads) with the fewest
+// leaders, ties going to the lowest ID; "" if no candidate is a key.
+func fewestLeaders(leads map[string]int, candidates []string) string {
+	best := ""
+	for _, id := range candidates {
+		n, ok := leads[id]
+		if !ok {
+			continue
+		}
+		if best == "" || n < leads[best] || (n == leads[best] && id < best) {
+			best = id
+		}
+	}
+	return best
+}
+
+// rebalancePlan is slot.PlanMoves for st (at most limit moves, 0: all)
+// that knows about draining: PlanMoves does not, so it gets a view of the
+// table without the draining nodes. Their slots then count for nobody and
+// they are nobody's target, so the plan evens out the leaders among the
+// other nodes (the drain moves take care of the rest), and the output is
+// filtered for moves from or to a draining node all the same. While a
+// drain is under way the plan is therefore imperfect: the slots still to
+// drain are left out of the count, and the drain may leave the leaders
+// uneven, which a later plan evens out with a few extra moves. That is
+// fine: drains are rare and short.
+func rebalancePlan(st *state, limit int) []slot.Move {
+	t := st.Table
+	if t == nil {
+		return nil
+	}
+	if len(st.Draining) == 0 {
+		return slot.PlanMoves(t, limit)
+	}
+	view := *t // shares the follower lists; PlanMoves only reads
+	view.Nodes = slices.DeleteFunc(slices.Clone(t.Nodes), func(nd slot.Node) bool { return st.Draining[nd.ID] })
+	var plan []slot.Move
+	for _, m := range slot.PlanMoves(&view, 0) {
+		if st.Draining[m.To] || st.Draining[m.From] {
+			continue
+		}
+		plan = append(plan, m)
+		if len(plan) == limit {
+			break
+		}
+	}
+	return plan
 }
 
 // trackMoves brings starts in line with the slots moving in t: new moves

@@ -275,6 +275,8 @@ func TestFollowerRepliesNotLeader(t *testing.T) {
 		(&proto.MoveSlot{Slot: 1, To: "d2"}).Args(),
 		(&proto.Rebalance{DryRun: true}).Args(),
 		(&proto.CancelMove{Slot: 1}).Args(),
+		(&proto.Drain{NodeID: "d1"}).Args(),
+		(&proto.Undrain{NodeID: "d1"}).Args(),
 	} {
 		err := respErr(rdb.Do(ctx, args...).Err())
 		if !errors.Is(err, proto.ErrNotLeader) {
@@ -359,6 +361,10 @@ func TestRPCErrors(t *testing.T) {
 		{"cancelmove"},
 		{"cancelmove", "1"},
 		{"rebalance", "1", "2"},
+		{"drain"},
+		{"drain", "d1", "d2"},
+		{"drain", "d9"},
+		{"undrain", "d9"},
 	} {
 		err := respErr(rdb.Do(ctx, args...).Err())
 		if !errors.Is(err, proto.ErrInvalid) || !strings.HasPrefix(err.Error(), "ERR ") {

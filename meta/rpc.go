@@ -11,7 +11,6 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/slotreg/slotreg/proto"
-	"github.com/slotreg/slotreg/slot"
 )
 
 // handler serves one RESP command; args[0] is the command name.
@@ -36,6 +35,8 @@ func (n *Node) newHandlers() (map[string]handler, error) {
 		{proto.CmdMoveSlot, n.handleMoveSlot},
 		{proto.CmdRebalance, n.handleRebalance},
 		{proto.CmdCancelMove, n.handleCancelMove},
+		{proto.CmdDrain, n.handleDrain},
+		{proto.CmdUndrain, n.handleUndrain},
 	} {
 		name := strings.ToLower(r.name)
 		if name == "" || r.fn == nil {
@@ -337,8 +338,9 @@ func (n *Node) handleMoveSlot(conn redcon.Conn, args [][]byte) {
 	conn.WriteInt64(int64(res.Epoch))
 }
 
-// handleRebalance plans leader moves with slot.PlanMoves and, unless it is
-// a dry run, starts them; replies proto.RebalanceReply as JSON.
+// handleRebalance plans leader moves (rebalancePlan: slot.PlanMoves among
+// the nodes that are not draining) and, unless it is a dry run, starts
+// them; replies proto.RebalanceReply as JSON.
 func (n *Node) handleRebalance(conn redcon.Conn, args [][]byte) {
 	r, err := proto.ParseRebalance(args)
 	if err != nil {
@@ -349,12 +351,13 @@ func (n *Node) handleRebalance(conn redcon.Conn, args [][]byte) {
 		writeErr(conn, err)
 		return
 	}
-	tb := n.store.state().Table
+	st := n.store.state()
+	tb := st.Table
 	if tb == nil {
 		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
 		return
 	}
-	plan := slot.PlanMoves(tb, r.MaxMoves)
+	plan := rebalancePlan(st, r.MaxMoves)
 	reply := proto.RebalanceReply{Epoch: tb.Epoch}
 	if !r.DryRun && len(plan) > 0 {
 		if plan, reply.Epoch, err = n.startMoves(plan, "rebalance"); err != nil {
@@ -389,5 +392,51 @@ func (n *Node) handleCancelMove(conn redcon.Conn, args [][]byte) {
 		return
 	}
 	n.log.Info("move cancelled", "slot", c.Slot, "reason", reasonAdmin, "epoch", res.Epoch)
+	conn.WriteInt64(int64(res.Epoch))
+}
+
+// handleDrain marks a data node as draining; replies the table epoch
+// after it. The move loop then moves the node's slots away.
+func (n *Node) handleDrain(conn redcon.Conn, args [][]byte) {
+	d, err := proto.ParseDrain(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.applyDrainRPC(conn, &command{Type: cmdDrain, ID: d.NodeID})
+}
+
+// handleUndrain ends a data node's draining; replies the table epoch.
+func (n *Node) handleUndrain(conn redcon.Conn, args [][]byte) {
+	u, err := proto.ParseUndrain(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	n.applyDrainRPC(conn, &command{Type: cmdUndrain, ID: u.NodeID})
+}
+
+// applyDrainRPC proposes a drain or undrain on the leader and replies.
+func (n *Node) applyDrainRPC(conn redcon.Conn, c *command) {
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	res, err := n.propose(c)
+	if err == nil && res.Err != nil {
+		err = proto.Errorf(proto.ErrInvalid, "%s refused: %v", c.Type, res.Err)
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if res.Changed {
+		msg := "data node draining; moving its slots away"
+		if c.Type == cmdUndrain {
+			msg = "data node no longer draining"
+		}
+		st := n.store.state()
+		n.log.Info(msg, "node", c.ID, "leads", len(st.Table.LedBy(c.ID)), "draining", len(st.Draining), "epoch", res.Epoch)
+	}
 	conn.WriteInt64(int64(res.Epoch))
 }

@@ -30,10 +30,15 @@ type state struct {
 	// session list only when it changed. Init sets it to 1, so 0 always
 	// means "no list yet" to a client.
 	MembersEpoch uint64
+	// Draining holds the data nodes being drained (always members of
+	// Data): the leader moves the slots they lead to other nodes, and no
+	// move may target them. Removing a node from Data removes it here.
+	Draining map[string]bool
 }
 
 func newState() *state {
-	return &state{Data: map[string]string{}, Sessions: map[string]string{}, Metas: map[string]string{}}
+	return &state{Data: map[string]string{}, Sessions: map[string]string{}, Metas: map[string]string{},
+		Draining: map[string]bool{}}
 }
 
 // members returns the map for a node kind, nil for an unknown kind.
@@ -75,6 +80,8 @@ type Member struct {
 	// milliseconds, as the meta leader sees it; 0 on followers and for
 	// meta members.
 	LastSeenMs int64 `json:"lastSeenMs,omitempty"`
+	// Draining is set on a data node being drained (see DRAIN).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // sessionList lists the session nodes sorted by ID, as heartbeat replies
@@ -96,7 +103,16 @@ func (s *state) membersCopy() Members {
 		}
 		return out
 	}
-	return Members{Data: list(proto.KindData), Sessions: list(proto.KindSession), Metas: list(proto.KindMeta)}
+	m := Members{Data: list(proto.KindData), Sessions: list(proto.KindSession), Metas: list(proto.KindMeta)}
+	for i := range m.Data {
+		m.Data[i].Draining = s.Draining[m.Data[i].ID]
+	}
+	return m
+}
+
+// drainingList is Draining sorted, for snapshots.
+func (s *state) drainingList() []string {
+	return slices.Sorted(maps.Keys(s.Draining))
 }
 
 // Snapshot format: an 8-byte magic, a 4-byte big-endian version, then the
@@ -104,13 +120,15 @@ func (s *state) membersCopy() Members {
 // equal bytes).
 //
 // Version 2 added membersEpoch (and tables may carry move targets, which
-// slot's own encoding handles). Version 1 snapshots are still read: their
-// state gets MembersEpoch 1 if it was initialized, as if the session list
-// had never changed since init.
+// slot's own encoding handles); version 3 added draining. Older snapshots
+// are still read: a version 1 state gets MembersEpoch 1 if it was
+// initialized, as if the session list had never changed since init, and
+// versions 1 and 2 drain no node.
 var snapshotMagic = [8]byte{'S', 'L', 'O', 'T', 'M', 'E', 'T', 'A'}
 
 const (
-	snapshotVersion   uint32 = 2
+	snapshotVersion   uint32 = 3
+	snapshotVersionV2 uint32 = 2
 	snapshotVersionV1 uint32 = 1
 )
 
@@ -124,11 +142,14 @@ type stateJSON struct {
 	Table    json.RawMessage   `json:"table,omitempty"`
 	// MembersEpoch is absent from version 1.
 	MembersEpoch uint64 `json:"membersEpoch"`
+	// Draining (sorted) is absent before version 3.
+	Draining []string `json:"draining,omitempty"`
 }
 
 // writeTo persists s in the snapshot format.
 func (s *state) writeTo(w io.Writer) error {
-	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch}
+	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch,
+		Draining: s.drainingList()}
 	if s.Table != nil {
 		b, err := s.Table.Marshal()
 		if err != nil {
@@ -162,8 +183,8 @@ func readState(r io.Reader) (*state, error) {
 		return nil, fmt.Errorf("restore: not a meta snapshot (bad magic)")
 	}
 	v := binary.BigEndian.Uint32(b[len(snapshotMagic):])
-	if v != snapshotVersion && v != snapshotVersionV1 {
-		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d and %d", v, snapshotVersionV1, snapshotVersion)
+	if v != snapshotVersion && v != snapshotVersionV2 && v != snapshotVersionV1 {
+		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d to %d", v, snapshotVersionV1, snapshotVersion)
 	}
 	var sj stateJSON
 	if err := json.Unmarshal(b[len(snapshotMagic)+4:], &sj); err != nil {
@@ -178,6 +199,12 @@ func readState(r io.Reader) (*state, error) {
 	maps.Copy(s.Data, sj.Data)
 	maps.Copy(s.Sessions, sj.Sessions)
 	maps.Copy(s.Metas, sj.Metas)
+	for _, id := range sj.Draining {
+		if _, ok := s.Data[id]; !ok {
+			return nil, fmt.Errorf("restore: draining node %q is not a data node", id)
+		}
+		s.Draining[id] = true
+	}
 	if len(sj.Table) > 0 {
 		if s.Table, err = slot.Unmarshal(sj.Table); err != nil {
 			return nil, fmt.Errorf("restore: %w", err)

@@ -298,8 +298,8 @@ func parseSlot(b []byte) (int, error) {
 // subtract as publishers come and go, so both sides keep it up to date for
 // free and compare it in one round trip.
 type Digest struct {
-	Count uint64
-	Sum   uint64
+	Count uint64 `json:"count"`
+	Sum   uint64 `json:"sum"`
 }
 
 // Add counts a publisher in.

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/urfave/cli/v2"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+// env is what every command gets: its context (with the output streams),
+// the per-request timeout, and the connections it opened (to metas, data
+// nodes and sessions), closed when the command ends.
+type env struct {
+	c       *cli.Context
+	timeout time.Duration
+	meta    *metaConn
+	pool    *pool
+}
+
+func newEnv(c *cli.Context) (*env, error) {
+	var addrs []string
+	for _, a := range strings.Split(c.String(flagMeta), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usageErrorf("--meta: %q is not HOST:PORT", a)
+		}
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, usageErrorf("no meta address: pass --meta HOST:PORT[,HOST:PORT...] or set SLOTREG_META")
+	}
+	timeout := c.Duration(flagTimeout)
+	if timeout <= 0 {
+		return nil, usageErrorf("--timeout %v: must be positive", timeout)
+	}
+	p := newPool(timeout)
+	return &env{c: c, timeout: timeout, meta: &metaConn{addrs: addrs, pool: p}, pool: p}, nil
+}
+
+func (e *env) close() { e.pool.close() }
+
+// ctx is a context for one request: the command's, bounded by --timeout.
+func (e *env) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.c.Context, e.timeout)
+}
+
+// write sends a command to the meta leader, waiting up to --timeout for
+// one to be elected.
+func (e *env) write(args ...any) (any, error) {
+	return e.meta.write(e.c.Context, e.timeout, args...)
+}
+
+func (e *env) printf(format string, args ...any) {
+	fmt.Fprintf(e.c.App.Writer, format, args...)
+}
+
+func (e *env) warnf(format string, args ...any) {
+	fmt.Fprintf(e.c.App.ErrWriter, "registryctl: warning: "+format+"\n", args...)
+}
+
+// pool holds one go-redis client per node address.
+type pool struct {
+	timeout time.Duration
+	mu      sync.Mutex
+	clients map[string]*redis.Client
+}
+
+func newPool(timeout time.Duration) *pool {
+	return &pool{timeout: timeout, clients: map[string]*redis.Client{}}
+}
+
+func (p *pool) client(addr string) *redis.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.clients[addr]
+	if !ok {
+		c = redis.NewClient(&redis.Options{
+			Addr:                  addr,
+			Protocol:              2,
+			DisableIdentity:       true,
+			DialTimeout:           min(p.timeout, 2*time.Second),
+			ReadTimeout:           p.timeout,
+			WriteTimeout:          p.timeout,
+			ContextTimeoutEnabled: true,
+			// go-redis reads 0 as "3 retries" and retries dials 5
+			// times; registryctl moves on to the next node itself.
+			MaxRetries:               -1,
+			DialerRetries:            1,
+			PoolSize:                 2,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		})
+		p.clients[addr] = c
+	}
+	return c
+}
+
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.clients {
+		_ = c.Close()
+	}
+	clear(p.clients)
+}
+
+// call sends one command to addr. An error reply comes back as a proto
+// sentinel error (see replyError); anything else means the node did not
+// answer.
+func (p *pool) call(ctx context.Context, addr string, args ...any) (any, error) {
+	v, err := p.client(addr).Do(ctx, args...).Result()
+	if err == nil {
+		return v, nil
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
+		return nil, &replyError{err: proto.FromRESP(rerr.Error())}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%s: %w", addr, err)
+}
+
+// replyError is an error reply from a node (it answered, and said no), as
+// opposed to a node that did not answer.
+type replyError struct {
+	err error // a proto sentinel error
+}
+
+// Error is the reply's text without its RESP prefix ("move refused: ...").
+func (e *replyError) Error() string {
+	var pe *proto.Error
+	if errors.As(e.err, &pe) {
+		return pe.Detail
+	}
+	return e.err.Error()
+}
+
+func (e *replyError) Unwrap() error { return e.err }
+
+func isReply(err error) bool {
+	var re *replyError
+	return errors.As(err, &re)
+}
+
+// noMetaError says that no meta node answered at all.
+type noMetaError struct {
+	tried []string
+	last  error
+}
+
+func (e *noMetaError) Error() string {
+	return fmt.Sprintf("no meta node reachable (tried %s): %v", strings.Join(e.tried, ", "), e.last)
+}
+
+func (e *noMetaError) Unwrap() error { return e.last }
+
+// metaConn talks to the meta group: reads go to any meta (the leader
+// first, once known), writes follow NOTLEADER to the leader.
+type metaConn struct {
+	addrs []string
+	pool  *pool
+
+	mu     sync.Mutex
+	leader string // the last meta that served a write
+	good   string // the last meta that answered a read
+}
+
+// order lists the metas to try: the known leader, the last that
+// answered, then the configured ones.
+func (m *metaConn) order() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, a := range append([]string{m.leader, m.good}, m.addrs...) {
+		if a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// read sends a command any meta answers (TABLE, NODES): the first meta
+// that answers gives the reply, error replies included. Each meta gets
+// the per-request timeout, so one that hangs costs that long, and the
+// next is asked.
+func (m *metaConn) read(ctx context.Context, args ...any) (any, error) {
+	var tried []string
+	var last error
+	for _, addr := range m.order() {
+		actx, cancel := context.WithTimeout(ctx, m.pool.timeout)
+		v, err := m.pool.call(actx, addr, args...)
+		cancel()
+		if err == nil || isReply(err) {
+			if err == nil {
+				m.mu.Lock()
+				m.good = addr
+				m.mu.Unlock()
+			}
+			return v, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("meta %s: %w", addr, ctx.Err())
+		}
+		tried, last = append(tried, addr), err
+	}
+	return nil, &noMetaError{tried: tried, last: last}
+}
+
+// write sends a command only the meta leader serves. It follows NOTLEADER
+// to the leader it names and tries the next meta when one does not
+// answer (each gets the per-request timeout) or knows no leader. Each
+// round asks every meta at most once; while metas answer but none leads
+// (an election, a new leader taking over) it asks again, for up to
+// noLeader. An error reply other than those is returned as it is (a
+// refusal).
+func (m *metaConn) write(ctx context.Context, noLeader time.Duration, args ...any) (any, error) {
+	var tried []string
+	var last error
+	start := time.Now()
+	for {
+		answered := false
+		asked := map[string]bool{}
+		queue := m.order()
+		for len(queue) > 0 {
+			addr := queue[0]
+			queue = queue[1:]
+			if asked[addr] {
+				continue
+			}
+			asked[addr] = true
+			actx, cancel := context.WithTimeout(ctx, m.pool.timeout)
+			v, err := m.pool.call(actx, addr, args...)
+			cancel()
+			if err == nil {
+				m.mu.Lock()
+				m.leader, m.good = addr, addr
+				m.mu.Unlock()
+				return v, nil
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("meta %s: %w", addr, ctx.Err())
+			}
+			last = err
+			if !isReply(err) {
+				if !slices.Contains(tried, addr) {
+					tried = append(tried, addr)
+				}
+				m.mu.Lock()
+				if m.leader == addr {
+					m.leader = ""
+				}
+				m.mu.Unlock()
+				continue
+			}
+			answered = true
+			if leader, ok := proto.LeaderAddr(err); ok {
+				last = fmt.Errorf("meta %s is not the leader and names %q", addr, leader)
+				if leader != "" && !asked[leader] {
+					queue = append([]string{leader}, queue...)
+				}
+				continue
+			}
+			if !errors.Is(err, proto.ErrUnavailable) {
+				return nil, err
+			}
+		}
+		if !answered {
+			return nil, &noMetaError{tried: tried, last: last}
+		}
+		if time.Since(start) >= noLeader {
+			return nil, fmt.Errorf("no meta leader after %v: %w", noLeader.Round(time.Millisecond), last)
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// leaderAddr returns the meta leader's address, found through a dry-run
+// REBALANCE: the one read-only command that only the leader serves.
+func (m *metaConn) leaderAddr(ctx context.Context, noLeader time.Duration) (string, error) {
+	if _, err := m.write(ctx, noLeader, (&proto.Rebalance{MaxMoves: 1, DryRun: true}).Args()...); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leader, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

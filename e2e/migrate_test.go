@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slotreg/slotreg/slot"
+)
+
+// ctl runs registryctl against the cluster's metas and returns its
+// output and exit code.
+func (c *scriptCluster) ctl(args ...string) (string, int) {
+	c.t.Helper()
+	var metas []string
+	for _, m := range c.byRole("meta") {
+		if m.up {
+			metas = append(metas, m.addr)
+		}
+	}
+	cmd := exec.Command(registryctlBin, append([]string{"--meta", strings.Join(metas, ",")}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("registryctl %v: %v", args, err)
+	}
+	return out.String(), code
+}
+
+func (c *scriptCluster) mustCtl(args ...string) string {
+	c.t.Helper()
+	out, code := c.ctl(args...)
+	if code != 0 {
+		c.t.Fatalf("registryctl %v: exit %d\n%s", args, code, out)
+	}
+	return out
+}
+
+// settle waits until nothing is moving and verify finds no difference.
+func (r *failoverRig) settle(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		if n := len(tab.Moving()); n > 0 {
+			return false, fmt.Sprintf("%d slots moving", n)
+		}
+		out, code := r.c.ctl("verify")
+		return code == 0, "verify: " + out
+	})
+}
+
+func TestRebalanceAfterAddingADataNode(t *testing.T) {
+	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
+	r.f.startWriters(20 * time.Millisecond)
+	if out, err := r.c.run("start", "data4"); err != nil {
+		t.Fatalf("start data4: %v\n%s", err, out)
+	}
+	eventually(t, 20*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		return len(tab.FollowedBy("data4")) > 0, "data4 holds no follower place"
+	})
+	if tab := metaTable(t, r.c.byRole("meta")); len(tab.LedBy("data4")) != 0 {
+		t.Fatalf("data4 leads %d slots before any rebalance", len(tab.LedBy("data4")))
+	}
+	plan := r.c.mustCtl("rebalance", "--dry-run")
+	if !strings.Contains(plan, "data4") {
+		t.Fatalf("dry-run plan names no move to data4:\n%s", plan)
+	}
+	if tab := metaTable(t, r.c.byRole("meta")); len(tab.Moving()) != 0 {
+		t.Fatal("--dry-run started moves")
+	}
+	r.c.mustCtl("rebalance", "--max-moves", "8")
+	tab := metaTable(t, r.c.byRole("meta"))
+	for _, n := range tab.Nodes {
+		if c := len(tab.LedBy(n.ID)); c < slot.Count/4 || c > slot.Count/4+1 {
+			t.Errorf("%s leads %d slots after rebalance", n.ID, c)
+		}
+	}
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
+
+func TestDrainThenKill(t *testing.T) {
+	r := mustRig(t)
+	r.f.startWriters(20 * time.Millisecond)
+	r.c.mustCtl("drain", "data1")
+	if tab := metaTable(t, r.c.byRole("meta")); len(tab.LedBy("data1")) != 0 {
+		t.Fatalf("data1 still leads %d slots after drain", len(tab.LedBy("data1")))
+	}
+	kill(t, r.c.node("data1"))
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return !metaTable(t, r.c.byRole("meta")).HasNode("data1"), "data1 still in the table"
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
+
+func TestMoveSlotBackAndForthUnderLoad(t *testing.T) {
+	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
+	busy := r.f.services[0]
+	s := slot.Of(busy)
+	r.f.startWriters(10 * time.Millisecond)
+	for i := 0; i < 20; i++ {
+		tab := metaTable(t, r.c.byRole("meta"))
+		to := tab.Slots[s].Followers[0]
+		r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", to)
+		if tab := metaTable(t, r.c.byRole("meta")); tab.Slots[s].Leader != to {
+			t.Fatalf("move %d: slot %d led by %s, want %s", i, s, tab.Slots[s].Leader, to)
+		}
+	}
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
+
+func TestTargetKilledHalfwayThroughAMove(t *testing.T) {
+	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
+	r.f.startWriters(10 * time.Millisecond)
+	tab := metaTable(t, r.c.byRole("meta"))
+	s := slot.Of(r.f.services[1])
+	leader := tab.Slots[s].Leader
+	var target string
+	for _, n := range tab.Nodes {
+		if n.ID != leader && !tab.Follows(n.ID, s) {
+			target = n.ID // not yet a follower: it has to catch up first
+		}
+	}
+	if target == "" {
+		target = tab.Slots[s].Followers[0]
+	}
+	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
+	kill(t, r.c.node(target))
+	eventually(t, 30*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		a := tab.Slots[s]
+		return !tab.HasNode(target) && a.Target == "" && a.Leader != "" && a.Leader != target,
+			fmt.Sprintf("slot %d: leader %s target %q", s, a.Leader, a.Target)
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
+
+func TestRegistryctlErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 8 processes")
+	}
+	c := mustScriptCluster(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"move-slot", "300", "--to", "data1"}, "slot"},
+		{[]string{"move-slot", "abc", "--to", "data1"}, "slot"},
+		{[]string{"move-slot", "3", "--to", "no-such-node"}, "no-such-node"},
+		{[]string{"drain", "no-such-node"}, "no-such-node"},
+	} {
+		out, code := c.ctl(tc.args...)
+		if code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("registryctl %v: exit %d, output %q; want a failure naming %q", tc.args, code, out, tc.want)
+		}
+	}
+	out, err := exec.Command(registryctlBin, "--meta", "127.0.0.1:1", "nodes").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "127.0.0.1:1") {
+		t.Errorf("no meta reachable: %v, %q", err, out)
+	}
+	if out := c.mustCtl("nodes"); !strings.Contains(out, "data1") || !strings.Contains(out, "session2") || !strings.Contains(out, "meta3") {
+		t.Errorf("nodes:\n%s", out)
+	}
+	if out := c.mustCtl("slots", "--map"); strings.Count(out, "\n") < 16 {
+		t.Errorf("slots --map:\n%s", out)
+	}
+	if out, code := c.ctl("verify"); code != 0 {
+		t.Errorf("verify on a quiet cluster: exit %d\n%s", code, out)
+	}
+}
+
+func TestLeaderKilledHalfwayThroughAMove(t *testing.T) {
+	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
+	r.f.startWriters(10 * time.Millisecond)
+	tab := metaTable(t, r.c.byRole("meta"))
+	s := slot.Of(r.f.services[2])
+	leader := tab.Slots[s].Leader
+	target := tab.Slots[s].Followers[0]
+	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
+	kill(t, r.c.node(leader))
+	eventually(t, 30*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		a := tab.Slots[s]
+		return !tab.HasNode(leader) && a.Target == "" && a.Leader != "" && a.Leader != leader,
+			fmt.Sprintf("slot %d: leader %s target %q", s, a.Leader, a.Target)
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
