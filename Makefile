@@ -22,8 +22,11 @@ lint:
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./slot/ ./proto/ ./dataserver/
+# A short standard suite against a local cluster of real processes, then
+# the Go micro-benchmarks of the hot paths. Figures: bench/RESULTS.md.
+bench: build
+	$(GO) build -o $(BIN)/registry-bench ./bench/cmd/registry-bench
+	$(BIN)/registry-bench suite --local --bin $(BIN)/registry --duration 5s
 	$(GO) test -run '^$$' -bench . -benchmem ./slot/ ./proto/ ./dataserver/
 
 clean:

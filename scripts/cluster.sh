@@ -15,6 +15,8 @@
 # State, logs and pid files go to SLOTREG_CLUSTER_DIR (default .cluster/).
 # SLOTREG_BIN names the registry binary (default bin/registry, built when
 # missing). SLOTREG_LEASE sets the meta lease (default 3s).
+# SLOTREG_HEARTBEAT sets the data and session nodes' heartbeat (default
+# 500ms; keep it well under the lease).
 # SLOTREG_AUTO_REBALANCE=0 turns meta's --auto-rebalance off (default on).
 # `start data4` (up to data9) adds a data node beyond the first three.
 set -euo pipefail
@@ -23,6 +25,7 @@ B=${SLOTREG_BASE_PORT:-19000}
 DIR=${SLOTREG_CLUSTER_DIR:-.cluster}
 BIN=${SLOTREG_BIN:-bin/registry}
 LEASE=${SLOTREG_LEASE:-3s}
+BEAT=${SLOTREG_HEARTBEAT:-500ms}
 AUTO=--auto-rebalance
 [ "${SLOTREG_AUTO_REBALANCE:-1}" = 0 ] && AUTO=""
 HOST=127.0.0.1
@@ -35,8 +38,8 @@ node_line() {
 	local i=${1: -1}
 	case "$1" in
 	meta[1-3]) echo "meta meta$i $HOST:$((B + 20 + i)) $HOST:$((B + 30 + i)) --raft $HOST:$((B + 10 + i)) --rpc $HOST:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE $AUTO" ;;
-	data[1-9]) echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS" ;;
-	session[1-2]) echo "session session$i $HOST:$((B + 60 + i)) $HOST:$((B + 70 + i)) --listen $HOST:$((B + 60 + i)) --meta $META_RPCS" ;;
+	data[1-9]) echo "data data$i $HOST:$((B + 40 + i)) $HOST:$((B + 50 + i)) --listen $HOST:$((B + 40 + i)) --meta $META_RPCS --heartbeat $BEAT" ;;
+	session[1-2]) echo "session session$i $HOST:$((B + 60 + i)) $HOST:$((B + 70 + i)) --listen $HOST:$((B + 60 + i)) --meta $META_RPCS --heartbeat $BEAT" ;;
 	*) return 1 ;;
 	esac
 }

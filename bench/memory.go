@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
+)
+
+// MemoryConfig drives the memory scenario on a cluster whose processes
+// the harness knows (StartLocal): publishers are added up to each of
+// Steps, held open, and the resident set of every data and session
+// process is read from /proc after each step.
+type MemoryConfig struct {
+	Local    *Local
+	Steps    []int // cumulative publisher counts, ascending
+	Services int
+	Clients  int
+	DataSize int
+	Replicas int
+	// Settle is how long to wait after a step's publishers are all in,
+	// so followers have caught up before the reading.
+	Settle   time.Duration
+	Progress *Progress
+	// Hold, when set, is called with the cluster full after the last
+	// step (the scale scenario runs its load there).
+	Hold func(ctx context.Context, prefix string) error
+}
+
+// RSS returns a process's resident set in bytes, from /proc/PID/status.
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
+}
+
+// Memory runs the memory scenario.
+func Memory(ctx context.Context, cfg MemoryConfig) (*Result, error) {
+	if cfg.Local == nil {
+		return nil, errors.New("memory: needs --local (the harness must know the node processes)")
+	}
+	if len(cfg.Steps) == 0 {
+		cfg.Steps = []int{100_000, 1_000_000}
+	}
+	cfg.Services = cmp.Or(max(cfg.Services, 0), 10000)
+	cfg.Clients = cmp.Or(max(cfg.Clients, 0), 50)
+	cfg.DataSize = cmp.Or(max(cfg.DataSize, 0), 32)
+	cfg.Replicas = cmp.Or(max(cfg.Replicas, 0), 2)
+	cfg.Settle = cmp.Or(max(cfg.Settle, 0), 3*time.Second)
+	addrs := cfg.Local.Sessions()
+	procs := append(cfg.Local.ByRole(proto.KindData), cfg.Local.ByRole(proto.KindSession)...)
+	read := func() (map[string]int64, error) {
+		m := map[string]int64{}
+		for _, p := range procs {
+			r, err := RSS(p.Pid())
+			if err != nil {
+				return nil, fmt.Errorf("memory: %s: %w", p.ID, err)
+			}
+			m[p.ID] = r
+		}
+		return m, nil
+	}
+	base, err := read()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Scenario: "memory", Target: TargetSlotreg, Params: map[string]any{
+		"steps": cfg.Steps, "services": cfg.Services, "clients": cfg.Clients, "data_bytes": cfg.DataSize,
+		"replicas": cfg.Replicas,
+	}}
+	for _, p := range procs {
+		res.Add("baseline RSS "+p.ID, mib(base[p.ID]), "MiB")
+	}
+	prefix := runPrefix("mem")
+	var fleets []*fleet
+	defer func() {
+		for _, f := range fleets {
+			f.Close()
+		}
+	}()
+	from := 0
+	start := time.Now()
+	for _, n := range cfg.Steps {
+		cfg.Progress.Logf("memory: registering publishers %d..%d", from, n-1)
+		r, f, err := runRegister(ctx, RegisterConfig{
+			Addrs: addrs, Clients: cfg.Clients, Publishers: n, From: from, Services: cfg.Services,
+			Duration: 30 * time.Minute, OnePass: true, DataSize: cfg.DataSize, Prefix: prefix, Progress: cfg.Progress,
+		})
+		if f != nil {
+			fleets = append(fleets, f)
+		}
+		if err != nil {
+			return res, fmt.Errorf("memory: step %d: %w", n, err)
+		}
+		res.Ops += r.Ops
+		res.Errors += r.Errors
+		if err := waitPublishers(ctx, addrs, int64(n), 2*time.Minute); err != nil {
+			return res, fmt.Errorf("memory: step %d: %w", n, err)
+		}
+		time.Sleep(cfg.Settle)
+		now, err := read()
+		if err != nil {
+			return res, err
+		}
+		var dataDelta, sessDelta int64
+		for _, p := range procs {
+			res.Add(fmt.Sprintf("%d publishers: RSS %s", n, p.ID), mib(now[p.ID]), "MiB")
+			if p.Role == proto.KindData {
+				dataDelta += now[p.ID] - base[p.ID]
+			} else {
+				sessDelta += now[p.ID] - base[p.ID]
+			}
+		}
+		// The bytes a publisher's own strings take: registerId and data,
+		// plus its share of the service name.
+		rid := len("r") + len(strconv.Itoa(n-1))
+		own := float64(rid+cfg.DataSize) + float64(len(serviceName(prefix, cfg.Services-1)))*float64(cfg.Services)/float64(n)
+		perCopy := float64(dataDelta) / float64(n*cfg.Replicas)
+		perSess := float64(sessDelta) / float64(n)
+		res.Add(fmt.Sprintf("%d publishers: data nodes RSS growth per publisher per copy", n), round1(perCopy), "B")
+		res.Add(fmt.Sprintf("%d publishers: of which beyond the data bytes (~%.0f B)", n, own), round1(perCopy-own), "B")
+		res.Add(fmt.Sprintf("%d publishers: session RSS growth per publisher", n), round1(perSess), "B")
+		res.Add(fmt.Sprintf("%d publishers: session beyond the data bytes", n), round1(perSess-own), "B")
+		from = n
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.Rate = float64(res.Ops) / res.Seconds
+	res.Note("RSS includes garbage not yet returned to the OS (GOGC=100 lets the heap grow to about twice the live set); the Go heap is not read (INFO has no heap figures yet)")
+	if cfg.Hold != nil {
+		if err := cfg.Hold(ctx, prefix); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func mib(b int64) float64 { return round1(float64(b) / (1 << 20)) }
+
+func round1(v float64) float64 {
+	if v < 0 {
+		return -round1(-v)
+	}
+	return float64(int64(v*10+0.5)) / 10
+}
+
+// waitPublishers polls the sessions' INFO until their publishers add up
+// to want.
+func waitPublishers(ctx context.Context, addrs []string, want int64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var got int64
+	for {
+		got = 0
+		for _, a := range addrs {
+			c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2, DisableIdentity: true, PoolSize: 1, MaxRetries: -1})
+			s, err := c.Do(ctx, proto.CmdInfo, "registry").Text()
+			c.Close()
+			if err != nil {
+				return err
+			}
+			got += infoInt(s, "publishers")
+		}
+		if got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sessions hold %d publishers, want %d", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// infoInt reads an integer field of INFO text.
+func infoInt(info, key string) int64 {
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}

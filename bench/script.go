@@ -1,0 +1,211 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// ScriptCluster is a 3 meta / 3 data / 2 session cluster run by
+// scripts/cluster.sh, with its own base port and state directory.
+type ScriptCluster struct {
+	Script string
+	Dir    string
+	Base   int
+	env    []string
+	ownDir bool
+	keep   bool
+}
+
+// ScriptOptions says how to run scripts/cluster.sh.
+type ScriptOptions struct {
+	ModuleDir string        // the repository (default: found from the working directory)
+	Bin       string        // registry binary (default: built into Dir)
+	Lease     time.Duration // SLOTREG_LEASE
+	Heartbeat time.Duration // SLOTREG_HEARTBEAT (default cluster.sh's)
+	Dir       string        // SLOTREG_CLUSTER_DIR (default: a temporary directory)
+	Keep      bool          // leave a temporary Dir (logs) in place after Down
+	Progress  *Progress
+}
+
+// NodeStatus is one line of `cluster.sh status`.
+type NodeStatus struct {
+	Role, ID, Addr string
+	Pid            int
+	Up             bool
+}
+
+// StartScriptCluster picks a free base port and runs `cluster.sh up`.
+func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, error) {
+	if o.ModuleDir == "" {
+		var err error
+		if o.ModuleDir, err = ModuleDir(); err != nil {
+			return nil, err
+		}
+	}
+	s := &ScriptCluster{Script: filepath.Join(o.ModuleDir, "scripts", "cluster.sh"), Dir: o.Dir, keep: o.Keep}
+	if s.Dir == "" {
+		d, err := os.MkdirTemp("", "slotreg-bench-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		s.Dir, s.ownDir = d, true
+	}
+	if o.Bin == "" {
+		o.Progress.Logf("building the registry binary")
+		bin, err := BuildRegistry(ctx, o.ModuleDir, s.Dir)
+		if err != nil {
+			s.remove()
+			return nil, err
+		}
+		o.Bin = bin
+	}
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Second
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		base, err := freeBase()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		s.Base = base
+		s.env = append(os.Environ(), "SLOTREG_BASE_PORT="+strconv.Itoa(base), "SLOTREG_CLUSTER_DIR="+s.Dir,
+			"SLOTREG_BIN="+o.Bin, "SLOTREG_LEASE="+o.Lease.String())
+		if o.Heartbeat > 0 {
+			s.env = append(s.env, "SLOTREG_HEARTBEAT="+o.Heartbeat.String())
+		}
+		o.Progress.Logf("cluster.sh up (base port %d, state in %s)", base, s.Dir)
+		if _, err := s.run(ctx, "up"); err != nil {
+			lastErr = err
+			s.run(context.Background(), "down")
+			continue
+		}
+		return s, nil
+	}
+	s.remove()
+	return nil, lastErr
+}
+
+// freeBase picks a base port whose cluster ports (base+11 .. base+72) are
+// all free at the moment.
+func freeBase() (int, error) {
+	for range 20 {
+		base := 20000 + rand.IntN(299)*100
+		ok := true
+		for p := base + 11; p <= base+72 && ok; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("no free base port found")
+}
+
+func (s *ScriptCluster) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{s.Script}, args...)...)
+	cmd.Env = s.env
+	cmd.Dir = s.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("cluster.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Status lists the nodes.
+func (s *ScriptCluster) Status(ctx context.Context) ([]NodeStatus, error) {
+	out, err := s.run(ctx, "status")
+	if err != nil {
+		return nil, err
+	}
+	var ns []NodeStatus
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[3])
+		ns = append(ns, NodeStatus{Role: f[0], ID: f[1], Addr: f[2], Pid: pid, Up: f[4] == "up"})
+	}
+	return ns, nil
+}
+
+// Addrs lists the addresses of the nodes of one role.
+func (s *ScriptCluster) Addrs(ctx context.Context, role string) ([]string, error) {
+	ns, err := s.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range ns {
+		if n.Role == role {
+			out = append(out, n.Addr)
+		}
+	}
+	return out, nil
+}
+
+// Kill sends SIGKILL to node id.
+func (s *ScriptCluster) Kill(ctx context.Context, id string) error {
+	ns, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if n.ID == id {
+			if !n.Up || n.Pid <= 0 {
+				return fmt.Errorf("%s is not running", id)
+			}
+			return syscall.Kill(n.Pid, syscall.SIGKILL)
+		}
+	}
+	return fmt.Errorf("no node %s", id)
+}
+
+// Start restarts node id (after a kill) and waits until it is ready.
+func (s *ScriptCluster) Start(ctx context.Context, id string) error {
+	_, err := s.run(ctx, "start", id)
+	return err
+}
+
+// Table fetches the slot table from the meta nodes.
+func (s *ScriptCluster) Table(ctx context.Context) (*slot.Table, error) {
+	metas, err := s.Addrs(ctx, proto.KindMeta)
+	if err != nil {
+		return nil, err
+	}
+	return FetchTable(ctx, metas)
+}
+
+// Down stops every node and removes a temporary Dir unless asked to
+// keep it.
+func (s *ScriptCluster) Down() error {
+	_, err := s.run(context.Background(), "down")
+	s.remove()
+	return err
+}
+
+func (s *ScriptCluster) remove() {
+	if s.ownDir && !s.keep {
+		os.RemoveAll(s.Dir)
+	}
+}
