@@ -177,9 +177,16 @@ func TestRegistryctlErrors(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "127.0.0.1:1") {
 		t.Errorf("no meta reachable: %v, %q", err, out)
 	}
-	if out := c.mustCtl("nodes"); !strings.Contains(out, "data1") || !strings.Contains(out, "session2") || !strings.Contains(out, "meta3") {
-		t.Errorf("nodes:\n%s", out)
-	}
+	// Meta followers record their RPC address with the leader shortly
+	// after it is elected, so all three show up within a moment.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		out := c.mustCtl("nodes")
+		ok := strings.Contains(out, "data3") && strings.Contains(out, "session2")
+		for _, m := range []string{"meta1", "meta2", "meta3"} {
+			ok = ok && strings.Contains(out, m)
+		}
+		return ok, "nodes:\n" + out
+	})
 	if out := c.mustCtl("slots", "--map"); strings.Count(out, "\n") < 16 {
 		t.Errorf("slots --map:\n%s", out)
 	}
