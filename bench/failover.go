@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -322,10 +323,14 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*Result, error) {
 				victimSvcs = append(victimSvcs, bySlot[sl]...)
 			}
 			cfg.Progress.Logf("round %d: kill -9 %s, which leads %d slots (table epoch %d)", rd, victim, len(led), tab.Epoch)
+			pid, err := sc.Pid(ctx, victim)
+			if err != nil {
+				return err
+			}
 			r.kill = time.Now()
 			round.Store(r)
-			if err := sc.Kill(ctx, victim); err != nil {
-				return err
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				return fmt.Errorf("kill %s (pid %d): %w", victim, pid, err)
 			}
 			deadline := time.Now().Add(cfg.Window)
 			var wr, cv time.Duration

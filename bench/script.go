@@ -166,19 +166,30 @@ func (s *ScriptCluster) Addrs(ctx context.Context, role string) ([]string, error
 
 // Kill sends SIGKILL to node id.
 func (s *ScriptCluster) Kill(ctx context.Context, id string) error {
-	ns, err := s.Status(ctx)
+	pid, err := s.Pid(ctx, id)
 	if err != nil {
 		return err
+	}
+	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// Pid is the process id of a running node. Look it up before timing a
+// kill: `cluster.sh status` takes tens of milliseconds, during which the
+// node still serves.
+func (s *ScriptCluster) Pid(ctx context.Context, id string) (int, error) {
+	ns, err := s.Status(ctx)
+	if err != nil {
+		return 0, err
 	}
 	for _, n := range ns {
 		if n.ID == id {
 			if !n.Up || n.Pid <= 0 {
-				return fmt.Errorf("%s is not running", id)
+				return 0, fmt.Errorf("%s is not running", id)
 			}
-			return syscall.Kill(n.Pid, syscall.SIGKILL)
+			return n.Pid, nil
 		}
 	}
-	return fmt.Errorf("no node %s", id)
+	return 0, fmt.Errorf("no node %s", id)
 }
 
 // Start restarts node id (after a kill) and waits until it is ready.
