@@ -103,7 +103,10 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 // all free at the moment.
 func freeBase() (int, error) {
 	for range 20 {
-		base := 20000 + rand.IntN(299)*100
+		// Below 32768, where Linux starts handing out ephemeral source
+		// ports: a client connection holding one of the cluster's ports
+		// would stop a restarted node from listening on it.
+		base := 20000 + rand.IntN(120)*100
 		ok := true
 		for p := base + 11; p <= base+72 && ok; p++ {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))

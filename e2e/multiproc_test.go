@@ -72,7 +72,7 @@ func (c *scriptCluster) run(args ...string) (string, error) {
 
 // portsFree says whether the block of ports a base would use is free now.
 // cluster.sh takes fixed ports by design (DESIGN.md); the test picks a
-// random base in a high range and moves on if any port is taken.
+// random base in 20000-31900 and moves on if any port is taken.
 func portsFree(base int) bool {
 	for off := 11; off <= 73; off++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+off))
@@ -91,7 +91,10 @@ func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
 	dir := t.TempDir()
 	var lastOut string
 	for try := 0; try < 5; try++ {
-		base := 20000 + 100*rand.IntN(300)
+		// Below 32768, where Linux starts handing out ephemeral source
+		// ports: a client connection holding one of the cluster's ports
+		// would stop a restarted node from listening on it.
+		base := 20000 + 100*rand.IntN(120)
 		if !portsFree(base) {
 			continue
 		}
