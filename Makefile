@@ -4,7 +4,11 @@ BIN      := bin
 PKGS     := ./...
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
-.PHONY: run test lint bench build clean
+.PHONY: run test lint bench build clean fuzz fuzz-brief
+
+# pkg:Target for every fuzz target; the corpora are in each package's testdata/fuzz.
+FUZZ_TARGETS := proto:FuzzParseCommands proto:FuzzParseBinary sessionserver:FuzzSessionCommands dataserver:FuzzDataCommands
+FUZZTIME ?= 1m
 
 build:
 	$(GO) build -o $(BIN)/registry ./cmd/registry
@@ -16,6 +20,18 @@ run: build
 test: build
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(MAKE) fuzz-brief
+
+# Each fuzz target for a few seconds (make test), or FUZZTIME each (make fuzz).
+fuzz-brief:
+	$(MAKE) fuzz FUZZTIME=4s
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)

@@ -85,6 +85,7 @@ func (n *Node) handoff(s int, target string, epoch uint64) {
 	defer cancel()
 	err := n.meta.Handoff(ctx, s, target, epoch)
 	if err == nil {
+		n.handoffs.Add(1)
 		n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -100,6 +101,11 @@ type Node struct {
 
 	pulls   atomic.Uint64 // pull round trips done as a follower
 	repairs atomic.Uint64 // publishers repaired by reconciliation
+	// handoffs counts slots handed off; ops counts ops applied as the
+	// leader, by opKinds.
+	handoffs atomic.Uint64
+	ops      [len(opKinds)]atomic.Uint64
+	metrics  *prometheus.Registry // the node's own: several nodes may share a process
 
 	mu      sync.Mutex
 	streams map[*stream]struct{}
@@ -133,6 +139,7 @@ func New(cfg Config) (*Node, error) {
 		appendCh: make(chan struct{}),
 	}
 	n.repl = newReplicator(n)
+	n.metrics = n.newMetrics()
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
@@ -290,6 +297,7 @@ func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
 			continue
 		}
 		res, changed, ttl := st.apply(w.SessionID, op, now)
+		n.countOp(op.Type)
 		if ttl {
 			if durable == nil {
 				durable = make(map[*slotStore]uint64)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -253,17 +252,4 @@ func (c *scriptCluster) node(id string) procNode {
 	}
 	c.t.Fatalf("no node %s", id)
 	return procNode{}
-}
-
-func decodeNodes(s string) (ids []string) {
-	var m struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	json.Unmarshal([]byte(s), &m)
-	for _, d := range m.Data {
-		ids = append(ids, d.ID)
-	}
-	return ids
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 	"go.etcd.io/bbolt"
 
@@ -60,6 +61,9 @@ type Node struct {
 	// sessionsJSON caches the session list of the current MembersEpoch
 	// for heartbeat replies.
 	sessionsJSON atomic.Pointer[encodedSessions]
+	// metrics is the node's own registry (several nodes may share a
+	// process, so never the global one).
+	metrics *prometheus.Registry
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -173,6 +177,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
+	n.metrics = n.newMetrics()
 	if n.handlers, err = n.newHandlers(); err != nil {
 		return nil, err
 	}

@@ -56,14 +56,17 @@ func ParseDatum(b []byte) (*Datum, error) {
 		return nil, errors.New("datum: bad entry count")
 	}
 	b = b[k:]
-	d.Entries = make([]Entry, n)
-	for i := range d.Entries {
-		if d.Entries[i].RegisterID, b, err = readString(b); err != nil {
+	// n is untrusted until the entries parse: grow, don't preallocate it.
+	d.Entries = make([]Entry, 0, min(n, 1024))
+	for i := uint64(0); i < n; i++ {
+		var e Entry
+		if e.RegisterID, b, err = readString(b); err != nil {
 			return nil, fmt.Errorf("datum entry %d: %w", i, err)
 		}
-		if d.Entries[i].Data, b, err = readString(b); err != nil {
+		if e.Data, b, err = readString(b); err != nil {
 			return nil, fmt.Errorf("datum entry %d: %w", i, err)
 		}
+		d.Entries = append(d.Entries, e)
 	}
 	if len(b) != 0 {
 		return nil, errors.New("datum: trailing bytes")

@@ -118,7 +118,7 @@ func ParseEntries(b []byte) ([]LogEntry, error) {
 	if r.err == nil && n > uint64(len(b)) {
 		return nil, errors.New("entries: bad count")
 	}
-	out := make([]LogEntry, 0, n)
+	out := make([]LogEntry, 0, min(n, 1024)) // n is untrusted until the entries parse
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		out = append(out, r.entry())
 	}

@@ -12,7 +12,7 @@ import (
 // session's connection-bound publishers, for `registryctl verify`.
 func (c *clientConn) slotregCmd(args [][]byte) {
 	if len(args) != 2 || strings.ToLower(string(args[1])) != proto.SubDigests {
-		c.wr.WriteError("ERR usage: SLOTREG DIGESTS")
+		c.writeError("ERR usage: SLOTREG DIGESTS")
 		return
 	}
 	out := proto.SessionDigests{Node: c.n.cfg.NodeID, Slots: make(map[int]proto.Digest)}
@@ -23,7 +23,7 @@ func (c *clientConn) slotregCmd(args [][]byte) {
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		c.wr.WriteError("ERR " + err.Error())
+		c.writeError("ERR " + err.Error())
 		return
 	}
 	c.wr.WriteBulk(b)

@@ -28,6 +28,9 @@ type clientConn struct {
 	resp3 bool // written only by the read loop, read under wmu
 
 	name string // CLIENT SETNAME
+	// failed is set when the command being run replied with an error;
+	// only the read loop touches it.
+	failed bool
 
 	mu      sync.Mutex
 	closed  bool
@@ -60,7 +63,7 @@ func (c *clientConn) serve() {
 		if err != nil {
 			if strings.HasPrefix(err.Error(), "Protocol error") {
 				c.wmu.Lock()
-				c.wr.WriteError("ERR " + err.Error())
+				c.writeError("ERR " + err.Error())
 				c.wr.Flush()
 				c.wmu.Unlock()
 			}
@@ -76,9 +79,12 @@ func (c *clientConn) serve() {
 				i = j
 				continue
 			}
+			start := time.Now()
+			c.failed = false
 			c.wmu.Lock()
 			c.exec(cmds[i].Args)
 			c.wmu.Unlock()
+			c.n.stats.record(cmdOf(cmds[i].Args[0]), time.Since(start), c.failed)
 			i++
 		}
 		c.wmu.Lock()
@@ -88,6 +94,12 @@ func (c *clientConn) serve() {
 			return
 		}
 	}
+}
+
+// writeError writes an error reply and marks the command as failed.
+func (c *clientConn) writeError(msg string) {
+	c.failed = true
+	c.wr.WriteError(msg)
 }
 
 func isWrite(args [][]byte) bool {
@@ -143,6 +155,7 @@ type pendingWrite struct {
 // execWrites sends a run of pipelined write commands to the slot leaders
 // together, then replies in order once all have been applied.
 func (c *clientConn) execWrites(cmds []redcon.Command) {
+	start := time.Now()
 	ws := make([]pendingWrite, len(cmds))
 	for i, cmd := range cmds {
 		op, err := parseWrite(cmd.Args)
@@ -181,7 +194,9 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	took := time.Since(start)
 	for i := range ws {
+		c.n.stats.record(cmdOf(cmds[i].Args[0]), took, ws[i].err != nil)
 		if ws[i].err != nil {
 			c.wr.WriteError(proto.ToRESP(ws[i].err))
 			continue
@@ -274,7 +289,7 @@ func (c *clientConn) exec(args [][]byte) {
 		c.ping(args)
 	case proto.CmdEcho:
 		if len(args) != 2 {
-			c.wr.WriteError(proto.ToRESP(wrongArity(name)))
+			c.writeError(proto.ToRESP(wrongArity(name)))
 			return
 		}
 		c.wr.WriteBulk(args[1])
@@ -289,9 +304,9 @@ func (c *clientConn) exec(args [][]byte) {
 		c.command(args)
 	case proto.CmdSelect:
 		if len(args) != 2 {
-			c.wr.WriteError(proto.ToRESP(wrongArity(name)))
+			c.writeError(proto.ToRESP(wrongArity(name)))
 		} else if string(args[1]) != "0" {
-			c.wr.WriteError("ERR DB index is out of range (slotreg has only database 0)")
+			c.writeError("ERR DB index is out of range (slotreg has only database 0)")
 		} else {
 			c.wr.WriteString("OK")
 		}
@@ -306,7 +321,7 @@ func (c *clientConn) exec(args [][]byte) {
 	case proto.CmdSlotreg:
 		c.slotregCmd(args)
 	default:
-		c.wr.WriteError("ERR unknown command '" + truncate(args[0]) + "'")
+		c.writeError("ERR unknown command '" + truncate(args[0]) + "'")
 	}
 }
 
@@ -318,7 +333,7 @@ func (c *clientConn) subscribed() bool {
 
 func (c *clientConn) ping(args [][]byte) {
 	if len(args) > 2 {
-		c.wr.WriteError(proto.ToRESP(wrongArity(proto.CmdPing)))
+		c.writeError(proto.ToRESP(wrongArity(proto.CmdPing)))
 		return
 	}
 	if !c.resp3 && c.subscribed() {
@@ -348,7 +363,7 @@ func (c *clientConn) hello(args [][]byte) {
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil || (v != 2 && v != 3) {
-			c.wr.WriteError("NOPROTO unsupported protocol version")
+			c.writeError("NOPROTO unsupported protocol version")
 			return
 		}
 		ver = v
@@ -358,19 +373,19 @@ func (c *clientConn) hello(args [][]byte) {
 				// No passwords are configured yet: accept, as Redis does
 				// for the default user without a password.
 				if i+2 >= len(args) {
-					c.wr.WriteError("ERR syntax error in HELLO option 'auth'")
+					c.writeError("ERR syntax error in HELLO option 'auth'")
 					return
 				}
 				i += 2
 			case proto.SubSetName:
 				if i+1 >= len(args) {
-					c.wr.WriteError("ERR syntax error in HELLO option 'setname'")
+					c.writeError("ERR syntax error in HELLO option 'setname'")
 					return
 				}
 				i++
 				c.name = string(args[i])
 			default:
-				c.wr.WriteError("ERR syntax error in HELLO option '" + truncate(args[i]) + "'")
+				c.writeError("ERR syntax error in HELLO option '" + truncate(args[i]) + "'")
 				return
 			}
 		}
@@ -403,13 +418,13 @@ func (c *clientConn) hello(args [][]byte) {
 
 func (c *clientConn) client(args [][]byte) {
 	if len(args) < 2 {
-		c.wr.WriteError(proto.ToRESP(wrongArity(proto.CmdClient)))
+		c.writeError(proto.ToRESP(wrongArity(proto.CmdClient)))
 		return
 	}
 	switch strings.ToLower(string(args[1])) {
 	case proto.SubSetName:
 		if len(args) != 3 {
-			c.wr.WriteError(proto.ToRESP(wrongArity("client|setname")))
+			c.writeError(proto.ToRESP(wrongArity("client|setname")))
 			return
 		}
 		c.name = string(args[2])
@@ -426,7 +441,7 @@ func (c *clientConn) client(args [][]byte) {
 		n, _ := strconv.ParseUint(c.id[strings.LastIndexByte(c.id, '.')+1:], 10, 64)
 		c.wr.WriteUint64(n)
 	default:
-		c.wr.WriteError("ERR unknown subcommand '" + truncate(args[1]) + "' for 'client'")
+		c.writeError("ERR unknown subcommand '" + truncate(args[1]) + "' for 'client'")
 	}
 }
 
@@ -453,12 +468,12 @@ var clientCommands = []string{
 
 func (c *clientConn) lookup(args [][]byte) {
 	if len(args) != 2 {
-		c.wr.WriteError(proto.ToRESP(wrongArity(proto.CmdLookup)))
+		c.writeError(proto.ToRESP(wrongArity(proto.CmdLookup)))
 		return
 	}
 	id := string(args[1])
 	if err := proto.CheckKey(id); err != nil {
-		c.wr.WriteError(proto.ToRESP(err))
+		c.writeError(proto.ToRESP(err))
 		return
 	}
 	// The lookup waits on the data node; release the writer meanwhile so
@@ -469,7 +484,7 @@ func (c *clientConn) lookup(args [][]byte) {
 	cancel()
 	c.wmu.Lock()
 	if err != nil {
-		c.wr.WriteError(proto.ToRESP(err))
+		c.writeError(proto.ToRESP(err))
 		return
 	}
 	c.wr.WriteArray(2)
@@ -492,13 +507,13 @@ func (c *clientConn) writePushHeader(n int) {
 
 func (c *clientConn) subscribe(args [][]byte) {
 	if len(args) < 2 {
-		c.wr.WriteError(proto.ToRESP(wrongArity(proto.CmdSubscribe)))
+		c.writeError(proto.ToRESP(wrongArity(proto.CmdSubscribe)))
 		return
 	}
 	for _, a := range args[1:] {
 		id := string(a)
 		if err := proto.CheckKey(id); err != nil {
-			c.wr.WriteError(proto.ToRESP(err))
+			c.writeError(proto.ToRESP(err))
 			continue
 		}
 		c.mu.Lock()
@@ -599,6 +614,11 @@ func (c *clientConn) pushLoop() {
 	wake := c.wake
 	c.mu.Unlock()
 	batch := make([]*topic, 0, 16)
+	// recv holds when each datum pushed this round reached the session;
+	// a topic's first push to a connection (its state on SUBSCRIBE) is
+	// counted but not timed, as that state may have arrived long before.
+	var recv []time.Time
+	pushed := 0
 	for range wake {
 		c.mu.Lock()
 		for t := range c.pending {
@@ -623,6 +643,10 @@ func (c *clientConn) pushLoop() {
 			if !fresh {
 				continue
 			}
+			pushed++
+			if seen {
+				recv = append(recv, st.received)
+			}
 			c.writePushHeader(3)
 			c.wr.WriteBulkString(proto.PushMessage)
 			c.wr.WriteBulkString(t.id)
@@ -636,6 +660,13 @@ func (c *clientConn) pushLoop() {
 		batch = batch[:0]
 		if err != nil {
 			c.nc.Close()
+		} else if pushed > 0 {
+			now := time.Now()
+			for _, t := range recv {
+				c.n.stats.pushLatency.Observe(now.Sub(t).Seconds())
+			}
+			c.n.stats.pushes.Add(uint64(pushed))
 		}
+		recv, pushed = recv[:0], 0
 	}
 }

@@ -52,6 +52,20 @@ func (n *Node) info(args [][]byte) string {
 		"subscribers", subs,
 		"writes_inflight", n.router.inflight.Load(),
 	)
+	calls, errs := n.stats.totals()
+	section("Stats",
+		"total_commands_processed", calls,
+		"total_error_replies", errs,
+		"total_pushes", n.stats.pushes.Load(),
+		"reconcile_repairs", n.stats.repairs.Load(),
+	)
+	cmdstats := make([]any, 0, 2*numCmds)
+	for i := range n.stats.cmds {
+		c := &n.stats.cmds[i]
+		cmdstats = append(cmdstats, "cmdstat_"+cmdNames[i],
+			fmt.Sprintf("calls=%d,failed_calls=%d", c.calls.Load(), c.errors.Load()))
+	}
+	section("Commandstats", cmdstats...)
 	return b.String()
 }
 

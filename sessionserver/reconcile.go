@@ -140,6 +140,7 @@ func (n *Node) syncSlot(l *link, sd proto.SlotDigest) bool {
 		return false
 	}
 	if changes > 0 {
+		n.stats.repairs.Add(uint64(changes))
 		n.log.Info("leader was missing publishers of this session; repaired", "slot", sd.Slot, "repairs", changes)
 	}
 	return true

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -96,6 +97,9 @@ type Node struct {
 	wg      sync.WaitGroup
 	bgWg    sync.WaitGroup // background loops, stopped by stop
 
+	stats   stats
+	metrics *prometheus.Registry // the node's own: several nodes may share a process
+
 	refreshMu   sync.Mutex
 	lastRefresh time.Time
 	started     time.Time
@@ -131,6 +135,7 @@ func New(cfg Config) (*Node, error) {
 	n.pubs.init()
 	n.subs.init()
 	n.router = newRouter(n)
+	n.metrics = n.newMetrics()
 	mc, err := meta.NewClient(meta.ClientConfig{
 		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,

@@ -14,8 +14,9 @@ import (
 // pushState is a datum as subscribers get it, with the JSON payload built
 // once per version however many subscribers receive it.
 type pushState struct {
-	version uint64
-	payload []byte
+	version  uint64
+	payload  []byte
+	received time.Time // when the feed delivered it: push latency starts here
 }
 
 // topic is a dataInfoId some client of this session subscribes to.
@@ -131,7 +132,7 @@ func (r *subRegistry) deliver(d *proto.Datum) {
 	if cur := t.state.Load(); cur != nil && d.Version <= cur.version {
 		return
 	}
-	t.state.Store(&pushState{version: d.Version, payload: d.AppendPushJSON(nil)})
+	t.state.Store(&pushState{version: d.Version, payload: d.AppendPushJSON(nil), received: time.Now()})
 	for c := range t.subs {
 		c.markPush(t)
 	}

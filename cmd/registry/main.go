@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/internal/cluster"
@@ -129,7 +130,7 @@ func metaCommand() *cli.Command {
 					return false, "no meta leader"
 				}
 				return true, ""
-			})
+			}, n.Metrics())
 		},
 	}
 }
@@ -165,7 +166,7 @@ func dataCommand() *cli.Command {
 					return false, "no slot table yet"
 				}
 				return true, ""
-			})
+			}, n.Metrics())
 		},
 	}
 }
@@ -199,7 +200,7 @@ func sessionCommand() *cli.Command {
 					return false, "slot table incomplete"
 				}
 				return true, ""
-			})
+			}, n.Metrics())
 		},
 	}
 }
@@ -212,13 +213,13 @@ func instant() context.Context {
 	return ctx
 }
 
-// serveUntilSignal serves /metrics and health (when --http is set) and
-// blocks until SIGINT or SIGTERM, then closes the node.
-func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, ready func() (bool, string)) error {
+// serveUntilSignal serves /metrics (the nodes' registries given) and
+// health (when --http is set) and blocks until SIGINT or SIGTERM, then closes the node.
+func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
 		var err error
-		if hs, err = obs.Serve(addr, ready); err != nil {
+		if hs, err = obs.Serve(addr, ready, metrics...); err != nil {
 			closeNode()
 			return err
 		}
@@ -278,12 +279,19 @@ func devCommand() *cli.Command {
 			_, port, _ := net.SplitHostPort(sess.Addr())
 			fmt.Printf("connect with: redis-cli -p %s\n", port)
 			fmt.Println("ready")
+			metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
+			for _, d := range cl.Data {
+				metrics = append(metrics, d.Metrics())
+			}
+			for _, s := range cl.Sessions {
+				metrics = append(metrics, s.Metrics())
+			}
 			return serveUntilSignal(c, log, cl.Close, func() (bool, string) {
 				if !sess.Ready() {
 					return false, "slot table incomplete"
 				}
 				return true, ""
-			})
+			}, metrics...)
 		},
 	}
 }

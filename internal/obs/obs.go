@@ -12,10 +12,39 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// NodeRegistry returns a fresh registry for one node and a registerer on
+// it that adds the constant labels node and role to every metric. Nodes
+// never use the global default registry: `registry dev` and the test
+// cluster run several nodes in one process, and a second registration of
+// the same metric there would panic.
+func NodeRegistry(node, role string) (*prometheus.Registry, prometheus.Registerer) {
+	reg := prometheus.NewRegistry()
+	return reg, prometheus.WrapRegistererWith(prometheus.Labels{"node": node, "role": role}, reg)
+}
+
+var (
+	processOnce sync.Once
+	processReg  *prometheus.Registry
+)
+
+// processRegistry holds the Go runtime and process collectors, which
+// exist once per process however many nodes it runs.
+func processRegistry() *prometheus.Registry {
+	processOnce.Do(func() {
+		processReg = prometheus.NewRegistry()
+		processReg.MustRegister(collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	})
+	return processReg
+}
 
 // Server is a node's HTTP endpoint.
 type Server struct {
@@ -25,14 +54,18 @@ type Server struct {
 }
 
 // Serve starts the endpoint on addr; ready reports whether the node can
-// serve, with a reason when it cannot.
-func Serve(addr string, ready func() (bool, string)) (*Server, error) {
+// serve, with a reason when it cannot. /metrics exposes the gatherers
+// given (each node's own registry) and the process's Go and process
+// collectors.
+func Serve(addr string, ready func() (bool, string), gatherers ...prometheus.Gatherer) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
+	gs := prometheus.Gatherers{processRegistry()}
+	gs = append(gs, gatherers...)
+	mux.Handle("/metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

@@ -1,0 +1,118 @@
+package dataserver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/proto"
+)
+
+// opKinds are the op types counted by slotreg_data_ops_applied_total, in
+// the order of Node.ops.
+var opKinds = [...]struct {
+	t    proto.OpType
+	name string
+}{{proto.OpRegister, "register"}, {proto.OpUnregister, "unregister"}, {proto.OpRenew, "renew"}}
+
+// countOp counts one op applied as the leader.
+func (n *Node) countOp(t proto.OpType) {
+	for i := range opKinds {
+		if opKinds[i].t == t {
+			n.ops[i].Add(1)
+			return
+		}
+	}
+}
+
+// newMetrics builds the node's registry. Counters read the node's atomics
+// and the slot gauges are computed at scrape time (slotCollector), so the
+// write path only pays an atomic add per op.
+func (n *Node) newMetrics() *prometheus.Registry {
+	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindData)
+	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
+		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(f()) }))
+	}
+	for i := range opKinds {
+		counter("slotreg_data_ops_applied_total", "Writes applied as slot leader, by op type.",
+			prometheus.Labels{"type": opKinds[i].name}, n.ops[i].Load)
+	}
+	counter("slotreg_data_pull_round_trips_total", "Pull round trips done as a follower.", nil, n.pulls.Load)
+	counter("slotreg_data_reconcile_repairs_total", "Publishers repaired by reconciliation with sessions.", nil, n.repairs.Load)
+	counter("slotreg_data_handoffs_total", "Slots handed off to another node (planned moves).", nil, n.handoffs.Load)
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "slotreg_data_table_epoch", Help: "Epoch of the slot table this node has (0 before the first).",
+	}, func() float64 {
+		if t := n.table.Load(); t != nil {
+			return float64(t.Epoch)
+		}
+		return 0
+	}))
+	r.MustRegister(&slotCollector{n: n})
+	return reg
+}
+
+var (
+	descSlotsLed      = prometheus.NewDesc("slotreg_data_slots_led", "Slots this node leads.", nil, nil)
+	descSlotsFollowed = prometheus.NewDesc("slotreg_data_slots_followed", "Slots this node follows.", nil, nil)
+	descPublishers    = prometheus.NewDesc("slotreg_data_publishers", "Publishers in the slots this node leads.", nil, nil)
+	descReplicas      = prometheus.NewDesc("slotreg_data_replicas", "Publishers held as a follower.", nil, nil)
+	descDatums        = prometheus.NewDesc("slotreg_data_datums", "DataInfoIds in the slots this node leads.", nil, nil)
+	descFollowerLag   = prometheus.NewDesc("slotreg_data_follower_lag_entries",
+		"On the leader: the largest number of op-log entries a follower of one of its slots has yet to apply.", nil, nil)
+)
+
+// slotCollector walks the slot stores once per scrape, holding each
+// slot's lock only while it reads that slot's counters.
+type slotCollector struct{ n *Node }
+
+func (c *slotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSlotsLed, descSlotsFollowed, descPublishers, descReplicas, descDatums, descFollowerLag} {
+		ch <- d
+	}
+}
+
+func (c *slotCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	t := n.table.Load()
+	var led, followed, pubs, replicas, datums int
+	var lag uint64
+	for s := range n.stores {
+		st := n.stores[s].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		if st.retired {
+			st.mu.Unlock()
+			continue
+		}
+		if st.leading {
+			led++
+			pubs += st.publishers
+			datums += st.datums.Len()
+			if t != nil {
+				// A follower that has not acked yet is behind by all of seq.
+				for _, f := range t.Slots[s].Followers {
+					lag = max(lag, st.seq-min(st.acked[f], st.seq))
+				}
+			}
+		} else {
+			followed++
+			replicas += st.publishers
+		}
+		st.mu.Unlock()
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	gauge(descSlotsLed, float64(led))
+	gauge(descSlotsFollowed, float64(followed))
+	gauge(descPublishers, float64(pubs))
+	gauge(descReplicas, float64(replicas))
+	gauge(descDatums, float64(datums))
+	gauge(descFollowerLag, float64(lag))
+}
+
+// Metrics is the node's Prometheus registry, labelled node and role.
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics }

@@ -1,0 +1,51 @@
+package sessionserver_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/slotreg/slotreg/internal/fuzzutil"
+)
+
+// FuzzSessionCommands sends arbitrary RESP arrays to a session: it must
+// answer or close, keep serving, and leave another client's publisher
+// alone unless the input names it.
+func FuzzSessionCommands(f *testing.F) {
+	for _, s := range []string{
+		"REGISTER\x00svc\x00r1\x00d",
+		"REGISTER\x00svc\x00r1\x00d\x00TTL\x0010",
+		"REGISTER\x00svc\x00r1\x00d\x00TTL\x00-5",
+		"UNREGISTER\x00svc\x00r1",
+		"RENEW\x00svc\x00r1",
+		"LOOKUP\x00svc",
+		"SUBSCRIBE\x00svc\x00other",
+		"UNSUBSCRIBE",
+		"HELLO\x003\x00SETNAME\x00x",
+		"HELLO\x009",
+		"CLIENT\x00SETNAME\x00n",
+		"COMMAND\x00DOCS",
+		"INFO\x00registry",
+		"SLOTREG\x00DIGESTS",
+		"PING\x00a\x00b",
+		"ECHO",
+		"SELECT\x001",
+		"\xff\xfe",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cl, control, err := fuzzutil.Cluster()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fuzzutil.Send(cl.Sessions[0].Addr(), fuzzutil.SplitArgs(b)); err != nil {
+			t.Fatalf("session not accepting: %v", err)
+		}
+		if bytes.Contains(b, []byte(fuzzutil.ControlKey)) {
+			return
+		}
+		if err := fuzzutil.CheckControl(control); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

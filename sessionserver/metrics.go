@@ -1,0 +1,143 @@
+package sessionserver
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/proto"
+)
+
+// Command classes the request metrics are labelled by; everything else
+// is "other", so a client sending junk cannot raise the label count.
+const (
+	cmdRegister = iota
+	cmdUnregister
+	cmdRenew
+	cmdLookup
+	cmdSubscribe
+	cmdOther
+	numCmds
+)
+
+var cmdNames = [numCmds]string{
+	cmdRegister: proto.CmdRegister, cmdUnregister: proto.CmdUnregister, cmdRenew: proto.CmdRenew,
+	cmdLookup: proto.CmdLookup, cmdSubscribe: proto.CmdSubscribe, cmdOther: "other",
+}
+
+var cmdNameBytes = func() (b [cmdOther][]byte) {
+	for i := range b {
+		b[i] = []byte(cmdNames[i])
+	}
+	return
+}()
+
+// cmdOf classifies a command name without allocating.
+func cmdOf(name []byte) int {
+	for i := range cmdNameBytes {
+		if bytes.EqualFold(name, cmdNameBytes[i]) {
+			return i
+		}
+	}
+	return cmdOther
+}
+
+// requestBuckets span 100µs to about 6s: a write is one round trip to a
+// data node, and WriteTimeout bounds how long it may take.
+var requestBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 13)
+
+// stats is what the session counts for /metrics and INFO. Counters are
+// atomics read by CounterFuncs; histograms are resolved per command once,
+// so recording a request allocates nothing.
+type stats struct {
+	cmds [numCmds]struct {
+		calls, errors atomic.Uint64
+		latency       prometheus.Observer
+	}
+	pushes      atomic.Uint64
+	pushLatency prometheus.Observer
+	repairs     atomic.Uint64 // publishers DSYNC restored on a slot leader
+}
+
+// record counts one command that took d.
+func (s *stats) record(cmd int, d time.Duration, failed bool) {
+	c := &s.cmds[cmd]
+	c.calls.Add(1)
+	if failed {
+		c.errors.Add(1)
+	}
+	c.latency.Observe(d.Seconds())
+}
+
+// totals sums the calls and errors over every command.
+func (s *stats) totals() (calls, errors uint64) {
+	for i := range s.cmds {
+		calls += s.cmds[i].calls.Load()
+		errors += s.cmds[i].errors.Load()
+	}
+	return
+}
+
+// newMetrics builds the node's registry and wires n.stats into it.
+func (n *Node) newMetrics() *prometheus.Registry {
+	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindSession)
+	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
+		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(f()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "slotreg_session_request_duration_seconds", Help: "Time from reading a client command to its reply being ready, by command.",
+		Buckets: requestBuckets,
+	}, []string{"command"})
+	r.MustRegister(lat)
+	for i := range n.stats.cmds {
+		c := &n.stats.cmds[i]
+		labels := prometheus.Labels{"command": cmdNames[i]}
+		counter("slotreg_session_requests_total", "Client commands handled, by command.", labels, c.calls.Load)
+		counter("slotreg_session_errors_total", "Client commands answered with an error, by command.", labels, c.errors.Load)
+		c.latency = lat.WithLabelValues(cmdNames[i])
+	}
+	counter("slotreg_session_pushes_total", "Messages pushed to subscribers.", nil, n.stats.pushes.Load)
+	push := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "slotreg_session_push_latency_seconds",
+		Help:    "Time from the session receiving a datum from its data node to the push being flushed to a client.",
+		Buckets: requestBuckets,
+	})
+	r.MustRegister(push)
+	n.stats.pushLatency = push
+	counter("slotreg_session_reconcile_repairs_total", "Publishers a slot leader was missing and reconciliation (DSYNC) restored.",
+		nil, n.stats.repairs.Load)
+	gauge("slotreg_session_connected_clients", "Open client connections.", func() float64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return float64(len(n.conns))
+	})
+	gauge("slotreg_session_publishers", "Connection-bound publishers held by this session's clients.",
+		func() float64 { return float64(n.pubs.count()) })
+	gauge("slotreg_session_subscribed_topics", "DataInfoIds some client of this session subscribes to.", func() float64 {
+		t, _ := n.subs.counts()
+		return float64(t)
+	})
+	gauge("slotreg_session_subscriptions", "Client subscriptions (a client subscribed to k dataInfoIds counts k).", func() float64 {
+		_, s := n.subs.counts()
+		return float64(s)
+	})
+	gauge("slotreg_session_writes_inflight", "Writes sent to data nodes and not yet answered.",
+		func() float64 { return float64(n.router.inflight.Load()) })
+	gauge("slotreg_session_table_epoch", "Epoch of the slot table this session routes by (0 before the first).", func() float64 {
+		if t := n.table.Load(); t != nil {
+			return float64(t.Epoch)
+		}
+		return 0
+	})
+	return reg
+}
+
+// Metrics is the node's Prometheus registry, labelled node and role.
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics }
