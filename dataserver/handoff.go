@@ -2,7 +2,10 @@ package dataserver
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/slotreg/slotreg/proto"
 )
 
 // A slot migration (rebalance, move, drain) hands a slot from this leader
@@ -94,5 +97,35 @@ func (n *Node) handoff(s int, target string, epoch uint64) {
 		st.mu.Lock()
 		st.frozen = false
 		st.mu.Unlock()
+	}
+}
+
+// Drain hands every slot this node leads to another node (meta's DRAIN:
+// the same handoff as a move) and waits until it leads none, so that it
+// can stop with nothing lost. If meta refuses (this is the last data node)
+// or has no quorum, it returns the error and the caller stops anyway.
+func (n *Node) Drain(ctx context.Context) error {
+	d := proto.Drain{NodeID: n.cfg.NodeID}
+	if _, err := n.meta.Do(ctx, d.Args()...); err != nil {
+		return fmt.Errorf("drain %s: %w", n.cfg.NodeID, err)
+	}
+	n.log.Info("draining: handing every slot off before stopping")
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t := n.table.Load()
+		if t != nil && len(t.LedBy(n.cfg.NodeID)) == 0 {
+			n.log.Info("drained: this node leads no slot")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			led := 0
+			if t != nil {
+				led = len(t.LedBy(n.cfg.NodeID))
+			}
+			return fmt.Errorf("drain %s: still leads %d slots: %w", n.cfg.NodeID, led, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }

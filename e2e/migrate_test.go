@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +217,41 @@ func TestLeaderKilledHalfwayThroughAMove(t *testing.T) {
 	r.f.assertNoFailures()
 	r.f.converge(15*time.Second, r.ws, r.lookups)
 	r.settle(t)
+}
+
+// TestSIGTERMDrainsADataNode stops a data node the way an orchestrator
+// does: it hands every slot off before it exits, so no write waits for a
+// lease and nothing is lost.
+func TestSIGTERMDrainsADataNode(t *testing.T) {
+	r := mustRig(t)
+	r.f.startWriters(20 * time.Millisecond)
+	victim := r.c.node("data2")
+	if err := syscall.Kill(victim.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 40*time.Second, func() (bool, string) {
+		return !r.c.node("data2").up, "data2 still running"
+	})
+	logb, err := os.ReadFile(filepath.Join(r.c.dir, "data2.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logb), "drained: this node leads no slot") {
+		t.Fatalf("data2 exited without draining; its log ends:\n%s", tail(string(logb), 10))
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return !metaTable(t, r.c.byRole("meta")).HasNode("data2"), "data2 still in the table"
+	})
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.settle(t)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

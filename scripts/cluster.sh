@@ -4,7 +4,7 @@
 # SLOTREG_BASE_PORT (default 19000).
 #
 #   scripts/cluster.sh up       build if needed, start, wait until ready
-#   scripts/cluster.sh down     stop every node (SIGTERM, then SIGKILL)
+#   scripts/cluster.sh down     stop every node (SIGINT, then SIGKILL)
 #   scripts/cluster.sh status   one line per node: role id address pid state
 #   scripts/cluster.sh start ID start one node that is not running (after a kill)
 #
@@ -147,7 +147,9 @@ down() {
 		local p
 		p=$(pid_of "$id")
 		if alive "$p"; then
-			kill -TERM "$p" 2>/dev/null || true
+			# SIGINT: the whole cluster goes, so data nodes need not
+			# hand their slots to each other first (SIGTERM would).
+			kill -INT "$p" 2>/dev/null || true
 			pids+=("$p")
 		fi
 	done < <(nodes)

@@ -146,6 +146,8 @@ func dataCommand() *cli.Command {
 			&cli.IntFlag{Name: "oplog-size", Value: 4096, Usage: "op-log entries kept per slot"},
 			&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
+			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -161,7 +163,20 @@ func dataCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
+			stop := func(sig os.Signal) error {
+				// SIGTERM hands the slots off first, so nothing waits
+				// for a lease to lapse and nothing is lost; SIGINT
+				// (a whole cluster going down) just leaves.
+				if sig == syscall.SIGTERM && c.Bool("drain-on-stop") {
+					ctx, cancel := context.WithTimeout(context.Background(), c.Duration("drain-timeout"))
+					if err := n.Drain(ctx); err != nil {
+						log.Warn("stopping without a full drain", "err", err)
+					}
+					cancel()
+				}
+				return n.Close()
+			}
+			return serveUntil(c, log, stop, func() (bool, string) {
 				if n.Table() == nil {
 					return false, "no slot table yet"
 				}
@@ -216,11 +231,17 @@ func instant() context.Context {
 // serveUntilSignal serves /metrics (the nodes' registries given) and
 // health (when --http is set) and blocks until SIGINT or SIGTERM, then closes the node.
 func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
+	return serveUntil(c, log, func(os.Signal) error { return closeNode() }, ready, metrics...)
+}
+
+// serveUntil is serveUntilSignal for a node whose way of stopping depends
+// on the signal.
+func serveUntil(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
 		var err error
 		if hs, err = obs.Serve(addr, ready, metrics...); err != nil {
-			closeNode()
+			closeNode(syscall.SIGINT)
 			return err
 		}
 		log.Info("http endpoint", "addr", hs.Addr())
@@ -232,7 +253,7 @@ func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, 
 	if hs != nil {
 		hs.Close()
 	}
-	return closeNode()
+	return closeNode(s)
 }
 
 func devCommand() *cli.Command {
