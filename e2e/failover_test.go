@@ -115,6 +115,20 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	r.f.stopWriters()
 	r.f.assertNoFailures()
 	r.f.converge(15*time.Second, r.ws, r.lookups)
+
+	// Quorum returns: membership and table changes go through again.
+	for _, m := range metas[:2] {
+		if out, err := r.c.run("start", m.id); err != nil {
+			t.Fatalf("cluster.sh start %s: %v\n%s", m.id, err, out)
+		}
+	}
+	if out, err := r.c.run("start", "data4"); err != nil {
+		t.Fatalf("cluster.sh start data4: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		return tab.HasNode("data4") && len(tab.FollowedBy("data4")) > 0, "data4 did not join after quorum returned"
+	})
 }
 
 func TestSessionKilledRemovesExactlyItsPublishers(t *testing.T) {
