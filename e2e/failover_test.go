@@ -41,11 +41,16 @@ func mustRig(t *testing.T, env ...string) *failoverRig {
 	return r
 }
 
+// kill sends SIGKILL and waits until the process is gone, so that a
+// `cluster.sh start` right after it does not find it still running.
 func kill(t *testing.T, n procNode) {
 	t.Helper()
 	if err := syscall.Kill(n.pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s (pid %d): %v", n.id, n.pid, err)
 	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return syscall.Kill(n.pid, 0) != nil, fmt.Sprintf("%s (pid %d) still exists after SIGKILL", n.id, n.pid)
+	})
 }
 
 func TestDataLeaderKilledLosesNothing(t *testing.T) {
