@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -176,19 +177,27 @@ func drainCommand() *cli.Command {
 	}
 }
 
-func runDrain(c *cli.Context, e *env) error {
+// nodeArg reads the NODE argument of drain and undrain, finds the meta
+// leader and checks that NODE is a data node.
+func nodeArg(c *cli.Context, e *env) (string, meta.Member, error) {
 	node, err := oneArg(c, "NODE")
 	if err != nil {
-		return err
+		return "", meta.Member{}, err
 	}
 	if _, err := e.findLeader(false); err != nil {
-		return err
+		return "", meta.Member{}, err
 	}
 	m, err := e.readMembers()
 	if err != nil {
-		return err
+		return "", meta.Member{}, err
 	}
-	if _, err := dataNode(m, node); err != nil {
+	d, err := dataNode(m, node)
+	return node, d, err
+}
+
+func runDrain(c *cli.Context, e *env) error {
+	node, _, err := nodeArg(c, e)
+	if err != nil {
 		return err
 	}
 	v, err := e.write((&proto.Drain{NodeID: node}).Args()...)
@@ -304,18 +313,7 @@ func undrainCommand() *cli.Command {
 }
 
 func runUndrain(c *cli.Context, e *env) error {
-	node, err := oneArg(c, "NODE")
-	if err != nil {
-		return err
-	}
-	if _, err := e.findLeader(false); err != nil {
-		return err
-	}
-	m, err := e.readMembers()
-	if err != nil {
-		return err
-	}
-	d, err := dataNode(m, node)
+	node, d, err := nodeArg(c, e)
 	if err != nil {
 		return err
 	}
