@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -37,8 +38,18 @@ type Config struct {
 	// ReplicaAckTimeout bounds how long a write to a TTL publisher waits
 	// for a follower to have it before it is acknowledged anyway.
 	ReplicaAckTimeout time.Duration
-	Logger            *slog.Logger
+	// MaxMessageSize bounds one inter-node request, in bytes; a peer
+	// announcing more is disconnected before it sends the bytes.
+	MaxMessageSize int64
+	Logger         *slog.Logger
 }
+
+// LimitMessageSize names the inter-node message size limit, as its flag
+// and errors spell it; DefaultMaxMessageSize is its default.
+const (
+	LimitMessageSize      = "max-message-size"
+	DefaultMaxMessageSize = 256 << 20
+)
 
 // Validate says which field is wrong.
 func (c *Config) Validate() error {
@@ -54,6 +65,9 @@ func (c *Config) Validate() error {
 	if c.OpLogSize < 0 {
 		return fmt.Errorf("dataserver: OpLogSize %d is negative", c.OpLogSize)
 	}
+	if c.MaxMessageSize < 1<<20 {
+		return fmt.Errorf("dataserver: MaxMessageSize %d is under 1 MiB", c.MaxMessageSize)
+	}
 	return nil
 }
 
@@ -63,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OpLogSize == 0 {
 		c.OpLogSize = 4096
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 200 * time.Millisecond
@@ -138,6 +155,9 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 		appendCh: make(chan struct{}),
 	}
+	n.ln = respguard.Listen(ln, LimitMessageSize, cfg.MaxMessageSize, func(c net.Conn, e *respguard.LimitError) {
+		n.log.Warn("peer disconnected: request over a limit", "remote", c.RemoteAddr().String(), "limit", e.Limit, "bytes", e.Got)
+	})
 	n.repl = newReplicator(n)
 	n.metrics = n.newMetrics()
 	if n.addr == "" {
@@ -160,7 +180,7 @@ func New(cfg Config) (*Node, error) {
 	go n.handoffLoop()
 	go func() {
 		defer n.wg.Done()
-		err := redcon.Serve(ln, n.handle, func(redcon.Conn) bool {
+		err := redcon.Serve(n.ln, n.handle, func(redcon.Conn) bool {
 			if n.closing.Load() {
 				return false
 			}

@@ -3,12 +3,14 @@ package sessionserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/tidwall/redcon"
 )
@@ -24,7 +26,7 @@ type clientConn struct {
 	rd *redcon.Reader
 
 	wmu   sync.Mutex
-	wr    *redcon.Writer
+	wr    *respWriter
 	resp3 bool // written only by the read loop, read under wmu
 
 	name string // CLIENT SETNAME
@@ -49,7 +51,7 @@ func newClientConn(n *Node, nc net.Conn) *clientConn {
 		nc:     nc,
 		id:     n.incarnation + "." + strconv.FormatUint(n.nextConn.Add(1), 10),
 		rd:     redcon.NewReader(nc),
-		wr:     redcon.NewWriter(nc),
+		wr:     newRespWriter(nc),
 		owned:  make(map[pubKey]struct{}),
 		topics: make(map[string]*topic),
 	}
@@ -61,10 +63,14 @@ func (c *clientConn) serve() {
 	for {
 		cmds, err := c.rd.ReadCommands()
 		if err != nil {
-			if strings.HasPrefix(err.Error(), "Protocol error") {
+			var le *respguard.LimitError
+			if strings.HasPrefix(err.Error(), "Protocol error") || errors.As(err, &le) {
+				if le != nil {
+					c.n.log.Warn("client refused: request over a limit", "conn", c.id, "remote", c.nc.RemoteAddr().String(), "limit", le.Limit, "bytes", le.Got)
+				}
 				c.wmu.Lock()
 				c.writeError("ERR " + err.Error())
-				c.wr.Flush()
+				c.flush()
 				c.wmu.Unlock()
 			}
 			return
@@ -83,17 +89,39 @@ func (c *clientConn) serve() {
 			c.failed = false
 			c.wmu.Lock()
 			c.exec(cmds[i].Args)
+			// A long pipeline of big replies is sent as it grows, so the
+			// session never holds more than the output limit for it.
+			if c.wr.Len() >= c.n.cfg.Limits.MaxOutputBuffer {
+				c.flush()
+			}
 			c.wmu.Unlock()
 			c.n.stats.record(cmdOf(cmds[i].Args[0]), time.Since(start), c.failed)
 			i++
 		}
 		c.wmu.Lock()
-		err = c.wr.Flush()
+		err = c.flush()
 		c.wmu.Unlock()
 		if err != nil || c.quit {
 			return
 		}
 	}
+}
+
+// flush sends what is buffered; the caller holds wmu. A client that takes
+// nothing for the stall timeout is disconnected: its reads and pushes
+// must not hold session memory or goroutines for ever.
+func (c *clientConn) flush() error {
+	err := c.wr.Flush(c.n.cfg.Limits.ClientStallTimeout)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.n.stats.stalled.Add(1)
+			c.n.log.Warn("client disconnected: it left its output unread", "conn", c.id,
+				"remote", c.nc.RemoteAddr().String(), "limit", LimitClientStall, "timeout", c.n.cfg.Limits.ClientStallTimeout)
+		}
+		c.nc.Close()
+	}
+	return err
 }
 
 // writeError writes an error reply and marks the command as failed.
@@ -158,7 +186,7 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 	start := time.Now()
 	ws := make([]pendingWrite, len(cmds))
 	for i, cmd := range cmds {
-		op, err := parseWrite(cmd.Args)
+		op, err := parseWrite(cmd.Args, &c.n.cfg.Limits)
 		if err != nil {
 			ws[i].err = err
 			continue
@@ -168,8 +196,8 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 		ws[i].key = k
 		switch {
 		case op.Type == proto.OpRegister && op.TTL == 0:
-			if !c.own(k, op) {
-				ws[i].err = proto.Errorf(proto.ErrUnavailable, "connection is closing")
+			if err := c.own(k, op); err != nil {
+				ws[i].err = err
 				continue
 			}
 			ws[i].own = true
@@ -206,16 +234,20 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 }
 
 // own records a connection-bound publisher before it is sent, so that a
-// connection closing meanwhile still unregisters it. False if closed.
-func (c *clientConn) own(k pubKey, op *proto.Op) bool {
+// connection closing meanwhile still unregisters it.
+func (c *clientConn) own(k pubKey, op *proto.Op) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return false
+		return proto.Errorf(proto.ErrUnavailable, "connection is closing")
+	}
+	if _, had := c.owned[k]; !had && len(c.owned) >= c.n.cfg.Limits.MaxPublishersPerConn {
+		return limitError(LimitPublishers, c.n.cfg.Limits.MaxPublishersPerConn,
+			fmt.Sprintf("this connection already has %d publishers", len(c.owned)))
 	}
 	c.owned[k] = struct{}{}
 	c.n.pubs.put(&localPub{op: *op, conn: c})
-	return true
+	return nil
 }
 
 func (c *clientConn) disown(k pubKey) {
@@ -228,7 +260,7 @@ func (c *clientConn) disown(k pubKey) {
 }
 
 // parseWrite parses REGISTER, UNREGISTER and RENEW into an op.
-func parseWrite(args [][]byte) (*proto.Op, error) {
+func parseWrite(args [][]byte, lim *Limits) (*proto.Op, error) {
 	name := strings.ToLower(string(args[0]))
 	op := &proto.Op{}
 	switch name {
@@ -248,8 +280,8 @@ func parseWrite(args [][]byte) (*proto.Op, error) {
 			op.TTL = uint32(ttl)
 		}
 		op.Data = string(args[3])
-		if len(op.Data) > proto.MaxDataLen {
-			return nil, proto.Errorf(proto.ErrInvalid, "data is %d bytes, over the %d byte limit", len(op.Data), proto.MaxDataLen)
+		if len(op.Data) > lim.MaxDataSize {
+			return nil, limitError(LimitDataSize, lim.MaxDataSize, fmt.Sprintf("data is %d bytes", len(op.Data)))
 		}
 	case proto.CmdUnregister, proto.CmdRenew:
 		op.Type = proto.OpUnregister
@@ -261,10 +293,10 @@ func parseWrite(args [][]byte) (*proto.Op, error) {
 		}
 	}
 	op.DataInfoID, op.RegisterID = string(args[1]), string(args[2])
-	if err := proto.CheckKey(op.DataInfoID); err != nil {
+	if err := lim.checkKey(kindDataInfoID, op.DataInfoID); err != nil {
 		return nil, err
 	}
-	if err := proto.CheckRegisterID(op.RegisterID); err != nil {
+	if err := lim.checkKey(kindRegisterID, op.RegisterID); err != nil {
 		return nil, err
 	}
 	return op, nil
@@ -472,7 +504,7 @@ func (c *clientConn) lookup(args [][]byte) {
 		return
 	}
 	id := string(args[1])
-	if err := proto.CheckKey(id); err != nil {
+	if err := c.n.cfg.Limits.checkKey(kindDataInfoID, id); err != nil {
 		c.writeError(proto.ToRESP(err))
 		return
 	}
@@ -512,12 +544,18 @@ func (c *clientConn) subscribe(args [][]byte) {
 	}
 	for _, a := range args[1:] {
 		id := string(a)
-		if err := proto.CheckKey(id); err != nil {
+		if err := c.n.cfg.Limits.checkKey(kindDataInfoID, id); err != nil {
 			c.writeError(proto.ToRESP(err))
 			continue
 		}
 		c.mu.Lock()
 		_, had := c.topics[id]
+		if !had && len(c.topics) >= c.n.cfg.Limits.MaxSubscriptionsPerConn {
+			c.mu.Unlock()
+			c.writeError(proto.ToRESP(limitError(LimitSubscriptions, c.n.cfg.Limits.MaxSubscriptionsPerConn,
+				fmt.Sprintf("subscribing to %q would make %d subscriptions", truncate(a), len(c.topics)+1))))
+			continue
+		}
 		if !had {
 			c.topics[id] = nil // reserved; set below
 		}
@@ -651,16 +689,17 @@ func (c *clientConn) pushLoop() {
 			c.wr.WriteBulkString(proto.PushMessage)
 			c.wr.WriteBulkString(t.id)
 			c.wr.WriteBulk(st.payload)
+			if c.wr.Len() >= c.n.cfg.Limits.MaxOutputBuffer {
+				if c.flush() != nil {
+					break
+				}
+			}
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		err := c.wr.Flush()
-		c.nc.SetWriteDeadline(time.Time{})
+		err := c.flush()
 		c.wmu.Unlock()
 		clear(batch)
 		batch = batch[:0]
-		if err != nil {
-			c.nc.Close()
-		} else if pushed > 0 {
+		if err == nil && pushed > 0 {
 			now := time.Now()
 			for _, t := range recv {
 				c.n.stats.pushLatency.Observe(now.Sub(t).Seconds())

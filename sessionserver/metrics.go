@@ -60,6 +60,9 @@ type stats struct {
 	pushes      atomic.Uint64
 	pushLatency prometheus.Observer
 	repairs     atomic.Uint64 // publishers DSYNC restored on a slot leader
+	// stalled counts clients disconnected for leaving their output
+	// unread; refused counts connections refused at max-connections.
+	stalled, refused atomic.Uint64
 }
 
 // record counts one command that took d.
@@ -113,6 +116,9 @@ func (n *Node) newMetrics() *prometheus.Registry {
 	n.stats.pushLatency = push
 	counter("slotreg_session_reconcile_repairs_total", "Publishers a slot leader was missing and reconciliation (DSYNC) restored.",
 		nil, n.stats.repairs.Load)
+	counter("slotreg_session_stalled_clients_total", "Clients disconnected because they left their output unread past client-stall-timeout.",
+		nil, n.stats.stalled.Load)
+	counter("slotreg_session_refused_connections_total", "Client connections refused at max-connections.", nil, n.stats.refused.Load)
 	gauge("slotreg_session_connected_clients", "Open client connections.", func() float64 {
 		n.mu.Lock()
 		defer n.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -34,7 +35,10 @@ type Config struct {
 	// ReconcileInterval is how often every slot's digest is checked with
 	// its leader, as a backstop.
 	ReconcileInterval time.Duration
-	Logger            *slog.Logger
+	// Limits bound what one client can make the session hold; zero
+	// fields take their defaults.
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Validate says which field is wrong.
@@ -51,7 +55,7 @@ func (c *Config) Validate() error {
 	if c.MaxBatch < 0 {
 		return fmt.Errorf("sessionserver: MaxBatch %d is negative", c.MaxBatch)
 	}
-	return nil
+	return c.Limits.Validate()
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +74,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Limits.fill()
 }
 
 // Node is a running session node.
@@ -132,6 +137,7 @@ func New(cfg Config) (*Node, error) {
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
+	n.ln = respguard.Listen(ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
 	n.pubs.init()
 	n.subs.init()
 	n.router = newRouter(n)
@@ -243,11 +249,27 @@ func (n *Node) acceptLoop() {
 			nc.Close()
 			continue
 		}
+		if len(n.conns) >= n.cfg.Limits.MaxConnections {
+			n.mu.Unlock()
+			n.refuse(nc)
+			continue
+		}
 		n.conns[c] = struct{}{}
 		n.wg.Add(1)
 		n.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// refuse turns a client away at max-connections with an error it can
+// read, without holding up the accept loop.
+func (n *Node) refuse(nc net.Conn) {
+	n.stats.refused.Add(1)
+	n.log.Warn("client refused", "remote", nc.RemoteAddr().String(), "limit", LimitConnections, "max", n.cfg.Limits.MaxConnections)
+	msg := proto.ToRESP(limitError(LimitConnections, n.cfg.Limits.MaxConnections, "the session has too many clients"))
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write([]byte("-" + msg + "\r\n"))
+	nc.Close()
 }
 
 // refreshTable asks meta for a newer table after a data node refused a

@@ -148,6 +148,8 @@ func dataCommand() *cli.Command {
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
+			&cli.Int64Flag{Name: dataserver.LimitMessageSize, Value: dataserver.DefaultMaxMessageSize, EnvVars: []string{envName(dataserver.LimitMessageSize)},
+				Usage: "largest inter-node request, in bytes; a peer announcing more is disconnected"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -158,7 +160,7 @@ func dataCommand() *cli.Command {
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
-				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), Logger: log,
+				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
 			})
 			if err != nil {
 				return err
@@ -190,13 +192,13 @@ func sessionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "session",
 		Usage: "run a session node: holds client connections (RESP)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
 			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
-		},
+		}, sessionLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -205,7 +207,8 @@ func sessionCommand() *cli.Command {
 			n, err := sessionserver.New(sessionserver.Config{
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
-				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"), Logger: log,
+				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
+				Limits: sessionLimits(c), Logger: log,
 			})
 			if err != nil {
 				return err
@@ -315,4 +318,43 @@ func devCommand() *cli.Command {
 			}, metrics...)
 		},
 	}
+}
+
+// sessionLimitFlags are the per-client limits of a session; each can be
+// set by flag or by env (SLOTREG_ and the flag's name in capitals).
+func sessionLimitFlags() []cli.Flag {
+	d := sessionserver.DefaultLimits()
+	intFlag := func(name string, def int, usage string) cli.Flag {
+		return &cli.IntFlag{Name: name, Value: def, Usage: usage, EnvVars: []string{envName(name)}}
+	}
+	return []cli.Flag{
+		intFlag(sessionserver.LimitKeySize, d.MaxKeySize, "largest dataInfoId or registerId, in bytes (at most 512)"),
+		intFlag(sessionserver.LimitDataSize, d.MaxDataSize, "largest publisher data, in bytes (at most 65536)"),
+		intFlag(sessionserver.LimitPublishers, d.MaxPublishersPerConn, "connection-bound publishers one client connection may hold"),
+		intFlag(sessionserver.LimitSubscriptions, d.MaxSubscriptionsPerConn, "dataInfoIds one client connection may subscribe to"),
+		intFlag(sessionserver.LimitConnections, d.MaxConnections, "client connections the session accepts"),
+		intFlag(sessionserver.LimitOutputBuffer, d.MaxOutputBuffer, "bytes of replies and pushes held for one client before the session waits on it"),
+		intFlag(sessionserver.LimitRequestSize, d.MaxRequestSize, "largest client command, in bytes"),
+		&cli.DurationFlag{Name: sessionserver.LimitClientStall, Value: d.ClientStallTimeout, EnvVars: []string{envName(sessionserver.LimitClientStall)},
+			Usage: "a client that leaves its output unread this long is disconnected"},
+	}
+}
+
+func sessionLimits(c *cli.Context) sessionserver.Limits {
+	return sessionserver.Limits{
+		MaxKeySize:              c.Int(sessionserver.LimitKeySize),
+		MaxDataSize:             c.Int(sessionserver.LimitDataSize),
+		MaxPublishersPerConn:    c.Int(sessionserver.LimitPublishers),
+		MaxSubscriptionsPerConn: c.Int(sessionserver.LimitSubscriptions),
+		MaxConnections:          c.Int(sessionserver.LimitConnections),
+		MaxOutputBuffer:         c.Int(sessionserver.LimitOutputBuffer),
+		MaxRequestSize:          c.Int(sessionserver.LimitRequestSize),
+		ClientStallTimeout:      c.Duration(sessionserver.LimitClientStall),
+	}
+}
+
+// envName is the environment variable that sets a flag: SLOTREG_ and the
+// name in capitals with underscores.
+func envName(flag string) string {
+	return "SLOTREG_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }

@@ -28,7 +28,9 @@ type Options struct {
 	SessionListeners []net.Listener
 	Lease            time.Duration // meta lease (default meta's)
 	Heartbeat        time.Duration // data/session heartbeat (default theirs)
-	Logger           *slog.Logger
+	// SessionLimits are every session's client limits (zero: defaults).
+	SessionLimits sessionserver.Limits
+	Logger        *slog.Logger
 }
 
 // Local is a running in-process cluster.
@@ -105,7 +107,8 @@ func (l *Local) AddData(id string) (*dataserver.Node, error) {
 
 // AddSession starts one more session node, on ln if given.
 func (l *Local) AddSession(id string, ln net.Listener) (*sessionserver.Node, error) {
-	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat, Logger: l.opts.Logger}
+	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat,
+		Limits: l.opts.SessionLimits, Logger: l.opts.Logger}
 	if ln == nil {
 		cfg.Addr = "127.0.0.1:0"
 	}
