@@ -452,7 +452,7 @@ func TestTenThousandIdleConnections(t *testing.T) {
 		lim.Cur = old
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	})
-	addr, pid := startDev(t)
+	addr, pid := startDev(t, nil)
 
 	c := mustClient(t, addr)
 	register(t, c, "idle-svc", "r1", "before")
@@ -505,11 +505,13 @@ func TestTenThousandIdleConnections(t *testing.T) {
 	}
 }
 
-// startDev runs `registry dev` on a free loopback port and returns the
-// session address and the pid; the process is killed at cleanup.
-func startDev(t *testing.T, extra ...string) (string, int) {
+// startDev runs `registry dev` on a free loopback port, with env added to
+// its environment, and returns the session address and the pid; the
+// process is killed at cleanup.
+func startDev(t *testing.T, env []string, extra ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(registryBin, append([]string{"dev", "--listen", "127.0.0.1:0"}, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ const (
 	CmdSubscribe   = "subscribe"
 	CmdUnsubscribe = "unsubscribe"
 	CmdInfo        = "info"
+	CmdAuth        = "auth"
 )
 
 // Sub-commands and option words.
@@ -27,6 +28,7 @@ const (
 	SubDocs    = "docs"
 	SubCount   = "count"
 	OptTTL     = "ttl"
+	OptAuth    = "auth"
 )
 
 // Push kinds sent to subscribers (Redis pub/sub framing).

@@ -30,6 +30,11 @@ type clientConn struct {
 	resp3 bool // written only by the read loop, read under wmu
 
 	name string // CLIENT SETNAME
+	// authed says the client may run commands: it has authenticated, or
+	// the session asks no password. user is who it authenticated as.
+	// Only the read loop touches them.
+	authed bool
+	user   string
 	// failed is set when the command being run replied with an error;
 	// only the read loop touches it.
 	failed bool
@@ -54,6 +59,7 @@ func newClientConn(n *Node, nc net.Conn) *clientConn {
 		wr:     newRespWriter(nc),
 		owned:  make(map[pubKey]struct{}),
 		topics: make(map[string]*topic),
+		authed: n.cfg.Auth == nil,
 	}
 }
 
@@ -76,7 +82,7 @@ func (c *clientConn) serve() {
 			return
 		}
 		for i := 0; i < len(cmds) && !c.quit; {
-			if isWrite(cmds[i].Args) {
+			if c.authed && isWrite(cmds[i].Args) {
 				j := i + 1
 				for j < len(cmds) && isWrite(cmds[j].Args) {
 					j++
@@ -316,7 +322,13 @@ func truncate(b []byte) string {
 // exec runs one non-write command; the caller holds wmu.
 func (c *clientConn) exec(args [][]byte) {
 	name := strings.ToLower(string(args[0]))
+	if !c.authed && name != proto.CmdAuth && name != proto.CmdHello && name != proto.CmdQuit {
+		c.writeError(replyNoAuth)
+		return
+	}
 	switch name {
+	case proto.CmdAuth:
+		c.auth(args)
 	case proto.CmdPing:
 		c.ping(args)
 	case proto.CmdEcho:
@@ -401,12 +413,18 @@ func (c *clientConn) hello(args [][]byte) {
 		ver = v
 		for i := 2; i < len(args); i++ {
 			switch strings.ToLower(string(args[i])) {
-			case "auth":
-				// No passwords are configured yet: accept, as Redis does
-				// for the default user without a password.
+			case proto.OptAuth:
 				if i+2 >= len(args) {
 					c.writeError("ERR syntax error in HELLO option 'auth'")
 					return
+				}
+				// Without passwords configured any AUTH is accepted, as
+				// Redis does for its default user without a password.
+				if c.n.cfg.Auth != nil {
+					if err := c.authenticate(string(args[i+1]), string(args[i+2])); err != nil {
+						c.writeError(err.Error())
+						return
+					}
 				}
 				i += 2
 			case proto.SubSetName:
@@ -421,6 +439,10 @@ func (c *clientConn) hello(args [][]byte) {
 				return
 			}
 		}
+	}
+	if !c.authed {
+		c.writeError(replyNoAuthHello)
+		return
 	}
 	c.resp3 = ver == 3
 	fields := []struct {
@@ -495,7 +517,7 @@ func (c *clientConn) command(args [][]byte) {
 var clientCommands = []string{
 	proto.CmdPing, proto.CmdEcho, proto.CmdQuit, proto.CmdHello, proto.CmdClient, proto.CmdCommand,
 	proto.CmdSelect, proto.CmdRegister, proto.CmdUnregister, proto.CmdRenew, proto.CmdLookup,
-	proto.CmdSubscribe, proto.CmdUnsubscribe, proto.CmdInfo,
+	proto.CmdSubscribe, proto.CmdUnsubscribe, proto.CmdInfo, proto.CmdAuth,
 }
 
 func (c *clientConn) lookup(args [][]byte) {

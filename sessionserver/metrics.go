@@ -63,6 +63,7 @@ type stats struct {
 	// stalled counts clients disconnected for leaving their output
 	// unread; refused counts connections refused at max-connections.
 	stalled, refused atomic.Uint64
+	authFailures     atomic.Uint64 // AUTH with a wrong password
 }
 
 // record counts one command that took d.
@@ -118,6 +119,7 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		nil, n.stats.repairs.Load)
 	counter("slotreg_session_stalled_clients_total", "Clients disconnected because they left their output unread past client-stall-timeout.",
 		nil, n.stats.stalled.Load)
+	counter("slotreg_session_auth_failures_total", "Client AUTH attempts with a wrong user or password.", nil, n.stats.authFailures.Load)
 	counter("slotreg_session_refused_connections_total", "Client connections refused at max-connections.", nil, n.stats.refused.Load)
 	gauge("slotreg_session_connected_clients", "Open client connections.", func() float64 {
 		n.mu.Lock()

@@ -38,6 +38,8 @@ type Config struct {
 	// Limits bound what one client can make the session hold; zero
 	// fields take their defaults.
 	Limits Limits
+	// Auth, when set, makes clients AUTH before anything else.
+	Auth   *Auth
 	Logger *slog.Logger
 }
 

@@ -198,14 +198,19 @@ func sessionCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
 			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
+			flagRequirePass, flagUsersFile,
 		}, sessionLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
 				return err
 			}
+			auth, err := clientAuth(c)
+			if err != nil {
+				return err
+			}
 			n, err := sessionserver.New(sessionserver.Config{
-				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
+				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"), Auth: auth,
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
 				Limits: sessionLimits(c), Logger: log,
@@ -266,7 +271,7 @@ func devCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
-			flagHTTP,
+			flagHTTP, flagRequirePass, flagUsersFile,
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -280,12 +285,16 @@ func devCommand() *cli.Command {
 				}
 				defer os.RemoveAll(dir)
 			}
+			auth, err := clientAuth(c)
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", c.String("listen"))
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
 			cl, err := cluster.Start(cluster.Options{
-				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, Logger: log,
+				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log,
 			})
 			if err != nil {
 				return err
@@ -318,6 +327,24 @@ func devCommand() *cli.Command {
 			}, metrics...)
 		},
 	}
+}
+
+// Client authentication of a session (and of dev's session).
+var (
+	flagRequirePass = &cli.StringFlag{Name: "requirepass", EnvVars: []string{"SLOTREG_REQUIREPASS"},
+		Usage: "clients must AUTH with this password (the default user)"}
+	flagUsersFile = &cli.StringFlag{Name: "users-file", EnvVars: []string{"SLOTREG_USERS_FILE"},
+		Usage: "clients must AUTH as one of these users: a file of \"name password\" or \"name sha256:<hex>\" lines"}
+)
+
+// clientAuth is the session's client authentication; nil when neither
+// flag is set.
+func clientAuth(c *cli.Context) (*sessionserver.Auth, error) {
+	a, err := sessionserver.NewAuth(c.String("requirepass"), c.String("users-file"))
+	if err != nil {
+		return nil, fmt.Errorf("--users-file: %w", err)
+	}
+	return a, nil
 }
 
 // sessionLimitFlags are the per-client limits of a session; each can be

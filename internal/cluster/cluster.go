@@ -30,7 +30,9 @@ type Options struct {
 	Heartbeat        time.Duration // data/session heartbeat (default theirs)
 	// SessionLimits are every session's client limits (zero: defaults).
 	SessionLimits sessionserver.Limits
-	Logger        *slog.Logger
+	// SessionAuth, when set, makes every session's clients AUTH.
+	SessionAuth *sessionserver.Auth
+	Logger      *slog.Logger
 }
 
 // Local is a running in-process cluster.
@@ -108,7 +110,7 @@ func (l *Local) AddData(id string) (*dataserver.Node, error) {
 // AddSession starts one more session node, on ln if given.
 func (l *Local) AddSession(id string, ln net.Listener) (*sessionserver.Node, error) {
 	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat,
-		Limits: l.opts.SessionLimits, Logger: l.opts.Logger}
+		Limits: l.opts.SessionLimits, Auth: l.opts.SessionAuth, Logger: l.opts.Logger}
 	if ln == nil {
 		cfg.Addr = "127.0.0.1:0"
 	}
