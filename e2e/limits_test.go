@@ -152,7 +152,8 @@ func TestLimitsRefuseWithErrorsNamingThem(t *testing.T) {
 	}
 }
 
-// readFrame reads one RESP2 reply and renders it: arrays as [a b c].
+// readFrame reads one reply and renders it: arrays, RESP3 pushes and maps
+// as [a b c], bulks as their text, anything else as its line.
 func readFrame(rd *bufio.Reader) (string, error) {
 	line, err := rd.ReadString('\n')
 	if err != nil {
@@ -163,8 +164,11 @@ func readFrame(rd *bufio.Reader) (string, error) {
 		return "", fmt.Errorf("empty line")
 	}
 	switch line[0] {
-	case '*':
+	case '*', '>', '%':
 		n, _ := strconv.Atoi(line[1:])
+		if line[0] == '%' {
+			n *= 2 // a map's keys and values
+		}
 		parts := make([]string, 0, n)
 		for range n {
 			p, err := readFrame(rd)

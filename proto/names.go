@@ -36,6 +36,12 @@ const (
 	PushSubscribe   = "subscribe"
 	PushUnsubscribe = "unsubscribe"
 	PushMessage     = "message"
+	// PushGoAway is the RESP3 push a session sends every client when it
+	// shuts down: [goaway, <milliseconds until it closes the connection>].
+	PushGoAway = "goaway"
+	// ChanGoAway is the pub/sub channel a subscribed connection gets the
+	// same notice on, as a message whose payload is the milliseconds.
+	ChanGoAway = "__slotreg__:goaway"
 )
 
 // Inter-node commands served by meta nodes.

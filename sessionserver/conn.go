@@ -651,6 +651,28 @@ func (c *clientConn) unsubscribe(args [][]byte) {
 	}
 }
 
+// goAway tells the client the session is closing its connection in grace.
+func (c *clientConn) goAway(grace time.Duration) {
+	defer c.n.wg.Done()
+	ms := []byte(strconv.FormatInt(grace.Milliseconds(), 10))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch {
+	case c.subscribed():
+		c.writePushHeader(3)
+		c.wr.WriteBulkString(proto.PushMessage)
+		c.wr.WriteBulkString(proto.ChanGoAway)
+		c.wr.WriteBulk(ms)
+	case c.resp3:
+		c.writePushHeader(2)
+		c.wr.WriteBulkString(proto.PushGoAway)
+		c.wr.WriteBulk(ms)
+	default:
+		return
+	}
+	c.flush()
+}
+
 // markPush queues t for this connection's push loop. A topic is queued at
 // most once however often it changes: the loop sends its newest state.
 func (c *clientConn) markPush(t *topic) {

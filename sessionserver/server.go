@@ -263,6 +263,52 @@ func (n *Node) acceptLoop() {
 	}
 }
 
+// Shutdown stops the session gracefully: it stops accepting, tells every
+// client to go (a RESP3 goaway push, or a message on the goaway channel
+// for a subscribed connection; a RESP2 connection that is not subscribed
+// cannot be told and just sees the close), waits until the clients have
+// left or grace has passed, then closes as Close does. A client that
+// registers its publishers again through another session meanwhile keeps
+// them: the closing connection's unregisters only remove what it still
+// owns.
+func (n *Node) Shutdown(grace time.Duration) error {
+	if n.closing.Load() {
+		return nil
+	}
+	n.log.Info("shutting down: telling clients to go", "grace", grace)
+	n.ln.Close()
+	n.mu.Lock()
+	conns := make([]*clientConn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	n.mu.Unlock()
+	for _, c := range conns {
+		// Each on its own: a stalled client must not hold up the others.
+		n.wg.Add(1)
+		go c.goAway(grace)
+	}
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n.mu.Lock()
+		left := len(n.conns)
+		n.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		select {
+		case <-deadline.C:
+			n.log.Info("grace period over; closing the clients left", "clients", left)
+			return n.Close()
+		case <-tick.C:
+		}
+	}
+	return n.Close()
+}
+
 // refuse turns a client away at max-connections with an error it can
 // read, without holding up the accept loop.
 func (n *Node) refuse(nc net.Conn) {

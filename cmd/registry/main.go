@@ -199,6 +199,8 @@ func sessionCommand() *cli.Command {
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
 			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
 			flagRequirePass, flagUsersFile,
+			&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
+				Usage: "on SIGTERM, how long clients have to go elsewhere before their connections are closed"},
 		}, sessionLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -218,7 +220,15 @@ func sessionCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
+			// SIGTERM tells the clients to go and gives them time to;
+			// SIGINT closes at once.
+			stop := func(s os.Signal) error {
+				if s == syscall.SIGTERM {
+					return n.Shutdown(c.Duration("shutdown-grace"))
+				}
+				return n.Close()
+			}
+			return serveUntil(c, log, stop, func() (bool, string) {
 				if !n.Ready() {
 					return false, "slot table incomplete"
 				}
