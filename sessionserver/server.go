@@ -275,7 +275,7 @@ func (n *Node) Shutdown(grace time.Duration) error {
 	if n.closing.Load() {
 		return nil
 	}
-	n.log.Info("shutting down: telling clients to go", "grace", grace)
+	n.log.Info("shutting down: telling clients to go", "grace", grace.String())
 	n.ln.Close()
 	n.mu.Lock()
 	conns := make([]*clientConn, 0, len(n.conns))

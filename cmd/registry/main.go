@@ -31,6 +31,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"SLOTREG_LOG_FORMAT"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"SLOTREG_LOG_LEVEL"}},
+			flagConfig,
 		},
 		Commands: []*cli.Command{metaCommand(), dataCommand(), sessionCommand(), devCommand()},
 	}
@@ -81,16 +82,17 @@ func parsePeers(s string) ([]meta.Peer, error) {
 }
 
 var (
-	flagID   = &cli.StringFlag{Name: "id", Usage: "node id, unique in the cluster", Required: true}
-	flagMeta = &cli.StringFlag{Name: "meta", Usage: "meta RPC addresses, comma separated", EnvVars: []string{"SLOTREG_META"}, Required: true}
+	flagID   = &cli.StringFlag{Name: "id", Usage: "node id, unique in the cluster"}
+	flagMeta = &cli.StringFlag{Name: "meta", Usage: "meta RPC addresses, comma separated", EnvVars: []string{"SLOTREG_META"}}
 	flagHTTP = &cli.StringFlag{Name: "http", Usage: "address for /metrics, /healthz and /readyz (empty: off)"}
 	flagBeat = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
 )
 
 func metaCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "meta",
-		Usage: "run a meta node: membership and the slot table, on Raft",
+		Name:   "meta",
+		Usage:  "run a meta node: membership and the slot table, on Raft",
+		Before: applyConfig,
 		Flags: []cli.Flag{
 			flagID,
 			&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
@@ -98,7 +100,7 @@ func metaCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise-raft", Usage: "Raft address peers dial (default: --raft)"},
 			&cli.StringFlag{Name: "advertise-rpc", Usage: "RPC address others dial (default: --rpc)"},
 			&cli.StringFlag{Name: "peers", Usage: "all voters as id=raftaddr,... (empty: a single voter)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live", Required: true},
+			&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live"},
 			&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "how long a data or session node may miss heartbeats before it is evicted"},
 			&cli.IntFlag{Name: "replicas", Value: 2, Usage: "copies of each slot (leader + followers)"},
 			&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
@@ -137,8 +139,9 @@ func metaCommand() *cli.Command {
 
 func dataCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "data",
-		Usage: "run a data node: leads and follows slots of the table",
+		Name:   "data",
+		Usage:  "run a data node: leads and follows slots of the table",
+		Before: applyConfig,
 		Flags: []cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
@@ -190,8 +193,9 @@ func dataCommand() *cli.Command {
 
 func sessionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "session",
-		Usage: "run a session node: holds client connections (RESP)",
+		Name:   "session",
+		Usage:  "run a session node: holds client connections (RESP)",
+		Before: applyConfig,
 		Flags: append([]cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
@@ -276,8 +280,9 @@ func serveUntil(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) erro
 
 func devCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "dev",
-		Usage: "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
+		Name:   "dev",
+		Usage:  "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
+		Before: applyConfig,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
