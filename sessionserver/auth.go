@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -105,16 +104,14 @@ func (a *Auth) check(user, pass string) bool {
 	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && ok
 }
 
-// errWrongPass is what a failed AUTH replies, after the delay.
-var errWrongPass = errors.New(replyWrongPass)
-
 // authenticate runs AUTH [user] password for c; the caller holds wmu,
 // which it releases during a failure's delay so pushes are not held up.
-func (c *clientConn) authenticate(user, pass string) error {
+// A failure has been answered with WRONGPASS when it returns false.
+func (c *clientConn) authenticate(user, pass string) bool {
 	a := c.n.cfg.Auth
 	if a.check(user, pass) {
 		c.authed, c.user = true, user
-		return nil
+		return true
 	}
 	c.n.stats.authFailures.Add(1)
 	c.n.log.Warn("client AUTH failed", "conn", c.id, "remote", c.nc.RemoteAddr().String(), "user", user)
@@ -124,7 +121,8 @@ func (c *clientConn) authenticate(user, pass string) error {
 	case <-c.n.stop:
 	}
 	c.wmu.Lock()
-	return errWrongPass
+	c.writeError(replyWrongPass)
+	return false
 }
 
 // auth serves AUTH [user] password.
@@ -141,9 +139,7 @@ func (c *clientConn) auth(args [][]byte) {
 	if len(args) == 3 {
 		user, pass = string(args[1]), string(args[2])
 	}
-	if err := c.authenticate(user, pass); err != nil {
-		c.writeError(err.Error())
-		return
+	if c.authenticate(user, pass) {
+		c.wr.WriteString("OK")
 	}
-	c.wr.WriteString("OK")
 }

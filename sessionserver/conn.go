@@ -421,8 +421,7 @@ func (c *clientConn) hello(args [][]byte) {
 				// Without passwords configured any AUTH is accepted, as
 				// Redis does for its default user without a password.
 				if c.n.cfg.Auth != nil {
-					if err := c.authenticate(string(args[i+1]), string(args[i+2])); err != nil {
-						c.writeError(err.Error())
+					if !c.authenticate(string(args[i+1]), string(args[i+2])) {
 						return
 					}
 				}

@@ -60,12 +60,12 @@ session:
 
 func TestConfigFileErrorsNameTheSetting(t *testing.T) {
 	cases := map[string]string{
-		"session:\n  id: a\n  meta: b\n  bogus: 1\n":                "session.bogus is not a setting here",
+		"session:\n  id: a\n  meta: b\n  bogus: 1\n":              "session.bogus is not a setting here",
 		"session:\n  id: a\n  meta: b\n  max-connections: lots\n": "session.max-connections",
-		"nonsense: 1\nsession:\n  id: a\n  meta: b\n":              "nonsense is not a setting here",
-		"session: 3\n":                                             "session: want a section",
-		"session:\n  meta: b\n":                                    "--id is required",
-		"session: [\n":                                             "yaml",
+		"nonsense: 1\nsession:\n  id: a\n  meta: b\n":             "nonsense is not a setting here",
+		"session: 3\n":          "session: want a section",
+		"session:\n  meta: b\n": "--id is required",
+		"session: [\n":          "yaml",
 	}
 	for config, want := range cases {
 		_, err := runWithConfig(t, config)
