@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/proto"
 )
 
 // mustCluster starts an in-process cluster (1 meta, 2 data, n sessions)
@@ -104,6 +105,9 @@ func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
 	go func() {
 		defer close(w.done)
 		for m := range ch {
+			if m.Channel == proto.ChanGoAway {
+				continue // a stopping session's notice to go, not a datum
+			}
 			var p push
 			if err := json.Unmarshal([]byte(m.Payload), &p); err != nil {
 				w.fail("bad payload %q: %v", m.Payload, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
 )
 
 // sdkClient is a publisher client that behaves as a registry SDK does: it
@@ -277,7 +278,10 @@ func mustRollSub(t *testing.T, addr string, mayGo func(svc, rid string) bool, se
 					s.resub[m.Channel] = true
 				}
 			case *redis.Message:
-				s.observe(m)
+				// A stopping session's notice to go is not a datum.
+				if m.Channel != proto.ChanGoAway {
+					s.observe(m)
+				}
 			}
 			s.mu.Unlock()
 		}
