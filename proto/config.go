@@ -81,6 +81,9 @@ type ConfigEntry struct {
 	Version uint64 `json:"version"`
 	Value   string `json:"value"`
 	Deleted bool   `json:"deleted,omitempty"`
+	// Size is the value's length where the value itself is left out
+	// (CONFLIST).
+	Size int `json:"size,omitempty"`
 }
 
 // AppendPushJSON appends the entry as a subscriber's message payload and
