@@ -208,6 +208,16 @@ func (n *Node) handleMLock(conn redcon.Conn, args [][]byte) {
 		return
 	}
 	now := time.Now().UnixMilli()
+	// A lock another owner holds is refused without a log entry: a
+	// refusal is never unsafe (the client retries), and twenty clients
+	// polling a held lock would otherwise each write to the log. Grants
+	// and renewals always go through the log.
+	st := n.store.state()
+	if l := st.Locks[m.Name]; l != nil && l.Owner != m.Owner && l.Expires > max(now, st.Clock) {
+		reply := proto.LockReply{Token: l.Token, Holder: l.Owner, TTLMs: l.Expires - max(now, st.Clock)}
+		conn.WriteRaw(reply.AppendRESP(nil))
+		return
+	}
 	res, err := n.propose(&command{Type: cmdLockAcquire, Name: m.Name, Owner: m.Owner, TTLMs: m.TTLMs, Now: now,
 		Session: m.Session, Conn: m.Conn})
 	if err == nil && res.Err != nil {

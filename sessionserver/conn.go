@@ -139,6 +139,7 @@ func (c *clientConn) cleanup() {
 			c.n.subs.remove(c, t)
 		}
 	}
+	c.n.locksConnClosed(c)
 	c.n.mu.Lock()
 	delete(c.n.conns, c)
 	c.n.mu.Unlock()
@@ -321,6 +322,9 @@ func (c *clientConn) exec(args [][]byte) {
 	case proto.CmdSlotreg:
 		c.slotregCmd(args)
 	default:
+		if c.execExt(name, args) {
+			return
+		}
 		c.writeError("ERR unknown command '" + truncate(args[0]) + "'")
 	}
 }
