@@ -41,6 +41,11 @@ type result struct {
 	// MoveErrs is, for start-moves, one entry per requested move: nil if
 	// it started, else why not.
 	MoveErrs []error
+	// Version is, for config-set and config-del, the key's version after
+	// the entry (0: a delete of a key that did not exist).
+	Version uint64
+	// Lock is, for lock-acquire and lock-release, the outcome.
+	Lock *lockResult
 }
 
 // applyCommand is the stateless applier: the new state after c, and what
@@ -52,6 +57,8 @@ func applyCommand(s *state, c *command) (*state, result) {
 	var next *state
 	var err error
 	var moveErrs []error
+	var version uint64
+	var lock *lockResult
 	switch c.Type {
 	case cmdInit:
 		next, err = applyInit(s, c)
@@ -71,6 +78,16 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, err = applyDrain(s, c)
 	case cmdUndrain:
 		next, err = applyUndrain(s, c)
+	case cmdConfigSet:
+		next, version, err = applyConfigSet(s, c)
+	case cmdConfigDel:
+		next, version, err = applyConfigDel(s, c)
+	case cmdLockAcquire:
+		next, lock, err = applyLockAcquire(s, c)
+	case cmdLockRelease:
+		next, lock, err = applyLockRelease(s, c)
+	case cmdLockExpire:
+		next, err = applyLockExpire(s, c)
 	default:
 		err = fmt.Errorf("%w: type %s", errBadCommand, c.Type)
 	}
@@ -78,9 +95,9 @@ func applyCommand(s *state, c *command) (*state, result) {
 		return s, result{Epoch: tableEpoch(s), Err: err, MoveErrs: moveErrs}
 	}
 	if next == nil {
-		return s, result{Epoch: tableEpoch(s), MoveErrs: moveErrs}
+		return s, result{Epoch: tableEpoch(s), MoveErrs: moveErrs, Version: version, Lock: lock}
 	}
-	return next, result{Changed: true, Epoch: tableEpoch(next), MoveErrs: moveErrs}
+	return next, result{Changed: true, Epoch: tableEpoch(next), MoveErrs: moveErrs, Version: version, Lock: lock}
 }
 
 func tableEpoch(s *state) uint64 {
@@ -142,7 +159,11 @@ func applyRemove(s *state, c *command) (*state, error) {
 	m := maps.Clone(s.members(c.Kind))
 	delete(m, c.ID)
 	if c.Kind == proto.KindSession {
-		return withMembers(s, c.Kind, m, nil)
+		next, err := withMembers(s, c.Kind, m, nil)
+		if err == nil {
+			withoutSessionLocks(next, c.ID)
+		}
+		return next, err
 	}
 	next, err := withMembers(s, c.Kind, m, usablePrefer(s.Table, m, c.ID, c.Prefer))
 	if err != nil || !s.Draining[c.ID] {

@@ -207,8 +207,8 @@ func TestSnapshotRestoreDraining(t *testing.T) {
 	if err := src.state().writeTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if v := buf.Bytes()[len(snapshotMagic)+3]; uint32(v) != snapshotVersion || snapshotVersion != 3 {
-		t.Fatalf("snapshot version %d, want 3", v)
+	if v := buf.Bytes()[len(snapshotMagic)+3]; uint32(v) != snapshotVersion || snapshotVersion != 4 {
+		t.Fatalf("snapshot version %d, want 4", v)
 	}
 	if !bytes.Contains(buf.Bytes(), []byte(`"draining":["d2","d3"]`)) {
 		t.Fatalf("snapshot does not list the draining nodes sorted: %s", buf.Bytes())

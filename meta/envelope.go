@@ -36,6 +36,18 @@ const (
 	cmdDrain cmdType = 8
 	// cmdUndrain ends a data node's draining.
 	cmdUndrain cmdType = 9
+	// cmdConfigSet writes a config key (configkv.go).
+	cmdConfigSet cmdType = 10
+	// cmdConfigDel deletes a config key, leaving a tombstone.
+	cmdConfigDel cmdType = 11
+	// cmdLockAcquire takes or renews a global lock at the leader's Now
+	// (locks.go).
+	cmdLockAcquire cmdType = 12
+	// cmdLockRelease releases a lock its owner holds.
+	cmdLockRelease cmdType = 13
+	// cmdLockExpire drops every lock whose expiry is at or before the
+	// leader's Now.
+	cmdLockExpire cmdType = 14
 )
 
 func (t cmdType) String() string {
@@ -58,6 +70,16 @@ func (t cmdType) String() string {
 		return "drain"
 	case cmdUndrain:
 		return "undrain"
+	case cmdConfigSet:
+		return "config-set"
+	case cmdConfigDel:
+		return "config-del"
+	case cmdLockAcquire:
+		return "lock-acquire"
+	case cmdLockRelease:
+		return "lock-release"
+	case cmdLockExpire:
+		return "lock-expire"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }
@@ -74,7 +96,10 @@ const (
 // command is every log entry's payload. Each type uses a subset of the
 // fields: init Replicas; join Kind, ID, Addr; remove Kind, ID, Reason,
 // Prefer; record-meta ID, Addr; start-moves Moves; finish-move Slot, From,
-// To, LeaderEpoch; cancel-move Slot, Reason; drain and undrain ID.
+// To, LeaderEpoch; cancel-move Slot, Reason; drain and undrain ID;
+// config-set Key, Value; config-del Key; lock-acquire Name, Owner, TTLMs,
+// Now, Session, Conn; lock-release Name, Owner, Conn, Now; lock-expire
+// Now.
 type command struct {
 	Type     cmdType `json:"-"`
 	Kind     string  `json:"kind,omitempty"`
@@ -94,6 +119,21 @@ type command struct {
 	// LeaderEpoch is the slot's leader epoch under From, as the data
 	// leader handing over knew it.
 	LeaderEpoch uint64 `json:"leaderEpoch,omitempty"`
+	// Key and Value are a config key and its new value.
+	Key   string `json:"key,omitempty"`
+	Value string `json:"value,omitempty"`
+	// Name, Owner, TTLMs: a lock, who takes or releases it, for how long.
+	Name  string `json:"name,omitempty"`
+	Owner string `json:"owner,omitempty"`
+	TTLMs int64  `json:"ttlMs,omitempty"`
+	// Now is the proposing leader's wall clock in Unix milliseconds: the
+	// only way time enters the FSM, so every replica expires the same
+	// locks at the same entry.
+	Now int64 `json:"now,omitempty"`
+	// Session and Conn bind a lock to a session node and one of its
+	// client connections.
+	Session string `json:"session,omitempty"`
+	Conn    string `json:"conn,omitempty"`
 }
 
 // moveSpec is one move of a start-moves command: Slot's leadership is to
@@ -134,4 +174,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdUndrain }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdLockExpire }

@@ -20,6 +20,11 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdCancelMove, Slot: 0, Reason: reasonTimeout},
 		{Type: cmdDrain, ID: "d3"},
 		{Type: cmdUndrain, ID: "d3"},
+		{Type: cmdConfigSet, Key: "app/x", Value: "v\n\u00fc"},
+		{Type: cmdConfigDel, Key: "app/x"},
+		{Type: cmdLockAcquire, Name: "job", Owner: "w1", TTLMs: 3000, Now: 1_700_000_000_000, Session: "s1", Conn: "abc.3"},
+		{Type: cmdLockRelease, Name: "job", Owner: "w1", Conn: "abc.3", Now: 1_700_000_000_500},
+		{Type: cmdLockExpire, Now: 1_700_000_001_000},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -47,7 +52,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
-		{byte(cmdUndrain) + 1, '{', '}'},
+		{byte(cmdLockExpire) + 1, '{', '}'},
 		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},

@@ -29,6 +29,8 @@ type store struct {
 	// a new state is published, so the leader's move loop reacts to a
 	// table change at once instead of at its next tick.
 	changed chan struct{}
+	// cfg wakes CONFWATCH long polls when the config revision changes.
+	cfg configSignal
 }
 
 func newStore() *store {
@@ -39,9 +41,11 @@ func newStore() *store {
 
 // publish makes st the current state and signals changed.
 func (s *store) publish(st *state) {
-	if s.cur.Swap(st) == st {
+	old := s.cur.Swap(st)
+	if old == st {
 		return
 	}
+	s.cfg.notify(old, st)
 	select {
 	case s.changed <- struct{}{}:
 	default:

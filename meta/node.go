@@ -183,11 +183,12 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.startRPC()
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.leaderLoop()
 	go n.leaseLoop()
 	go n.registerLoop()
 	go n.moveLoop()
+	go n.lockLoop()
 	n.log.Info("meta node started", "raft", n.advertiseRaft, "rpc", n.advertiseRPC,
 		"voters", max(len(cfg.Peers), 1), "dir", cfg.DataDir)
 	return n, nil

@@ -37,6 +37,15 @@ func (n *Node) newHandlers() (map[string]handler, error) {
 		{proto.CmdCancelMove, n.handleCancelMove},
 		{proto.CmdDrain, n.handleDrain},
 		{proto.CmdUndrain, n.handleUndrain},
+		{proto.CmdConfSet, n.handleConfSet},
+		{proto.CmdConfDel, n.handleConfDel},
+		{proto.CmdConfGet, n.handleConfGet},
+		{proto.CmdConfList, n.handleConfList},
+		{proto.CmdConfHistory, n.handleConfHistory},
+		{proto.CmdConfWatch, n.handleConfWatch},
+		{proto.CmdMLock, n.handleMLock},
+		{proto.CmdMUnlock, n.handleMUnlock},
+		{proto.CmdMLockInfo, n.handleMLockInfo},
 	} {
 		name := strings.ToLower(r.name)
 		if name == "" || r.fn == nil {

@@ -34,11 +34,23 @@ type state struct {
 	// Data): the leader moves the slots they lead to other nodes, and no
 	// move may target them. Removing a node from Data removes it here.
 	Draining map[string]bool
+	// Config holds every config key ever set, deleted ones as tombstones
+	// (see configkv.go); ConfigRev is the highest version given out, the
+	// one counter every key's versions come from.
+	Config    map[string]*configKey
+	ConfigRev uint64
+	// Locks are the held global locks (see locks.go). FenceSeq is the
+	// last fencing token granted. Clock is the latest leader time any
+	// lock entry carried (Unix ms): it never goes back, whatever the
+	// clocks of successive leaders say.
+	Locks    map[string]*lockState
+	FenceSeq uint64
+	Clock    int64
 }
 
 func newState() *state {
 	return &state{Data: map[string]string{}, Sessions: map[string]string{}, Metas: map[string]string{},
-		Draining: map[string]bool{}}
+		Draining: map[string]bool{}, Config: map[string]*configKey{}, Locks: map[string]*lockState{}}
 }
 
 // members returns the map for a node kind, nil for an unknown kind.
@@ -123,11 +135,14 @@ func (s *state) drainingList() []string {
 // slot's own encoding handles); version 3 added draining. Older snapshots
 // are still read: a version 1 state gets MembersEpoch 1 if it was
 // initialized, as if the session list had never changed since init, and
-// versions 1 and 2 drain no node.
+// versions 1 and 2 drain no node. Version 4 added config (every key's
+// bounded history), configRev, locks, fenceSeq and clock; older snapshots
+// restore with none.
 var snapshotMagic = [8]byte{'S', 'L', 'O', 'T', 'M', 'E', 'T', 'A'}
 
 const (
-	snapshotVersion   uint32 = 3
+	snapshotVersion   uint32 = 4
+	snapshotVersionV3 uint32 = 3
 	snapshotVersionV2 uint32 = 2
 	snapshotVersionV1 uint32 = 1
 )
@@ -144,12 +159,25 @@ type stateJSON struct {
 	MembersEpoch uint64 `json:"membersEpoch"`
 	// Draining (sorted) is absent before version 3.
 	Draining []string `json:"draining,omitempty"`
+	// Config, ConfigRev, Locks, FenceSeq and Clock are absent before
+	// version 4.
+	Config    map[string][]configRev `json:"config,omitempty"`
+	ConfigRev uint64                 `json:"configRev,omitempty"`
+	Locks     map[string]*lockState  `json:"locks,omitempty"`
+	FenceSeq  uint64                 `json:"fenceSeq,omitempty"`
+	Clock     int64                  `json:"clock,omitempty"`
 }
 
 // writeTo persists s in the snapshot format.
 func (s *state) writeTo(w io.Writer) error {
 	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch,
-		Draining: s.drainingList()}
+		Draining: s.drainingList(), ConfigRev: s.ConfigRev, Locks: s.Locks, FenceSeq: s.FenceSeq, Clock: s.Clock}
+	if len(s.Config) > 0 {
+		sj.Config = make(map[string][]configRev, len(s.Config))
+		for k, ck := range s.Config {
+			sj.Config[k] = ck.Revs
+		}
+	}
 	if s.Table != nil {
 		b, err := s.Table.Marshal()
 		if err != nil {
@@ -183,7 +211,7 @@ func readState(r io.Reader) (*state, error) {
 		return nil, fmt.Errorf("restore: not a meta snapshot (bad magic)")
 	}
 	v := binary.BigEndian.Uint32(b[len(snapshotMagic):])
-	if v != snapshotVersion && v != snapshotVersionV2 && v != snapshotVersionV1 {
+	if v != snapshotVersion && v != snapshotVersionV3 && v != snapshotVersionV2 && v != snapshotVersionV1 {
 		return nil, fmt.Errorf("restore: snapshot version %d, this build reads %d to %d", v, snapshotVersionV1, snapshotVersion)
 	}
 	var sj stateJSON
@@ -209,6 +237,9 @@ func readState(r io.Reader) (*state, error) {
 		if s.Table, err = slot.Unmarshal(sj.Table); err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
+	}
+	if err := restoreConfigAndLocks(s, &sj); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	return s, nil
 }

@@ -32,6 +32,10 @@ func FuzzParseCommands(f *testing.F) {
 		{CmdDWrite, "1", "s1", "R", "", "r", "d", "c", "99999999999"},
 		{CmdDPull, "d1", "1", "300"},
 		{CmdHeartbeat, KindData, "d1", "a:1", "1", "1", "1:2,1:3"},
+		(&ConfSet{Key: "app/k", Value: "v"}).Args(),
+		(&ConfWatch{Since: 3, WaitMs: 100}).Args(),
+		(&MLock{Name: "n", Owner: "o", TTLMs: 1000, Session: "s1", Conn: "c.1"}).Args(),
+		(&MUnlock{Name: "n", Owner: "o", Conn: "c.1"}).Args(),
 	} {
 		f.Add(bytes.Join(ArgsBytes(seed), []byte{0}))
 	}
@@ -61,7 +65,29 @@ func FuzzParseCommands(f *testing.F) {
 		ParseRebalance(args)
 		ParseCancelMove(args)
 		ParseMetaJoin(args)
+		roundTrip(t, "confset", args, ParseConfSet, (*ConfSet).Args)
+		roundTrip(t, "confwatch", args, ParseConfWatch, (*ConfWatch).Args)
+		roundTrip(t, "mlock", args, ParseMLock, (*MLock).Args)
+		roundTrip(t, "munlock", args, ParseMUnlock, (*MUnlock).Args)
+		roundTrip(t, "lock", args, ParseLock, (*Lock).Args)
+		ParseConfList(args)
+		ParseConfKey(CmdConfGet, args)
+		ParseLockInfo(CmdLockInfo, args)
+		ParseUnlock(args)
 	})
+}
+
+// roundTrip checks that whatever parse accepts builds back to arguments
+// that parse to the same value.
+func roundTrip[T any](t *testing.T, what string, args [][]byte, parse func([][]byte) (*T, error), build func(*T) []any) {
+	v, err := parse(args)
+	if err != nil {
+		return
+	}
+	again, err := parse(ArgsBytes(build(v)))
+	if err != nil || !reflect.DeepEqual(again, v) {
+		t.Fatalf("%s %+v does not round-trip: %+v, %v", what, v, again, err)
+	}
 }
 
 // FuzzParseBinary feeds the binary decoders arbitrary bytes: they must

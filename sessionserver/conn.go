@@ -173,6 +173,7 @@ func (c *clientConn) cleanup() {
 			c.n.subs.remove(c, t)
 		}
 	}
+	c.n.locksConnClosed(c)
 	c.n.mu.Lock()
 	delete(c.n.conns, c)
 	c.n.mu.Unlock()
@@ -365,6 +366,9 @@ func (c *clientConn) exec(args [][]byte) {
 	case proto.CmdSlotreg:
 		c.slotregCmd(args)
 	default:
+		if c.execExt(name, args) {
+			return
+		}
 		c.writeError("ERR unknown command '" + truncate(args[0]) + "'")
 	}
 }

@@ -29,6 +29,12 @@ func FuzzSessionCommands(f *testing.F) {
 		"PING\x00a\x00b",
 		"ECHO",
 		"SELECT\x001",
+		"CONFGET\x00app/k",
+		"SUBSCRIBE\x00config/app/k",
+		"LOCK\x00job\x00w1\x001000",
+		"LOCK\x00job\x00w1\x00-1",
+		"UNLOCK\x00job\x00w1",
+		"LOCKINFO\x00job",
 		"\xff\xfe",
 	} {
 		f.Add([]byte(s))

@@ -95,6 +95,8 @@ type Node struct {
 	router *router
 	pubs   pubRegistry
 	subs   subRegistry
+	cfgs   configCache  // config.go
+	locks  lockRegistry // locks.go
 
 	mu      sync.Mutex
 	conns   map[*clientConn]struct{}
@@ -142,6 +144,8 @@ func New(cfg Config) (*Node, error) {
 	n.ln = respguard.Listen(ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
 	n.pubs.init()
 	n.subs.init()
+	n.cfgs.init(n)
+	n.locks.init(n)
 	n.router = newRouter(n)
 	n.metrics = n.newMetrics()
 	mc, err := meta.NewClient(meta.ClientConfig{
@@ -154,6 +158,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.meta = mc
 	mc.Start()
+	n.cfgs.start()
 	n.bgWg.Add(1)
 	go n.reconcileLoop()
 	n.wg.Add(1)
@@ -224,6 +229,8 @@ func (n *Node) Close() error {
 	n.meta.Close()
 	close(n.stop)
 	n.bgWg.Wait()
+	n.cfgs.close()
+	n.locks.close()
 	n.router.close()
 	n.subs.closeFeeds()
 	if errors.Is(err, net.ErrClosed) {

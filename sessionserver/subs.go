@@ -77,6 +77,9 @@ func (r *subRegistry) start(n *Node) {
 // add subscribes c to id and returns the topic. The caller has already
 // written the subscribe confirmation, so the first message follows it.
 func (r *subRegistry) add(n *Node, c *clientConn, id string) *topic {
+	if isConfigChannel(id) {
+		return n.cfgs.add(c, id)
+	}
 	r.start(n)
 	sl := &r.slots[slot.Of(id)]
 	sl.mu.Lock()
@@ -99,6 +102,10 @@ func (r *subRegistry) add(n *Node, c *clientConn, id string) *topic {
 
 // remove unsubscribes c from t; the last subscriber stops the watch.
 func (r *subRegistry) remove(c *clientConn, t *topic) {
+	if isConfigChannel(t.id) {
+		c.n.cfgs.remove(c, t)
+		return
+	}
 	sl := &r.slots[slot.Of(t.id)]
 	sl.mu.Lock()
 	delete(t.subs, c)

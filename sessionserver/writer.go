@@ -30,6 +30,7 @@ func (w *respWriter) WriteBulk(b []byte)       { w.b = redcon.AppendBulk(w.b, b)
 func (w *respWriter) WriteBulkString(s string) { w.b = redcon.AppendBulkString(w.b, s) }
 func (w *respWriter) WriteInt(n int)           { w.b = redcon.AppendInt(w.b, int64(n)) }
 func (w *respWriter) WriteUint64(n uint64)     { w.b = redcon.AppendUint(w.b, n) }
+func (w *respWriter) WriteInt64(n int64)       { w.b = redcon.AppendInt(w.b, n) }
 func (w *respWriter) WriteArray(n int)         { w.b = redcon.AppendArray(w.b, n) }
 func (w *respWriter) WriteNull()               { w.b = redcon.AppendNull(w.b) }
 func (w *respWriter) WriteRaw(b []byte)        { w.b = append(w.b, b...) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -232,12 +233,12 @@ func sessionCommand() *cli.Command {
 				}
 				return n.Close()
 			}
-			return serveUntil(c, log, stop, func() (bool, string) {
+			return serveUntilWith(c, log, stop, func() (bool, string) {
 				if !n.Ready() {
 					return false, "slot table incomplete"
 				}
 				return true, ""
-			}, n.Metrics())
+			}, n.HTTPHandlers(), n.Metrics())
 		},
 	}
 }
@@ -259,10 +260,17 @@ func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, 
 // serveUntil is serveUntilSignal for a node whose way of stopping depends
 // on the signal.
 func serveUntil(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
+	return serveUntilWith(c, log, closeNode, ready, nil, metrics...)
+}
+
+// serveUntilWith is serveUntil with more HTTP routes (a session's config
+// pull endpoint).
+func serveUntilWith(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string),
+	routes map[string]http.Handler, metrics ...prometheus.Gatherer) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
 		var err error
-		if hs, err = obs.Serve(addr, ready, metrics...); err != nil {
+		if hs, err = obs.ServeWith(addr, ready, routes, metrics...); err != nil {
 			closeNode(syscall.SIGINT)
 			return err
 		}
@@ -334,12 +342,12 @@ func devCommand() *cli.Command {
 			for _, s := range cl.Sessions {
 				metrics = append(metrics, s.Metrics())
 			}
-			return serveUntilSignal(c, log, cl.Close, func() (bool, string) {
+			return serveUntilWith(c, log, func(os.Signal) error { return cl.Close() }, func() (bool, string) {
 				if !sess.Ready() {
 					return false, "slot table incomplete"
 				}
 				return true, ""
-			}, metrics...)
+			}, sess.HTTPHandlers(), metrics...)
 		},
 	}
 }

@@ -135,10 +135,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			nodesCommand(), slotsCommand(), rebalanceCommand(), moveSlotCommand(),
 			drainCommand(), undrainCommand(), lookupCommand(), statsCommand(), verifyCommand(),
+			configCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = onUsageError
+		for _, sub := range cmd.Subcommands {
+			sub.OnUsageError = onUsageError
+		}
 	}
 	return app
 }
@@ -194,7 +198,16 @@ func normalizeArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	name := args[i]
+	names := []string{args[i]}
+	// A command with subcommands (config set ...): the subcommand's flags
+	// and arguments are what get sorted.
+	if len(cmd.Subcommands) > 0 && i+1 < len(args) {
+		if sub := cmd.Command(args[i+1]); sub != nil {
+			i++
+			names = append(names, args[i])
+			cmd = sub
+		}
+	}
 	var flags, positional []string
 	for i++; i < len(args); {
 		a := args[i]
@@ -212,7 +225,7 @@ func normalizeArgs(app *cli.App, args []string) []string {
 		}
 	}
 	out := append([]string{args[0]}, globals...)
-	out = append(out, name)
+	out = append(out, names...)
 	out = append(out, flags...)
 	if len(positional) > 0 {
 		out = append(out, "--")

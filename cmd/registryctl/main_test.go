@@ -27,6 +27,8 @@ func TestNormalizeArgs(t *testing.T) {
 		{"registryctl lookup -- --odd-id", "registryctl lookup -- --odd-id"},
 		{"registryctl nosuch 1 --x", "registryctl nosuch 1 --x"},
 		{"registryctl --meta a:1", "registryctl --meta a:1"},
+		{"registryctl config set k --file f --meta a:1", "registryctl --meta a:1 config set --file f -- k"},
+		{"registryctl config list", "registryctl config list"},
 	} {
 		if got := strings.Join(normalizeArgs(app, strings.Fields(c.in)), " "); got != c.want {
 			t.Errorf("normalizeArgs(%q) = %q, want %q", c.in, got, c.want)

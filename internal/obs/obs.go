@@ -58,6 +58,12 @@ type Server struct {
 // given (each node's own registry) and the process's Go and process
 // collectors.
 func Serve(addr string, ready func() (bool, string), gatherers ...prometheus.Gatherer) (*Server, error) {
+	return ServeWith(addr, ready, nil, gatherers...)
+}
+
+// ServeWith is Serve with more routes: a node's own HTTP API (a session's
+// /v1/config/), keyed by net/http ServeMux pattern.
+func ServeWith(addr string, ready func() (bool, string), routes map[string]http.Handler, gatherers ...prometheus.Gatherer) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
@@ -78,6 +84,9 @@ func Serve(addr string, ready func() (bool, string), gatherers ...prometheus.Gat
 		}
 		io.WriteString(w, "ready\n")
 	})
+	for pattern, h := range routes {
+		mux.Handle(pattern, h)
+	}
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, err: make(chan error, 1)}
 	go func() { s.err <- s.srv.Serve(ln) }()
 	return s, nil

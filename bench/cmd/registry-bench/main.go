@@ -29,6 +29,7 @@ func main() {
 		Commands: []*cli.Command{
 			registerCommand(), pushCommand(), lookupCommand(), fanoutCommand(), churnCommand(),
 			failoverCommand(), lagCommand(), migrateCommand(), memoryCommand(), scaleCommand(), suiteCommand(),
+			configPushCommand(), lockCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
