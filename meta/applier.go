@@ -88,6 +88,8 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, lock, err = applyLockRelease(s, c)
 	case cmdLockExpire:
 		next, err = applyLockExpire(s, c)
+	case cmdEvenFollowers:
+		next, err = applyEvenFollowers(s)
 	default:
 		err = fmt.Errorf("%w: type %s", errBadCommand, c.Type)
 	}
@@ -391,6 +393,26 @@ func applyDrain(s *state, c *command) (*state, error) {
 		t.Epoch = s.Table.Epoch + 1
 		next.Table = t
 	}
+	return &next, nil
+}
+
+// applyEvenFollowers spreads the follower places evenly, if no slot is
+// moving and no node draining (a move or a drain would undo it, and a
+// follower place given to a draining node would have to move again);
+// otherwise, or when they are even already, nothing changes.
+func applyEvenFollowers(s *state) (*state, error) {
+	if s.Table == nil || len(s.Table.Moving()) > 0 || len(s.Draining) > 0 {
+		return s, nil
+	}
+	t, err := slot.EvenFollowers(s.Table)
+	if err != nil {
+		return nil, err
+	}
+	if t.Epoch == s.Table.Epoch {
+		return s, nil
+	}
+	next := *s
+	next.Table = t
 	return &next, nil
 }
 

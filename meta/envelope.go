@@ -48,6 +48,9 @@ const (
 	// cmdLockExpire drops every lock whose expiry is at or before the
 	// leader's Now.
 	cmdLockExpire cmdType = 14
+	// cmdEvenFollowers spreads the follower places evenly again
+	// (slot.EvenFollowers) when no slot is moving.
+	cmdEvenFollowers cmdType = 15
 )
 
 func (t cmdType) String() string {
@@ -70,6 +73,8 @@ func (t cmdType) String() string {
 		return "drain"
 	case cmdUndrain:
 		return "undrain"
+	case cmdEvenFollowers:
+		return "even-followers"
 	case cmdConfigSet:
 		return "config-set"
 	case cmdConfigDel:
@@ -174,4 +179,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdLockExpire }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdEvenFollowers }

@@ -25,6 +25,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdLockAcquire, Name: "job", Owner: "w1", TTLMs: 3000, Now: 1_700_000_000_000, Session: "s1", Conn: "abc.3"},
 		{Type: cmdLockRelease, Name: "job", Owner: "w1", Conn: "abc.3", Now: 1_700_000_000_500},
 		{Type: cmdLockExpire, Now: 1_700_000_001_000},
+		{Type: cmdEvenFollowers},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -52,7 +53,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
-		{byte(cmdLockExpire) + 1, '{', '}'},
+		{byte(cmdEvenFollowers) + 1, '{', '}'},
 		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},

@@ -82,7 +82,35 @@ func (n *Node) checkMoves(starts map[int]moveStart, now time.Time) {
 	}
 	if plan := rebalancePlan(st, budget); len(plan) > 0 {
 		n.startMoves(plan, "auto-rebalance")
+		return
 	}
+	// Leaders are even and nothing moves: moves and joins leave follower
+	// places uneven (a node can end up following every slot), so even
+	// them out too. The check is pure; only a change is proposed.
+	if len(moving) == 0 && len(st.Draining) == 0 {
+		if t, err := slot.EvenFollowers(tb); err == nil && t.Epoch != tb.Epoch {
+			res, err := n.propose(&command{Type: cmdEvenFollowers})
+			if err == nil {
+				err = res.Err
+			}
+			if err != nil {
+				n.log.Warn("evening follower places failed", "err", err)
+				return
+			}
+			n.log.Info("follower places evened", "epoch", res.Epoch, "follows", followCounts(t))
+		}
+	}
+}
+
+// followCounts is how many slots each data node follows, for logs.
+func followCounts(t *slot.Table) map[string]int {
+	counts := make(map[string]int)
+	for s := range t.Slots {
+		for _, f := range t.Slots[s].Followers {
+			counts[f]++
+		}
+	}
+	return counts
 }
 
 // drainMoves plans, for the slots led by draining nodes that are not

@@ -281,3 +281,72 @@ func TestMoveTimeout(t *testing.T) {
 		t.Fatalf("handoff after the timeout: %v, want a refusal", err)
 	}
 }
+
+// TestApplierEvenFollowers: after moves that make one node follow most
+// slots, even-followers spreads the follower places (max-min <= 1) without
+// touching a leader; while a slot moves it changes nothing.
+func TestApplierEvenFollowers(t *testing.T) {
+	s := newStore()
+	for _, c := range []*command{
+		{Type: cmdInit, Replicas: 2},
+		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
+		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
+		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
+	} {
+		mustApply(t, s, c)
+	}
+	// Move a third of the slots to d3 and a third to d2, as auto-rebalance
+	// would: each old leader takes its successor's follower place.
+	for sl := 0; sl < slot.Count; sl++ {
+		to := []string{"", "d2", "d3"}[sl%3]
+		if to == "" {
+			continue
+		}
+		mustApply(t, s, &command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: sl, To: to}}})
+		// A move in flight: evening waits.
+		before := s.state().Table
+		mustApply(t, s, &command{Type: cmdEvenFollowers})
+		if s.state().Table != before {
+			t.Fatalf("even-followers changed the table while slot %d moves", sl)
+		}
+		a := s.state().Table.Slots[sl]
+		mustApply(t, s, &command{Type: cmdFinishMove, Slot: sl, From: a.Leader, To: to, LeaderEpoch: a.LeaderEpoch})
+	}
+	uneven := s.state().Table
+	if spread(followCounts(uneven)) <= 1 {
+		t.Fatalf("the moves left followers even (%v); the test needs them uneven", followCounts(uneven))
+	}
+	res := mustApply(t, s, &command{Type: cmdEvenFollowers})
+	even := s.state().Table
+	if res.Epoch != uneven.Epoch+1 || even.Epoch != res.Epoch {
+		t.Fatalf("epoch %d -> %d (result %d), want one step", uneven.Epoch, even.Epoch, res.Epoch)
+	}
+	if d := spread(followCounts(even)); d > 1 {
+		t.Fatalf("followers still uneven after even-followers: %v", followCounts(even))
+	}
+	for sl := range even.Slots {
+		a := even.Slots[sl]
+		if a.Leader != uneven.Slots[sl].Leader || a.LeaderEpoch != uneven.Slots[sl].LeaderEpoch {
+			t.Fatalf("slot %d: leader %s@%d became %s@%d", sl, uneven.Slots[sl].Leader, uneven.Slots[sl].LeaderEpoch, a.Leader, a.LeaderEpoch)
+		}
+		if len(a.Followers) != 1 || a.Followers[0] == a.Leader {
+			t.Fatalf("slot %d: leader %s followers %v", sl, a.Leader, a.Followers)
+		}
+	}
+	// Once even, it is a no-op.
+	mustApply(t, s, &command{Type: cmdEvenFollowers})
+	if s.state().Table != even {
+		t.Fatal("even-followers changed an even table")
+	}
+}
+
+func spread(counts map[string]int) int {
+	lo, hi := -1, 0
+	for _, c := range counts {
+		if lo < 0 || c < lo {
+			lo = c
+		}
+		hi = max(hi, c)
+	}
+	return hi - lo
+}
