@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -34,7 +36,15 @@ type Config struct {
 	// ReconcileInterval is how often every slot's digest is checked with
 	// its leader, as a backstop.
 	ReconcileInterval time.Duration
-	Logger            *slog.Logger
+	// ClusterSecret is sent with AUTH on every connection to meta and
+	// the data nodes; empty when the cluster has none. (It is not the
+	// clients' password.)
+	ClusterSecret string
+	// ServerTLS, when set, serves the client listener over TLS.
+	ServerTLS *tls.Config
+	// PeerTLS, when set, dials meta and the data nodes over TLS.
+	PeerTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // Validate says which field is wrong.
@@ -50,6 +60,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 0 {
 		return fmt.Errorf("sessionserver: MaxBatch %d is negative", c.MaxBatch)
+	}
+	if err := (netsec.Secret{Current: c.ClusterSecret}).Validate(); err != nil {
+		return fmt.Errorf("sessionserver: ClusterSecret: %w", err)
+	}
+	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
+		return errors.New("sessionserver: ServerTLS has no certificate")
 	}
 	return nil
 }
@@ -121,7 +137,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
-		ln:          ln,
+		ln:          netsec.Listen(ln, cfg.ServerTLS),
 		addr:        cfg.Advertise,
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
 		conns:       make(map[*clientConn]struct{}),
@@ -138,7 +154,7 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = n.newMetrics()
 	mc, err := meta.NewClient(meta.ClientConfig{
 		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
-		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,
+		Interval: cfg.Heartbeat, OnTable: n.onTable, Secret: cfg.ClusterSecret, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})
 	if err != nil {
 		ln.Close()
