@@ -91,7 +91,7 @@ func metaCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "meta",
 		Usage: "run a meta node: membership and the slot table, on Raft",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID,
 			&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
 			&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
@@ -105,7 +105,7 @@ func metaCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
 			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
 			flagHTTP,
-		},
+		}, securityFlags(false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -115,12 +115,17 @@ func metaCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			sec, err := loadSecurity(c, true)
+			if err != nil {
+				return err
+			}
 			n, err := meta.New(meta.Config{
 				NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
 				AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
 				DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
 				Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
 				MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
+				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -139,7 +144,7 @@ func dataCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "data",
 		Usage: "run a data node: leads and follows slots of the table",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
 			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
@@ -148,9 +153,13 @@ func dataCommand() *cli.Command {
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
-		},
+		}, securityFlags(false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, true)
 			if err != nil {
 				return err
 			}
@@ -159,6 +168,7 @@ func dataCommand() *cli.Command {
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
 				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), Logger: log,
+				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -190,15 +200,19 @@ func sessionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "session",
 		Usage: "run a session node: holds client connections (RESP)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
 			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
-		},
+		}, securityFlags(true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, false)
 			if err != nil {
 				return err
 			}
@@ -206,6 +220,7 @@ func sessionCommand() *cli.Command {
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"), Logger: log,
+				ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -239,8 +254,11 @@ func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, 
 func serveUntil(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
-		var err error
-		if hs, err = obs.Serve(addr, ready, metrics...); err != nil {
+		cfg, err := adminTLS(c)
+		if err == nil {
+			hs, err = obs.ServeTLS(addr, cfg, ready, metrics...)
+		}
+		if err != nil {
 			closeNode(syscall.SIGINT)
 			return err
 		}
@@ -260,13 +278,17 @@ func devCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
 		Usage: "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
 			flagHTTP,
-		},
+		}, securityFlags(true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, true)
 			if err != nil {
 				return err
 			}
@@ -283,6 +305,7 @@ func devCommand() *cli.Command {
 			}
 			cl, err := cluster.Start(cluster.Options{
 				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, Logger: log,
+				Secret: sec.secret, InternodeTLS: sec.internode, PeerTLS: sec.peer, ClientTLS: sec.client,
 			})
 			if err != nil {
 				return err
@@ -298,7 +321,11 @@ func devCommand() *cli.Command {
 			fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
 				sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
 			_, port, _ := net.SplitHostPort(sess.Addr())
-			fmt.Printf("connect with: redis-cli -p %s\n", port)
+			if sec.client != nil {
+				fmt.Printf("connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
+			} else {
+				fmt.Printf("connect with: redis-cli -p %s\n", port)
+			}
 			fmt.Println("ready")
 			metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
 			for _, d := range cl.Data {
