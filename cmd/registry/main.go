@@ -105,7 +105,7 @@ func metaCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
 			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
 			flagHTTP,
-		}, securityFlags(false)...),
+		}, securityFlags(true, false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -153,7 +153,7 @@ func dataCommand() *cli.Command {
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
-		}, securityFlags(false)...),
+		}, securityFlags(true, false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -206,7 +206,7 @@ func sessionCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
 			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
-		}, securityFlags(true)...),
+		}, securityFlags(false, true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -282,7 +282,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
 			flagHTTP,
-		}, securityFlags(true)...),
+		}, securityFlags(true, true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {

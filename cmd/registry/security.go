@@ -23,21 +23,27 @@ const (
 	flagTLSAdmin            = "tls-admin"
 )
 
-// securityFlags are the flags of a role. Only a session (and dev) has a
-// client listener, so only they take --tls-client.
-func securityFlags(clientListener bool) []cli.Flag {
+// securityFlags are the flags of a role. A role with inter-node
+// listeners (meta, data, dev) checks secrets and so takes the secret to
+// also accept; a role with a client listener (session, dev) takes
+// --tls-client.
+func securityFlags(internodeListener, clientListener bool) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: flagClusterSecret, EnvVars: []string{"SLOTREG_CLUSTER_SECRET"},
 			Usage: "shared secret every inter-node connection authenticates with (empty: none; prefer the environment variable)"},
-		&cli.StringFlag{Name: flagClusterSecretAccept, EnvVars: []string{"SLOTREG_CLUSTER_SECRET_ACCEPT"},
-			Usage: "one more secret accepted from peers but never sent, while rotating the secret"},
+	}
+	if internodeListener {
+		flags = append(flags, &cli.StringFlag{Name: flagClusterSecretAccept, EnvVars: []string{"SLOTREG_CLUSTER_SECRET_ACCEPT"},
+			Usage: "one more secret accepted from peers but never sent, while rotating the secret"})
+	}
+	flags = append(flags,
 		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{"SLOTREG_TLS_CERT"}, Usage: "PEM certificate (chain) the TLS listeners present"},
 		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{"SLOTREG_TLS_KEY"}, Usage: "PEM private key of --tls-cert"},
 		&cli.StringFlag{Name: flagTLSCA, EnvVars: []string{"SLOTREG_TLS_CA"}, Usage: "PEM CA bundle trusted when dialing other nodes over TLS (default: the system's)"},
 		&cli.BoolFlag{Name: flagTLSInternode, EnvVars: []string{"SLOTREG_TLS_INTERNODE"},
 			Usage: "TLS on the inter-node listeners (meta RPC and Raft, data) and on every connection to them"},
 		&cli.BoolFlag{Name: flagTLSAdmin, EnvVars: []string{"SLOTREG_TLS_ADMIN"}, Usage: "HTTPS on --http (/metrics, /healthz, /readyz)"},
-	}
+	)
 	if clientListener {
 		flags = append(flags, &cli.BoolFlag{Name: flagTLSClient, EnvVars: []string{"SLOTREG_TLS_CLIENT"},
 			Usage: "TLS on the client listener (sessions)"})
