@@ -171,7 +171,8 @@ func (r *replicator) update(t *slot.Table) {
 			continue
 		}
 		p := &puller{leader: id, addr: addr, stop: make(chan struct{}), rdb: redis.NewClient(&redis.Options{
-			Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
+			Addr: addr, Password: r.n.cfg.Secret.Current, TLSConfig: r.n.cfg.PeerTLS,
+			Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
 			DialTimeout: time.Second, ReadTimeout: pullWait + 5*time.Second, WriteTimeout: 5 * time.Second,
 		})}
 		r.pullers[id] = p

@@ -2,6 +2,7 @@ package dataserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
@@ -41,7 +43,15 @@ type Config struct {
 	// MaxMessageSize bounds one inter-node request, in bytes; a peer
 	// announcing more is disconnected before it sends the bytes.
 	MaxMessageSize int64
-	Logger         *slog.Logger
+	// Secret is the cluster secret: every connection to this node must
+	// AUTH with it first, and the node sends it to meta and to the slot
+	// leaders it pulls from. Empty: no authentication.
+	Secret netsec.Secret
+	// ServerTLS, when set, serves the inter-node listener over TLS.
+	ServerTLS *tls.Config
+	// PeerTLS, when set, dials meta and the other data nodes over TLS.
+	PeerTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // LimitMessageSize names the inter-node message size limit, as its flag
@@ -67,6 +77,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageSize < 1<<20 {
 		return fmt.Errorf("dataserver: MaxMessageSize %d is under 1 MiB", c.MaxMessageSize)
+	}
+	if err := c.Secret.Validate(); err != nil {
+		return fmt.Errorf("dataserver: Secret: %w", err)
+	}
+	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
+		return errors.New("dataserver: ServerTLS has no certificate")
 	}
 	return nil
 }
@@ -100,6 +116,7 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	ln     net.Listener
+	gate   *netsec.Gate // the cluster secret's check, before every handler
 	addr   string
 	meta   *meta.Client
 	table  atomic.Pointer[slot.Table]
@@ -149,15 +166,16 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
-		ln:       ln,
+		ln:       netsec.Listen(ln, cfg.ServerTLS),
 		addr:     cfg.Advertise,
 		streams:  make(map[*stream]struct{}),
 		stop:     make(chan struct{}),
 		appendCh: make(chan struct{}),
 	}
-	n.ln = respguard.Listen(ln, LimitMessageSize, cfg.MaxMessageSize, func(c net.Conn, e *respguard.LimitError) {
+	n.ln = respguard.Listen(n.ln, LimitMessageSize, cfg.MaxMessageSize, func(c net.Conn, e *respguard.LimitError) {
 		n.log.Warn("peer disconnected: request over a limit", "remote", c.RemoteAddr().String(), "limit", e.Limit, "bytes", e.Got)
 	})
+	n.gate = netsec.NewGate(cfg.Secret, n.log)
 	n.repl = newReplicator(n)
 	n.metrics = n.newMetrics()
 	if n.addr == "" {
@@ -169,7 +187,7 @@ func New(cfg Config) (*Node, error) {
 	mc, err := meta.NewClient(meta.ClientConfig{
 		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, OnSessions: n.onSessions,
-		Progress: n.progress, Logger: cfg.Logger,
+		Progress: n.progress, Secret: cfg.Secret.Current, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})
 	if err != nil {
 		ln.Close()
@@ -257,6 +275,9 @@ func (n *Node) catchUp(epoch uint64) {
 }
 
 func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
+	if !n.gate.Allow(conn, cmd.Args) {
+		return
+	}
 	name := strings.ToLower(string(cmd.Args[0]))
 	switch name {
 	case proto.CmdDWrite:

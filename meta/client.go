@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,12 @@ type ClientConfig struct {
 	// concurrently, and must return quickly; the client only reads the
 	// map. Slots outside 0..slot.Count-1 are dropped.
 	Progress func() map[int]uint64
+	// Secret is the cluster secret, sent with AUTH on every new
+	// connection to a meta; empty when the cluster has none.
+	Secret string
+	// TLS, when set, dials the metas over TLS (their RPC listeners must
+	// be TLS).
+	TLS *tls.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -482,7 +489,7 @@ func (c *Client) conn() (string, *redis.Client, error) {
 	}
 	rdb, ok := c.conns[c.cur]
 	if !ok {
-		rdb = newRedis(c.cur)
+		rdb = newRedis(c.cur, c.cfg.Secret, c.cfg.TLS)
 		c.conns[c.cur] = rdb
 	}
 	return c.cur, rdb, nil
@@ -506,10 +513,13 @@ func (c *Client) redirect(from, leader string) {
 }
 
 // newRedis returns a RESP2 client for one meta with short timeouts and no
-// retries: the caller decides where to go next.
-func newRedis(addr string) *redis.Client {
+// retries: the caller decides where to go next. go-redis sends AUTH with
+// secret (when set) on every new connection, before any command.
+func newRedis(addr, secret string, tlsCfg *tls.Config) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:                  addr,
+		Password:              secret,
+		TLSConfig:             tlsCfg,
 		Protocol:              2,
 		DisableIdentity:       true,
 		DialTimeout:           time.Second,
@@ -523,10 +533,11 @@ func newRedis(addr string) *redis.Client {
 	})
 }
 
-// callOnce sends one command to addr on a fresh connection, turning RESP
-// errors into proto sentinels.
-func callOnce(ctx context.Context, addr string, args []any) (any, error) {
-	rdb := newRedis(addr)
+// callOnce sends one command to addr on a fresh connection (with the
+// cluster secret and TLS settings given), turning RESP errors into proto
+// sentinels.
+func callOnce(ctx context.Context, addr, secret string, tlsCfg *tls.Config, args []any) (any, error) {
+	rdb := newRedis(addr, secret, tlsCfg)
 	defer rdb.Close()
 	v, err := rdb.Do(ctx, args...).Result()
 	var rerr redis.Error

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -75,6 +77,16 @@ type Config struct {
 	// leader cancels it (whether AutoRebalance is on or not). Default
 	// DefaultMoveTimeout.
 	MoveTimeout time.Duration
+	// Secret is the cluster secret. When set, every RPC connection must
+	// AUTH with it before any other command, every Raft connection opens
+	// with the secret handshake (netsec.DialHandshake), and this node
+	// uses it when it dials other metas. Empty: no authentication.
+	Secret netsec.Secret
+	// ServerTLS, when set, serves the RPC and Raft listeners over TLS.
+	ServerTLS *tls.Config
+	// PeerTLS, when set, is used to dial the other metas (Raft and RPC);
+	// it must be set exactly when their listeners are TLS.
+	PeerTLS *tls.Config
 	// Logger receives the node's logs (Raft's own at Warn and above).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -111,6 +123,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validatePeers(); err != nil {
 		return err
+	}
+	if err := c.Secret.Validate(); err != nil {
+		return fmt.Errorf("meta config: Secret: %w", err)
+	}
+	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
+		return errors.New("meta config: ServerTLS has no certificate")
 	}
 	switch {
 	case c.Lease < 0:

@@ -341,7 +341,7 @@ func hasIDs(ms []Member, ids ...string) bool {
 // rawClient is a plain go-redis client for poking at the RPC endpoint.
 func rawClient(t *testing.T, addr string) *redis.Client {
 	t.Helper()
-	rdb := newRedis(addr)
+	rdb := newRedis(addr, "", nil)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }

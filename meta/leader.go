@@ -194,7 +194,7 @@ func (n *Node) registerSelf() {
 	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
 	defer cancel()
 	mj := &proto.MetaJoin{NodeID: n.cfg.NodeID, RPCAddr: n.advertiseRPC}
-	if _, err := callOnce(ctx, addr, mj.Args()); err != nil {
+	if _, err := callOnce(ctx, addr, n.cfg.Secret.Current, n.cfg.PeerTLS, mj.Args()); err != nil {
 		n.log.Debug("recording rpc address with the leader failed", "leader", addr, "err", err)
 	}
 }

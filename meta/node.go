@@ -19,6 +19,7 @@ import (
 	"github.com/tidwall/redcon"
 	"go.etcd.io/bbolt"
 
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -46,6 +47,9 @@ type Node struct {
 	rpcDone  chan struct{}  // closed when the accept loop has returned
 	rpcConns sync.WaitGroup // one per open RPC connection
 	handlers map[string]handler
+	// gate refuses every RPC command until the connection has sent AUTH
+	// with the cluster secret (when there is one).
+	gate *netsec.Gate
 
 	leases *leases
 	// progress is what data nodes last reported they have applied per
@@ -115,7 +119,8 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("meta %s: listen for rpc on %s: %w", cfg.NodeID, cfg.RPCAddr, err)
 		}
 	}
-	n.rpcLn = rpcLn
+	n.rpcLn = netsec.Listen(rpcLn, cfg.ServerTLS)
+	n.gate = netsec.NewGate(cfg.Secret, n.log)
 	n.advertiseRaft = cfg.AdvertiseRaft
 	for _, p := range cfg.Peers {
 		if p.ID == cfg.NodeID && n.advertiseRaft == "" {
@@ -149,7 +154,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("meta %s: open snapshot store in %s: %w", cfg.NodeID, cfg.DataDir, err)
 	}
 
-	n.stream = newStreamLayer(raftLn, n.advertiseRaft)
+	n.stream = newStreamLayer(raftLn, n.advertiseRaft, cfg.Secret, cfg.ServerTLS, cfg.PeerTLS, n.log)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.stream,
 		MaxPool: 3,

@@ -499,7 +499,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	waitFor(t, "d1 to join", func() (bool, string) {
 		return c.Table() != nil && len(leader.Members().Data) == 1, ""
 	})
-	rdb := newRedis(leader.RPCAddr())
+	rdb := newRedis(leader.RPCAddr(), "", nil)
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -84,6 +84,9 @@ func (n *Node) dispatch(conn redcon.Conn, cmd redcon.Command) {
 		writeErr(conn, proto.Errorf(proto.ErrInvalid, "empty command"))
 		return
 	}
+	if !n.gate.Allow(conn, cmd.Args) {
+		return
+	}
 	h, ok := n.handlers[strings.ToLower(string(cmd.Args[0]))]
 	if !ok {
 		writeErr(conn, proto.Errorf(proto.ErrInvalid, "unknown command '%s'", safeName(cmd.Args)))

@@ -38,6 +38,8 @@ var prefixes = []struct {
 	{"STALEEPOCH", ErrStaleEpoch},
 	{"UNAVAILABLE", ErrUnavailable},
 	{"TIMEOUT", ErrTimeout},
+	{"NOAUTH", ErrNoAuth},
+	{"WRONGPASS", ErrWrongPass},
 }
 
 // Error is a sentinel with the detail a reader of the reply needs.

@@ -16,7 +16,6 @@ const (
 	CmdSubscribe   = "subscribe"
 	CmdUnsubscribe = "unsubscribe"
 	CmdInfo        = "info"
-	CmdAuth        = "auth"
 )
 
 // Sub-commands and option words.

@@ -18,6 +18,9 @@
 # SLOTREG_HEARTBEAT sets the data and session nodes' heartbeat (default
 # 500ms; keep it well under the lease).
 # SLOTREG_AUTO_REBALANCE=0 turns meta's --auto-rebalance off (default on).
+# The nodes inherit the environment, so SLOTREG_CLUSTER_SECRET (and the
+# other SLOTREG_TLS_* settings but SLOTREG_TLS_ADMIN: the readiness probe
+# below speaks plain HTTP) reach every node; see docs/security.md.
 # `start data4` (up to data9) adds a data node beyond the first three.
 set -euo pipefail
 

@@ -57,11 +57,15 @@ func newRouter(n *Node) *router {
 	return &router{n: n, links: make(map[string]*link), stop: make(chan struct{})}
 }
 
-// dataClient returns a go-redis client for a data node, shared by the
-// write link, lookups and the change feed.
-func newDataClient(addr string) *redis.Client {
+// newDataClient returns a go-redis client for a data node, shared by the
+// write link, lookups and the change feed. It authenticates with the
+// cluster secret on every new connection and speaks TLS when the
+// inter-node links do.
+func (n *Node) newDataClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:            addr,
+		Password:        n.cfg.ClusterSecret,
+		TLSConfig:       n.cfg.PeerTLS,
 		Protocol:        2,
 		DisableIdentity: true,
 		MaxRetries:      -1,
@@ -78,7 +82,7 @@ func (r *router) link(addr string) *link {
 	if l := r.links[addr]; l != nil {
 		return l
 	}
-	l := &link{addr: addr, rdb: newDataClient(addr), ch: make(chan *writeReq, 4096)}
+	l := &link{addr: addr, rdb: r.n.newDataClient(addr), ch: make(chan *writeReq, 4096)}
 	r.links[addr] = l
 	r.wg.Add(1)
 	go r.sendLoop(l)

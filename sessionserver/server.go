@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
@@ -39,8 +41,16 @@ type Config struct {
 	// fields take their defaults.
 	Limits Limits
 	// Auth, when set, makes clients AUTH before anything else.
-	Auth   *Auth
-	Logger *slog.Logger
+	Auth *Auth
+	// ClusterSecret is sent with AUTH on every connection to meta and
+	// the data nodes; empty when the cluster has none. (It is not the
+	// clients' password.)
+	ClusterSecret string
+	// ServerTLS, when set, serves the client listener over TLS.
+	ServerTLS *tls.Config
+	// PeerTLS, when set, dials meta and the data nodes over TLS.
+	PeerTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // Validate says which field is wrong.
@@ -56,6 +66,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 0 {
 		return fmt.Errorf("sessionserver: MaxBatch %d is negative", c.MaxBatch)
+	}
+	if err := (netsec.Secret{Current: c.ClusterSecret}).Validate(); err != nil {
+		return fmt.Errorf("sessionserver: ClusterSecret: %w", err)
+	}
+	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
+		return errors.New("sessionserver: ServerTLS has no certificate")
 	}
 	return c.Limits.Validate()
 }
@@ -130,7 +146,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
-		ln:          ln,
+		ln:          netsec.Listen(ln, cfg.ServerTLS),
 		addr:        cfg.Advertise,
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
 		conns:       make(map[*clientConn]struct{}),
@@ -141,7 +157,7 @@ func New(cfg Config) (*Node, error) {
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
-	n.ln = respguard.Listen(ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
+	n.ln = respguard.Listen(n.ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
 	n.pubs.init()
 	n.subs.init()
 	n.cfgs.init(n)
@@ -150,7 +166,7 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = n.newMetrics()
 	mc, err := meta.NewClient(meta.ClientConfig{
 		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
-		Interval: cfg.Heartbeat, OnTable: n.onTable, Logger: cfg.Logger,
+		Interval: cfg.Heartbeat, OnTable: n.onTable, Secret: cfg.ClusterSecret, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})
 	if err != nil {
 		ln.Close()

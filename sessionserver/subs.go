@@ -233,7 +233,7 @@ func (r *subRegistry) feed(addr string) *feed {
 	if f := r.feeds[addr]; f != nil {
 		return f
 	}
-	f := &feed{addr: addr, rdb: newDataClient(addr)}
+	f := &feed{addr: addr, rdb: r.n.newDataClient(addr)}
 	f.ps = f.rdb.Subscribe(context.Background())
 	ch := f.ps.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
 	r.feeds[addr] = f

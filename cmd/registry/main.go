@@ -94,7 +94,7 @@ func metaCommand() *cli.Command {
 		Name:   "meta",
 		Usage:  "run a meta node: membership and the slot table, on Raft",
 		Before: applyConfig,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID,
 			&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
 			&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
@@ -108,7 +108,7 @@ func metaCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
 			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
 			flagHTTP,
-		},
+		}, securityFlags(true, false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -118,12 +118,17 @@ func metaCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			sec, err := loadSecurity(c, true)
+			if err != nil {
+				return err
+			}
 			n, err := meta.New(meta.Config{
 				NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
 				AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
 				DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
 				Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
 				MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
+				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -143,7 +148,7 @@ func dataCommand() *cli.Command {
 		Name:   "data",
 		Usage:  "run a data node: leads and follows slots of the table",
 		Before: applyConfig,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			flagID, flagMeta, flagHTTP, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
 			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
@@ -154,9 +159,13 @@ func dataCommand() *cli.Command {
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
 			&cli.Int64Flag{Name: dataserver.LimitMessageSize, Value: dataserver.DefaultMaxMessageSize, EnvVars: []string{envName(dataserver.LimitMessageSize)},
 				Usage: "largest inter-node request, in bytes; a peer announcing more is disconnected"},
-		},
+		}, securityFlags(true, false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, true)
 			if err != nil {
 				return err
 			}
@@ -165,6 +174,7 @@ func dataCommand() *cli.Command {
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
 				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
+				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -206,9 +216,13 @@ func sessionCommand() *cli.Command {
 			flagRequirePass, flagUsersFile,
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
 				Usage: "on SIGTERM, how long clients have to go elsewhere before their connections are closed"},
-		}, sessionLimitFlags()...),
+		}, append(sessionLimitFlags(), securityFlags(false, true)...)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, false)
 			if err != nil {
 				return err
 			}
@@ -221,6 +235,7 @@ func sessionCommand() *cli.Command {
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
 				Limits: sessionLimits(c), Logger: log,
+				ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
 			})
 			if err != nil {
 				return err
@@ -269,8 +284,11 @@ func serveUntilWith(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) 
 	routes map[string]http.Handler, metrics ...prometheus.Gatherer) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
-		var err error
-		if hs, err = obs.ServeWith(addr, ready, routes, metrics...); err != nil {
+		cfg, err := adminTLS(c)
+		if err == nil {
+			hs, err = obs.ServeTLS(addr, cfg, ready, routes, metrics...)
+		}
+		if err != nil {
 			closeNode(syscall.SIGINT)
 			return err
 		}
@@ -291,13 +309,17 @@ func devCommand() *cli.Command {
 		Name:   "dev",
 		Usage:  "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
 		Before: applyConfig,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
 			flagHTTP, flagRequirePass, flagUsersFile,
-		},
+		}, securityFlags(true, true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sec, err := loadSecurity(c, true)
 			if err != nil {
 				return err
 			}
@@ -318,6 +340,7 @@ func devCommand() *cli.Command {
 			}
 			cl, err := cluster.Start(cluster.Options{
 				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log,
+				Secret: sec.secret, InternodeTLS: sec.internode, PeerTLS: sec.peer, ClientTLS: sec.client,
 			})
 			if err != nil {
 				return err
@@ -333,7 +356,11 @@ func devCommand() *cli.Command {
 			fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
 				sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
 			_, port, _ := net.SplitHostPort(sess.Addr())
-			fmt.Printf("connect with: redis-cli -p %s\n", port)
+			if sec.client != nil {
+				fmt.Printf("connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
+			} else {
+				fmt.Printf("connect with: redis-cli -p %s\n", port)
+			}
 			fmt.Println("ready")
 			metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
 			for _, d := range cl.Data {

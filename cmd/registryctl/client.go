@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/urfave/cli/v2"
 
+	"github.com/slotreg/slotreg/internal/netsec"
+	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -48,6 +51,19 @@ func newEnv(c *cli.Context) (*env, error) {
 		return nil, usageErrorf("--timeout %v: must be positive", timeout)
 	}
 	p := newPool(timeout)
+	p.secret = c.String(flagClusterSecret)
+	if c.Bool(flagTLSInternode) || c.Bool(flagTLSClient) {
+		cfg, err := netsec.ClientConfig(netsec.TLSFiles{CA: c.String(flagTLSCA)})
+		if err != nil {
+			return nil, usageErrorf("--%s: %v", flagTLSCA, err)
+		}
+		if c.Bool(flagTLSInternode) {
+			p.internodeTLS = cfg
+		}
+		if c.Bool(flagTLSClient) {
+			p.sessionTLS = cfg
+		}
+	}
 	return &env{c: c, timeout: timeout, meta: &metaConn{addrs: addrs, pool: p}, pool: p}, nil
 }
 
@@ -72,15 +88,41 @@ func (e *env) warnf(format string, args ...any) {
 	fmt.Fprintf(e.c.App.ErrWriter, "registryctl: warning: "+format+"\n", args...)
 }
 
-// pool holds one go-redis client per node address.
+// pool holds one go-redis client per node address. Metas and data nodes
+// are reached on their inter-node ports, with the cluster secret and
+// inter-node TLS; sessions on their client ports, with client TLS.
 type pool struct {
 	timeout time.Duration
-	mu      sync.Mutex
-	clients map[string]*redis.Client
+	// secret is sent with AUTH to metas and data nodes.
+	secret string
+	// internodeTLS and sessionTLS, when set, dial those ports over TLS.
+	internodeTLS, sessionTLS *tls.Config
+
+	mu       sync.Mutex
+	clients  map[string]*redis.Client
+	sessions map[string]bool // addresses of session nodes (markSessions)
 }
 
 func newPool(timeout time.Duration) *pool {
-	return &pool{timeout: timeout, clients: map[string]*redis.Client{}}
+	return &pool{timeout: timeout, clients: map[string]*redis.Client{}, sessions: map[string]bool{}}
+}
+
+// markSessions records which addresses are sessions' client ports, which
+// take no cluster secret and their own TLS setting; registryctl learns
+// them from NODES before it dials any.
+func (p *pool) markSessions(members []meta.Member) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range members {
+		if p.sessions[m.Addr] {
+			continue
+		}
+		p.sessions[m.Addr] = true
+		if c, ok := p.clients[m.Addr]; ok {
+			_ = c.Close()
+			delete(p.clients, m.Addr)
+		}
+	}
 }
 
 func (p *pool) client(addr string) *redis.Client {
@@ -88,8 +130,14 @@ func (p *pool) client(addr string) *redis.Client {
 	defer p.mu.Unlock()
 	c, ok := p.clients[addr]
 	if !ok {
+		secret, tlsCfg := p.secret, p.internodeTLS
+		if p.sessions[addr] {
+			secret, tlsCfg = "", p.sessionTLS
+		}
 		c = redis.NewClient(&redis.Options{
 			Addr:                  addr,
+			Password:              secret,
+			TLSConfig:             tlsCfg,
 			Protocol:              2,
 			DisableIdentity:       true,
 			DialTimeout:           min(p.timeout, 2*time.Second),
@@ -127,7 +175,7 @@ func (p *pool) call(ctx context.Context, addr string, args ...any) (any, error) 
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
-		return nil, &replyError{err: proto.FromRESP(rerr.Error())}
+		return nil, p.authHint(addr, &replyError{err: proto.FromRESP(rerr.Error())})
 	}
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -135,14 +183,40 @@ func (p *pool) call(ctx context.Context, addr string, args ...any) (any, error) 
 	return nil, fmt.Errorf("%s: %w", addr, err)
 }
 
+// authHint turns a refusal to authenticate into an error that tells the
+// operator what to pass; other errors come back as they are.
+func (p *pool) authHint(addr string, err *replyError) error {
+	noAuth, wrong := errors.Is(err, proto.ErrNoAuth), errors.Is(err, proto.ErrWrongPass)
+	if !noAuth && !wrong {
+		return err
+	}
+	p.mu.Lock()
+	session := p.sessions[addr]
+	p.mu.Unlock()
+	switch {
+	case session:
+		err.hint = fmt.Sprintf("session %s requires client authentication: %s", addr, err.Error())
+	case noAuth:
+		err.hint = fmt.Sprintf("%s requires the cluster secret: pass --%s or set SLOTREG_CLUSTER_SECRET", addr, flagClusterSecret)
+	default:
+		err.hint = fmt.Sprintf("%s refused the cluster secret given (%s): check --%s or SLOTREG_CLUSTER_SECRET", addr, err.Error(), flagClusterSecret)
+	}
+	return err
+}
+
 // replyError is an error reply from a node (it answered, and said no), as
 // opposed to a node that did not answer.
 type replyError struct {
-	err error // a proto sentinel error
+	err  error  // a proto sentinel error
+	hint string // what to do about it, when registryctl knows (authHint)
 }
 
-// Error is the reply's text without its RESP prefix ("move refused: ...").
+// Error is the reply's text without its RESP prefix ("move refused: ..."),
+// or the hint when there is one.
 func (e *replyError) Error() string {
+	if e.hint != "" {
+		return e.hint
+	}
 	var pe *proto.Error
 	if errors.As(e.err, &pe) {
 		return pe.Detail

@@ -78,6 +78,7 @@ func (e *env) readMembers() (*meta.Members, error) {
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("NODES reply: %w", err)
 	}
+	e.pool.markSessions(m.Sessions)
 	return m, nil
 }
 
@@ -89,14 +90,15 @@ const leaderProbeTimeout = 3 * time.Second
 // findLeader asks for the meta leader so that later reads go to it and
 // see the latest table (and lease ages); without a leader (an election,
 // quorum lost) reads go to any meta, and with warn it says so. It fails
-// only when no meta answers at all.
+// when no meta answers at all, or refuses registryctl's credentials
+// (which no follower would take either).
 func (e *env) findLeader(warn bool) (string, error) {
 	addr, err := e.meta.leaderAddr(e.c.Context, min(e.timeout, leaderProbeTimeout))
 	if err == nil {
 		return addr, nil
 	}
 	var nm *noMetaError
-	if errors.As(err, &nm) {
+	if errors.As(err, &nm) || errors.Is(err, proto.ErrNoAuth) || errors.Is(err, proto.ErrWrongPass) {
 		return "", err
 	}
 	if warn {

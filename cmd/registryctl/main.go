@@ -93,8 +93,12 @@ func (discardLogger) Printf(context.Context, string, ...any) {}
 // every app gets its own (globalFlags); run may be called more than once
 // in a process (the tests do).
 const (
-	flagMeta    = "meta"
-	flagTimeout = "timeout"
+	flagMeta          = "meta"
+	flagTimeout       = "timeout"
+	flagClusterSecret = "cluster-secret"
+	flagTLSCA         = "tls-ca"
+	flagTLSInternode  = "tls-internode"
+	flagTLSClient     = "tls-client"
 )
 
 func globalFlags() []cli.Flag {
@@ -108,6 +112,28 @@ func globalFlags() []cli.Flag {
 			Name:  flagTimeout,
 			Value: 5 * time.Second,
 			Usage: "how long to wait for each request to a node",
+		},
+		// The same names and variables as the registry's own flags, so
+		// one environment configures the nodes and registryctl.
+		&cli.StringFlag{
+			Name:    flagClusterSecret,
+			EnvVars: []string{"SLOTREG_CLUSTER_SECRET"},
+			Usage:   "the cluster secret, sent to metas and data nodes (prefer the environment variable)",
+		},
+		&cli.StringFlag{
+			Name:    flagTLSCA,
+			EnvVars: []string{"SLOTREG_TLS_CA"},
+			Usage:   "PEM CA bundle that signed the nodes' certificates (default: the system's)",
+		},
+		&cli.BoolFlag{
+			Name:    flagTLSInternode,
+			EnvVars: []string{"SLOTREG_TLS_INTERNODE"},
+			Usage:   "reach metas and data nodes over TLS (nodes run with --tls-internode)",
+		},
+		&cli.BoolFlag{
+			Name:    flagTLSClient,
+			EnvVars: []string{"SLOTREG_TLS_CLIENT"},
+			Usage:   "reach sessions over TLS (sessions run with --tls-client)",
 		},
 	}
 }

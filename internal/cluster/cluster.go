@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/sessionserver"
 	"github.com/slotreg/slotreg/slot"
@@ -32,7 +34,15 @@ type Options struct {
 	SessionLimits sessionserver.Limits
 	// SessionAuth, when set, makes every session's clients AUTH.
 	SessionAuth *sessionserver.Auth
-	Logger      *slog.Logger
+	// Secret is the cluster secret every node gets; none when empty.
+	Secret netsec.Secret
+	// InternodeTLS, when set, serves the meta (RPC and Raft) and data
+	// listeners over TLS; PeerTLS is what the nodes dial them with. Set
+	// both or neither.
+	InternodeTLS, PeerTLS *tls.Config
+	// ClientTLS, when set, serves the sessions' client listeners over TLS.
+	ClientTLS *tls.Config
+	Logger    *slog.Logger
 }
 
 // Local is a running in-process cluster.
@@ -58,6 +68,7 @@ func Start(o Options) (*Local, error) {
 	m, err := meta.New(meta.Config{
 		NodeID: "meta1", RaftAddr: "127.0.0.1:0", RPCAddr: "127.0.0.1:0", DataDir: o.Dir,
 		Lease: o.Lease, AutoRebalance: true, Logger: o.Logger,
+		Secret: o.Secret, ServerTLS: o.InternodeTLS, PeerTLS: o.PeerTLS,
 		RaftHeartbeatTimeout: 200 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -99,6 +110,7 @@ func (l *Local) Metas() []string { return []string{l.Meta.RPCAddr()} }
 func (l *Local) AddData(id string) (*dataserver.Node, error) {
 	d, err := dataserver.New(dataserver.Config{
 		NodeID: id, Addr: "127.0.0.1:0", Metas: l.Metas(), Heartbeat: l.opts.Heartbeat, Logger: l.opts.Logger,
+		Secret: l.opts.Secret, ServerTLS: l.opts.InternodeTLS, PeerTLS: l.opts.PeerTLS,
 	})
 	if err != nil {
 		return nil, err
@@ -109,8 +121,9 @@ func (l *Local) AddData(id string) (*dataserver.Node, error) {
 
 // AddSession starts one more session node, on ln if given.
 func (l *Local) AddSession(id string, ln net.Listener) (*sessionserver.Node, error) {
-	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat,
-		Limits: l.opts.SessionLimits, Auth: l.opts.SessionAuth, Logger: l.opts.Logger}
+	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat, Logger: l.opts.Logger,
+		Limits: l.opts.SessionLimits, Auth: l.opts.SessionAuth,
+		ClusterSecret: l.opts.Secret.Current, ServerTLS: l.opts.ClientTLS, PeerTLS: l.opts.PeerTLS}
 	if ln == nil {
 		cfg.Addr = "127.0.0.1:0"
 	}

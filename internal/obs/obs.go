@@ -5,6 +5,7 @@ package obs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,15 +59,23 @@ type Server struct {
 // given (each node's own registry) and the process's Go and process
 // collectors.
 func Serve(addr string, ready func() (bool, string), gatherers ...prometheus.Gatherer) (*Server, error) {
-	return ServeWith(addr, ready, nil, gatherers...)
+	return ServeTLS(addr, nil, ready, nil, gatherers...)
 }
 
 // ServeWith is Serve with more routes: a node's own HTTP API (a session's
 // /v1/config/), keyed by net/http ServeMux pattern.
 func ServeWith(addr string, ready func() (bool, string), routes map[string]http.Handler, gatherers ...prometheus.Gatherer) (*Server, error) {
+	return ServeTLS(addr, nil, ready, routes, gatherers...)
+}
+
+// ServeTLS is ServeWith over TLS when cfg is set (plain HTTP when nil).
+func ServeTLS(addr string, cfg *tls.Config, ready func() (bool, string), routes map[string]http.Handler, gatherers ...prometheus.Gatherer) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	mux := http.NewServeMux()
 	gs := prometheus.Gatherers{processRegistry()}
