@@ -30,11 +30,11 @@ type Client struct {
 	ready   bool  // link has replayed everything and serves
 	// readyLink is the id of the last link that became ready.
 	readyLink uint64
-	since   time.Time
-	lastErr error
-	links   uint64 // links made so far; the next link's id is links+1
-	fails   int    // links lost after they were ready
-	closing bool
+	since     time.Time
+	lastErr   error
+	links     uint64 // links made so far; the next link's id is links+1
+	fails     int    // links lost after they were ready
+	closing   bool
 
 	kick    chan struct{} // wakes the manager: desired state changed or a link failed
 	closeCh chan struct{}
