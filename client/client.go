@@ -274,8 +274,10 @@ func (c *Client) replay(l *link) error {
 		if err := l.err(); err != nil {
 			return true, err
 		}
+		// Only what was sent: a Subscribe that arrived since is sent by
+		// serve, and its caller waits for that itself.
 		for _, t := range c.topics {
-			if len(t.subs) > 0 && t.confirmedOn != l.id {
+			if len(t.subs) > 0 && t.sentOn == l.id && t.confirmedOn != l.id {
 				return false, nil
 			}
 		}

@@ -450,3 +450,24 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// Calls made while a new client is still connecting and replaying must
+// not wait for the replay to time out (they once did: the replay waited
+// for confirmations of subscriptions it had not sent).
+func TestCallsWhileConnecting(t *testing.T) {
+	addr := mustSession(t, nil).Addr()
+	for i := 0; i < 10; i++ {
+		c := mustNew(t, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for j := 0; j < 3; j++ {
+			if _, err := c.Subscribe(ctx, fmt.Sprintf("svc-conn-%d", j), func(Snapshot) {}); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if _, err := c.Register(ctx, fmt.Sprintf("svc-conn-%d", j), fmt.Sprintf("c%d", i), "x"); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+		}
+		cancel()
+		c.Close()
+	}
+}
