@@ -1,0 +1,27 @@
+// Package client is a Go client for slotreg sessions, built on go-redis v9,
+// that keeps a process's registrations and subscriptions alive across the
+// loss of the session it talks to.
+//
+// A publisher in slotreg belongs to the client connection that registered
+// it: when that connection closes, or its session dies, the publisher is
+// removed. A raw Redis client therefore has to notice the loss and publish
+// again. This package does it: a Client holds one session at a time, sends
+// every REGISTER and UNREGISTER over one dedicated connection that go-redis
+// never swaps behind its back, and when that session fails it picks the
+// next one from Options.Sessions, replays every registration and
+// subscription there, and only then reports itself ready again (Ready,
+// WaitReady, Status). Between attempts it backs off with jitter, so a fleet
+// of clients does not stampede the surviving sessions.
+//
+// Subscriptions deliver each dataInfoId's newest state to a callback,
+// coalesced (a slow callback gets the latest state, not a queue) and never
+// older than a state the callback already got, also across a failover. The
+// last state per subscription is kept, and Lookup answers from it, marked
+// Stale, when no session can be reached.
+//
+// What the package owns: the desired state (registrations, subscriptions)
+// and the goroutines that keep one session in line with it. It must never
+// reuse a connection go-redis may have replaced without replaying, never
+// deliver a version lower than one already delivered, and never leave a
+// goroutine behind after Close.
+package client

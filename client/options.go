@@ -1,0 +1,129 @@
+package client
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"time"
+)
+
+// Options configures a Client. Only Sessions is required.
+type Options struct {
+	// Sessions are the session nodes' client addresses (HOST:PORT), in
+	// order of preference: the client starts with the first and, when the
+	// session it holds fails, moves on to the next (wrapping around). To
+	// spread a fleet over the sessions, give each process its own order.
+	Sessions []string
+	// Username and Password are sent with AUTH when a connection opens.
+	Username string
+	Password string
+	// TLS, when set, wraps every connection in TLS; an empty ServerName
+	// is filled in from the session's host.
+	TLS *tls.Config
+	// ClientName is set on every connection (CLIENT SETNAME), so that
+	// operators can tell clients apart.
+	ClientName string
+
+	// DialTimeout bounds opening one connection (default 2s).
+	DialTimeout time.Duration
+	// CommandTimeout bounds one reply on the registration connection
+	// (default 15s). It must exceed the session's own wait for a slot
+	// leader (its --write-timeout, 10s by default): a timeout here ends
+	// the connection, and with it every publisher the client holds there.
+	CommandTimeout time.Duration
+	// HealthCheckInterval is how often the client checks that the session
+	// still answers and that its registration connection is the one it
+	// registered on (default 1s). A session that dies outright is noticed
+	// at once, through the subscription connection; the check catches
+	// connections that hang.
+	HealthCheckInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed attempts to
+	// reach a session and between retries of a refused write (defaults
+	// 50ms and 2s). The wait doubles per failure, with jitter.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// CloseTimeout bounds how long Close spends unregistering before it
+	// drops the connections, which removes the publishers anyway
+	// (default 5s).
+	CloseTimeout time.Duration
+	// LookupPoolSize is the number of connections Lookup may use at once
+	// (default 4). Registrations never share them.
+	LookupPoolSize int
+	// Logger gets failovers at Info and details at Debug (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 2*time.Second)
+	def(&o.CommandTimeout, 15*time.Second)
+	def(&o.HealthCheckInterval, time.Second)
+	def(&o.MinBackoff, 50*time.Millisecond)
+	def(&o.MaxBackoff, 2*time.Second)
+	def(&o.CloseTimeout, 5*time.Second)
+	if o.LookupPoolSize == 0 {
+		o.LookupPoolSize = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Validate says which field is wrong, if any. New calls it after filling
+// in defaults.
+func (o *Options) Validate() error {
+	if len(o.Sessions) == 0 {
+		return errors.New("client options: Sessions is empty: give at least one session address")
+	}
+	for i, s := range o.Sessions {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("client options: Sessions[%d] %q is not HOST:PORT: %w", i, s, err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"DialTimeout", o.DialTimeout}, {"CommandTimeout", o.CommandTimeout},
+		{"HealthCheckInterval", o.HealthCheckInterval}, {"MinBackoff", o.MinBackoff},
+		{"MaxBackoff", o.MaxBackoff}, {"CloseTimeout", o.CloseTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("client options: %s is negative (%v)", d.name, d.v)
+		}
+	}
+	if o.MinBackoff > o.MaxBackoff {
+		return fmt.Errorf("client options: MinBackoff %v exceeds MaxBackoff %v", o.MinBackoff, o.MaxBackoff)
+	}
+	if o.LookupPoolSize < 0 {
+		return fmt.Errorf("client options: LookupPoolSize is negative (%d)", o.LookupPoolSize)
+	}
+	return nil
+}
+
+// backoff is the wait before retry number attempt (1 for the first):
+// MinBackoff doubled per attempt up to MaxBackoff, of which the upper half
+// is random. The fixed half keeps a flapping session from being hammered;
+// the random half keeps many clients that lost the same session from
+// arriving at the next one in step.
+func (o *Options) backoff(attempt int) time.Duration {
+	attempt = max(attempt, 1)
+	d := o.MaxBackoff
+	if attempt < 30 {
+		if b := o.MinBackoff << (attempt - 1); b > 0 && b < d {
+			d = b
+		}
+	}
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
