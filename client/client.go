@@ -163,14 +163,27 @@ func (c *Client) run() {
 	defer c.wg.Done()
 	defer close(c.done)
 	next, failures := 0, 0
+	// leaving is a link whose session said it is stopping: it is kept
+	// open until the next link is ready, so the publishers it holds are
+	// registered through the next session before its connection closes
+	// (whose unregisters then remove nothing) and no subscriber sees
+	// them go.
+	var leaving *link
 	for {
 		select {
 		case <-c.closeCh:
+			if leaving != nil {
+				c.dropLeaving(leaving)
+			}
 			return
 		default:
 		}
 		addr := c.opts.Sessions[next%len(c.opts.Sessions)]
 		l, err := c.connect(addr)
+		if leaving != nil {
+			c.dropLeaving(leaving)
+			leaving = nil
+		}
 		if err == nil {
 			failures = 0
 			err = c.serve(l)
@@ -178,6 +191,12 @@ func (c *Client) run() {
 		closing := c.isClosing()
 		if closing && err == nil {
 			c.unregisterAll(l)
+		}
+		if errors.Is(err, errGoAway) && !closing {
+			c.log.Info("slotreg session is stopping; moving to the next", "session", l.addr)
+			leaving = l
+			next++
+			continue
 		}
 		c.drop(l, err)
 		if closing {
@@ -338,6 +357,8 @@ func (c *Client) serve(l *link) error {
 			return nil
 		case <-l.failed:
 			return l.err()
+		case <-l.goaway:
+			return errGoAway
 		case <-c.kick:
 		case <-retry.C:
 		case <-health.C:
@@ -347,6 +368,17 @@ func (c *Client) serve(l *link) error {
 			}
 		}
 	}
+}
+
+// errGoAway ends serve when the session says it is shutting down.
+var errGoAway = errors.New("the session is shutting down")
+
+// dropLeaving closes a link that was told to go, once the next link is
+// ready (or could not be made): it is no longer the client's link, so it
+// touches none of the client's readiness.
+func (c *Client) dropLeaving(l *link) {
+	l.close()
+	c.log.Debug("closed the link to a stopping session", "session", l.addr)
 }
 
 // drop ends a link and records why.

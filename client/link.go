@@ -41,6 +41,10 @@ type link struct {
 	dead    bool
 	failErr error
 	failed  chan struct{} // closed by fail
+	// goaway is closed when the session says it is shutting down: the
+	// link still works, and is kept until the next one is ready.
+	goaway     chan struct{}
+	goawayOnce sync.Once
 
 	lastRecv atomic.Int64 // unix nanos of the last frame on the PubSub
 	// receiving is set, by the manager, once the receiver runs; recvDone
@@ -51,7 +55,7 @@ type link struct {
 
 func newLink(c *Client, id uint64, addr string) *link {
 	l := &link{id: id, addr: addr, c: c, conns: make(map[*trackedConn]struct{}), failed: make(chan struct{}),
-		recvDone: make(chan struct{})}
+		goaway: make(chan struct{}), recvDone: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	o := &c.opts
 	l.rdb = redis.NewClient(&redis.Options{
@@ -186,6 +190,10 @@ func (l *link) open() error {
 	if l.pinID, err = l.pin.ClientID(l.ctx).Result(); err != nil {
 		return fmt.Errorf("session %s: CLIENT ID: %w", l.addr, err)
 	}
+	// The session's notice that it is stopping comes on this channel.
+	if err := l.ps.Subscribe(l.ctx, proto.ChanGoAway); err != nil {
+		return fmt.Errorf("session %s: SUBSCRIBE %s: %w", l.addr, proto.ChanGoAway, err)
+	}
 	l.lastRecv.Store(time.Now().UnixNano())
 	return nil
 }
@@ -209,6 +217,11 @@ func (l *link) receive() {
 				l.c.confirmed(l, m.Channel)
 			}
 		case *redis.Message:
+			if m.Channel == proto.ChanGoAway {
+				l.goawayOnce.Do(func() { close(l.goaway) })
+				l.c.kickManager()
+				continue
+			}
 			l.c.pushed(m.Channel, m.Payload)
 		}
 	}

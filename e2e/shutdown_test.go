@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/client"
 )
 
 // TestSessionSIGTERMTellsClientsToGo stops a session with SIGTERM. It stops
@@ -16,7 +19,9 @@ import (
 // a subscribed one a message on the goaway channel. A provider that moves
 // to the other session within the grace period keeps its publisher
 // without a subscriber ever seeing it vanish; one that stays is closed
-// after the grace period, and its publisher goes. The process exits.
+// after the grace period, and its publisher goes. The Go client moves by
+// itself, registering through the other session before it lets go of the
+// stopping one, so its publishers never vanish either. The process exits.
 func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 8 processes")
@@ -45,6 +50,20 @@ func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 	if v, err := readFrame(staysRd); err != nil || !strings.HasPrefix(v, ":") {
 		t.Fatalf("REGISTER: %q %v", v, err)
 	}
+	sdk, err := client.New(client.Options{Sessions: []string{leaving.addr, staying.addr},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdk.Close()
+	for _, rid := range []string{"sdk-1", "sdk-2"} {
+		if _, err := sdk.Register(ctxT(t), svc, rid, "10.0.1.1:80"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := sdk.Status(); !st.Ready || st.Session != leaving.addr {
+		t.Fatalf("the Go client is not on the session to be stopped: %+v", st)
+	}
 	sub := redis.NewClient(&redis.Options{Addr: leaving.addr, MaxRetries: -1})
 	defer sub.Close()
 	ps := sub.Subscribe(context.Background(), svc)
@@ -52,7 +71,7 @@ func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 	if _, err := ps.Receive(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	w.waitSet(svc, "mover=10.0.0.1:80", "stays-put=10.0.0.2:80")
+	w.waitSet(svc, "mover=10.0.0.1:80", "sdk-1=10.0.1.1:80", "sdk-2=10.0.1.1:80", "stays-put=10.0.0.2:80")
 
 	stopped := time.Now()
 	if err := syscall.Kill(leaving.pid, syscall.SIGTERM); err != nil {
@@ -88,11 +107,14 @@ func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 	if took := time.Since(stopped); took < 4*time.Second {
 		t.Fatalf("the session closed a client %v after SIGTERM, before its 4s grace", took)
 	}
-	w.waitSet(svc, "mover=10.0.0.1:80")
+	w.waitSet(svc, "mover=10.0.0.1:80", "sdk-1=10.0.1.1:80", "sdk-2=10.0.1.1:80")
+	if st := sdk.Status(); !st.Ready || st.Session != staying.addr {
+		t.Fatalf("the Go client did not move to the other session: %+v", st)
+	}
 	eventually(t, 20*time.Second, func() (bool, string) {
 		return syscall.Kill(leaving.pid, 0) != nil, "the session is still running after its grace period"
 	})
-	if _, set := lookup(t, other, svc); fmt.Sprint(set) != "[mover=10.0.0.1:80]" {
+	if _, set := lookup(t, other, svc); fmt.Sprint(set) != "[mover=10.0.0.1:80 sdk-1=10.0.1.1:80 sdk-2=10.0.1.1:80]" {
 		t.Fatalf("LOOKUP after the session left: %v", set)
 	}
 }

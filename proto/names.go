@@ -40,7 +40,10 @@ const (
 	PushGoAway = "goaway"
 	// ChanGoAway is the pub/sub channel a subscribed connection gets the
 	// same notice on, as a message whose payload is the milliseconds.
-	ChanGoAway = "__slotreg__:goaway"
+	ChanGoAway = ReservedPrefix + "goaway"
+	// ReservedPrefix starts the channels a session speaks on by itself;
+	// no dataInfoId may start with it.
+	ReservedPrefix = "__slotreg__:"
 )
 
 // Inter-node commands served by meta nodes.

@@ -303,6 +303,9 @@ func parseWrite(args [][]byte, lim *Limits) (*proto.Op, error) {
 	if err := lim.checkKey(kindDataInfoID, op.DataInfoID); err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(op.DataInfoID, proto.ReservedPrefix) {
+		return nil, proto.Errorf(proto.ErrInvalid, "dataInfoIds starting with %s are reserved", proto.ReservedPrefix)
+	}
 	if err := lim.checkKey(kindRegisterID, op.RegisterID); err != nil {
 		return nil, err
 	}
@@ -603,7 +606,9 @@ func (c *clientConn) subscribe(args [][]byte) {
 			c.n.wg.Add(1)
 			go c.pushLoop()
 		}
-		if !had {
+		// The goaway channel is the session's own: no datum is watched
+		// for it, and it carries nothing until the session stops.
+		if !had && id != proto.ChanGoAway {
 			t := c.n.subs.add(c.n, c, id)
 			c.mu.Lock()
 			if c.topics != nil {
