@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,7 +143,7 @@ func TestClientAuth(t *testing.T) {
 // TestDevTakesPasswordsFromFlagsAndEnv runs `registry dev` with the
 // password in the environment and a users file by flag.
 func TestDevTakesPasswordsFromFlagsAndEnv(t *testing.T) {
-	addr, _ := startDev(t, []string{"SLOTREG_REQUIREPASS=from-env"}, "--users-file", writeUsersFile(t))
+	addr, metaAddr, _ := startDev(t, []string{"SLOTREG_REQUIREPASS=from-env"}, "--users-file", writeUsersFile(t))
 	open := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer open.Close()
 	if err := open.Do(ctxT(t), "LOOKUP", "svc").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
@@ -156,5 +157,29 @@ func TestDevTakesPasswordsFromFlagsAndEnv(t *testing.T) {
 	register(t, alice, "svc", "r-alice", "y")
 	if _, set := lookup(t, alice, "svc"); fmt.Sprint(set) != "[r-alice=y r-default=x]" {
 		t.Fatalf("LOOKUP: %v", set)
+	}
+
+	// registryctl reads sessions too: without the password it says what
+	// to pass; with it (by env, or as a named user by flag) it works.
+	ctl := func(env []string, args ...string) (string, int) {
+		cmd := exec.Command(registryctlBin, append([]string{"--meta", metaAddr}, args...)...)
+		cmd.Env = append(envWithout("SLOTREG_REQUIREPASS"), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	if out, code := ctl(nil, "lookup", "svc"); code != 1 || !strings.Contains(out, "--password") {
+		t.Fatalf("registryctl without the password: exit %d: %s", code, out)
+	}
+	if out, code := ctl([]string{"SLOTREG_REQUIREPASS=from-env"}, "lookup", "svc"); code != 0 || !strings.Contains(out, "r-alice") {
+		t.Fatalf("registryctl with the password in the environment: exit %d: %s", code, out)
+	}
+	if out, code := ctl(nil, "--user", "bob", "--password", "bob-pw", "lookup", "svc"); code != 0 || !strings.Contains(out, "r-default") {
+		t.Fatalf("registryctl as bob: exit %d: %s", code, out)
 	}
 }

@@ -456,7 +456,7 @@ func TestTenThousandIdleConnections(t *testing.T) {
 		lim.Cur = old
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	})
-	addr, pid := startDev(t, nil)
+	addr, _, pid := startDev(t, nil)
 
 	c := mustClient(t, addr)
 	register(t, c, "idle-svc", "r1", "before")
@@ -510,9 +510,9 @@ func TestTenThousandIdleConnections(t *testing.T) {
 }
 
 // startDev runs `registry dev` on a free loopback port, with env added to
-// its environment, and returns the session address and the pid; the
-// process is killed at cleanup.
-func startDev(t *testing.T, env []string, extra ...string) (string, int) {
+// its environment, and returns the session address, the meta address and
+// the pid; the process is killed at cleanup.
+func startDev(t *testing.T, env []string, extra ...string) (addr, metaAddr string, pid int) {
 	t.Helper()
 	cmd := exec.Command(registryBin, append([]string{"dev", "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -536,7 +536,6 @@ func startDev(t *testing.T, env []string, extra ...string) (string, int) {
 		}
 		close(lines)
 	}()
-	var addr string
 	timeout := time.After(30 * time.Second)
 	for {
 		select {
@@ -546,6 +545,9 @@ func startDev(t *testing.T, env []string, extra ...string) (string, int) {
 			}
 			if rest, found := strings.CutPrefix(line, "slotreg dev: session on "); found {
 				addr = strings.Fields(rest)[0]
+				if _, m, ok := strings.Cut(rest, "(meta "); ok {
+					metaAddr = strings.TrimSuffix(strings.Fields(m)[0], ",")
+				}
 			}
 			if line == "ready" {
 				if addr == "" {
@@ -555,7 +557,7 @@ func startDev(t *testing.T, env []string, extra ...string) (string, int) {
 					for range lines {
 					}
 				}()
-				return addr, cmd.Process.Pid
+				return addr, metaAddr, cmd.Process.Pid
 			}
 		case <-timeout:
 			t.Fatal("registry dev printed no ready line in 30s")

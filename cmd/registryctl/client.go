@@ -52,6 +52,7 @@ func newEnv(c *cli.Context) (*env, error) {
 	}
 	p := newPool(timeout)
 	p.secret = c.String(flagClusterSecret)
+	p.user, p.password = c.String(flagUser), c.String(flagPassword)
 	if c.Bool(flagTLSInternode) || c.Bool(flagTLSClient) {
 		cfg, err := netsec.ClientConfig(netsec.TLSFiles{CA: c.String(flagTLSCA)})
 		if err != nil {
@@ -93,8 +94,9 @@ func (e *env) warnf(format string, args ...any) {
 // inter-node TLS; sessions on their client ports, with client TLS.
 type pool struct {
 	timeout time.Duration
-	// secret is sent with AUTH to metas and data nodes.
-	secret string
+	// secret is sent with AUTH to metas and data nodes; user and
+	// password to sessions.
+	secret, user, password string
 	// internodeTLS and sessionTLS, when set, dial those ports over TLS.
 	internodeTLS, sessionTLS *tls.Config
 
@@ -130,12 +132,13 @@ func (p *pool) client(addr string) *redis.Client {
 	defer p.mu.Unlock()
 	c, ok := p.clients[addr]
 	if !ok {
-		secret, tlsCfg := p.secret, p.internodeTLS
+		user, secret, tlsCfg := "", p.secret, p.internodeTLS
 		if p.sessions[addr] {
-			secret, tlsCfg = "", p.sessionTLS
+			user, secret, tlsCfg = p.user, p.password, p.sessionTLS
 		}
 		c = redis.NewClient(&redis.Options{
 			Addr:                  addr,
+			Username:              user,
 			Password:              secret,
 			TLSConfig:             tlsCfg,
 			Protocol:              2,
@@ -195,7 +198,7 @@ func (p *pool) authHint(addr string, err *replyError) error {
 	p.mu.Unlock()
 	switch {
 	case session:
-		err.hint = fmt.Sprintf("session %s requires client authentication: %s", addr, err.Error())
+		err.hint = fmt.Sprintf("session %s refused registryctl (%s): pass --%s (and --%s) or set SLOTREG_REQUIREPASS", addr, err.Error(), flagPassword, flagUser)
 	case noAuth:
 		err.hint = fmt.Sprintf("%s requires the cluster secret: pass --%s or set SLOTREG_CLUSTER_SECRET", addr, flagClusterSecret)
 	default:

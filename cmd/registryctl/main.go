@@ -96,6 +96,8 @@ const (
 	flagMeta          = "meta"
 	flagTimeout       = "timeout"
 	flagClusterSecret = "cluster-secret"
+	flagUser          = "user"
+	flagPassword      = "password"
 	flagTLSCA         = "tls-ca"
 	flagTLSInternode  = "tls-internode"
 	flagTLSClient     = "tls-client"
@@ -119,6 +121,16 @@ func globalFlags() []cli.Flag {
 			Name:    flagClusterSecret,
 			EnvVars: []string{"SLOTREG_CLUSTER_SECRET"},
 			Usage:   "the cluster secret, sent to metas and data nodes (prefer the environment variable)",
+		},
+		&cli.StringFlag{
+			Name:    flagUser,
+			EnvVars: []string{"SLOTREG_USER"},
+			Usage:   "the user registryctl AUTHs as on sessions that require client passwords (default: the default user)",
+		},
+		&cli.StringFlag{
+			Name:    flagPassword,
+			EnvVars: []string{"SLOTREG_REQUIREPASS"},
+			Usage:   "the client password for sessions started with --requirepass or --users-file (prefer the environment variable)",
 		},
 		&cli.StringFlag{
 			Name:    flagTLSCA,
