@@ -233,35 +233,35 @@ func TestMaxConnectionsRefusesTheNextClient(t *testing.T) {
 // state until its output limit is full, then is disconnected after the
 // stall timeout; the session's resident memory stays bounded, and a
 // reading subscriber of the same services on the same session gets every
-// final state with the push latency it had without the stalled one
-// (measured side by side in this run).
+// final state with the push latency of a control subscriber on the other
+// session, measured over the same changes (so the comparison holds
+// however loaded the machine is).
 func TestStalledSubscriberIsCutOffAndOthersKeepTheirLatency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100k changes")
 	}
 	c := mustScriptCluster(t, "SLOTREG_MAX_OUTPUT_BUFFER=262144", "SLOTREG_CLIENT_STALL_TIMEOUT=2s")
-	session := c.byRole("session")[0]
+	session, control := c.byRole("session")[0], c.byRole("session")[1]
 	addr := session.addr
 	const services = 100
 	ids := make([]string, services)
 	for i := range ids {
 		ids[i] = "stall-svc-" + strconv.Itoa(i)
 	}
-	writer := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 4})
+	// The writes go through the control's session, so the session under
+	// test does no more work than serve its subscribers.
+	writer := redis.NewClient(&redis.Options{Addr: control.addr, PoolSize: 4})
 	t.Cleanup(func() { writer.Close() })
 	pad := strings.Repeat("p", 100)
 	seq := 0
 	// change makes n changes round-robin over the services, in pipelined
-	// batches of 100 paced at 10k changes a second (a load, not a flood:
-	// the latencies compared are the system's, not a backlog's); each
-	// change carries its send time.
+	// batches of 500 as fast as the cluster takes them; each change
+	// carries its send time.
 	change := func(n int) {
 		t.Helper()
-		pace := time.NewTicker(10 * time.Millisecond)
-		defer pace.Stop()
-		for done := 0; done < n; <-pace.C {
+		for done := 0; done < n; {
 			p := writer.Pipeline()
-			for j := 0; j < 100 && done < n; j++ {
+			for j := 0; j < 500 && done < n; j++ {
 				seq++
 				p.Do(context.Background(), "REGISTER", ids[seq%services], "r", strconv.FormatInt(time.Now().UnixNano(), 10)+" "+strconv.Itoa(seq)+" "+pad)
 				done++
@@ -274,11 +274,11 @@ func TestStalledSubscriberIsCutOffAndOthersKeepTheirLatency(t *testing.T) {
 	change(services)
 
 	healthy := newLatencyWatcher(t, addr, ids)
+	other := newLatencyWatcher(t, control.addr, ids)
 	healthy.waitAll(t, seq)
+	other.waitAll(t, seq)
 	healthy.reset() // the states on subscribe are old news, not latency
-	change(10_000)
-	healthy.waitAll(t, seq)
-	before := healthy.reset()
+	other.reset()
 
 	rssBefore := rss(t, session.pid)
 
@@ -308,9 +308,10 @@ func TestStalledSubscriberIsCutOffAndOthersKeepTheirLatency(t *testing.T) {
 	}()
 	change(100_000)
 	healthy.waitAll(t, seq)
+	other.waitAll(t, seq)
 	close(stopPeak)
 	<-peakDone
-	during := healthy.reset()
+	during, ctl := healthy.reset(), other.reset()
 
 	// The stalled client was cut off: reading now drains what the kernel
 	// held and then meets the closed connection, far short of 100k pushes.
@@ -326,12 +327,12 @@ func TestStalledSubscriberIsCutOffAndOthersKeepTheirLatency(t *testing.T) {
 	if peak > rssBefore+rssBudget {
 		t.Fatalf("the session's RSS rose from %d to %d while a subscriber stalled (budget %d more)", rssBefore, peak, rssBudget)
 	}
-	t.Logf("healthy subscriber push latency p50/p99/max: %v/%v/%v before, %v/%v/%v with a stalled subscriber; session RSS %d -> peak %d; stalled client got %d bytes",
-		before.p50, before.p99, before.max, during.p50, during.p99, during.max, rssBefore, peak, got)
-	// Relative, with room for a loaded machine: a stalled peer must not
-	// turn milliseconds into seconds.
-	if during.p99 > 4*before.p99+100*time.Millisecond {
-		t.Fatalf("the healthy subscriber's p99 went from %v to %v with a stalled subscriber", before.p99, during.p99)
+	t.Logf("push latency p50/p99/max: %v/%v/%v beside the stalled subscriber, %v/%v/%v on the other session; session RSS %d -> peak %d; stalled client got %d bytes",
+		during.p50, during.p99, during.max, ctl.p50, ctl.p99, ctl.max, rssBefore, peak, got)
+	// Relative to the control, with room for noise: a stalled peer must
+	// not turn milliseconds into seconds for its neighbours.
+	if during.p99 > 3*ctl.p99+100*time.Millisecond {
+		t.Fatalf("p99 %v beside the stalled subscriber, %v on the other session", during.p99, ctl.p99)
 	}
 	if _, set := lookup(t, writer, ids[seq%services]); len(set) != 1 || !strings.Contains(set[0], " "+strconv.Itoa(seq)+" ") {
 		t.Fatalf("the last write is not what LOOKUP sees: %.80v", set)

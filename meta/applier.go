@@ -152,6 +152,16 @@ func applyJoin(s *state, c *command) (*state, error) {
 // node, c.Prefer names the follower to promote per slot it led; entries
 // that no longer fit the state are dropped (see usablePrefer).
 func applyRemove(s *state, c *command) (*state, error) {
+	if c.Kind == proto.KindMeta {
+		// A meta voter leaving the group: only its address record.
+		if _, ok := s.Metas[c.ID]; !ok {
+			return nil, fmt.Errorf("meta node %q: %w", c.ID, errUnknownMember)
+		}
+		next := *s
+		next.Metas = maps.Clone(s.Metas)
+		delete(next.Metas, c.ID)
+		return &next, nil
+	}
 	if c.Kind != proto.KindData && c.Kind != proto.KindSession {
 		return nil, fmt.Errorf("%w: remove of kind %q", errBadCommand, c.Kind)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -532,4 +533,85 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMetaRemove takes voters out of a three-voter group with METAREMOVE,
+// the leader itself included, down to one, which it refuses to remove.
+func TestMetaRemove(t *testing.T) {
+	nodes := mustCluster(t, 3, time.Second)
+	leader, followers := leaderOf(t, nodes)
+	waitFor(t, "every voter to record every RPC address", func() (bool, string) {
+		for _, n := range nodes {
+			if m := n.Members(); !hasIDs(m.Metas, "m1", "m2", "m3") {
+				return false, fmt.Sprintf("%s has metas %v", n.ID(), memberIDs(m.Metas))
+			}
+		}
+		return true, ""
+	})
+	var rpcs []string
+	for _, n := range nodes {
+		rpcs = append(rpcs, n.RPCAddr())
+	}
+	c := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "ctl", Metas: rpcs})
+	do := func(id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		_, err := c.Do(ctx, (&proto.MetaRemove{NodeID: id}).Args()...)
+		return err
+	}
+	voters := func(n *Node) []string {
+		f := n.raft.GetConfiguration()
+		if f.Error() != nil {
+			return nil
+		}
+		var ids []string
+		for _, s := range f.Configuration().Servers {
+			ids = append(ids, string(s.ID))
+		}
+		sort.Strings(ids)
+		return ids
+	}
+
+	if err := do("m9"); !errors.Is(err, proto.ErrInvalid) || !strings.Contains(err.Error(), "not in the meta group") {
+		t.Fatalf("removing an unknown voter: %v", err)
+	}
+	gone := followers[0]
+	if err := do(gone.ID()); err != nil {
+		t.Fatalf("removing follower %s: %v", gone.ID(), err)
+	}
+	waitFor(t, "the removed follower to leave the configuration and the records", func() (bool, string) {
+		for _, n := range []*Node{leader, followers[1]} {
+			if v := voters(n); slices.Contains(v, gone.ID()) || hasIDs(n.Members().Metas, gone.ID()) {
+				return false, fmt.Sprintf("%s: voters %v, metas %v", n.ID(), v, memberIDs(n.Members().Metas))
+			}
+		}
+		return true, ""
+	})
+	// The removed node is no longer part of the group: the others keep a
+	// leader among themselves however it behaves (it may not even learn
+	// of its removal; the operator stops it next).
+	if !leader.IsLeader() && !followers[1].IsLeader() {
+		waitFor(t, "a leader among the two left", func() (bool, string) {
+			return leader.IsLeader() || followers[1].IsLeader(), ""
+		})
+	}
+
+	// The leader can remove itself: the last follower takes over alone.
+	if err := do(leader.ID()); err != nil {
+		t.Fatalf("removing the leader %s: %v", leader.ID(), err)
+	}
+	last := followers[1]
+	waitFor(t, "the last voter to lead alone", func() (bool, string) {
+		return last.IsLeader() && slices.Equal(voters(last), []string{last.ID()}),
+			fmt.Sprintf("leader %v, voters %v", last.IsLeader(), voters(last))
+	})
+	if err := do(last.ID()); !errors.Is(err, proto.ErrInvalid) || !strings.Contains(err.Error(), "last meta voter") {
+		t.Fatalf("removing the last voter: %v", err)
+	}
+	// It still serves: the table is there and a data node can join.
+	d, _ := mustClient(t, proto.KindData, "d1", last.RPCAddr())
+	d.Start()
+	waitFor(t, "a data node to join the one-voter group", func() (bool, string) {
+		return hasIDs(last.Members().Data, "d1"), fmt.Sprintf("data %v", memberIDs(last.Members().Data))
+	})
 }

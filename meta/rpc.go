@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/tidwall/redcon"
 
 	"github.com/slotreg/slotreg/proto"
@@ -36,6 +37,7 @@ func (n *Node) newHandlers() (map[string]handler, error) {
 		{proto.CmdRebalance, n.handleRebalance},
 		{proto.CmdCancelMove, n.handleCancelMove},
 		{proto.CmdDrain, n.handleDrain},
+		{proto.CmdMetaRemove, n.handleMetaRemove},
 		{proto.CmdUndrain, n.handleUndrain},
 		{proto.CmdConfSet, n.handleConfSet},
 		{proto.CmdConfDel, n.handleConfDel},
@@ -287,6 +289,57 @@ func (n *Node) handleMetaJoin(conn redcon.Conn, args [][]byte) {
 	if res.Changed {
 		n.log.Info("recorded meta rpc address", "node", mj.NodeID, "addr", mj.RPCAddr)
 	}
+	conn.WriteString("OK")
+}
+
+// handleMetaRemove takes a voter out of the Raft group: its RPC address
+// record goes first (while this node surely leads), then the Raft
+// configuration change, which the removed node's Raft answers by
+// shutting down. Removing the leader itself is allowed: it steps down
+// once the change commits and the others elect a new leader.
+func (n *Node) handleMetaRemove(conn redcon.Conn, args [][]byte) {
+	mr, err := proto.ParseMetaRemove(args)
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.leaderGate(); err != nil {
+		writeErr(conn, err)
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: raft configuration: %v", n.cfg.NodeID, err))
+		return
+	}
+	voters, found := 0, false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		found = found || string(s.ID) == mr.NodeID
+	}
+	switch {
+	case !found:
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is not in the meta group", mr.NodeID))
+		return
+	case voters <= 1:
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is the last meta voter; the group cannot go on without it", mr.NodeID))
+		return
+	}
+	res, err := n.propose(&command{Type: cmdRemove, Kind: proto.KindMeta, ID: mr.NodeID})
+	if err == nil && res.Err != nil && !errors.Is(res.Err, errUnknownMember) {
+		err = proto.Errorf(proto.ErrInvalid, "remove meta %s: %v", mr.NodeID, res.Err)
+	}
+	if err != nil {
+		writeErr(conn, err)
+		return
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(mr.NodeID), 0, 10*time.Second).Error(); err != nil {
+		writeErr(conn, n.raftError(&command{Type: cmdRemove, Kind: proto.KindMeta, ID: mr.NodeID}, err))
+		return
+	}
+	n.log.Info("meta voter removed", "removed", mr.NodeID, "voters", voters-1)
 	conn.WriteString("OK")
 }
 
