@@ -172,7 +172,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			nodesCommand(), slotsCommand(), rebalanceCommand(), moveSlotCommand(),
-			drainCommand(), undrainCommand(), lookupCommand(), statsCommand(), verifyCommand(),
+			drainCommand(), undrainCommand(), lookupCommand(), statsCommand(), verifyCommand(), metaCommand(),
 			configCommand(),
 		},
 	}

@@ -492,3 +492,22 @@ func TestHungMetaIsSkipped(t *testing.T) {
 		t.Fatalf("move-slot: %v", r)
 	}
 }
+
+// TestMetaRemoveRefusals: meta remove names what it refuses; the removal
+// itself is tested with three voters in the meta package.
+func TestMetaRemoveRefusals(t *testing.T) {
+	c := mustCluster(t, nil, []string{"d1"}, nil)
+	addr := c.meta.RPCAddr()
+	if r := ctl("--meta", addr, "meta", "remove"); r.code != exitUsage {
+		t.Fatalf("meta remove without an id: %v", r)
+	}
+	if r := ctl("--meta", addr, "meta", "remove", "m9"); r.code != exitFailed || !strings.Contains(r.err, "m9 is not in the meta group") {
+		t.Fatalf("removing an unknown voter: %v", r)
+	}
+	if r := ctl("--meta", addr, "meta", "remove", "m1"); r.code != exitFailed || !strings.Contains(r.err, "last meta voter") {
+		t.Fatalf("removing the last voter: %v", r)
+	}
+	if !c.meta.IsLeader() {
+		t.Fatal("the meta stopped leading after a refused removal")
+	}
+}
