@@ -24,8 +24,10 @@ func (s *slotStore) contentHash() uint64 {
 		}
 		d.Write(v[:])
 		sum += d.Sum64()
-		for _, p := range dt.pubs {
-			sum += proto.PubHash(id, p.registerID, p.data, p.conn) ^ xxhash.Sum64String(p.session) ^ uint64(p.ttl)
+		for i := range dt.pubs {
+			p := &dt.pubs[i]
+			rid, data := splitKV(p.kv)
+			sum += proto.PubHash(id, rid, data, p.own.conn) ^ xxhash.Sum64String(p.own.session) ^ uint64(p.own.ttl)
 		}
 		return true
 	})
