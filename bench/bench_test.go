@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -12,11 +13,21 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/proto"
 )
 
 // mustCluster starts an in-process cluster (1 meta, 2 data, 1 session)
-// and returns its session addresses.
+// and returns its session addresses; mustStartCluster returns the cluster.
 func mustCluster(t *testing.T) []string {
+	t.Helper()
+	var addrs []string
+	for _, s := range mustStartCluster(t).Sessions {
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs
+}
+
+func mustStartCluster(t *testing.T) *cluster.Local {
 	t.Helper()
 	cl, err := cluster.Start(cluster.Options{
 		Dir: t.TempDir(), Data: 2, Sessions: 1, Lease: 2 * time.Second, Heartbeat: 100 * time.Millisecond,
@@ -31,11 +42,40 @@ func mustCluster(t *testing.T) []string {
 	if err := cl.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var addrs []string
-	for _, s := range cl.Sessions {
-		addrs = append(addrs, s.Addr())
+	return cl
+}
+
+// The memory scenario reads every node's heap after a collection it asks
+// for: DSTATS GC from data nodes, SLOTREG MEMORY GC from sessions.
+func TestReadHeapsCollectsFirst(t *testing.T) {
+	cl := mustStartCluster(t)
+	var procs []*Proc
+	for _, d := range cl.Data {
+		procs = append(procs, &Proc{Role: proto.KindData, ID: d.ID(), Addr: d.Addr()})
 	}
-	return addrs
+	for i, s := range cl.Sessions {
+		procs = append(procs, &Proc{Role: proto.KindSession, ID: fmt.Sprint("session", i), Addr: s.Addr()})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before, err := readHeaps(ctx, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := readHeaps(ctx, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, a := before[p.ID], after[p.ID]
+		if a.HeapInuse == 0 || a.HeapLive == 0 || a.HeapLive > a.HeapInuse || a.HeapSys < a.HeapInuse {
+			t.Errorf("%s: implausible heap figures %+v", p.ID, a)
+		}
+		// Every read collects: later reads see more cycles.
+		if a.GCCycles <= b.GCCycles {
+			t.Errorf("%s: gc cycles %d then %d", p.ID, b.GCCycles, a.GCCycles)
+		}
+	}
 }
 
 // checkSane fails unless r counted operations and its percentiles are

@@ -17,7 +17,8 @@ import (
 // MemoryConfig drives the memory scenario on a cluster whose processes
 // the harness knows (StartLocal): publishers are added up to each of
 // Steps, held open, and the resident set of every data and session
-// process is read from /proc after each step.
+// process is read from /proc after each step, and its Go heap after a
+// full collection.
 type MemoryConfig struct {
 	Local    *Local
 	Steps    []int // cumulative publisher counts, ascending
@@ -79,12 +80,17 @@ func Memory(ctx context.Context, cfg MemoryConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	baseHeap, err := readHeaps(ctx, procs)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Scenario: "memory", Target: TargetSlotreg, Params: map[string]any{
 		"steps": cfg.Steps, "services": cfg.Services, "clients": cfg.Clients, "data_bytes": cfg.DataSize,
 		"replicas": cfg.Replicas,
 	}}
 	for _, p := range procs {
 		res.Add("baseline RSS "+p.ID, mib(base[p.ID]), "MiB")
+		res.Add("baseline heap "+p.ID, mib(int64(baseHeap[p.ID].HeapInuse)), "MiB")
 	}
 	prefix := runPrefix("mem")
 	var fleets []*fleet
@@ -117,13 +123,21 @@ func Memory(ctx context.Context, cfg MemoryConfig) (*Result, error) {
 		if err != nil {
 			return res, err
 		}
-		var dataDelta, sessDelta int64
+		heap, err := readHeaps(ctx, procs)
+		if err != nil {
+			return res, err
+		}
+		var dataDelta, sessDelta, dataHeap, sessHeap int64
 		for _, p := range procs {
 			res.Add(fmt.Sprintf("%d publishers: RSS %s", n, p.ID), mib(now[p.ID]), "MiB")
+			res.Add(fmt.Sprintf("%d publishers: heap %s", n, p.ID), mib(int64(heap[p.ID].HeapInuse)), "MiB")
+			h := int64(heap[p.ID].HeapInuse) - int64(baseHeap[p.ID].HeapInuse)
 			if p.Role == proto.KindData {
 				dataDelta += now[p.ID] - base[p.ID]
+				dataHeap += h
 			} else {
 				sessDelta += now[p.ID] - base[p.ID]
+				sessHeap += h
 			}
 		}
 		// The bytes a publisher's own strings take: registerId and data,
@@ -136,11 +150,17 @@ func Memory(ctx context.Context, cfg MemoryConfig) (*Result, error) {
 		res.Add(fmt.Sprintf("%d publishers: of which beyond the data bytes (~%.0f B)", n, own), round1(perCopy-own), "B")
 		res.Add(fmt.Sprintf("%d publishers: session RSS growth per publisher", n), round1(perSess), "B")
 		res.Add(fmt.Sprintf("%d publishers: session beyond the data bytes", n), round1(perSess-own), "B")
+		heapCopy := float64(dataHeap) / float64(n*cfg.Replicas)
+		heapSess := float64(sessHeap) / float64(n)
+		res.Add(fmt.Sprintf("%d publishers: data nodes heap growth per publisher per copy", n), round1(heapCopy), "B")
+		res.Add(fmt.Sprintf("%d publishers: of which beyond the data bytes", n), round1(heapCopy-own), "B")
+		res.Add(fmt.Sprintf("%d publishers: session heap growth per publisher", n), round1(heapSess), "B")
+		res.Add(fmt.Sprintf("%d publishers: session heap beyond the data bytes", n), round1(heapSess-own), "B")
 		from = n
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.Rate = float64(res.Ops) / res.Seconds
-	res.Note("RSS includes garbage not yet returned to the OS (GOGC=100 lets the heap grow to about twice the live set); the Go heap is not read (INFO has no heap figures yet)")
+	res.Note("RSS includes garbage not yet returned to the OS (GOGC=100 lets the heap grow to about twice the live set); heap is the Go heap in use (HeapInuse) right after a full collection the harness asks each node for (DSTATS GC, SLOTREG MEMORY GC), so it counts live memory only")
 	if cfg.Hold != nil {
 		if err := cfg.Hold(ctx, prefix); err != nil {
 			return res, err
@@ -156,6 +176,44 @@ func round1(v float64) float64 {
 		return -round1(-v)
 	}
 	return float64(int64(v*10+0.5)) / 10
+}
+
+// readHeaps asks every data and session process for its heap after a
+// full collection: DSTATS GC and SLOTREG MEMORY GC.
+func readHeaps(ctx context.Context, procs []*Proc) (map[string]proto.MemoryStats, error) {
+	out := make(map[string]proto.MemoryStats, len(procs))
+	for _, p := range procs {
+		c := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: 2, DisableIdentity: true, PoolSize: 1, MaxRetries: -1,
+			ReadTimeout: 30 * time.Second})
+		var m *proto.MemoryStats
+		if p.Role == proto.KindData {
+			v, err := c.Do(ctx, proto.CmdDStats, proto.OptGC).Result()
+			var st *proto.DataStats
+			if err == nil {
+				st, err = proto.ParseDataStats(v)
+			}
+			if err == nil && st.Memory == nil {
+				err = errors.New("DSTATS has no memory figures")
+			}
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("memory: heap of %s: %w", p.ID, err)
+			}
+			m = st.Memory
+		} else {
+			v, err := c.Do(ctx, proto.CmdSlotreg, proto.SubMemory, proto.OptGC).Result()
+			if err == nil {
+				m, err = proto.ParseMemoryStats(v)
+			}
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("memory: heap of %s: %w", p.ID, err)
+			}
+		}
+		c.Close()
+		out[p.ID] = *m
+	}
+	return out, nil
 }
 
 // waitPublishers polls the sessions' INFO until their publishers add up

@@ -2,8 +2,10 @@ package dataserver
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/tidwall/redcon"
 )
@@ -24,19 +26,28 @@ func (s *slotStore) contentHash() uint64 {
 		}
 		d.Write(v[:])
 		sum += d.Sum64()
-		for _, p := range dt.pubs {
-			sum += proto.PubHash(id, p.registerID, p.data, p.conn) ^ xxhash.Sum64String(p.session) ^ uint64(p.ttl)
+		for i := range dt.pubs {
+			p := &dt.pubs[i]
+			rid, data := splitKV(p.kv)
+			sum += proto.PubHash(id, rid, data, p.own.conn) ^ xxhash.Sum64String(p.own.session) ^ uint64(p.own.ttl)
 		}
 		return true
 	})
 	return sum
 }
 
-// handleStats answers DSTATS: per slot this node holds, its role,
-// position, size and content hash, and for led slots each session's
-// digest.
-func (n *Node) handleStats(conn redcon.Conn) {
+// handleStats answers DSTATS [GC]: per slot this node holds, its role,
+// position, size and content hash, for led slots each session's digest,
+// and the node's heap.
+func (n *Node) handleStats(conn redcon.Conn, args [][]byte) {
+	gc := len(args) == 2 && strings.EqualFold(string(args[1]), proto.OptGC)
+	if len(args) > 1 && !gc {
+		conn.WriteError("ERR usage: DSTATS [GC]")
+		return
+	}
 	out := proto.DataStats{Node: n.cfg.NodeID}
+	mem := obs.ReadMemory(gc)
+	out.Memory = &mem
 	for s := range n.stores {
 		st := n.stores[s].Load()
 		if st == nil {

@@ -291,7 +291,7 @@ func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
 	case proto.CmdDSync:
 		n.handleSync(conn, cmd.Args)
 	case proto.CmdDStats:
-		n.handleStats(conn)
+		n.handleStats(conn, cmd.Args)
 	case proto.CmdSubscribe:
 		n.startStream(conn, cmd)
 	case proto.CmdPing:

@@ -3,6 +3,7 @@ package dataserver
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,27 +11,81 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// publisher is one registration as a replica of its slot holds it.
-type publisher struct {
-	registerID string
-	data       string
-	session    string // owning session node
-	conn       string // owning client connection; "" for TTL publishers
-	ttl        uint32 // seconds; 0 = bound to its connection
-	expireAt   int64  // unix nanos; 0 when not TTL-bound
+// owner is who holds a publisher: the session that wrote it and, for a
+// connection-bound one, the client connection. The connection-bound
+// publishers of one connection share one owner, interned per slot (a slot's
+// publishers come from a few connections), so a publisher costs a pointer
+// and not two strings. A TTL publisher has an owner of its own that also
+// carries its lease, since its deadline is its own.
+type owner struct {
+	session  string
+	conn     string // "" for TTL publishers
+	refs     int    // interned owners: the publishers pointing here
+	ttl      uint32 // seconds; 0 = bound to its connection
+	expireAt int64  // unix nanos; 0 when not TTL-bound
 }
 
-// datum is a dataInfoId's publishers, kept sorted by registerID: most
+type ownerKey struct{ session, conn string }
+
+// nobody is the owner of log entries no session wrote (expiry, touch).
+var nobody = &owner{}
+
+// publisher is one registration as a replica of its slot holds it: its
+// registerId and data in one string (kv) and its owner. Datums hold
+// publishers by value.
+type publisher struct {
+	kv  string
+	own *owner
+}
+
+func (p *publisher) registerID() string { rid, _ := splitKV(p.kv); return rid }
+func (p *publisher) data() string       { _, d := splitKV(p.kv); return d }
+
+// makeKV packs a registerId and data into one string, the registerId's
+// length first as a uvarint (one or two bytes: registerIds are at most
+// proto.MaxKeyLen bytes), so a publisher's strings are one allocation.
+func makeKV(rid, data string) string {
+	var b strings.Builder
+	b.Grow(2 + len(rid) + len(data))
+	n := uint(len(rid))
+	for n >= 0x80 {
+		b.WriteByte(byte(n) | 0x80)
+		n >>= 7
+	}
+	b.WriteByte(byte(n))
+	b.WriteString(rid)
+	b.WriteString(data)
+	return b.String()
+}
+
+// splitKV undoes makeKV.
+func splitKV(kv string) (rid, data string) {
+	var n, shift uint
+	i := 0
+	for ; i < len(kv); i++ {
+		c := kv[i]
+		n |= uint(c&0x7f) << shift
+		shift += 7
+		if c < 0x80 {
+			break
+		}
+	}
+	i++
+	return kv[i : i+int(n)], kv[i+int(n):]
+}
+
+// datum is a dataInfoId's publishers, kept sorted by registerId: most
 // services have a handful of publishers, where a sorted slice is smaller
 // and faster than a tree, and lookups return them in order for free.
 type datum struct {
+	id      string // the key it is stored under
 	version uint64
-	pubs    []*publisher
+	pubs    []publisher
 }
 
 func (d *datum) find(rid string) (int, bool) {
-	i := sort.Search(len(d.pubs), func(i int) bool { return d.pubs[i].registerID >= rid })
-	return i, i < len(d.pubs) && d.pubs[i].registerID == rid
+	i := sort.Search(len(d.pubs), func(i int) bool { return d.pubs[i].registerID() >= rid })
+	return i, i < len(d.pubs) && d.pubs[i].registerID() == rid
 }
 
 // expiryKey orders TTL publishers by deadline so the sweeper pops only what
@@ -69,6 +124,7 @@ type slotStore struct {
 	expiry      *btree.BTreeG[expiryKey]
 	log         *opLog
 	publishers  int
+	owners      map[ownerKey]*owner      // interned owners of connection-bound publishers
 	digests     map[string]*proto.Digest // session -> its connection-bound publishers
 	retired     bool                     // the node no longer holds the slot
 
@@ -87,7 +143,8 @@ func newSlotStore(id int, leaderEpoch uint64, logSize int) *slotStore {
 		id:          id,
 		leaderEpoch: leaderEpoch,
 		expiry:      btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true}),
-		log:         newOpLog(logSize),
+		log:         newOpLog(logSize, opLogMaxBytes),
+		owners:      make(map[ownerKey]*owner),
 		digests:     make(map[string]*proto.Digest),
 		acked:       make(map[string]uint64),
 		ackCh:       make(chan struct{}),
@@ -102,8 +159,6 @@ func (s *slotStore) next() (seq, version uint64) {
 	return s.seq, s.leaderEpoch<<32 | (s.seq & 0xffffffff)
 }
 
-func (s *slotStore) append(e LogEntry) { s.log.append(e) }
-
 // apply runs one write as the leader at time now (unix nanos) and returns
 // its result (the version for a register, 1 or 0 for unregister and
 // renew), whether subscribers must hear of it, and whether it touched a
@@ -113,44 +168,102 @@ func (s *slotStore) apply(session string, op *proto.Op, now int64) (result uint6
 	case proto.OpRegister:
 		seq, v := s.next()
 		ttl = op.TTL > 0 || s.isTTL(op.DataInfoID, op.RegisterID)
-		s.put(session, op, now, v)
-		s.append(LogEntry{Seq: seq, Version: v, Session: session, Op: *op})
+		d, kv := s.put(session, op, now, v)
+		s.logOp(seq, v, session, op, d, kv)
 		return v, true, ttl
 	case proto.OpUnregister:
+		d, _ := s.datums.Get(op.DataInfoID)
 		p := s.get(op.DataInfoID, op.RegisterID)
-		if p == nil || (op.ConnID != "" && (p.conn != op.ConnID || p.session != session)) {
+		if p == nil || (op.ConnID != "" && (p.own.conn != op.ConnID || p.own.session != session)) {
 			return 0, false, false
 		}
-		ttl = p.ttl > 0
+		ttl = p.own.ttl > 0
+		kv := p.kv
 		seq, v := s.next()
+		// The entry is made before the delete, which may drop the owner it
+		// can share.
+		e := s.entry(v, session, op, d, kv)
 		s.del(op.DataInfoID, op.RegisterID, v)
-		s.append(LogEntry{Seq: seq, Version: v, Session: session, Op: *op})
+		s.log.append(seq, e)
 		return 1, true, ttl
 	case proto.OpRenew:
-		if !s.renew(op.DataInfoID, op.RegisterID, now) {
+		p := s.get(op.DataInfoID, op.RegisterID)
+		if p == nil || !s.renew(op.DataInfoID, op.RegisterID, now) {
 			return 0, false, false
 		}
+		d, _ := s.datums.Get(op.DataInfoID)
 		seq, _ := s.next()
-		s.append(LogEntry{Seq: seq, Session: session, Op: *op})
+		s.logOp(seq, 0, session, op, d, p.kv)
 		return 1, false, true
 	}
 	return 0, false, false
 }
 
+// entry builds the log entry of op, sharing the datum d and the
+// publisher string kv where the caller has them.
+func (s *slotStore) entry(version uint64, session string, op *proto.Op, d *datum, kv string) logEntry {
+	e := logEntry{version: version, d: d, kv: kv, own: s.writer(session, op.ConnID), ttl: op.TTL, typ: op.Type}
+	if op.Type == proto.OpTouch {
+		return e
+	}
+	if e.d == nil {
+		// Only a follower out of step with its leader gets here; the
+		// entry still needs the dataInfoId.
+		var ok bool
+		if e.d, ok = s.datums.Get(op.DataInfoID); !ok {
+			e.d = &datum{id: op.DataInfoID}
+		}
+	}
+	if e.kv == "" {
+		e.kv = makeKV(op.RegisterID, "")
+	}
+	return e
+}
+
+func (s *slotStore) logOp(seq, version uint64, session string, op *proto.Op, d *datum, kv string) {
+	s.log.append(seq, s.entry(version, session, op, d, kv))
+}
+
+// writer is the owner a log entry names: the interned one when a
+// publisher of that connection is held, else a new one.
+func (s *slotStore) writer(session, conn string) *owner {
+	if o := s.owners[ownerKey{session, conn}]; o != nil {
+		return o
+	}
+	if session == "" && conn == "" {
+		return nobody
+	}
+	return &owner{session: session, conn: conn}
+}
+
 // replay applies a leader's entry on a follower.
 func (s *slotStore) replay(e *LogEntry, now int64) {
+	var d *datum
+	var kv string
 	switch e.Op.Type {
 	case proto.OpRegister:
-		s.put(e.Session, &e.Op, now, e.Version)
+		d, kv = s.put(e.Session, &e.Op, now, e.Version)
 	case proto.OpUnregister:
+		if p := s.get(e.Op.DataInfoID, e.Op.RegisterID); p != nil {
+			kv = p.kv
+		}
+		d, _ = s.datums.Get(e.Op.DataInfoID)
+		en := s.entry(e.Version, e.Session, &e.Op, d, kv)
 		s.del(e.Op.DataInfoID, e.Op.RegisterID, e.Version)
+		s.seq = e.Seq
+		s.log.append(e.Seq, en)
+		return
 	case proto.OpRenew:
 		s.renew(e.Op.DataInfoID, e.Op.RegisterID, now)
+		if p := s.get(e.Op.DataInfoID, e.Op.RegisterID); p != nil {
+			kv = p.kv
+		}
+		d, _ = s.datums.Get(e.Op.DataInfoID)
 	case proto.OpTouch:
 		s.touchAll(e.Version)
 	}
 	s.seq = e.Seq
-	s.append(*e)
+	s.logOp(e.Seq, e.Version, e.Session, &e.Op, d, kv)
 }
 
 // touch raises every datum's version (a new leader after a failover), so
@@ -158,7 +271,7 @@ func (s *slotStore) replay(e *LogEntry, now int64) {
 func (s *slotStore) touch() {
 	seq, v := s.next()
 	s.touchAll(v)
-	s.append(LogEntry{Seq: seq, Version: v, Op: proto.Op{Type: proto.OpTouch}})
+	s.logOp(seq, v, "", &proto.Op{Type: proto.OpTouch}, nil, "")
 }
 
 func (s *slotStore) touchAll(v uint64) {
@@ -168,20 +281,21 @@ func (s *slotStore) touchAll(v uint64) {
 	})
 }
 
+// get returns the publisher, valid until the datum next changes.
 func (s *slotStore) get(id, rid string) *publisher {
 	d, ok := s.datums.Get(id)
 	if !ok {
 		return nil
 	}
 	if i, found := d.find(rid); found {
-		return d.pubs[i]
+		return &d.pubs[i]
 	}
 	return nil
 }
 
 func (s *slotStore) isTTL(id, rid string) bool {
 	p := s.get(id, rid)
-	return p != nil && p.ttl > 0
+	return p != nil && p.own.ttl > 0
 }
 
 func (s *slotStore) digest(session string) *proto.Digest {
@@ -195,54 +309,81 @@ func (s *slotStore) digest(session string) *proto.Digest {
 
 // count adds (sign 1) or removes (-1) p from its session's digest.
 func (s *slotStore) count(id string, p *publisher, sign int) {
-	if p.conn == "" {
+	if p.own.conn == "" {
 		return
 	}
-	h := proto.PubHash(id, p.registerID, p.data, p.conn)
-	d := s.digest(p.session)
+	rid, data := splitKV(p.kv)
+	h := proto.PubHash(id, rid, data, p.own.conn)
+	d := s.digest(p.own.session)
 	if sign > 0 {
 		d.Add(h)
 		return
 	}
 	d.Sub(h)
 	if d.Count == 0 {
-		delete(s.digests, p.session)
+		delete(s.digests, p.own.session)
 	}
 }
 
-func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64) {
+// intern returns the slot's shared owner for a connection, counting one
+// more publisher on it.
+func (s *slotStore) intern(session, conn string) *owner {
+	k := ownerKey{session, conn}
+	o := s.owners[k]
+	if o == nil {
+		o = &owner{session: session, conn: conn}
+		s.owners[k] = o
+	}
+	o.refs++
+	return o
+}
+
+// release counts a publisher off its owner; an interned owner no
+// publisher points to any more leaves the table.
+func (s *slotStore) release(o *owner) {
+	if o.ttl > 0 {
+		return // a TTL publisher's own, never interned
+	}
+	if o.refs--; o.refs == 0 {
+		delete(s.owners, ownerKey{o.session, o.conn})
+	}
+}
+
+// put stores a register and returns its datum and the publisher's kv,
+// which its log entry shares.
+func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64) (*datum, string) {
 	d, ok := s.datums.Get(op.DataInfoID)
 	if !ok {
-		d = &datum{}
+		d = &datum{id: op.DataInfoID}
 		s.datums.Set(op.DataInfoID, d)
 	}
-	p := &publisher{registerID: op.RegisterID, data: op.Data, session: session, ttl: op.TTL}
+	p := publisher{kv: makeKV(op.RegisterID, op.Data)}
 	if op.TTL > 0 {
-		p.expireAt = now + int64(op.TTL)*1e9
-		s.expiry.Set(expiryKey{p.expireAt, op.DataInfoID, op.RegisterID})
+		p.own = &owner{session: session, ttl: op.TTL, expireAt: now + int64(op.TTL)*1e9}
+		s.expiry.Set(expiryKey{p.own.expireAt, d.id, p.registerID()})
 	} else {
-		p.conn = op.ConnID
+		p.own = s.intern(session, op.ConnID)
 	}
 	i, found := d.find(op.RegisterID)
 	if found {
-		s.forget(op.DataInfoID, d.pubs[i])
+		s.forget(d.id, &d.pubs[i])
 		d.pubs[i] = p
 	} else {
-		d.pubs = append(d.pubs, nil)
-		copy(d.pubs[i+1:], d.pubs[i:])
-		d.pubs[i] = p
+		d.pubs = slices.Insert(d.pubs, i, p)
 		s.publishers++
 	}
-	s.count(op.DataInfoID, p, 1)
+	s.count(d.id, &p, 1)
 	d.version = version
+	return d, p.kv
 }
 
-// forget drops p's expiry and digest entries.
+// forget drops p's expiry and digest entries and its hold on its owner.
 func (s *slotStore) forget(id string, p *publisher) {
-	if p.expireAt != 0 {
-		s.expiry.Delete(expiryKey{p.expireAt, id, p.registerID})
+	if p.own.ttl > 0 {
+		s.expiry.Delete(expiryKey{p.own.expireAt, id, p.registerID()})
 	}
 	s.count(id, p, -1)
+	s.release(p.own)
 }
 
 func (s *slotStore) del(id, rid string, version uint64) bool {
@@ -254,10 +395,13 @@ func (s *slotStore) del(id, rid string, version uint64) bool {
 	if !found {
 		return false
 	}
-	s.forget(id, d.pubs[i])
+	s.forget(id, &d.pubs[i])
 	copy(d.pubs[i:], d.pubs[i+1:])
-	d.pubs[len(d.pubs)-1] = nil
+	d.pubs[len(d.pubs)-1] = publisher{}
 	d.pubs = d.pubs[:len(d.pubs)-1]
+	if c := cap(d.pubs); c > 32 && len(d.pubs) < c/4 {
+		d.pubs = slices.Clip(slices.Clone(d.pubs))
+	}
 	s.publishers--
 	// An emptied datum stays, so its version keeps rising for watchers.
 	d.version = version
@@ -266,12 +410,12 @@ func (s *slotStore) del(id, rid string, version uint64) bool {
 
 func (s *slotStore) renew(id, rid string, now int64) bool {
 	p := s.get(id, rid)
-	if p == nil || p.ttl == 0 {
+	if p == nil || p.own.ttl == 0 {
 		return false
 	}
-	s.expiry.Delete(expiryKey{p.expireAt, id, rid})
-	p.expireAt = now + int64(p.ttl)*1e9
-	s.expiry.Set(expiryKey{p.expireAt, id, rid})
+	s.expiry.Delete(expiryKey{p.own.expireAt, id, rid})
+	p.own.expireAt = now + int64(p.own.ttl)*1e9
+	s.expiry.Set(expiryKey{p.own.expireAt, id, rid})
 	return true
 }
 
@@ -293,13 +437,14 @@ func (s *slotStore) expire(now int64) []string {
 	}
 }
 
-// connPubs lists a session's connection-bound publishers in the slot.
-func (s *slotStore) connPubs(session string) map[pubKey]*publisher {
-	out := make(map[pubKey]*publisher)
+// connPubs lists a session's connection-bound publishers in the slot, as
+// copies: the caller changes the datums while it reads them.
+func (s *slotStore) connPubs(session string) map[pubKey]publisher {
+	out := make(map[pubKey]publisher)
 	s.datums.Scan(func(id string, d *datum) bool {
 		for _, p := range d.pubs {
-			if p.session == session && p.conn != "" {
-				out[pubKey{id, p.registerID}] = p
+			if p.own.session == session && p.own.conn != "" {
+				out[pubKey{id, p.registerID()}] = p
 			}
 		}
 		return true
@@ -327,9 +472,9 @@ func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
 	for i := range pubs {
 		p := &pubs[i]
 		k := pubKey{p.DataInfoID, p.RegisterID}
-		cur := have[k]
+		cur, had := have[k]
 		delete(have, k)
-		if cur != nil && cur.data == p.Data && cur.conn == p.Conn {
+		if had && cur.data() == p.Data && cur.own.conn == p.Conn {
 			continue
 		}
 		op := proto.Op{Type: proto.OpRegister, DataInfoID: p.DataInfoID, RegisterID: p.RegisterID, Data: p.Data, ConnID: p.Conn}
@@ -337,7 +482,7 @@ func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
 		changed = append(changed, p.DataInfoID)
 	}
 	for k, p := range have {
-		op := proto.Op{Type: proto.OpUnregister, DataInfoID: k.id, RegisterID: k.rid, ConnID: p.conn}
+		op := proto.Op{Type: proto.OpUnregister, DataInfoID: k.id, RegisterID: k.rid, ConnID: p.own.conn}
 		if _, ch, _ := s.apply(session, &op, now); ch {
 			changed = append(changed, k.id)
 		}
@@ -356,8 +501,9 @@ func (s *slotStore) snapshot(dataInfoID string) *proto.Datum {
 	}
 	out.Version = d.version
 	out.Entries = make([]proto.Entry, len(d.pubs))
-	for i, p := range d.pubs {
-		out.Entries[i] = proto.Entry{RegisterID: p.registerID, Data: p.data}
+	for i := range d.pubs {
+		e := &out.Entries[i]
+		e.RegisterID, e.Data = splitKV(d.pubs[i].kv)
 	}
 	return out
 }
@@ -367,12 +513,14 @@ func (s *slotStore) dump(now int64) *proto.SlotSnapshot {
 	out := &proto.SlotSnapshot{LeaderEpoch: s.leaderEpoch, Seq: s.seq, Datums: make([]proto.SnapDatum, 0, s.datums.Len())}
 	s.datums.Scan(func(id string, d *datum) bool {
 		sd := proto.SnapDatum{DataInfoID: id, Version: d.version, Pubs: make([]proto.SnapPub, len(d.pubs))}
-		for i, p := range d.pubs {
-			sp := proto.SnapPub{RegisterID: p.registerID, Data: p.data, Session: p.session, Conn: p.conn, TTL: p.ttl}
-			if p.expireAt > now {
-				sp.RemainMs = uint64((p.expireAt - now) / 1e6)
+		for i := range d.pubs {
+			p := &d.pubs[i]
+			sp := &sd.Pubs[i]
+			sp.RegisterID, sp.Data = splitKV(p.kv)
+			sp.Session, sp.Conn, sp.TTL = p.own.session, p.own.conn, p.own.ttl
+			if p.own.expireAt > now {
+				sp.RemainMs = uint64((p.own.expireAt - now) / 1e6)
 			}
-			sd.Pubs[i] = sp
 		}
 		out.Datums = append(out.Datums, sd)
 		return true
@@ -384,21 +532,24 @@ func (s *slotStore) dump(now int64) *proto.SlotSnapshot {
 func (s *slotStore) install(snap *proto.SlotSnapshot, now int64) {
 	s.datums.Clear()
 	s.expiry.Clear()
+	s.owners = make(map[ownerKey]*owner)
 	s.digests = make(map[string]*proto.Digest)
 	s.publishers = 0
 	for _, sd := range snap.Datums {
-		d := &datum{version: sd.Version, pubs: make([]*publisher, len(sd.Pubs))}
+		d := &datum{id: sd.DataInfoID, version: sd.Version, pubs: make([]publisher, len(sd.Pubs))}
 		for i, sp := range sd.Pubs {
-			p := &publisher{registerID: sp.RegisterID, data: sp.Data, session: sp.Session, conn: sp.Conn, ttl: sp.TTL}
+			p := &d.pubs[i]
+			p.kv = makeKV(sp.RegisterID, sp.Data)
 			if sp.TTL > 0 {
-				p.expireAt = now + int64(sp.RemainMs)*1e6
-				s.expiry.Set(expiryKey{p.expireAt, sd.DataInfoID, sp.RegisterID})
+				p.own = &owner{session: sp.Session, conn: sp.Conn, ttl: sp.TTL, expireAt: now + int64(sp.RemainMs)*1e6}
+				s.expiry.Set(expiryKey{p.own.expireAt, d.id, p.registerID()})
+			} else {
+				p.own = s.intern(sp.Session, sp.Conn)
 			}
-			d.pubs[i] = p
-			s.count(sd.DataInfoID, p, 1)
+			s.count(d.id, p, 1)
 		}
 		s.publishers += len(d.pubs)
-		s.datums.Set(sd.DataInfoID, d)
+		s.datums.Set(d.id, d)
 	}
 	s.leaderEpoch, s.seq = snap.LeaderEpoch, snap.Seq
 	s.log.reset(snap.Seq)

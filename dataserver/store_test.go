@@ -2,6 +2,7 @@ package dataserver
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/slotreg/slotreg/proto"
@@ -101,12 +102,12 @@ func TestStoreDropSession(t *testing.T) {
 }
 
 func TestOpLog(t *testing.T) {
-	l := newOpLog(4)
+	l := newOpLog(4, 1<<20)
 	if got, ok := l.since(0, 0); !ok || len(got) != 0 {
 		t.Fatal("empty log")
 	}
 	for i := uint64(1); i <= 6; i++ {
-		l.append(LogEntry{Seq: i})
+		l.append(i, logEntry{own: nobody, typ: proto.OpTouch})
 	}
 	if l.len() != 4 {
 		t.Fatalf("len = %d", l.len())
@@ -124,6 +125,107 @@ func TestOpLog(t *testing.T) {
 	}
 	if got, ok := l.since(6, 0); !ok || len(got) != 0 {
 		t.Fatalf("since(last) = %+v", got)
+	}
+}
+
+// The ring grows as entries come, keeps their order across growth and
+// wrap-around, and drops the oldest once over its byte bound.
+func TestOpLogGrowsAndBoundsBytes(t *testing.T) {
+	l := newOpLog(200, 1<<20)
+	d := &datum{id: "svc"}
+	for i := uint64(1); i <= 500; i++ {
+		l.append(i, logEntry{d: d, kv: makeKV(fmt.Sprint(i), ""), own: nobody, typ: proto.OpRenew})
+	}
+	if l.len() != 200 || len(l.buf) != 200 {
+		t.Fatalf("len %d, ring %d", l.len(), len(l.buf))
+	}
+	got, ok := l.since(300, 0)
+	if !ok || len(got) != 200 {
+		t.Fatalf("since(300): %d entries, ok=%v", len(got), ok)
+	}
+	for i, e := range got {
+		if e.Seq != uint64(301+i) || e.Op.RegisterID != fmt.Sprint(301+i) || e.Op.DataInfoID != "svc" {
+			t.Fatalf("entry %d = %+v", i, e)
+		}
+	}
+
+	b := newOpLog(1000, 100)
+	for i := uint64(1); i <= 10; i++ {
+		b.append(i, logEntry{d: d, kv: makeKV("r", strings.Repeat("x", 30)), own: nobody, typ: proto.OpRegister})
+	}
+	// 32 bytes an entry: three fit in 100.
+	if b.len() != 3 || b.bytes != 96 {
+		t.Fatalf("len %d bytes %d", b.len(), b.bytes)
+	}
+	if _, ok := b.since(6, 0); ok {
+		t.Fatal("a reader before the byte-bounded ring must take a snapshot")
+	}
+	if got, ok := b.since(7, 0); !ok || len(got) != 3 || got[2].Seq != 10 {
+		t.Fatalf("since(7) = %+v %v", got, ok)
+	}
+	// An entry over the bound alone is still kept: the log never empties.
+	b.append(11, logEntry{d: d, kv: makeKV("r", strings.Repeat("x", 500)), own: nobody, typ: proto.OpRegister})
+	if got, ok := b.since(10, 0); !ok || len(got) != 1 || len(got[0].Op.Data) != 500 {
+		t.Fatalf("since(10) after a big entry = %d entries, ok=%v", len(got), ok)
+	}
+}
+
+func TestKVRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 300, proto.MaxKeyLen} {
+		rid := strings.Repeat("r", n)
+		for _, data := range []string{"", "d", strings.Repeat("\x80", 200)} {
+			if r, d := splitKV(makeKV(rid, data)); r != rid || d != data {
+				t.Fatalf("rid %d bytes, data %q: got %d bytes, %q", n, data, len(r), d)
+			}
+		}
+	}
+}
+
+// The log gives followers back every op as it was applied, and a
+// follower's own log (which it serves once promoted) gives the same.
+func TestLogEntriesAreTheOps(t *testing.T) {
+	leader := newSlotStore(1, 2, 100)
+	type w struct {
+		session string
+		op      *proto.Op
+	}
+	ws := []w{
+		{"s1", reg("a", "1", "x", "c1", 0)},
+		{"s1", reg("a", "2", "y", "c1", 0)},
+		{"s2", reg("a", "t", "ttl", "c7", 5)},
+		{"s2", &proto.Op{Type: proto.OpRenew, DataInfoID: "a", RegisterID: "t", ConnID: "c7"}},
+		{"s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1", ConnID: "c1"}},
+		{"s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "2", ConnID: "c1"}}, // c1's last
+		{"s3", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "t"}},
+	}
+	for _, x := range ws {
+		if res, _, _ := leader.apply(x.session, x.op, 0); res == 0 {
+			t.Fatalf("%+v was refused", x.op)
+		}
+	}
+	leader.touch()
+	es, _ := leader.log.since(0, 0)
+	if len(es) != len(ws)+1 {
+		t.Fatalf("%d entries", len(es))
+	}
+	for i, x := range ws {
+		if es[i].Seq != uint64(i+1) || es[i].Session != x.session || es[i].Op != *x.op {
+			t.Fatalf("entry %d = %+v, want %s %+v", i, es[i], x.session, *x.op)
+		}
+	}
+	if last := es[len(ws)]; last.Op.Type != proto.OpTouch || last.Session != "" || last.Version != 2<<32|uint64(len(ws)+1) {
+		t.Fatalf("touch entry %+v", last)
+	}
+	follower := newSlotStore(1, 2, 100)
+	for i := range es {
+		follower.replay(&es[i], 0)
+	}
+	again, _ := follower.log.since(0, 0)
+	if fmt.Sprint(again) != fmt.Sprint(es) {
+		t.Fatalf("follower log\n%+v\nleader log\n%+v", again, es)
+	}
+	if len(leader.owners) != 0 || len(follower.owners) != 0 {
+		t.Fatalf("owners left with no publisher: %d, %d", len(leader.owners), len(follower.owners))
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 // nodes that write it and registryctl, which reads it.
 const (
 	// CmdDStats asks a data node (on its inter-node port) for DataStats:
-	// every slot it holds, its role, position, size and content hash.
+	// every slot it holds, its role, position, size and content hash, and
+	// its heap (DSTATS GC collects garbage first).
 	CmdDStats = "dstats"
 	// CmdSlotreg is the session command for slotreg's own admin
 	// sub-commands on the client port (SLOTREG DIGESTS).
@@ -30,6 +31,9 @@ const (
 type DataStats struct {
 	Node  string      `json:"node"`
 	Slots []SlotStats `json:"slots"`
+	// Memory is the node's Go heap; after a full collection when DSTATS
+	// was sent with GC.
+	Memory *MemoryStats `json:"memory,omitempty"`
 }
 
 // SlotStats is one slot as a data node holds it. A leader and a follower

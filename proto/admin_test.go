@@ -61,3 +61,33 @@ func TestSessionDigestsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryStatsRoundTrip(t *testing.T) {
+	in := &MemoryStats{UsedMemory: 1, HeapInuse: 2, HeapLive: 3, HeapSys: 4, HeapReleased: 5, GCCycles: 6}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"used_memory":1,"heap_inuse":2,"heap_live":3,"heap_sys":4,"heap_released":5,"gc_cycles":6}`; string(b) != want {
+		t.Fatalf("SLOTREG MEMORY JSON %s, want %s", b, want)
+	}
+	for _, v := range []any{string(b), b} {
+		out, err := ParseMemoryStats(v)
+		if err != nil || *out != *in {
+			t.Fatalf("round trip: got %+v, %v; want %+v", out, err, in)
+		}
+	}
+	// DSTATS carries the same object under "memory", and only when set.
+	ds := &DataStats{Node: "d1", Memory: in}
+	b, _ = json.Marshal(ds)
+	out, err := ParseDataStats(b)
+	if err != nil || out.Memory == nil || *out.Memory != *in {
+		t.Fatalf("DSTATS memory round trip: %+v, %v", out, err)
+	}
+	if b, _ = json.Marshal(&DataStats{Node: "d1"}); strings.Contains(string(b), "memory") {
+		t.Fatalf("DSTATS without memory figures: %s", b)
+	}
+	if _, err := ParseMemoryStats("["); err == nil {
+		t.Fatal("ParseMemoryStats of bad JSON succeeded")
+	}
+}

@@ -252,8 +252,7 @@ func (c *clientConn) own(k pubKey, op *proto.Op) error {
 		return limitError(LimitPublishers, c.n.cfg.Limits.MaxPublishersPerConn,
 			fmt.Sprintf("this connection already has %d publishers", len(c.owned)))
 	}
-	c.owned[k] = struct{}{}
-	c.n.pubs.put(&localPub{op: *op, conn: c})
+	c.owned[c.n.pubs.put(op, c)] = struct{}{}
 	return nil
 }
 

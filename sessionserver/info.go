@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -52,6 +53,19 @@ func (n *Node) info(args [][]byte) string {
 		"subscribers", subs,
 		"writes_inflight", n.router.inflight.Load(),
 	)
+	if want == "memory" || want == "all" || want == "everything" {
+		// Reading the heap stops the world briefly: only when asked.
+		m := obs.ReadMemory(false)
+		section("Memory",
+			"used_memory", m.UsedMemory,
+			"used_memory_human", humanBytes(m.UsedMemory),
+			"heap_inuse", m.HeapInuse,
+			"heap_live", m.HeapLive,
+			"heap_sys", m.HeapSys,
+			"heap_released", m.HeapReleased,
+			"gc_cycles", m.GCCycles,
+		)
+	}
 	calls, errs := n.stats.totals()
 	section("Stats",
 		"total_commands_processed", calls,
@@ -67,6 +81,20 @@ func (n *Node) info(args [][]byte) string {
 	}
 	section("Commandstats", cmdstats...)
 	return b.String()
+}
+
+// humanBytes renders n as Redis's *_human fields do (1.50M).
+func humanBytes(n uint64) string {
+	const units = "KMGT"
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.2f%c", v, units[i])
 }
 
 func boolInt(b bool) int {

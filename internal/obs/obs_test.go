@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,4 +171,21 @@ func TestReadyzNotReady(t *testing.T) {
 	if code, body := mustGet(t, "http://"+srv.Addr()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no slot table") {
 		t.Errorf("/readyz: %d %q", code, body)
 	}
+}
+
+func TestReadMemoryAfterACollection(t *testing.T) {
+	before := obs.ReadMemory(false)
+	keep := make([][]byte, 1000)
+	for i := range keep {
+		keep[i] = make([]byte, 1024)
+	}
+	after := obs.ReadMemory(true)
+	if after.GCCycles <= before.GCCycles {
+		t.Fatalf("no collection: %d then %d cycles", before.GCCycles, after.GCCycles)
+	}
+	// Right after a collection the live heap holds what is kept.
+	if after.HeapLive < 1000*1024 || after.HeapLive > after.HeapInuse || after.UsedMemory == 0 || after.HeapSys < after.HeapInuse {
+		t.Fatalf("implausible figures %+v", after)
+	}
+	runtime.KeepAlive(keep)
 }
