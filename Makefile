@@ -19,7 +19,7 @@ run: build
 # The e2e tests start real binaries; they are built into bin/ first.
 test: build
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -race -count=1 -timeout 13m $(PKGS)
 	$(MAKE) fuzz-brief
 
 # Each fuzz target for a few seconds (make test), or FUZZTIME each (make fuzz).

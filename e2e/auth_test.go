@@ -34,6 +34,7 @@ func writeUsersFile(t *testing.T) string {
 // can only AUTH, HELLO or QUIT; a wrong password is answered late; the
 // right one, as the default user or a named one, opens every command.
 func TestClientAuth(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	auth, err := sessionserver.NewAuth("s3cret", writeUsersFile(t))
 	if err != nil {
 		t.Fatal(err)

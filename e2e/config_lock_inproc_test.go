@@ -158,6 +158,7 @@ func httpConfig(t *testing.T, base, key string) (int, configMsg, string) {
 // both sessions with its version; CONFGET and an HTTP pull agree; a new
 // subscriber gets the current value at once; a delete is pushed too.
 func TestConfigPushThroughTwoSessions(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	metaAddr := cl.Meta.RPCAddr()
 	a := mustClient(t, cl.Sessions[0].Addr())
@@ -276,6 +277,7 @@ func lockInfo(t *testing.T, c *redis.Client, name string) *proto.LockInfo {
 // lock; never two hold it at once, and each grant's fencing token is
 // above every earlier grant's.
 func TestLockMutualExclusion(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	const clients, rounds = 20, 3
 	var holder atomic.Int64 // the client in the critical section, -1 none
@@ -343,6 +345,7 @@ func TestLockMutualExclusion(t *testing.T) {
 // closes is released long before its TTL, and the next holder gets a
 // higher token.
 func TestLockReleasedWhenConnectionCloses(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	holderConn := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
 	tok := lockCmd(t, holderConn, "job/42", "w1", 60_000)
@@ -387,6 +390,7 @@ func TestLockReleasedWhenConnectionCloses(t *testing.T) {
 // TestLockExpiresAtTTL: a lock whose holder stays connected but does not
 // renew is free once its TTL has passed, and not before.
 func TestLockExpiresAtTTL(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	holderConn := mustClient(t, cl.Sessions[0].Addr())
 	other := mustClient(t, cl.Sessions[0].Addr())

@@ -13,6 +13,7 @@ import (
 )
 
 func TestRegisterSeenByLookupOnAnotherSession(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	a := mustClient(t, cl.Sessions[0].Addr())
 	b := mustClient(t, cl.Sessions[1].Addr())
@@ -37,6 +38,7 @@ func TestRegisterSeenByLookupOnAnotherSession(t *testing.T) {
 }
 
 func TestSubscriberGetsInitialStateThenEveryChange(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	a := mustClient(t, cl.Sessions[0].Addr())
 	b := mustClient(t, cl.Sessions[1].Addr())
@@ -65,6 +67,7 @@ func TestSubscriberGetsInitialStateThenEveryChange(t *testing.T) {
 }
 
 func TestClosingPublisherConnectionPushesRemoval(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 2)
 	sub := mustClient(t, cl.Sessions[1].Addr())
 	keep := mustClient(t, cl.Sessions[0].Addr())
@@ -83,6 +86,7 @@ func TestClosingPublisherConnectionPushesRemoval(t *testing.T) {
 }
 
 func TestTTLPublisherOutlivesConnectionThenExpires(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	look := mustClient(t, cl.Sessions[0].Addr())
 	one := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
@@ -112,6 +116,7 @@ func TestTTLPublisherOutlivesConnectionThenExpires(t *testing.T) {
 }
 
 func TestUnregister(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	c := mustClient(t, cl.Sessions[0].Addr())
 	register(t, c, "svc", "a", "1")
@@ -128,6 +133,7 @@ func TestUnregister(t *testing.T) {
 }
 
 func TestThousandServicesOverBothDataNodes(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	c := mustClient(t, cl.Sessions[0].Addr())
 	ctx := ctxT(t)
@@ -175,6 +181,7 @@ func rawConn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 }
 
 func TestBadInputGetsErrorsAndHurtsNoOne(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	addr := cl.Sessions[0].Addr()
 	good := mustClient(t, addr)
@@ -245,6 +252,7 @@ func isTimeout(err error) bool {
 }
 
 func TestGoRedisDefaultsAndRESP2(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustCluster(t, 1)
 	addr := cl.Sessions[0].Addr()
 	for _, protocol := range []int{3, 2} {

@@ -64,6 +64,7 @@ func wantErr(t *testing.T, err error, parts ...string) {
 // goes over each: the reply names the limit, and neither the offender's
 // other data nor another client's changes.
 func TestLimitsRefuseWithErrorsNamingThem(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustLimitedCluster(t, sessionserver.Limits{
 		MaxKeySize: 16, MaxDataSize: 100, MaxPublishersPerConn: 3, MaxSubscriptionsPerConn: 2,
 		MaxRequestSize: 70_000,
@@ -194,6 +195,7 @@ func readFrame(rd *bufio.Reader) (string, error) {
 }
 
 func TestMaxConnectionsRefusesTheNextClient(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
 	cl := mustLimitedCluster(t, sessionserver.Limits{MaxConnections: 4})
 	addr := cl.Sessions[0].Addr()
 	var held []net.Conn
