@@ -7,7 +7,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin
 .PHONY: run test lint bench build clean fuzz fuzz-brief
 
 # pkg:Target for every fuzz target; the corpora are in each package's testdata/fuzz.
-FUZZ_TARGETS := proto:FuzzParseCommands proto:FuzzParseBinary sessionserver:FuzzSessionCommands dataserver:FuzzDataCommands
+FUZZ_TARGETS := proto:FuzzParseCommands proto:FuzzParseBinary sessionserver:FuzzSessionCommands dataserver:FuzzDataCommands internal/respguard:FuzzScanner
 FUZZTIME ?= 1m
 
 build:
