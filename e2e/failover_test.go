@@ -110,8 +110,8 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	kill(t, metas[1])
 	r.f.startWriters(20 * time.Millisecond)
 	before := r.f.acks.Load()
-	eventually(t, 10*time.Second, func() (bool, string) {
-		return r.f.acks.Load() > before+300, "writes stalled without meta quorum"
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return r.f.acks.Load() > before+300, fmt.Sprintf("writes stalled without meta quorum: %d acks since", r.f.acks.Load()-before)
 	})
 	// A brand new service: REGISTER, LOOKUP and its push all work.
 	w := mustWatch(t, r.lookups[1], "no-quorum")

@@ -348,6 +348,11 @@ func TestDrain(t *testing.T) {
 		}
 	}
 	waitFor(t, "leaders spread over d1, d2, d3", balanced("d1", "d2", "d3"))
+	// Then meta evens out the follower places (a table change of its own).
+	waitFor(t, "follower places even", func() (bool, string) {
+		c := followCounts(n.Table())
+		return spread(c) <= 1 && len(c) == 3, fmt.Sprintf("follows %v", c)
+	})
 
 	ctx := context.Background()
 	rdb := rawClient(t, n.RPCAddr())
