@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,20 +37,7 @@ func TestClientAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	auth.FailDelay = 300 * time.Millisecond
-	cl, err := cluster.Start(cluster.Options{
-		Dir: t.TempDir(), Data: 2, Sessions: 1, SessionAuth: auth,
-		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cl := mustClusterWith(t, 1, func(o *cluster.Options) { o.SessionAuth = auth })
 	addr := cl.Sessions[0].Addr()
 
 	nc, rd := rawConn(t, addr)

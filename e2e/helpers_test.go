@@ -20,25 +20,21 @@ import (
 // and stops it when the test ends.
 func mustCluster(t *testing.T, sessions int) *cluster.Local {
 	t.Helper()
-	cl, err := cluster.Start(cluster.Options{
+	return mustClusterWith(t, sessions, nil)
+}
+
+// mustClusterWith is mustCluster with edit applied to its options.
+func mustClusterWith(t *testing.T, sessions int, edit func(*cluster.Options)) *cluster.Local {
+	t.Helper()
+	o := cluster.Options{
 		Dir: t.TempDir(), Data: 2, Sessions: sessions,
 		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := cl.Close(); err != nil {
-			t.Errorf("cluster close: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
+	if edit != nil {
+		edit(&o)
 	}
-	return cl
+	return mustStart(t, o)
 }
 
 // mustClient is go-redis with its default options (HELLO 3, CLIENT SETINFO).

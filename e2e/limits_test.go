@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -27,25 +26,7 @@ import (
 // mustLimitedCluster is an in-process cluster whose session has lim.
 func mustLimitedCluster(t *testing.T, lim sessionserver.Limits) *cluster.Local {
 	t.Helper()
-	cl, err := cluster.Start(cluster.Options{
-		Dir: t.TempDir(), Data: 2, Sessions: 1, SessionLimits: lim,
-		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cl.Close(); err != nil {
-			t.Errorf("cluster close: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return cl
+	return mustClusterWith(t, 1, func(o *cluster.Options) { o.SessionLimits = lim })
 }
 
 func wantErr(t *testing.T, err error, parts ...string) {
