@@ -156,6 +156,7 @@ func TestConfigPushesWithoutMetaQuorum(t *testing.T) {
 		t.Skip("starts 8 processes")
 	}
 	c := mustScriptCluster(t)
+	c.waitSettled()
 	sessions := c.byRole("session")
 	v1 := c.mustConfigSet("svc/timeout", "250ms")
 	w := mustWatchConfig(t, mustClient(t, sessions[0].addr), "svc/timeout")

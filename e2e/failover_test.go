@@ -105,6 +105,7 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 
 func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	r := mustRig(t)
+	r.c.waitSettled()
 	metas := r.c.byRole("meta")
 	kill(t, metas[0])
 	kill(t, metas[1])

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // registryBin is the registry binary the multi-process tests run, built
@@ -321,5 +322,28 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 			}
 		}
 		return n == len(rest), "session9 not in every surviving meta's membership"
+	})
+}
+
+// waitSettled waits until the table has its leaders even, no slot moving
+// and no change for a second: auto-rebalance and follower evening are
+// done. A slot frozen for a handoff stays unwritable until meta commits
+// it, so tests that take meta's quorum away start from here.
+func (c *scriptCluster) waitSettled() {
+	c.t.Helper()
+	var lastEpoch uint64
+	var stableSince time.Time
+	eventually(c.t, 60*time.Second, func() (bool, string) {
+		tab := metaTable(c.t, c.byRole("meta"))
+		lo, hi := slot.Count, 0
+		for _, n := range tab.Nodes {
+			k := len(tab.LedBy(n.ID))
+			lo, hi = min(lo, k), max(hi, k)
+		}
+		if tab.Epoch != lastEpoch || len(tab.Moving()) > 0 || hi-lo > 1 {
+			lastEpoch, stableSince = tab.Epoch, time.Now()
+		}
+		return time.Since(stableSince) > time.Second,
+			fmt.Sprintf("epoch %d, %d slots moving, leaders %d..%d", tab.Epoch, len(tab.Moving()), lo, hi)
 	})
 }

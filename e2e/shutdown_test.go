@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/client"
-	"github.com/slotreg/slotreg/slot"
 )
 
 // TestSessionSIGTERMTellsClientsToGo stops a session with SIGTERM. It stops
@@ -28,22 +27,9 @@ func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 		t.Skip("starts 8 processes")
 	}
 	c := mustScriptCluster(t, "SLOTREG_SHUTDOWN_GRACE=4s")
-	// Start from a settled table (leaders even, nothing moving, no change
-	// for a second), so what the subscriber sees is the handover alone.
-	var lastEpoch uint64
-	var stableSince time.Time
-	eventually(t, 60*time.Second, func() (bool, string) {
-		tab := metaTable(t, c.byRole("meta"))
-		lo, hi := slot.Count, 0
-		for _, n := range tab.Nodes {
-			k := len(tab.LedBy(n.ID))
-			lo, hi = min(lo, k), max(hi, k)
-		}
-		if tab.Epoch != lastEpoch || len(tab.Moving()) > 0 || hi-lo > 1 {
-			lastEpoch, stableSince = tab.Epoch, time.Now()
-		}
-		return time.Since(stableSince) > time.Second, fmt.Sprintf("epoch %d, %d slots moving, leaders %d..%d", tab.Epoch, len(tab.Moving()), lo, hi)
-	})
+	// Start from a settled table, so what the subscriber sees is the
+	// handover alone.
+	c.waitSettled()
 	ss := c.byRole("session")
 	leaving, staying := ss[0], ss[1]
 	const svc = "svc-goaway"
