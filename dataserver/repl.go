@@ -20,6 +20,15 @@ import (
 const (
 	pullWait     = 500 * time.Millisecond
 	pullMaxBatch = 4096
+	// pullLinger is how long a leader holds a pull that has news before it
+	// answers, so that the writes of the next moment ride on the same
+	// answer. Under load this turns one pull per write batch into about
+	// one per millisecond per follower; unloaded it delays only what waits
+	// on a follower (TTL writes, handoffs) by as much.
+	pullLinger = time.Millisecond
+	// pullFull is the backlog at which a pull is answered without
+	// lingering: the answer is worth its round trip already.
+	pullFull = 256
 )
 
 // signalAppend wakes every long poll waiting for new entries.
@@ -49,16 +58,19 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 		conn.WriteError(proto.ToRESP(err))
 		return
 	}
+	n.ackPull(p)
 	deadline := time.Now().Add(time.Duration(p.WaitMs) * time.Millisecond)
-	first := true
-	var res []pullResult
 	for {
 		sig := n.appendSignal()
-		var news bool
-		res, news = n.pullOnce(p, first)
-		first = false
+		backlog := n.pullBacklog(p)
+		if backlog > 0 {
+			if backlog < pullFull {
+				n.sleep(min(pullLinger, time.Until(deadline)))
+			}
+			break
+		}
 		wait := time.Until(deadline)
-		if news || wait <= 0 {
+		if wait <= 0 {
 			break
 		}
 		timer := time.NewTimer(wait)
@@ -72,6 +84,7 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 			break
 		}
 	}
+	res := n.pullOnce(p)
 	conn.WriteArray(len(res))
 	for _, r := range res {
 		conn.WriteArray(4)
@@ -82,14 +95,63 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 	}
 }
 
-// pullOnce answers every position once; news says whether any answer
-// carries entries or a snapshot.
-func (n *Node) pullOnce(p *proto.DPull, ack bool) (res []pullResult, news bool) {
-	res = make([]pullResult, len(p.Pos))
+// sleep waits for d or until the node stops.
+func (n *Node) sleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-n.stop:
+	}
+	t.Stop()
+}
+
+// ackPull records each position as what the follower has applied.
+func (n *Node) ackPull(p *proto.DPull) {
+	for _, pos := range p.Pos {
+		st := n.stores[pos.Slot].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		if st.leading && !st.retired && pos.LeaderEpoch == st.leaderEpoch {
+			st.ack(p.Follower, pos.Seq)
+		}
+		st.mu.Unlock()
+	}
+}
+
+// pullBacklog counts the entries the positions are behind by, over the
+// slots led here; a position on another leader epoch (it needs a
+// snapshot) counts as a full batch.
+func (n *Node) pullBacklog(p *proto.DPull) int {
+	total := 0
+	for _, pos := range p.Pos {
+		st := n.stores[pos.Slot].Load()
+		if st == nil {
+			continue
+		}
+		st.mu.Lock()
+		switch {
+		case !st.leading || st.retired:
+		case pos.LeaderEpoch != st.leaderEpoch:
+			total += pullFull
+		case st.seq > pos.Seq:
+			total += int(min(st.seq-pos.Seq, pullFull))
+		}
+		st.mu.Unlock()
+	}
+	return total
+}
+
+// pullOnce answers the positions that have news: entries, or a snapshot
+// for a follower on another leader epoch or too far behind the op-log.
+func (n *Node) pullOnce(p *proto.DPull) []pullResult {
+	var res []pullResult
 	now := time.Now().UnixNano()
-	for i, pos := range p.Pos {
-		r := &res[i]
-		r.slot, r.kind = pos.Slot, proto.PullNone
+	for _, pos := range p.Pos {
 		st := n.stores[pos.Slot].Load()
 		if st == nil {
 			continue
@@ -100,13 +162,10 @@ func (n *Node) pullOnce(p *proto.DPull, ack bool) (res []pullResult, news bool) 
 			st.mu.Unlock()
 			continue
 		}
-		r.epoch = st.leaderEpoch
+		epoch := st.leaderEpoch
 		var es []LogEntry
 		ok := false
 		if pos.LeaderEpoch == st.leaderEpoch {
-			if ack {
-				st.ack(p.Follower, pos.Seq)
-			}
 			es, ok = st.log.since(pos.Seq, pullMaxBatch)
 		}
 		if !ok {
@@ -115,15 +174,12 @@ func (n *Node) pullOnce(p *proto.DPull, ack bool) (res []pullResult, news bool) 
 		st.mu.Unlock()
 		switch {
 		case snap != nil:
-			r.kind, r.blob, news = proto.PullSnap, snap.AppendBinary(nil), true
+			res = append(res, pullResult{slot: pos.Slot, kind: proto.PullSnap, epoch: epoch, blob: snap.AppendBinary(nil)})
 		case len(es) > 0:
-			r.kind, r.blob, news = proto.PullLog, proto.AppendEntries(nil, es), true
-		default:
-			r.kind = proto.PullLog
-			r.blob = proto.AppendEntries(nil, nil)
+			res = append(res, pullResult{slot: pos.Slot, kind: proto.PullLog, epoch: epoch, blob: proto.AppendEntries(nil, es)})
 		}
 	}
-	return res, news
+	return res
 }
 
 // replicator runs one puller per leader this node follows slots of.

@@ -316,7 +316,14 @@ func checkNodeID(id string) error {
 func ArgsBytes(a []any) [][]byte {
 	out := make([][]byte, len(a))
 	for i, v := range a {
-		out[i] = []byte(fmt.Sprint(v))
+		switch v := v.(type) {
+		case []byte:
+			out[i] = v
+		case string:
+			out[i] = []byte(v)
+		default:
+			out[i] = []byte(fmt.Sprint(v))
+		}
 	}
 	return out
 }

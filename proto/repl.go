@@ -216,11 +216,14 @@ type PullPos struct {
 }
 
 // DPull is a follower's long poll for the op-logs of the slots it follows
-// from one leader. The leader answers at once if any slot has news, else
-// after WaitMs. Each position also acknowledges what the follower has
-// applied. The reply holds one [slot, kind, leaderEpoch, blob] array per
-// position: kind "log" (blob: AppendEntries), "snap" (blob: a
-// SlotSnapshot) or "none" (the node does not lead the slot).
+// from one leader. The leader answers once any slot has news (lingering a
+// moment so that one answer carries a batch), else after WaitMs. Each
+// position also acknowledges what the follower has applied. The positions
+// travel as one binary argument (a count, then slot, leaderEpoch and seq
+// as uvarints), so a pull for 128 slots costs one argument, not 384. The
+// reply holds one [slot, kind, leaderEpoch, blob] array per slot that has
+// news: kind "log" (blob: AppendEntries) or "snap" (blob: a SlotSnapshot).
+// A slot left out of the reply has nothing new, or is not led there.
 type DPull struct {
 	Follower string
 	WaitMs   uint32
@@ -231,22 +234,27 @@ type DPull struct {
 const (
 	PullLog  = "log"
 	PullSnap = "snap"
-	PullNone = "none"
 )
+
+// AppendPositions encodes pull positions: a count, then each position.
+func AppendPositions(dst []byte, ps []PullPos) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(ps)))
+	for _, x := range ps {
+		dst = binary.AppendUvarint(dst, uint64(x.Slot))
+		dst = binary.AppendUvarint(dst, x.LeaderEpoch)
+		dst = binary.AppendUvarint(dst, x.Seq)
+	}
+	return dst
+}
 
 // Args builds the command.
 func (p *DPull) Args() []any {
-	a := make([]any, 0, 4+3*len(p.Pos))
-	a = append(a, CmdDPull, p.Follower, strconv.FormatUint(uint64(p.WaitMs), 10), strconv.Itoa(len(p.Pos)))
-	for _, x := range p.Pos {
-		a = append(a, strconv.Itoa(x.Slot), strconv.FormatUint(x.LeaderEpoch, 10), strconv.FormatUint(x.Seq, 10))
-	}
-	return a
+	return []any{CmdDPull, p.Follower, strconv.FormatUint(uint64(p.WaitMs), 10), AppendPositions(nil, p.Pos)}
 }
 
-// ParseDPull parses DPULL follower waitMs n [slot leaderEpoch seq]...
+// ParseDPull parses DPULL follower waitMs positions.
 func ParseDPull(args [][]byte) (*DPull, error) {
-	if len(args) < 4 {
+	if len(args) != 4 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDPull)
 	}
 	p := &DPull{Follower: string(args[1])}
@@ -258,29 +266,31 @@ func ParseDPull(args [][]byte) (*DPull, error) {
 		return nil, Errorf(ErrInvalid, "waitMs must be 0..60000")
 	}
 	p.WaitMs = uint32(w)
-	n, err := parseUint(args[3], "count")
-	if err != nil || n > 256 || uint64(len(args)) != 4+3*n {
-		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDPull)
+	r := &reader{b: args[3]}
+	n := r.uvarint()
+	if r.err != nil || n > 256 {
+		return nil, Errorf(ErrInvalid, "bad pull positions: count")
 	}
-	seen := make(map[int]bool, n)
+	var seen [256]bool
+	p.Pos = make([]PullPos, 0, n)
 	for i := 0; i < int(n); i++ {
-		a := args[4+3*i:]
-		s, err := parseSlot(a[0])
-		if err != nil {
-			return nil, err
+		s := r.uvarint()
+		pos := PullPos{LeaderEpoch: r.uvarint(), Seq: r.uvarint()}
+		if r.err != nil {
+			return nil, Errorf(ErrInvalid, "bad pull positions: %v", r.err)
+		}
+		if s >= 256 {
+			return nil, Errorf(ErrInvalid, "slot %d is not in 0..255", s)
 		}
 		if seen[s] {
 			return nil, Errorf(ErrInvalid, "slot %d twice", s)
 		}
 		seen[s] = true
-		pos := PullPos{Slot: s}
-		if pos.LeaderEpoch, err = parseUint(a[1], "leaderEpoch"); err != nil {
-			return nil, err
-		}
-		if pos.Seq, err = parseUint(a[2], "seq"); err != nil {
-			return nil, err
-		}
+		pos.Slot = int(s)
 		p.Pos = append(p.Pos, pos)
+	}
+	if len(r.b) != 0 {
+		return nil, Errorf(ErrInvalid, "bad pull positions: trailing bytes")
 	}
 	return p, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -86,7 +87,11 @@ var (
 	flagID   = &cli.StringFlag{Name: "id", Usage: "node id, unique in the cluster"}
 	flagMeta = &cli.StringFlag{Name: "meta", Usage: "meta RPC addresses, comma separated", EnvVars: []string{"SLOTREG_META"}}
 	flagHTTP = &cli.StringFlag{Name: "http", Usage: "address for /metrics, /healthz and /readyz (empty: off)"}
-	flagBeat = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
+	// flagPprof adds Go's profiler to the HTTP endpoint, as etcd's
+	// --enable-pprof does: off by default, since a profile exposes code
+	// paths and costs CPU while it runs.
+	flagPprof = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler at /debug/pprof/ on the --http endpoint", EnvVars: []string{"SLOTREG_PPROF"}}
+	flagBeat  = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
 )
 
 func metaCommand() *cli.Command {
@@ -107,7 +112,7 @@ func metaCommand() *cli.Command {
 			&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
 			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
 			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
-			flagHTTP,
+			flagHTTP, flagPprof,
 		}, securityFlags(true, false)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -149,7 +154,7 @@ func dataCommand() *cli.Command {
 		Usage:  "run a data node: leads and follows slots of the table",
 		Before: applyConfig,
 		Flags: append([]cli.Flag{
-			flagID, flagMeta, flagHTTP, flagBeat,
+			flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
 			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
 			&cli.IntFlag{Name: "oplog-size", Value: 4096, Usage: "op-log entries kept per slot"},
@@ -208,7 +213,7 @@ func sessionCommand() *cli.Command {
 		Usage:  "run a session node: holds client connections (RESP)",
 		Before: applyConfig,
 		Flags: append([]cli.Flag{
-			flagID, flagMeta, flagHTTP, flagBeat,
+			flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
@@ -285,6 +290,9 @@ func serveUntilWith(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) 
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
 		cfg, err := adminTLS(c)
+		if c.Bool("pprof") {
+			routes = withPprof(routes)
+		}
 		if err == nil {
 			hs, err = obs.ServeTLS(addr, cfg, ready, routes, metrics...)
 		}
@@ -312,7 +320,7 @@ func devCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
-			flagHTTP, flagRequirePass, flagUsersFile,
+			flagHTTP, flagPprof, flagRequirePass, flagUsersFile,
 		}, securityFlags(true, true)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
@@ -434,4 +442,19 @@ func sessionLimits(c *cli.Context) sessionserver.Limits {
 // name in capitals with underscores.
 func envName(flag string) string {
 	return "SLOTREG_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// withPprof adds net/http/pprof's handlers to routes.
+func withPprof(routes map[string]http.Handler) map[string]http.Handler {
+	out := map[string]http.Handler{
+		"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+		"/debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+		"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		"/debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+		"/debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+	}
+	for k, v := range routes {
+		out[k] = v
+	}
+	return out
 }
