@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tidwall/redcon"
 )
 
 // Every inter-node command struct has Args, which builds the argument list
@@ -187,6 +189,26 @@ func (d *DWrite) Args() []any {
 			strconv.FormatUint(uint64(o.TTL), 10))
 	}
 	return a
+}
+
+// AppendRESP appends the command as a RESP array, the same bytes a RESP
+// client would send for Args(), without boxing every argument.
+func (d *DWrite) AppendRESP(dst []byte) []byte {
+	dst = redcon.AppendArray(dst, 3+opArgs*len(d.Ops))
+	dst = redcon.AppendBulkString(dst, CmdDWrite)
+	dst = redcon.AppendBulk(dst, strconv.AppendUint(nil, d.Epoch, 10))
+	dst = redcon.AppendBulkString(dst, d.SessionID)
+	var num [20]byte
+	for i := range d.Ops {
+		o := &d.Ops[i]
+		dst = redcon.AppendBulk(dst, []byte{byte(o.Type)})
+		dst = redcon.AppendBulkString(dst, o.DataInfoID)
+		dst = redcon.AppendBulkString(dst, o.RegisterID)
+		dst = redcon.AppendBulkString(dst, o.Data)
+		dst = redcon.AppendBulkString(dst, o.ConnID)
+		dst = redcon.AppendBulk(dst, strconv.AppendUint(num[:0], uint64(o.TTL), 10))
+	}
+	return dst
 }
 
 // ParseDWrite parses DWRITE epoch sessionId [type id registerId data connId ttl]...

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/redcon"
 )
 
 func TestHeartbeatRoundTrip(t *testing.T) {
@@ -242,5 +244,35 @@ func BenchmarkParseDWrite(b *testing.B) {
 		if _, err := ParseDWrite(args); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDWriteAppendRESP: the hand-encoded command is what a RESP client
+// would send for Args(), and parses back to the same batch.
+func TestDWriteAppendRESP(t *testing.T) {
+	w := &DWrite{Epoch: 42, SessionID: "s1", Ops: []Op{
+		{Type: OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "d\r\nx", ConnID: "c.1"},
+		{Type: OpRegister, DataInfoID: "svc2", RegisterID: "r2", Data: "", TTL: 30},
+		{Type: OpUnregister, DataInfoID: "svc", RegisterID: "r1"},
+	}}
+	cmd, err := redcon.Parse(w.AppendRESP(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ArgsBytes(w.Args())
+	if len(cmd.Args) != len(want) {
+		t.Fatalf("%d args, want %d", len(cmd.Args), len(want))
+	}
+	for i := range want {
+		if string(cmd.Args[i]) != string(want[i]) {
+			t.Fatalf("arg %d = %q, want %q", i, cmd.Args[i], want[i])
+		}
+	}
+	got, err := ParseDWrite(cmd.Args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, w) {
+		t.Fatalf("parsed %+v, want %+v", got, w)
 	}
 }

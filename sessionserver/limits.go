@@ -33,7 +33,8 @@ type Limits struct {
 	// is refused at the header, before it sends the bytes.
 	MaxRequestSize int
 	// ClientStallTimeout is how long a client may leave its output unread
-	// before it is disconnected.
+	// before it is disconnected (at least 3/4 of it: the write deadline is
+	// moved forward only when that little of it is left).
 	ClientStallTimeout time.Duration
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/rlink"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -49,8 +50,13 @@ type router struct {
 
 type link struct {
 	addr string
-	rdb  *redis.Client
+	rdb  *redis.Client // lookups
 	ch   chan *writeReq
+	// The write path, used by sendLoop alone: its own connection, the
+	// batch and the encoded command, all reused from batch to batch.
+	raw *rlink.Conn
+	w   proto.DWrite
+	buf []byte
 }
 
 func newRouter(n *Node) *router {
@@ -139,6 +145,11 @@ func (r *router) leaderAddr(id string) (string, error) {
 
 func (r *router) sendLoop(l *link) {
 	defer r.wg.Done()
+	defer func() {
+		if l.raw != nil {
+			l.raw.Close()
+		}
+	}()
 	max := r.n.cfg.MaxBatch
 	batch := make([]*writeReq, 0, max)
 	for {
@@ -167,21 +178,26 @@ func (r *router) sendLoop(l *link) {
 // queued for a retry after the table is refreshed.
 func (r *router) send(l *link, batch []*writeReq) {
 	t := r.n.table.Load()
-	w := proto.DWrite{SessionID: r.n.cfg.NodeID, Ops: make([]proto.Op, len(batch))}
+	l.w.SessionID, l.w.Epoch = r.n.cfg.NodeID, 0
 	if t != nil {
-		w.Epoch = t.Epoch
+		l.w.Epoch = t.Epoch
 	}
-	for i, req := range batch {
-		w.Ops[i] = req.op
+	l.w.Ops = l.w.Ops[:0]
+	for _, req := range batch {
+		l.w.Ops = append(l.w.Ops, req.op)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	vals, err := l.rdb.Do(ctx, w.Args()...).Slice()
-	cancel()
-	if err == nil && len(vals) != len(batch) {
-		err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %d results for %d ops", l.addr, len(vals), len(batch))
+	l.buf = l.w.AppendRESP(l.buf[:0])
+	rep, err := l.do(r.n, l.buf)
+	clear(l.w.Ops)
+	if err == nil {
+		switch {
+		case rep.Kind == '-':
+			err = proto.FromRESP(string(rep.Str))
+		case rep.Kind != '*' || len(rep.Arr) != len(batch):
+			err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %q with %d results for %d ops", l.addr, rep.Kind, len(rep.Arr), len(batch))
+		}
 	}
 	if err != nil {
-		err = fromRedis(err)
 		if errors.Is(err, proto.ErrInvalid) {
 			for _, req := range batch {
 				r.complete(req, 0, err)
@@ -193,12 +209,13 @@ func (r *router) send(l *link, batch []*writeReq) {
 	}
 	var again []*writeReq
 	var lastErr error
-	for i, v := range vals {
-		switch v := v.(type) {
-		case int64:
-			r.complete(batch[i], uint64(v), nil)
-		case error:
-			e := fromRedis(v)
+	for i := range rep.Arr {
+		v := &rep.Arr[i]
+		switch v.Kind {
+		case ':':
+			r.complete(batch[i], uint64(v.Int), nil)
+		case '-':
+			e := proto.FromRESP(string(v.Str))
 			if errors.Is(e, proto.ErrInvalid) {
 				r.complete(batch[i], 0, e)
 				continue
@@ -206,12 +223,36 @@ func (r *router) send(l *link, batch []*writeReq) {
 			again = append(again, batch[i])
 			lastErr = e
 		default:
-			r.complete(batch[i], 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %T from data node %s", v, l.addr))
+			r.complete(batch[i], 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %q from data node %s", v.Kind, l.addr))
 		}
 	}
 	if len(again) > 0 {
 		r.retry(again, lastErr)
 	}
+}
+
+// do sends one encoded command on the link's write connection, dialing
+// it first if need be. A failed connection is dropped, to be dialed again
+// by the next batch; the failure is a network one, so the ops are retried.
+func (l *link) do(n *Node, cmd []byte) (*rlink.Reply, error) {
+	if l.raw == nil {
+		c, err := rlink.Dial(l.addr, rlink.Options{Password: n.cfg.ClusterSecret, TLS: n.cfg.PeerTLS, Timeout: time.Second})
+		if err != nil {
+			var re rlink.Error
+			if errors.As(err, &re) {
+				return nil, proto.FromRESP(string(re))
+			}
+			return nil, proto.Errorf(proto.ErrUnavailable, "data node %s: %v", l.addr, err)
+		}
+		l.raw = c
+	}
+	rep, err := l.raw.Do(time.Now().Add(5*time.Second), cmd)
+	if err != nil {
+		l.raw.Close()
+		l.raw = nil
+		return nil, proto.Errorf(proto.ErrUnavailable, "data node %s: %v", l.addr, err)
+	}
+	return rep, nil
 }
 
 // retry refreshes the table and routes the requests again after a short,
