@@ -3,6 +3,7 @@ package dataserver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -16,26 +17,60 @@ import (
 //  3. wait until the target has applied the last entry;
 //  4. ask meta to switch the leader (HANDOFF); the new table then makes
 //     this node a follower. If anything fails or takes longer than
-//     handoffDrain, the slot thaws and the handoff is tried again later.
+//     handoffDrain, the slot thaws and the handoff is tried again later,
+//     after a pause that doubles with each failure (handoffRetry up to
+//     handoffRetryMax), so that a slot whose handoff keeps failing is
+//     writable nearly all the time rather than frozen nearly all the time.
+//
+// A slot is frozen only while meta answers heartbeats: without meta quorum
+// the handoff cannot be committed, and freezing would only refuse writes
+// until quorum returned.
 
 const (
-	handoffLag   = 256
-	handoffDrain = 3 * time.Second
-	handoffTick  = 5 * time.Millisecond
+	handoffLag      = 256
+	handoffDrain    = 3 * time.Second
+	handoffTick     = 5 * time.Millisecond
+	handoffTimeout  = 2 * time.Second
+	handoffRetry    = 250 * time.Millisecond
+	handoffRetryMax = 5 * time.Second
 )
+
+// handoffResult is a finished handoff attempt's outcome for one slot.
+type handoffResult struct {
+	slot int
+	ok   bool
+}
+
+// metaFresh is how recently meta must have answered a heartbeat for this
+// node to freeze a slot for a handoff.
+func (n *Node) metaFresh() time.Duration {
+	return max(3*n.cfg.Heartbeat, time.Second)
+}
 
 func (n *Node) handoffLoop() {
 	defer n.wg.Done()
 	tick := time.NewTicker(handoffTick)
 	defer tick.Stop()
 	busy := make(map[int]bool)
-	done := make(chan int, 16)
+	done := make(chan handoffResult, 16)
+	retryAt := make(map[int]time.Time)
+	backoff := make(map[int]time.Duration)
+	failed := func(s int) {
+		backoff[s] = min(max(2*backoff[s], handoffRetry), handoffRetryMax)
+		retryAt[s] = time.Now().Add(backoff[s])
+	}
 	for {
 		select {
 		case <-n.stop:
 			return
-		case s := <-done:
-			delete(busy, s)
+		case r := <-done:
+			delete(busy, r.slot)
+			if r.ok {
+				delete(backoff, r.slot)
+				delete(retryAt, r.slot)
+			} else {
+				failed(r.slot)
+			}
 			continue
 		case <-tick.C:
 		}
@@ -43,8 +78,16 @@ func (n *Node) handoffLoop() {
 		if moving == nil {
 			continue
 		}
+		now := time.Now()
+		metaUp := n.meta.Reachable(n.metaFresh())
+		for s := range backoff {
+			if !slices.Contains(*moving, s) {
+				delete(backoff, s)
+				delete(retryAt, s)
+			}
+		}
 		for _, s := range *moving {
-			if busy[s] {
+			if busy[s] || now.Before(retryAt[s]) {
 				continue
 			}
 			st := n.stores[s].Load()
@@ -58,7 +101,7 @@ func (n *Node) handoffLoop() {
 			}
 			acked, following := st.acked[st.target]
 			switch {
-			case !st.frozen && following && st.seq-min(acked, st.seq) <= handoffLag:
+			case !st.frozen && following && metaUp && st.seq-min(acked, st.seq) <= handoffLag:
 				st.frozen = true
 				st.frozenAt = time.Now()
 			case st.frozen && acked >= st.seq:
@@ -67,14 +110,15 @@ func (n *Node) handoffLoop() {
 				n.wg.Add(1)
 				go func() {
 					defer n.wg.Done()
-					n.handoff(s, target, epoch)
+					ok := n.handoff(s, target, epoch)
 					select {
-					case done <- s:
+					case done <- handoffResult{s, ok}:
 					case <-n.stop:
 					}
 				}()
 			case st.frozen && time.Since(st.frozenAt) > handoffDrain:
 				st.frozen = false
+				failed(s)
 				n.log.Warn("handoff: target did not drain in time; slot thawed", "slot", s, "target", st.target,
 					"seq", st.seq, "acked", acked)
 			}
@@ -83,14 +127,16 @@ func (n *Node) handoffLoop() {
 	}
 }
 
-func (n *Node) handoff(s int, target string, epoch uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+// handoff asks meta to switch the slot's leader; on failure it thaws the
+// slot and says so.
+func (n *Node) handoff(s int, target string, epoch uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
 	defer cancel()
 	err := n.meta.Handoff(ctx, s, target, epoch)
 	if err == nil {
 		n.handoffs.Add(1)
 		n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch)
-		return
+		return true
 	}
 	n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)
 	if st := n.stores[s].Load(); st != nil {
@@ -98,6 +144,7 @@ func (n *Node) handoff(s int, target string, epoch uint64) {
 		st.frozen = false
 		st.mu.Unlock()
 	}
+	return false
 }
 
 // Drain hands every slot this node leads to another node (meta's DRAIN:

@@ -124,7 +124,8 @@ type Client struct {
 	kickCh     chan struct{} // a heartbeat soon, without waiting for it
 	running    atomic.Bool
 	wg         sync.WaitGroup
-	failures   int // consecutive failed heartbeats; loop goroutine only
+	failures   int          // consecutive failed heartbeats; loop goroutine only
+	lastOK     atomic.Int64 // unix nanos of the last heartbeat meta answered
 }
 
 // sessionList is a session list as meta sent it; published, it is
@@ -206,6 +207,9 @@ func (c *Client) run() {
 // noteBeat logs heartbeat failures without flooding: the first of a run,
 // then every 20th, and the recovery.
 func (c *Client) noteBeat(err error) {
+	if err == nil {
+		c.lastOK.Store(time.Now().UnixNano())
+	}
 	switch {
 	case err == nil && c.failures > 0:
 		c.log.Info("meta heartbeat recovered", "failures", c.failures)
@@ -217,6 +221,14 @@ func (c *Client) noteBeat(err error) {
 				"epoch", c.epoch(), "err", err)
 		}
 	}
+}
+
+// Reachable says whether the meta leader answered a heartbeat within the
+// last d: a data node asks before it freezes a slot to hand it off, since
+// a handoff needs meta to commit it.
+func (c *Client) Reachable(d time.Duration) bool {
+	t := c.lastOK.Load()
+	return t != 0 && time.Since(time.Unix(0, t)) < d
 }
 
 // Table returns the latest table, nil before the first. Callers must not

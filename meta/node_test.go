@@ -605,9 +605,18 @@ func TestMetaRemove(t *testing.T) {
 		return last.IsLeader() && slices.Equal(voters(last), []string{last.ID()}),
 			fmt.Sprintf("leader %v, voters %v", last.IsLeader(), voters(last))
 	})
-	if err := do(last.ID()); !errors.Is(err, proto.ErrInvalid) || !strings.Contains(err.Error(), "last meta voter") {
-		t.Fatalf("removing the last voter: %v", err)
-	}
+	// Raft makes it leader before it has finished taking over; until
+	// then it answers UNAVAILABLE, and then it must refuse.
+	waitFor(t, "the last voter to refuse its own removal", func() (bool, string) {
+		err := do(last.ID())
+		if errors.Is(err, proto.ErrUnavailable) {
+			return false, err.Error()
+		}
+		if !errors.Is(err, proto.ErrInvalid) || !strings.Contains(err.Error(), "last meta voter") {
+			t.Fatalf("removing the last voter: %v", err)
+		}
+		return true, ""
+	})
 	// It still serves: the table is there and a data node can join.
 	d, _ := mustClient(t, proto.KindData, "d1", last.RPCAddr())
 	d.Start()

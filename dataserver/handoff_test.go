@@ -1,0 +1,177 @@
+package dataserver_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+	"github.com/tidwall/redcon"
+)
+
+// fakeMeta answers heartbeats with the table the test sets and refuses
+// every HANDOFF as a meta without quorum would; with down set it answers
+// nothing at all but errors.
+type fakeMeta struct {
+	mu       sync.Mutex
+	table    *slot.Table
+	down     atomic.Bool
+	handoffs atomic.Int64
+}
+
+func (m *fakeMeta) setTable(t *slot.Table) {
+	m.mu.Lock()
+	m.table = t
+	m.mu.Unlock()
+}
+
+func (m *fakeMeta) serve(t *testing.T) string {
+	ln := mustListen(t)
+	t.Cleanup(func() { ln.Close() })
+	go redcon.Serve(ln, func(conn redcon.Conn, cmd redcon.Command) {
+		name := strings.ToLower(string(cmd.Args[0]))
+		if name == proto.CmdHandoff {
+			m.handoffs.Add(1)
+		}
+		if m.down.Load() {
+			conn.WriteError("UNAVAILABLE meta has no quorum")
+			return
+		}
+		switch name {
+		case proto.CmdHeartbeat:
+			h, err := proto.ParseHeartbeat(cmd.Args)
+			if err != nil {
+				conn.WriteError("ERR " + err.Error())
+				return
+			}
+			m.mu.Lock()
+			tab := m.table
+			m.mu.Unlock()
+			rep := proto.HeartbeatReply{Epoch: tab.Epoch, MembersEpoch: 1}
+			if h.Epoch != tab.Epoch {
+				rep.Table, _ = tab.Marshal()
+			}
+			if h.MembersEpoch != 1 {
+				rep.Sessions = []byte("[]")
+			}
+			conn.WriteRaw(rep.AppendRESP(nil))
+		case proto.CmdHandoff:
+			conn.WriteError("UNAVAILABLE meta has no quorum")
+		default:
+			conn.WriteError("ERR fake meta: unknown command")
+		}
+	}, nil, nil)
+	return ln.Addr().String()
+}
+
+// TestHandoffWithoutMetaKeepsTheSlotWritable: a slot whose move meta
+// cannot commit stays writable. Each failed HANDOFF thaws it for a pause
+// that doubles, so the leader does not keep it frozen retrying; and while
+// meta answers no heartbeat the leader does not freeze it at all.
+func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
+	m := &fakeMeta{}
+	metaAddr := m.serve(t)
+	start := func(id string) *dataserver.Node {
+		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: mustListen(t), Metas: []string{metaAddr},
+			Heartbeat: 50 * time.Millisecond, ReconcileTimeout: 200 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	// Table 1: d1 leads every slot, d2 follows it. The addresses are
+	// known only once the nodes listen, so the table is set after.
+	m.setTable(&slot.Table{Epoch: 1})
+	d1, d2 := start("d1"), start("d2")
+	t1 := &slot.Table{Epoch: 2, Replicas: 2, Nodes: []slot.Node{{ID: "d1", Addr: d1.Addr()}, {ID: "d2", Addr: d2.Addr()}}}
+	for s := range t1.Slots {
+		t1.Slots[s] = slot.Assignment{Leader: "d1", Followers: []string{"d2"}, LeaderEpoch: 1}
+	}
+	m.setTable(t1)
+
+	const id = "svc.handoff"
+	s := slot.Of(id)
+	rdb := redis.NewClient(&redis.Options{Addr: d1.Addr(), Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	defer rdb.Close()
+	seq := 0
+	write := func() error {
+		seq++
+		w := proto.DWrite{Epoch: 0, SessionID: "s1", Ops: []proto.Op{{Type: proto.OpRegister, DataInfoID: id,
+			RegisterID: "r" + string(rune('a'+seq%26)), Data: "x", ConnID: "c1"}}}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		vals, err := rdb.Do(ctx, w.Args()...).Slice()
+		if err != nil {
+			return err
+		}
+		if e, ok := vals[0].(error); ok {
+			return e
+		}
+		return nil
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		err := write()
+		return err == nil, "d1 does not take writes to the slot: " + errString(err)
+	})
+
+	// Table 2: the slot is being moved to d2, and meta refuses HANDOFF.
+	t2 := t1.Clone()
+	t2.Epoch = 3
+	t2.Slots[s].Target = "d2"
+	m.setTable(t2)
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return m.handoffs.Load() > 0, "d1 never tried the handoff"
+	})
+	// Over the next 2 s the slot is frozen only for the attempts: a
+	// handful, with writes going through in between.
+	from := m.handoffs.Load()
+	ok, failed := 0, 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		if write() == nil {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	attempts := m.handoffs.Load() - from
+	if attempts > 6 {
+		t.Errorf("%d HANDOFF attempts in 2 s: the leader retries without pause", attempts)
+	}
+	if ok == 0 || failed*10 > ok+failed {
+		t.Errorf("%d of %d writes to the slot refused while its handoff kept failing, want under a tenth", failed, ok+failed)
+	}
+
+	// Meta goes away: once its heartbeats fail the leader no longer
+	// freezes the slot, and every write goes through.
+	m.down.Store(true)
+	downAt := time.Now()
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		// Past the second in which the last answered heartbeat still
+		// counts, and with a write through.
+		err := write()
+		return err == nil && time.Since(downAt) > 1500*time.Millisecond, "write refused: " + errString(err)
+	})
+	from = m.handoffs.Load()
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); {
+		if err := write(); err != nil {
+			t.Fatalf("write to the slot refused while meta is down: %v", err)
+		}
+	}
+	if n := m.handoffs.Load() - from; n != 0 {
+		t.Fatalf("%d HANDOFF attempts reached meta while it was down", n)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
