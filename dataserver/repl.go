@@ -1,11 +1,12 @@
 package dataserver
 
 import (
-	"context"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/rlink"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 	"github.com/tidwall/redcon"
@@ -190,11 +191,51 @@ type replicator struct {
 	wg      sync.WaitGroup
 }
 
+// puller long-polls one leader on a connection of its own (rlink: a
+// pull is one small command and one reply, and go-redis cost more than
+// both). halt closes that connection so a poll in flight ends at once.
 type puller struct {
 	leader string
 	addr   string
-	rdb    *redis.Client
 	stop   chan struct{}
+	mu     sync.Mutex
+	conn   *rlink.Conn
+	halted bool
+}
+
+func (p *puller) halt() {
+	close(p.stop)
+	p.mu.Lock()
+	p.halted = true
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.mu.Unlock()
+}
+
+// dial connects to the leader unless the puller was halted meanwhile.
+func (p *puller) dial(n *Node) (*rlink.Conn, error) {
+	c, err := rlink.Dial(p.addr, rlink.Options{Password: n.cfg.Secret.Current, TLS: n.cfg.PeerTLS, Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.halted {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	p.conn = c
+	return c, nil
+}
+
+func (p *puller) drop() {
+	p.mu.Lock()
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
+	}
+	p.mu.Unlock()
 }
 
 func newReplicator(n *Node) *replicator {
@@ -218,7 +259,7 @@ func (r *replicator) update(t *slot.Table) {
 	defer r.mu.Unlock()
 	for id, p := range r.pullers {
 		if want[id] != p.addr {
-			close(p.stop)
+			p.halt()
 			delete(r.pullers, id)
 		}
 	}
@@ -226,11 +267,7 @@ func (r *replicator) update(t *slot.Table) {
 		if _, ok := r.pullers[id]; ok {
 			continue
 		}
-		p := &puller{leader: id, addr: addr, stop: make(chan struct{}), rdb: redis.NewClient(&redis.Options{
-			Addr: addr, Password: r.n.cfg.Secret.Current, TLSConfig: r.n.cfg.PeerTLS,
-			Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
-			DialTimeout: time.Second, ReadTimeout: pullWait + 5*time.Second, WriteTimeout: 5 * time.Second,
-		})}
+		p := &puller{leader: id, addr: addr, stop: make(chan struct{})}
 		r.pullers[id] = p
 		r.wg.Add(1)
 		go r.run(p)
@@ -240,7 +277,7 @@ func (r *replicator) update(t *slot.Table) {
 func (r *replicator) close() {
 	r.mu.Lock()
 	for id, p := range r.pullers {
-		close(p.stop)
+		p.halt()
 		delete(r.pullers, id)
 	}
 	r.mu.Unlock()
@@ -249,9 +286,18 @@ func (r *replicator) close() {
 
 func (r *replicator) run(p *puller) {
 	defer r.wg.Done()
-	defer p.rdb.Close()
+	defer p.drop()
 	n := r.n
 	backoff := 20 * time.Millisecond
+	var buf []byte
+	pause := func(d time.Duration) bool {
+		select {
+		case <-p.stop:
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	for {
 		select {
 		case <-p.stop:
@@ -260,36 +306,38 @@ func (r *replicator) run(p *puller) {
 		}
 		req := r.positions(p.leader)
 		if len(req.Pos) == 0 {
-			select {
-			case <-p.stop:
+			if !pause(50 * time.Millisecond) {
 				return
-			case <-time.After(50 * time.Millisecond):
-				continue
 			}
+			continue
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-p.stop:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
-		vals, err := p.rdb.Do(ctx, req.Args()...).Slice()
-		cancel()
+		p.mu.Lock()
+		c := p.conn
+		p.mu.Unlock()
+		var err error
+		if c == nil {
+			c, err = p.dial(n)
+		}
+		var rep *rlink.Reply
+		if err == nil {
+			buf = req.AppendRESP(buf[:0])
+			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
+		}
+		if err == nil && rep.Kind != '*' {
+			err = fmt.Errorf("pull from %s: reply %q %s", p.leader, rep.Kind, rep.Str)
+		}
 		if err != nil {
-			select {
-			case <-p.stop:
+			p.drop()
+			if !pause(backoff) {
 				return
-			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 500*time.Millisecond)
 			continue
 		}
 		backoff = 20 * time.Millisecond
 		now := time.Now().UnixNano()
-		for _, v := range vals {
-			r.applyResult(v, now, p.leader)
+		for i := range rep.Arr {
+			r.applyResult(&rep.Arr[i], now, p.leader)
 		}
 		n.pulls.Add(1)
 	}
@@ -320,15 +368,13 @@ func (r *replicator) positions(leader string) *proto.DPull {
 	return req
 }
 
-func (r *replicator) applyResult(v any, now int64, leader string) {
+// applyResult applies one [slot, kind, leaderEpoch, blob] of a pull reply.
+func (r *replicator) applyResult(v *rlink.Reply, now int64, leader string) {
 	n := r.n
-	item, ok := v.([]any)
-	if !ok || len(item) != 4 {
+	if len(v.Arr) != 4 || v.Arr[0].Kind != ':' {
 		return
 	}
-	s64, _ := item[0].(int64)
-	kind, _ := item[1].(string)
-	blob, _ := item[3].(string)
+	s64, kind, blob := v.Arr[0].Int, string(v.Arr[1].Str), v.Arr[3].Str
 	if s64 < 0 || s64 >= slot.Count {
 		return
 	}
@@ -342,7 +388,7 @@ func (r *replicator) applyResult(v any, now int64, leader string) {
 	}
 	switch kind {
 	case proto.PullLog:
-		es, err := proto.ParseEntries([]byte(blob))
+		es, err := proto.ParseEntries(blob)
 		if err != nil {
 			n.log.Warn("bad pull reply", "slot", s, "leader", leader, "err", err)
 			return
@@ -361,7 +407,7 @@ func (r *replicator) applyResult(v any, now int64, leader string) {
 			st.replay(&es[i], now)
 		}
 	case proto.PullSnap:
-		snap, err := proto.ParseSlotSnapshot([]byte(blob))
+		snap, err := proto.ParseSlotSnapshot(blob)
 		if err != nil {
 			n.log.Warn("bad snapshot", "slot", s, "leader", leader, "err", err)
 			return

@@ -135,7 +135,8 @@ type slotStore struct {
 	frozenAt time.Time           // when it froze
 	target   string              // the node the slot is handed to
 	acked    map[string]uint64   // follower -> seq it has applied
-	ackCh    chan struct{}       // closed and replaced whenever acked grows
+	ackCh    chan struct{}       // closed and replaced when acked grows and someone waits
+	ackWait  bool                // replicated handed out ackCh
 }
 
 func newSlotStore(id int, leaderEpoch uint64, logSize int) *slotStore {
@@ -167,10 +168,9 @@ func (s *slotStore) apply(session string, op *proto.Op, now int64) (result uint6
 	switch op.Type {
 	case proto.OpRegister:
 		seq, v := s.next()
-		ttl = op.TTL > 0 || s.isTTL(op.DataInfoID, op.RegisterID)
-		d, kv := s.put(session, op, now, v)
+		d, kv, wasTTL := s.put(session, op, now, v)
 		s.logOp(seq, v, session, op, d, kv)
-		return v, true, ttl
+		return v, true, op.TTL > 0 || wasTTL
 	case proto.OpUnregister:
 		d, _ := s.datums.Get(op.DataInfoID)
 		p := s.get(op.DataInfoID, op.RegisterID)
@@ -242,7 +242,7 @@ func (s *slotStore) replay(e *LogEntry, now int64) {
 	var kv string
 	switch e.Op.Type {
 	case proto.OpRegister:
-		d, kv = s.put(e.Session, &e.Op, now, e.Version)
+		d, kv, _ = s.put(e.Session, &e.Op, now, e.Version)
 	case proto.OpUnregister:
 		if p := s.get(e.Op.DataInfoID, e.Op.RegisterID); p != nil {
 			kv = p.kv
@@ -291,11 +291,6 @@ func (s *slotStore) get(id, rid string) *publisher {
 		return &d.pubs[i]
 	}
 	return nil
-}
-
-func (s *slotStore) isTTL(id, rid string) bool {
-	p := s.get(id, rid)
-	return p != nil && p.own.ttl > 0
 }
 
 func (s *slotStore) digest(session string) *proto.Digest {
@@ -349,9 +344,9 @@ func (s *slotStore) release(o *owner) {
 	}
 }
 
-// put stores a register and returns its datum and the publisher's kv,
-// which its log entry shares.
-func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64) (*datum, string) {
+// put stores a register and returns its datum, the publisher's kv, which
+// its log entry shares, and whether it replaced a TTL publisher.
+func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64) (_ *datum, _ string, wasTTL bool) {
 	d, ok := s.datums.Get(op.DataInfoID)
 	if !ok {
 		d = &datum{id: op.DataInfoID}
@@ -366,6 +361,7 @@ func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64)
 	}
 	i, found := d.find(op.RegisterID)
 	if found {
+		wasTTL = d.pubs[i].own.ttl > 0
 		s.forget(d.id, &d.pubs[i])
 		d.pubs[i] = p
 	} else {
@@ -374,7 +370,7 @@ func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64)
 	}
 	s.count(d.id, &p, 1)
 	d.version = version
-	return d, p.kv
+	return d, p.kv, wasTTL
 }
 
 // forget drops p's expiry and digest entries and its hold on its owner.
@@ -562,8 +558,11 @@ func (s *slotStore) ack(follower string, seq uint64) {
 		return
 	}
 	s.acked[follower] = seq
-	close(s.ackCh)
-	s.ackCh = make(chan struct{})
+	if s.ackWait {
+		close(s.ackCh)
+		s.ackCh = make(chan struct{})
+		s.ackWait = false
+	}
 }
 
 // replicated says whether some follower has applied seq; if not, it
@@ -577,5 +576,6 @@ func (s *slotStore) replicated(seq uint64, followers []string) (bool, <-chan str
 			return true, nil
 		}
 	}
+	s.ackWait = true
 	return false, s.ackCh
 }

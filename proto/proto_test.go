@@ -276,3 +276,33 @@ func TestDWriteAppendRESP(t *testing.T) {
 		t.Fatalf("parsed %+v, want %+v", got, w)
 	}
 }
+
+// TestDPullRoundTrip: positions survive both encodings, and a bad
+// positions argument is an error.
+func TestDPullRoundTrip(t *testing.T) {
+	p := &DPull{Follower: "d2", WaitMs: 500, Pos: []PullPos{{Slot: 0, LeaderEpoch: 1, Seq: 0}, {Slot: 255, LeaderEpoch: 1 << 40, Seq: 1<<63 + 5}}}
+	cmd, err := redcon.Parse(p.AppendRESP(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][][]byte{cmd.Args, ArgsBytes(p.Args())} {
+		got, err := ParseDPull(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, p) {
+			t.Fatalf("parsed %+v, want %+v", got, p)
+		}
+	}
+	for name, blob := range map[string][]byte{
+		"count over 256": AppendPositions(nil, make([]PullPos, 257)),
+		"slot twice":     AppendPositions(nil, []PullPos{{Slot: 3}, {Slot: 3}}),
+		"slot 256":       AppendPositions(nil, []PullPos{{Slot: 256}}),
+		"truncated":      AppendPositions(nil, []PullPos{{Slot: 3, Seq: 1 << 40}})[:4],
+		"trailing":       append(AppendPositions(nil, []PullPos{{Slot: 3}}), 0),
+	} {
+		if _, err := ParseDPull([][]byte{[]byte(CmdDPull), []byte("d2"), []byte("10"), blob}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want an ErrInvalid", name, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/tidwall/redcon"
 )
 
 // Replication and reconciliation between data nodes and sessions.
@@ -250,6 +251,15 @@ func AppendPositions(dst []byte, ps []PullPos) []byte {
 // Args builds the command.
 func (p *DPull) Args() []any {
 	return []any{CmdDPull, p.Follower, strconv.FormatUint(uint64(p.WaitMs), 10), AppendPositions(nil, p.Pos)}
+}
+
+// AppendRESP appends the command as a RESP array (what Args would send).
+func (p *DPull) AppendRESP(dst []byte) []byte {
+	dst = redcon.AppendArray(dst, 4)
+	dst = redcon.AppendBulkString(dst, CmdDPull)
+	dst = redcon.AppendBulkString(dst, p.Follower)
+	dst = redcon.AppendBulk(dst, strconv.AppendUint(nil, uint64(p.WaitMs), 10))
+	return redcon.AppendBulk(dst, AppendPositions(nil, p.Pos))
 }
 
 // ParseDPull parses DPULL follower waitMs positions.

@@ -148,7 +148,9 @@ func (c *Conn) read(r *Reply, depth int) error {
 			r.Kind = '_'
 			return nil
 		}
-		if cap(r.Str) < n+2 {
+		// Reuse the buffer, unless it is too small or much too large
+		// (one big reply must not pin its size for the Conn's life).
+		if cap(r.Str) < n+2 || cap(r.Str) > 4*(n+2)+64<<10 {
 			r.Str = make([]byte, n+2)
 		}
 		r.Str = r.Str[:n+2]
