@@ -50,6 +50,7 @@ type Conn struct {
 	br    *bufio.Reader
 	buf   []byte
 	reply Reply
+	size  int // bytes of the last reply
 	// MaxReply bounds a bulk string or array length the server may
 	// announce, so a broken peer cannot make the client allocate without
 	// limit.
@@ -103,6 +104,12 @@ func (c *Conn) Do(deadline time.Time, cmd []byte) (*Reply, error) {
 	if _, err := c.nc.Write(cmd); err != nil {
 		return nil, err
 	}
+	// The reply tree is reused, buffers and all, unless the last one was
+	// big: a burst of large replies must not stay pinned afterwards.
+	if c.size > 64<<10 {
+		c.reply = Reply{}
+	}
+	c.size = 0
 	if err := c.read(&c.reply, 0); err != nil {
 		return nil, err
 	}
@@ -130,6 +137,7 @@ func (c *Conn) read(r *Reply, depth int) error {
 	if err != nil {
 		return err
 	}
+	c.size += len(b) + 2
 	r.Kind = b[0]
 	body := b[1:]
 	switch r.Kind {
@@ -148,15 +156,14 @@ func (c *Conn) read(r *Reply, depth int) error {
 			r.Kind = '_'
 			return nil
 		}
-		// Reuse the buffer, unless it is too small or much too large
-		// (one big reply must not pin its size for the Conn's life).
-		if cap(r.Str) < n+2 || cap(r.Str) > 4*(n+2)+64<<10 {
+		if cap(r.Str) < n+2 {
 			r.Str = make([]byte, n+2)
 		}
 		r.Str = r.Str[:n+2]
 		if _, err := io.ReadFull(c.br, r.Str); err != nil {
 			return err
 		}
+		c.size += n + 2
 		r.Str = r.Str[:n]
 	case '*':
 		n, err := strconv.Atoi(string(body))
