@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -157,7 +158,9 @@ func dataCommand() *cli.Command {
 			flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
 			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
 			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
-			&cli.IntFlag{Name: "oplog-size", Value: 4096, Usage: "op-log entries kept per slot"},
+			&cli.IntFlag{Name: "oplog-size", Value: dataserver.DefaultOpLogSize, Usage: "op-log entries kept per slot; a follower further behind gets a snapshot"},
+			&cli.IntFlag{Name: "gc-percent", Value: 50, EnvVars: []string{"SLOTREG_GC_PERCENT"},
+				Usage: "Go GC percent (as GOGC; GOGC in the environment wins unless this is given): lower keeps RSS nearer the live heap at some CPU"},
 			&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
@@ -174,6 +177,7 @@ func dataCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			setGCPercent(c, log)
 			n, err := dataserver.New(dataserver.Config{
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
@@ -457,4 +461,16 @@ func withPprof(routes map[string]http.Handler) map[string]http.Handler {
 		out[k] = v
 	}
 	return out
+}
+
+// setGCPercent applies --gc-percent, unless GOGC in the environment set
+// the runtime's and the flag was not given.
+func setGCPercent(c *cli.Context, log *slog.Logger) {
+	if os.Getenv("GOGC") != "" && !c.IsSet("gc-percent") {
+		return
+	}
+	if p := c.Int("gc-percent"); p > 0 {
+		debug.SetGCPercent(p)
+		log.Debug("gc percent set", "percent", p)
+	}
 }
