@@ -63,9 +63,9 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 	deadline := time.Now().Add(time.Duration(p.WaitMs) * time.Millisecond)
 	for {
 		sig := n.appendSignal()
-		backlog := n.pullBacklog(p)
+		backlog, urgent := n.pullBacklog(p)
 		if backlog > 0 {
-			if backlog < pullFull {
+			if backlog < pullFull && !urgent {
 				n.sleep(min(pullLinger, time.Until(deadline)))
 			}
 			break
@@ -126,9 +126,10 @@ func (n *Node) ackPull(p *proto.DPull) {
 
 // pullBacklog counts the entries the positions are behind by, over the
 // slots led here; a position on another leader epoch (it needs a
-// snapshot) counts as a full batch.
-func (n *Node) pullBacklog(p *proto.DPull) int {
-	total := 0
+// snapshot) counts as a full batch. urgent says a writer waits for the
+// follower to have some of them (a TTL write): the pull is then answered
+// at once, since lingering would add to that write's latency.
+func (n *Node) pullBacklog(p *proto.DPull) (total int, urgent bool) {
 	for _, pos := range p.Pos {
 		st := n.stores[pos.Slot].Load()
 		if st == nil {
@@ -141,10 +142,11 @@ func (n *Node) pullBacklog(p *proto.DPull) int {
 			total += pullFull
 		case st.seq > pos.Seq:
 			total += int(min(st.seq-pos.Seq, pullFull))
+			urgent = urgent || st.ackWait
 		}
 		st.mu.Unlock()
 	}
-	return total
+	return total, urgent
 }
 
 // pullOnce answers the positions that have news: entries, or a snapshot

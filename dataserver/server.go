@@ -350,6 +350,9 @@ func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
 				durable = make(map[*slotStore]uint64)
 			}
 			durable[st] = st.seq
+			// A writer will wait for this slot's acks: pulls answer it
+			// without lingering (see pullBacklog).
+			st.ackWait = true
 		}
 		st.mu.Unlock()
 		results[i] = res
