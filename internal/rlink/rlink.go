@@ -148,13 +148,10 @@ func (c *Conn) read(r *Reply, depth int) error {
 			return errProto
 		}
 	case '$':
-		n, err := strconv.Atoi(string(body))
-		if err != nil || n > c.MaxReply {
-			return errProto
-		}
-		if n < 0 {
+		n, err := c.length(body)
+		if err != nil || n < 0 {
 			r.Kind = '_'
-			return nil
+			return err
 		}
 		if cap(r.Str) < n+2 {
 			r.Str = make([]byte, n+2)
@@ -166,13 +163,10 @@ func (c *Conn) read(r *Reply, depth int) error {
 		c.size += n + 2
 		r.Str = r.Str[:n]
 	case '*':
-		n, err := strconv.Atoi(string(body))
-		if err != nil || n > c.MaxReply {
-			return errProto
-		}
-		if n < 0 {
+		n, err := c.length(body)
+		if err != nil || n < 0 {
 			r.Kind = '_'
-			return nil
+			return err
 		}
 		if cap(r.Arr) < n {
 			r.Arr = append(r.Arr[:cap(r.Arr)], make([]Reply, n-cap(r.Arr))...)
@@ -187,6 +181,16 @@ func (c *Conn) read(r *Reply, depth int) error {
 		return errProto
 	}
 	return nil
+}
+
+// length parses a bulk string's or an array's announced length: -1 is a
+// null, more than MaxReply an error.
+func (c *Conn) length(body []byte) (int, error) {
+	n, err := strconv.Atoi(string(body))
+	if err != nil || n > c.MaxReply || n < -1 {
+		return 0, errProto
+	}
+	return n, nil
 }
 
 // AppendCommand appends a command of string arguments in RESP.
