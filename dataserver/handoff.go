@@ -53,11 +53,16 @@ func (n *Node) handoffLoop() {
 	defer tick.Stop()
 	busy := make(map[int]bool)
 	done := make(chan handoffResult, 16)
-	retryAt := make(map[int]time.Time)
-	backoff := make(map[int]time.Duration)
+	// retry holds, per slot whose last attempt failed, the pause it got
+	// and when it ends.
+	type retry struct {
+		wait time.Duration
+		at   time.Time
+	}
+	retries := make(map[int]retry)
 	failed := func(s int) {
-		backoff[s] = min(max(2*backoff[s], handoffRetry), handoffRetryMax)
-		retryAt[s] = time.Now().Add(backoff[s])
+		w := min(max(2*retries[s].wait, handoffRetry), handoffRetryMax)
+		retries[s] = retry{w, time.Now().Add(w)}
 	}
 	for {
 		select {
@@ -66,8 +71,7 @@ func (n *Node) handoffLoop() {
 		case r := <-done:
 			delete(busy, r.slot)
 			if r.ok {
-				delete(backoff, r.slot)
-				delete(retryAt, r.slot)
+				delete(retries, r.slot)
 			} else {
 				failed(r.slot)
 			}
@@ -80,14 +84,13 @@ func (n *Node) handoffLoop() {
 		}
 		now := time.Now()
 		metaUp := n.meta.Reachable(n.metaFresh())
-		for s := range backoff {
+		for s := range retries {
 			if !slices.Contains(*moving, s) {
-				delete(backoff, s)
-				delete(retryAt, s)
+				delete(retries, s)
 			}
 		}
 		for _, s := range *moving {
-			if busy[s] || now.Before(retryAt[s]) {
+			if busy[s] || now.Before(retries[s].at) {
 				continue
 			}
 			st := n.stores[s].Load()

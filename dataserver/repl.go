@@ -66,7 +66,7 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 		backlog, urgent := n.pullBacklog(p)
 		if backlog > 0 {
 			if backlog < pullFull && !urgent {
-				n.sleep(min(pullLinger, time.Until(deadline)))
+				pause(min(pullLinger, time.Until(deadline)), n.stop)
 			}
 			break
 		}
@@ -96,17 +96,19 @@ func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
 	}
 }
 
-// sleep waits for d or until the node stops.
-func (n *Node) sleep(d time.Duration) {
+// pause waits for d; false if stop closed first.
+func pause(d time.Duration, stop <-chan struct{}) bool {
 	if d <= 0 {
-		return
+		return true
 	}
 	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-n.stop:
+		return true
+	case <-stop:
+		return false
 	}
-	t.Stop()
 }
 
 // ackPull records each position as what the follower has applied.
@@ -202,13 +204,11 @@ type puller struct {
 	stop   chan struct{}
 	mu     sync.Mutex
 	conn   *rlink.Conn
-	halted bool
 }
 
 func (p *puller) halt() {
 	close(p.stop)
 	p.mu.Lock()
-	p.halted = true
 	if p.conn != nil {
 		p.conn.Close()
 	}
@@ -223,9 +223,11 @@ func (p *puller) dial(n *Node) (*rlink.Conn, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.halted {
+	select {
+	case <-p.stop: // halted meanwhile: halt closed stop before taking mu
 		c.Close()
 		return nil, net.ErrClosed
+	default:
 	}
 	p.conn = c
 	return c, nil
@@ -292,14 +294,6 @@ func (r *replicator) run(p *puller) {
 	n := r.n
 	backoff := 20 * time.Millisecond
 	var buf []byte
-	pause := func(d time.Duration) bool {
-		select {
-		case <-p.stop:
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
 	for {
 		select {
 		case <-p.stop:
@@ -308,7 +302,7 @@ func (r *replicator) run(p *puller) {
 		}
 		req := r.positions(p.leader)
 		if len(req.Pos) == 0 {
-			if !pause(50 * time.Millisecond) {
+			if !pause(50*time.Millisecond, p.stop) {
 				return
 			}
 			continue
@@ -330,7 +324,7 @@ func (r *replicator) run(p *puller) {
 		}
 		if err != nil {
 			p.drop()
-			if !pause(backoff) {
+			if !pause(backoff, p.stop) {
 				return
 			}
 			backoff = min(2*backoff, 500*time.Millisecond)
