@@ -2,6 +2,7 @@ package dataserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,19 @@ type fakeMeta struct {
 	table    *slot.Table
 	down     atomic.Bool
 	handoffs atomic.Int64
+	// membersEpoch and sessions are the session list heartbeats get
+	// (epoch 1 and none unless setSessions is called).
+	membersEpoch uint64
+	sessions     []proto.Member
+}
+
+func (m *fakeMeta) setSessions(epoch uint64, ids ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.membersEpoch, m.sessions = epoch, []proto.Member{}
+	for _, id := range ids {
+		m.sessions = append(m.sessions, proto.Member{ID: id, Addr: "127.0.0.1:1", Kind: proto.KindSession})
+	}
 }
 
 func (m *fakeMeta) setTable(t *slot.Table) {
@@ -51,14 +65,14 @@ func (m *fakeMeta) serve(t *testing.T) string {
 				return
 			}
 			m.mu.Lock()
-			tab := m.table
+			tab, me, sessions := m.table, max(m.membersEpoch, 1), m.sessions
 			m.mu.Unlock()
-			rep := proto.HeartbeatReply{Epoch: tab.Epoch, MembersEpoch: 1}
+			rep := proto.HeartbeatReply{Epoch: tab.Epoch, MembersEpoch: me}
 			if h.Epoch != tab.Epoch {
 				rep.Table, _ = tab.Marshal()
 			}
-			if h.MembersEpoch != 1 {
-				rep.Sessions = []byte("[]")
+			if h.MembersEpoch != me {
+				rep.Sessions, _ = json.Marshal(append([]proto.Member{}, sessions...))
 			}
 			conn.WriteRaw(rep.AppendRESP(nil))
 		case proto.CmdHandoff:

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -59,7 +61,7 @@ func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 	metas := []string{m.RPCAddr()}
 	// Two sessions that heartbeat but answer nothing: the test speaks for s1.
 	for _, id := range []string{"s1", "s2"} {
-		c, err := meta.NewClient(meta.ClientConfig{Kind: proto.KindSession, NodeID: id, Addr: "127.0.0.1:1", Metas: metas, Interval: 100 * time.Millisecond, Logger: quiet})
+		c, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: id, Addr: "127.0.0.1:1", Metas: metas, Interval: 100 * time.Millisecond, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/redcon"
+
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/respguard"
-	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
-	"github.com/tidwall/redcon"
 )
 
 // Config is a data node's configuration.
@@ -37,6 +38,13 @@ type Config struct {
 	// ReconcileTimeout bounds how long a new leader waits for the live
 	// sessions to reconcile a slot before it serves it anyway.
 	ReconcileTimeout time.Duration
+	// SessionGrace is how long a session node may be missing from meta's
+	// session list before this node drops its connection-bound
+	// publishers; a session that is back in the list by then keeps them.
+	// A live session evicted by mistake (meta was cut off, or its new
+	// leader was not found in time) joins again within a few heartbeats,
+	// so its subscribers never see its publishers go. Default 3 s.
+	SessionGrace time.Duration
 	// ReplicaAckTimeout bounds how long a write to a TTL publisher waits
 	// for a follower to have it before it is acknowledged anyway.
 	ReplicaAckTimeout time.Duration
@@ -109,6 +117,9 @@ func (c *Config) setDefaults() {
 	if c.ReconcileTimeout == 0 {
 		c.ReconcileTimeout = 3 * time.Second
 	}
+	if c.SessionGrace == 0 {
+		c.SessionGrace = 3 * time.Second
+	}
 	if c.ReplicaAckTimeout == 0 {
 		c.ReplicaAckTimeout = time.Second
 	}
@@ -124,7 +135,7 @@ type Node struct {
 	ln     net.Listener
 	gate   *netsec.Gate // the cluster secret's check, before every handler
 	addr   string
-	meta   *meta.Client
+	meta   *metaclient.Client
 	table  atomic.Pointer[slot.Table]
 	stores [slot.Count]atomic.Pointer[slotStore]
 	watch  [slot.Count]watchers
@@ -138,6 +149,10 @@ type Node struct {
 
 	sessMu   sync.Mutex
 	sessions map[string]struct{} // live session nodes, nil before meta said
+	// departing holds the sessions gone from meta's list whose publishers
+	// this node keeps for SessionGrace (see onSessions), with when each
+	// went; under sessMu.
+	departing map[string]time.Time
 
 	pulls   atomic.Uint64 // pull round trips done as a follower
 	repairs atomic.Uint64 // publishers repaired by reconciliation
@@ -190,7 +205,7 @@ func New(cfg Config) (*Node, error) {
 	for i := range n.watch {
 		n.watch[i].byID = make(map[string]map[*stream]struct{})
 	}
-	mc, err := meta.NewClient(meta.ClientConfig{
+	mc, err := metaclient.NewClient(metaclient.Config{
 		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, OnSessions: n.onSessions,
 		Progress: n.progress, Secret: cfg.Secret.Current, TLS: cfg.PeerTLS, Logger: cfg.Logger,
@@ -486,6 +501,9 @@ type Stats struct {
 	Replicas      int // publishers held as a follower
 	Pulls         uint64
 	Repairs       uint64
+	// DepartingSessions are sessions gone from meta's list whose
+	// publishers are kept for the session grace.
+	DepartingSessions int
 }
 
 // Stats reads the counters of every led slot.
@@ -508,6 +526,9 @@ func (n *Node) Stats() Stats {
 		ss.mu.Unlock()
 	}
 	st.Pulls, st.Repairs = n.pulls.Load(), n.repairs.Load()
+	n.sessMu.Lock()
+	st.DepartingSessions = len(n.departing)
+	n.sessMu.Unlock()
 	return st
 }
 

@@ -1,10 +1,12 @@
 package dataserver
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
-	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -107,10 +109,14 @@ func (n *Node) startReconcile(s int) {
 		return
 	}
 	_, sessions := n.meta.Sessions()
+	departing := n.departingSessions()
 	st.mu.Lock()
-	st.waiting = make(map[string]struct{}, len(sessions))
+	st.waiting = make(map[string]struct{}, len(sessions)+len(departing))
 	for _, m := range sessions {
 		st.waiting[m.ID] = struct{}{}
+	}
+	for _, id := range departing {
+		st.waiting[id] = struct{}{}
 	}
 	epoch := st.leaderEpoch
 	done := len(st.waiting) == 0
@@ -165,30 +171,86 @@ func (n *Node) reconciled(st *slotStore, session string) (nowReady bool) {
 	return false
 }
 
-// onSessions learns the live session nodes: a session meta evicted loses
-// its connection-bound publishers on every slot this node leads, and a new
-// leader stops waiting for it.
-func (n *Node) onSessions(_ uint64, sessions []meta.Member) {
+// onSessions learns the live session nodes. A session gone from the list
+// keeps its connection-bound publishers here for SessionGrace: meta may
+// have evicted a live session (it was cut off from meta, or still looking
+// for a new meta leader), which joins again within a few heartbeats, and
+// dropping its publishers would tell every subscriber a live publisher
+// went. One still missing when the grace runs out is dropped (see
+// dropDeparted); a new leader waits for departing sessions too.
+func (n *Node) onSessions(_ uint64, sessions []proto.Member) {
 	live := make(map[string]struct{}, len(sessions))
 	for _, m := range sessions {
 		live[m.ID] = struct{}{}
 	}
+	now := time.Now()
+	var gone, back []string
 	n.sessMu.Lock()
 	prev := n.sessions
 	n.sessions = live
-	n.sessMu.Unlock()
-	if prev == nil {
-		return
+	for id := range n.departing {
+		if _, ok := live[id]; ok {
+			delete(n.departing, id)
+			back = append(back, id)
+		}
 	}
-	var gone []string
 	for id := range prev {
 		if _, ok := live[id]; !ok {
+			if n.departing == nil {
+				n.departing = map[string]time.Time{}
+			}
+			n.departing[id] = now
 			gone = append(gone, id)
 		}
+	}
+	n.sessMu.Unlock()
+	if len(back) > 0 {
+		sort.Strings(back)
+		n.log.Info("sessions are back in meta's list within their grace; their publishers stay", "sessions", back)
 	}
 	if len(gone) == 0 {
 		return
 	}
+	sort.Strings(gone)
+	n.log.Info("sessions left meta's list; their publishers go unless they are back in time",
+		"sessions", gone, "grace", n.cfg.SessionGrace)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTimer(n.cfg.SessionGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			n.dropDeparted()
+		case <-n.stop:
+		}
+	}()
+}
+
+// departingSessions lists the sessions within their grace.
+func (n *Node) departingSessions() []string {
+	n.sessMu.Lock()
+	defer n.sessMu.Unlock()
+	return slices.Collect(maps.Keys(n.departing))
+}
+
+// dropDeparted removes, on every slot this node leads, the connection-bound
+// publishers of each session whose grace ran out, and stops new leaders
+// waiting for it.
+func (n *Node) dropDeparted() {
+	var gone []string
+	n.sessMu.Lock()
+	for id, t := range n.departing {
+		if time.Since(t) >= n.cfg.SessionGrace {
+			delete(n.departing, id)
+			gone = append(gone, id)
+		}
+	}
+	n.sessMu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	sort.Strings(gone)
 	dropped := 0
 	for s := range n.stores {
 		st := n.stores[s].Load()

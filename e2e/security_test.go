@@ -27,7 +27,6 @@ import (
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
 	"github.com/slotreg/slotreg/internal/obs"
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/sessionserver"
 )
@@ -228,7 +227,7 @@ func TestWrongSecretNodesCannotJoin(t *testing.T) {
 	}
 }
 
-func ids(ms []meta.Member) []string {
+func ids(ms []proto.Member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.ID

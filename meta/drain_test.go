@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -268,7 +269,7 @@ type handoffSim struct {
 	errs      []error
 }
 
-func startHandoffSim(n *Node, clients map[string]*Client) *handoffSim {
+func startHandoffSim(n *Node, clients map[string]*metaclient.Client) *handoffSim {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &handoffSim{cancel: cancel}
 	h.wg.Add(1)
@@ -308,13 +309,13 @@ func (h *handoffSim) stop() {
 	h.wg.Wait()
 }
 
-func nodesReply(t *testing.T, n *Node) Members {
+func nodesReply(t *testing.T, n *Node) proto.Members {
 	t.Helper()
 	s, err := rawClient(t, n.RPCAddr()).Do(context.Background(), proto.CmdNodes).Text()
 	if err != nil {
 		t.Fatalf("NODES: %v", err)
 	}
-	var m Members
+	var m proto.Members
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		t.Fatalf("NODES %s: %v", s, err)
 	}
@@ -326,9 +327,9 @@ func nodesReply(t *testing.T, n *Node) Members {
 // lets auto-rebalance give it its share again; the refusals.
 func TestDrain(t *testing.T) {
 	n := mustSingleWith(t, func(c *Config) { c.AutoRebalance = true })
-	clients := map[string]*Client{}
+	clients := map[string]*metaclient.Client{}
 	for _, id := range []string{"d1", "d2", "d3"} {
-		c := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: id, Metas: []string{n.RPCAddr()}})
+		c := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: id, Metas: []string{n.RPCAddr()}})
 		c.Start()
 		clients[id] = c
 	}
@@ -419,7 +420,7 @@ func TestDrainWithoutAutoRebalance(t *testing.T) {
 	n, d1, d2, _ := mustDataPair(t, func(*Config) {})
 	d1.Start()
 	d2.Start()
-	sim := startHandoffSim(n, map[string]*Client{"d1": d1, "d2": d2})
+	sim := startHandoffSim(n, map[string]*metaclient.Client{"d1": d1, "d2": d2})
 	defer sim.stop()
 	mustDo(t, d2, (&proto.Drain{NodeID: "d1"}).Args()...)
 	waitFor(t, "d2 to lead every slot", func() (bool, string) {

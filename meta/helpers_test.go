@@ -3,6 +3,7 @@ package meta
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -231,10 +234,10 @@ func (l *tableLog) last() *slot.Table {
 
 // mustClient makes a (not yet started) client that records its tables and
 // is closed when the test ends.
-func mustClient(t *testing.T, kind, id string, metas ...string) (*Client, *tableLog) {
+func mustClient(t *testing.T, kind, id string, metas ...string) (*metaclient.Client, *tableLog) {
 	t.Helper()
 	tl := &tableLog{}
-	c, err := NewClient(ClientConfig{
+	c, err := metaclient.NewClient(metaclient.Config{
 		Kind:     kind,
 		NodeID:   id,
 		Addr:     id + ".test:7000",
@@ -244,7 +247,7 @@ func mustClient(t *testing.T, kind, id string, metas ...string) (*Client, *table
 		Logger:   testLogger(t),
 	})
 	if err != nil {
-		t.Fatalf("NewClient(%s): %v", id, err)
+		t.Fatalf("metaclient.NewClient(%s): %v", id, err)
 	}
 	t.Cleanup(c.Close)
 	return c, tl
@@ -252,7 +255,7 @@ func mustClient(t *testing.T, kind, id string, metas ...string) (*Client, *table
 
 // newTestClient makes a (not yet started) client from cfg, filling Addr,
 // Interval (50ms) and Logger when unset; it is closed when the test ends.
-func newTestClient(t *testing.T, cfg ClientConfig) *Client {
+func newTestClient(t *testing.T, cfg metaclient.Config) *metaclient.Client {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = cfg.NodeID + ".test:7000"
@@ -263,9 +266,9 @@ func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	c, err := NewClient(cfg)
+	c, err := metaclient.NewClient(cfg)
 	if err != nil {
-		t.Fatalf("NewClient(%s): %v", cfg.NodeID, err)
+		t.Fatalf("metaclient.NewClient(%s): %v", cfg.NodeID, err)
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -276,10 +279,10 @@ func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 type sessionLog struct {
 	mu     sync.Mutex
 	epochs []uint64
-	lists  [][]Member
+	lists  [][]proto.Member
 }
 
-func (l *sessionLog) add(epoch uint64, m []Member) {
+func (l *sessionLog) add(epoch uint64, m []proto.Member) {
 	l.mu.Lock()
 	l.epochs = append(l.epochs, epoch)
 	l.lists = append(l.lists, m)
@@ -287,7 +290,7 @@ func (l *sessionLog) add(epoch uint64, m []Member) {
 }
 
 // last returns the latest list, its epoch and how many were delivered.
-func (l *sessionLog) last() (uint64, []Member, int) {
+func (l *sessionLog) last() (uint64, []proto.Member, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.lists) == 0 {
@@ -304,7 +307,7 @@ func (l *sessionLog) allEpochs() []uint64 {
 
 // mustDo sends one command to the meta leader through c and fails the
 // test on an error reply.
-func mustDo(t *testing.T, c *Client, args ...any) any {
+func mustDo(t *testing.T, c *metaclient.Client, args ...any) any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
@@ -326,7 +329,7 @@ func leaderCounts(tb *slot.Table) map[string]int {
 	return out
 }
 
-func memberIDs(ms []Member) []string {
+func memberIDs(ms []proto.Member) []string {
 	ids := make([]string, len(ms))
 	for i, m := range ms {
 		ids[i] = m.ID
@@ -334,7 +337,7 @@ func memberIDs(ms []Member) []string {
 	return ids
 }
 
-func hasIDs(ms []Member, ids ...string) bool {
+func hasIDs(ms []proto.Member, ids ...string) bool {
 	return slices.Equal(memberIDs(ms), ids)
 }
 
@@ -359,4 +362,15 @@ func respErr(err error) error {
 func goroutineDump() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// newRedis is a RESP2 client for one meta RPC endpoint with short
+// timeouts and no retries, as the nodes' own clients are.
+func newRedis(addr, secret string, tlsCfg *tls.Config) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: addr, Password: secret, TLSConfig: tlsCfg, Protocol: 2, DisableIdentity: true,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: time.Second,
+		ContextTimeoutEnabled: true, MaxRetries: -1, PoolSize: 2,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
 }

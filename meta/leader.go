@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -140,7 +141,18 @@ func (n *Node) checkLeases() {
 	if !n.ready.Load() || !n.IsLeader() {
 		return
 	}
-	for _, k := range n.leases.expired(n.store.state(), time.Now(), n.cfg.Lease) {
+	st, now := n.store.state(), time.Now()
+	exp := n.leases.expired(st, now, n.cfg.Lease)
+	if n.leases.holdMass(st, exp, now, n.cfg.Lease) {
+		n.evictionsHeld.Add(1)
+		if now.Sub(n.lastHeldLog) >= n.cfg.Lease {
+			n.lastHeldLog = now
+			n.log.Warn("holding back a mass eviction: so many lapsed leases at once look like this meta's own isolation",
+				"lapsed", len(exp), "dataNodes", len(st.Data), "sessionNodes", len(st.Sessions), "nodes", leaseIDs(exp))
+		}
+		return
+	}
+	for _, k := range exp {
 		last, ok := n.leases.get(k.kind, k.id)
 		if !ok || time.Since(last) <= n.cfg.Lease {
 			continue // a heartbeat arrived meanwhile
@@ -164,6 +176,14 @@ func (n *Node) checkLeases() {
 		n.log.Warn("evicted node: lease lapsed", "node", k.id, "kind", k.kind, "epoch", res.Epoch,
 			"lastSeenMs", time.Since(last).Milliseconds(), "promotedByProgress", len(prefer))
 	}
+}
+
+func leaseIDs(ks []leaseKey) []string {
+	ids := make([]string, len(ks))
+	for i, k := range ks {
+		ids[i] = k.id
+	}
+	return ids
 }
 
 // registerLoop makes sure this node's RPC address is recorded in the FSM:
@@ -194,7 +214,7 @@ func (n *Node) registerSelf() {
 	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
 	defer cancel()
 	mj := &proto.MetaJoin{NodeID: n.cfg.NodeID, RPCAddr: n.advertiseRPC}
-	if _, err := callOnce(ctx, addr, n.cfg.Secret.Current, n.cfg.PeerTLS, mj.Args()); err != nil {
+	if _, err := metaclient.CallOnce(ctx, addr, n.cfg.Secret.Current, n.cfg.PeerTLS, mj.Args()); err != nil {
 		n.log.Debug("recording rpc address with the leader failed", "leader", addr, "err", err)
 	}
 }

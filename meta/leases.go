@@ -17,6 +17,9 @@ import (
 type leases struct {
 	mu   sync.Mutex
 	seen map[leaseKey]time.Time
+	// massSince is when the leader first found a massive set of lapsed
+	// leases (see holdMass) in the run that goes on now; zero if none.
+	massSince time.Time
 }
 
 type leaseKey struct{ kind, id string }
@@ -49,6 +52,7 @@ func (l *leases) grant(st *state, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	clear(l.seen)
+	l.massSince = time.Time{}
 	for _, kind := range []string{proto.KindData, proto.KindSession} {
 		for id := range st.members(kind) {
 			l.seen[leaseKey{kind, id}] = now
@@ -59,6 +63,7 @@ func (l *leases) grant(st *state, now time.Time) {
 func (l *leases) clear() {
 	l.mu.Lock()
 	clear(l.seen)
+	l.massSince = time.Time{}
 	l.mu.Unlock()
 }
 
@@ -84,4 +89,51 @@ func (l *leases) expired(st *state, now time.Time, lease time.Duration) []leaseK
 		}
 	}
 	return out
+}
+
+// massive says whether evicting exp would remove a large part of the
+// cluster at once: at least two nodes, and more than half of all data and
+// session nodes, or of the data nodes, or of the session nodes.
+func massive(st *state, exp []leaseKey) bool {
+	if len(exp) < 2 {
+		return false
+	}
+	var data, sessions int
+	for _, k := range exp {
+		if k.kind == proto.KindData {
+			data++
+		} else {
+			sessions++
+		}
+	}
+	nd, ns := len(st.Data), len(st.Sessions)
+	return 2*len(exp) > nd+ns || 2*data > nd || 2*sessions > ns
+}
+
+// holdMass judges a massive eviction (see massive). So many nodes going
+// silent at once is more often this meta's own isolation (or nodes still
+// looking for a new leader) than so many deaths, and evicting a live
+// session drops its publishers everywhere. The leader therefore evicts
+// them only with more evidence: the condition has lasted one more lease,
+// and some other member heartbeats meanwhile, so this leader is not cut
+// off from the nodes. It returns true while it holds them back.
+func (l *leases) holdMass(st *state, exp []leaseKey, now time.Time, lease time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !massive(st, exp) {
+		l.massSince = time.Time{}
+		return false
+	}
+	if l.massSince.IsZero() {
+		l.massSince = now
+	}
+	if now.Sub(l.massSince) < lease {
+		return true
+	}
+	for k, t := range l.seen {
+		if now.Sub(t) <= lease && !slices.Contains(exp, k) {
+			return false // someone else reaches this leader: they did go
+		}
+	}
+	return true
 }

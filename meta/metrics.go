@@ -47,6 +47,9 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		func() float64 { return float64(len(n.store.state().Locks)) })
 	gauge("slotreg_meta_fence_token", "The last fencing token granted.",
 		func() float64 { return float64(n.store.state().FenceSeq) })
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "slotreg_meta_evictions_held_total",
+		Help: "Lease checks that held back evicting many nodes at once, for want of evidence that they are gone."},
+		func() float64 { return float64(n.evictionsHeld.Load()) }))
 	return reg
 }
 

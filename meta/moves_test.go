@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -18,15 +19,19 @@ import (
 // nodes d1 and d2 joined, d1 first, so d1 leads every slot and d2 follows
 // every slot. The clients are not started: tests heartbeat with Refresh or
 // Start them.
-func mustDataPair(t *testing.T, edit func(*Config)) (*Node, *Client, *Client, *tableLog) {
+func mustDataPair(t *testing.T, edit func(*Config), d1Edit ...func(*metaclient.Config)) (*Node, *metaclient.Client, *metaclient.Client, *tableLog) {
 	t.Helper()
 	n := mustSingleWith(t, edit)
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 	tl := &tableLog{}
-	d1 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}, OnTable: tl.add})
-	d2 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
-	for _, c := range []*Client{d1, d2} {
+	c1 := metaclient.Config{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}, OnTable: tl.add}
+	for _, e := range d1Edit {
+		e(&c1)
+	}
+	d1 := newTestClient(t, c1)
+	d2 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
+	for _, c := range []*metaclient.Client{d1, d2} {
 		if err := c.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -52,11 +57,10 @@ func epochReply(t *testing.T, v any) uint64 {
 // new table reaches the old leader soon; handoffs that do not match the
 // table are refused.
 func TestMoveSlotAndHandoff(t *testing.T) {
-	n, d1, d2, tl := mustDataPair(t, func(*Config) {})
+	// Only Refresh and Handoff's nudge heartbeat once d1 starts.
+	n, d1, d2, tl := mustDataPair(t, func(*Config) {}, func(c *metaclient.Config) { c.Interval = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	// Only Refresh and Handoff's nudge heartbeat from here on.
-	d1.cfg.Interval = time.Hour
 	d1.Start()
 
 	const s = 42
@@ -83,7 +87,7 @@ func TestMoveSlotAndHandoff(t *testing.T) {
 		}
 	}
 	for _, h := range []struct {
-		c      *Client
+		c      *metaclient.Client
 		slot   int
 		to     string
 		epoch  uint64
@@ -178,15 +182,15 @@ func TestRebalance(t *testing.T) {
 // side (played by a test goroutine) hands each slot over.
 func TestAutoRebalance(t *testing.T) {
 	n := mustSingleWith(t, func(c *Config) { c.AutoRebalance = true })
-	d1 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}})
+	d1 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}})
 	d1.Start()
 	waitFor(t, "d1 to lead every slot", func() (bool, string) {
 		return len(n.Table().LedBy("d1")) == slot.Count, ""
 	})
 	before := n.Table()
-	d2 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
+	d2 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
 	d2.Start()
-	clients := map[string]*Client{"d1": d1, "d2": d2}
+	clients := map[string]*metaclient.Client{"d1": d1, "d2": d2}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

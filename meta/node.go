@@ -52,6 +52,11 @@ type Node struct {
 	gate *netsec.Gate
 
 	leases *leases
+	// evictionsHeld counts lease checks that held back a mass eviction
+	// (see leases.holdMass); lastHeldLog rate-limits their log line and is
+	// the lease loop's alone.
+	evictionsHeld atomic.Uint64
+	lastHeldLog   time.Time
 	// progress is what data nodes last reported they have applied per
 	// slot they follow (leader only); it picks whom to promote.
 	progress *progressBook
@@ -320,13 +325,13 @@ func (n *Node) Table() *slot.Table {
 
 // Members returns a copy of the FSM membership. On the leader, data and
 // session members carry the time since their last heartbeat.
-func (n *Node) Members() Members {
+func (n *Node) Members() proto.Members {
 	m := n.store.state().membersCopy()
 	if !n.IsLeader() || !n.ready.Load() {
 		return m
 	}
 	now := time.Now()
-	for _, list := range [][]Member{m.Data, m.Sessions} {
+	for _, list := range [][]proto.Member{m.Data, m.Sessions} {
 		for i := range list {
 			if t, ok := n.leases.get(list[i].Kind, list[i].ID); ok {
 				list[i].LastSeenMs = now.Sub(t).Milliseconds()

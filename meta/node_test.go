@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -155,14 +156,16 @@ func TestClientRefreshAndLeave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 
-	c1, tl1 := mustClient(t, proto.KindData, "d1", n.RPCAddr())
+	// Only Refresh heartbeats, before Start and after it.
+	tl1 := &tableLog{}
+	c1 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()},
+		Interval: time.Hour, OnTable: tl1.add})
 	if err := c1.Refresh(ctx); err != nil {
 		t.Fatalf("Refresh without Start: %v", err)
 	}
 	if c1.Table() == nil || tl1.last() != c1.Table() || len(c1.Table().LedBy("d1")) != slot.Count {
 		t.Fatalf("after Refresh: table %v, delivered %v", c1.Table(), tl1.epochs())
 	}
-	c1.cfg.Interval = time.Hour // only Refresh heartbeats from here on
 	c1.Start()
 
 	c2, tl2 := mustClient(t, proto.KindData, "d2", n.RPCAddr())
@@ -186,8 +189,8 @@ func TestClientRefreshAndLeave(t *testing.T) {
 	if m := n.Members(); !hasIDs(m.Data, "d1") {
 		t.Fatalf("after Leave the data members are %v", memberIDs(m.Data))
 	}
-	if err := c2.Refresh(ctx); !errors.Is(err, ErrClientStopped) {
-		t.Fatalf("Refresh after Leave = %v, want ErrClientStopped", err)
+	if err := c2.Refresh(ctx); !errors.Is(err, metaclient.ErrClientStopped) {
+		t.Fatalf("Refresh after Leave = %v, want metaclient.ErrClientStopped", err)
 	}
 }
 
@@ -388,7 +391,7 @@ func TestRPCErrors(t *testing.T) {
 	_, _ = conn.Write([]byte("*2\r\n$-7\r\nxx\r\n*\x00\x01\xff\r\n"))
 	_ = conn.Close()
 
-	var m Members
+	var m proto.Members
 	s, err := rdb.Do(ctx, proto.CmdNodes).Text()
 	if err != nil {
 		t.Fatalf("NODES after garbage: %v", err)
@@ -441,7 +444,7 @@ func TestRestartRecovers(t *testing.T) {
 	n2 := mustNode(t, spec.config(t))
 	mustLeader(t, n2)
 	got := n2.Members()
-	if !got.equalIgnoringLeases(wantMembers, proto.KindData) || !got.equalIgnoringLeases(wantMembers, proto.KindSession) {
+	if !equalIgnoringLeases(got, wantMembers, proto.KindData) || !equalIgnoringLeases(got, wantMembers, proto.KindSession) {
 		t.Fatalf("after restart members %+v, want %+v", got, wantMembers)
 	}
 	if tb := n2.Table(); !tb.Equal(wantTable) || tb.Epoch == 0 || !slices.Equal(tb.Moving(), []int{9}) {
@@ -455,8 +458,8 @@ func TestRestartRecovers(t *testing.T) {
 	}
 }
 
-func (m Members) equalIgnoringLeases(o Members, kind string) bool {
-	strip := func(ms []Member) []Member {
+func equalIgnoringLeases(m, o proto.Members, kind string) bool {
+	strip := func(ms []proto.Member) []proto.Member {
 		out := slices.Clone(ms)
 		for i := range out {
 			out[i].LastSeenMs = 0
@@ -491,7 +494,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 	leader, followers := leaderOf(t, nodes)
-	c, err := NewClient(ClientConfig{Kind: proto.KindData, NodeID: "d1", Addr: "d1.test:7000",
+	c, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindData, NodeID: "d1", Addr: "d1.test:7000",
 		Metas: []string{followers[0].RPCAddr()}, Interval: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -552,7 +555,7 @@ func TestMetaRemove(t *testing.T) {
 	for _, n := range nodes {
 		rpcs = append(rpcs, n.RPCAddr())
 	}
-	c := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "ctl", Metas: rpcs})
+	c := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "ctl", Metas: rpcs})
 	do := func(id string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), testWait)
 		defer cancel()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -38,10 +39,10 @@ func TestPromotionByProgress(t *testing.T) {
 	const lease = 600 * time.Millisecond
 	n := mustSingleWith(t, func(c *Config) { c.Lease = lease; c.Replicas = 3 })
 	ids := []string{"d1", "d2", "d3", "d4"}
-	clients := map[string]*Client{}
+	clients := map[string]*metaclient.Client{}
 	for _, id := range ids {
-		var c *Client
-		c = newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: id, Metas: []string{n.RPCAddr()},
+		var c *metaclient.Client
+		c = newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: id, Metas: []string{n.RPCAddr()},
 			Progress: func() map[int]uint64 {
 				p := map[int]uint64{}
 				for _, s := range c.Table().FollowedBy(id) {

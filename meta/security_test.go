@@ -11,6 +11,7 @@ import (
 
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -66,11 +67,11 @@ func TestNodeWithWrongSecretCannotJoin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 
-	bad := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d-bad", Metas: []string{n.RPCAddr()}, Secret: "s2"})
+	bad := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d-bad", Metas: []string{n.RPCAddr()}, Secret: "s2"})
 	if err := bad.Refresh(ctx); !errors.Is(err, proto.ErrWrongPass) {
 		t.Fatalf("heartbeat with a wrong secret: got %v, want WRONGPASS", err)
 	}
-	none := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d-none", Metas: []string{n.RPCAddr()}})
+	none := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d-none", Metas: []string{n.RPCAddr()}})
 	if err := none.Refresh(ctx); !errors.Is(err, proto.ErrNoAuth) {
 		t.Fatalf("heartbeat without a secret: got %v, want NOAUTH", err)
 	}
@@ -81,7 +82,7 @@ func TestNodeWithWrongSecretCannotJoin(t *testing.T) {
 		t.Error("meta did not log the wrong secret")
 	}
 
-	good := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d-good", Metas: []string{n.RPCAddr()}, Secret: "s1"})
+	good := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d-good", Metas: []string{n.RPCAddr()}, Secret: "s1"})
 	if err := good.Refresh(ctx); err != nil {
 		t.Fatalf("heartbeat with the secret: %v", err)
 	}
@@ -200,7 +201,7 @@ func TestMetaOverTLS(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	c := newTestClient(t, ClientConfig{Kind: proto.KindSession, NodeID: "s1", Metas: []string{nodes[0].RPCAddr()},
+	c := newTestClient(t, metaclient.Config{Kind: proto.KindSession, NodeID: "s1", Metas: []string{nodes[0].RPCAddr()},
 		Secret: "tls-secret", TLS: peer})
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatalf("heartbeat over TLS: %v", err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -20,15 +21,15 @@ func TestSessionList(t *testing.T) {
 	membersEpoch := func() uint64 { return n.store.state().MembersEpoch }
 
 	sl := &sessionLog{}
-	d1 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}, OnSessions: sl.add})
+	d1 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}, OnSessions: sl.add})
 	d1.Start()
 	waitFor(t, "d1 to get the first, empty, session list", func() (bool, string) {
 		e, list, count := sl.last()
 		return count == 1 && e == 1 && list != nil && len(list) == 0, fmt.Sprintf("%d lists, last %v at %d", count, list, e)
 	})
 
-	s1 := newTestClient(t, ClientConfig{Kind: proto.KindSession, NodeID: "s1", Metas: []string{n.RPCAddr()}})
-	s2 := newTestClient(t, ClientConfig{Kind: proto.KindSession, NodeID: "s2", Addr: "10.0.0.2:9600", Metas: []string{n.RPCAddr()}})
+	s1 := newTestClient(t, metaclient.Config{Kind: proto.KindSession, NodeID: "s1", Metas: []string{n.RPCAddr()}})
+	s2 := newTestClient(t, metaclient.Config{Kind: proto.KindSession, NodeID: "s2", Addr: "10.0.0.2:9600", Metas: []string{n.RPCAddr()}})
 	s1.Start()
 	s2.Start()
 	waitFor(t, "d1 to get both sessions", func() (bool, string) {
@@ -36,7 +37,7 @@ func TestSessionList(t *testing.T) {
 		return hasIDs(list, "s1", "s2") && e == membersEpoch(), fmt.Sprintf("list %v at %d, meta at %d", memberIDs(list), e, membersEpoch())
 	})
 	_, list, _ := sl.last()
-	if want := (Member{ID: "s2", Addr: "10.0.0.2:9600", Kind: proto.KindSession}); list[1] != want {
+	if want := (proto.Member{ID: "s2", Addr: "10.0.0.2:9600", Kind: proto.KindSession}); list[1] != want {
 		t.Fatalf("session entry %+v, want %+v", list[1], want)
 	}
 	if e := sl.allEpochs(); !slices.IsSorted(e) || len(slices.Compact(slices.Clone(e))) != len(e) || e[len(e)-1] < 3 {
@@ -53,7 +54,7 @@ func TestSessionList(t *testing.T) {
 
 	// A data node joining changes the table, not the session list.
 	before, _, delivered := sl.last()
-	d2 := newTestClient(t, ClientConfig{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
+	d2 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d2", Metas: []string{n.RPCAddr()}})
 	if err := d2.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}

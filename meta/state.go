@@ -75,47 +75,26 @@ func dataNodes(m map[string]string) []slot.Node {
 	return nodes
 }
 
-// Members is the cluster membership as the meta FSM holds it, each list
-// sorted by ID.
-type Members struct {
-	Data     []Member `json:"data"`
-	Sessions []Member `json:"sessions"`
-	Metas    []Member `json:"metas"`
-}
-
-// Member is one node of the cluster.
-type Member struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-	Kind string `json:"kind"` // proto.KindData, KindSession or KindMeta
-	// LastSeenMs is the time since the node's last heartbeat, in
-	// milliseconds, as the meta leader sees it; 0 on followers and for
-	// meta members.
-	LastSeenMs int64 `json:"lastSeenMs,omitempty"`
-	// Draining is set on a data node being drained (see DRAIN).
-	Draining bool `json:"draining,omitempty"`
-}
-
 // sessionList lists the session nodes sorted by ID, as heartbeat replies
 // carry them.
-func (s *state) sessionList() []Member {
-	out := make([]Member, 0, len(s.Sessions))
+func (s *state) sessionList() []proto.Member {
+	out := make([]proto.Member, 0, len(s.Sessions))
 	for _, id := range slices.Sorted(maps.Keys(s.Sessions)) {
-		out = append(out, Member{ID: id, Addr: s.Sessions[id], Kind: proto.KindSession})
+		out = append(out, proto.Member{ID: id, Addr: s.Sessions[id], Kind: proto.KindSession})
 	}
 	return out
 }
 
-func (s *state) membersCopy() Members {
-	list := func(kind string) []Member {
+func (s *state) membersCopy() proto.Members {
+	list := func(kind string) []proto.Member {
 		m := s.members(kind)
-		out := make([]Member, 0, len(m))
+		out := make([]proto.Member, 0, len(m))
 		for _, id := range slices.Sorted(maps.Keys(m)) {
-			out = append(out, Member{ID: id, Addr: m[id], Kind: kind})
+			out = append(out, proto.Member{ID: id, Addr: m[id], Kind: kind})
 		}
 		return out
 	}
-	m := Members{Data: list(proto.KindData), Sessions: list(proto.KindSession), Metas: list(proto.KindMeta)}
+	m := proto.Members{Data: list(proto.KindData), Sessions: list(proto.KindSession), Metas: list(proto.KindMeta)}
 	for i := range m.Data {
 		m.Data[i].Draining = s.Draining[m.Data[i].ID]
 	}

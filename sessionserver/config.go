@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -25,7 +26,7 @@ const configPollWait = 5 * time.Second
 // the clients watching them.
 type configCache struct {
 	n   *Node
-	rpc *metaRPC
+	rpc *metaclient.Leader
 
 	mu      sync.Mutex
 	rev     uint64                        // the meta revision the cache has caught up to
@@ -37,7 +38,7 @@ type configCache struct {
 
 func (cc *configCache) init(n *Node) {
 	cc.n = n
-	cc.rpc = newMetaRPC(n.cfg.Metas, configPollWait+3*time.Second, 2)
+	cc.rpc = n.metaLeader(configPollWait+3*time.Second, 2)
 	cc.entries = map[string]*proto.ConfigEntry{}
 	cc.topics = map[string]*topic{}
 }
@@ -49,7 +50,7 @@ func (cc *configCache) start() {
 }
 
 // close releases the meta connections; the poller has ended.
-func (cc *configCache) close() { cc.rpc.close() }
+func (cc *configCache) close() { cc.rpc.Close() }
 
 // isConfigChannel reports whether a SUBSCRIBE channel names a config key.
 func isConfigChannel(id string) bool { return strings.HasPrefix(id, proto.ConfigChannelPrefix) }
@@ -69,7 +70,7 @@ func (cc *configCache) pollLoop() {
 		since := cc.rev
 		cc.mu.Unlock()
 		w := &proto.ConfWatch{Since: since, WaitMs: int(configPollWait / time.Millisecond)}
-		v, err := cc.rpc.do(ctx, w.Args())
+		v, err := cc.rpc.Do(ctx, w.Args()...)
 		var rep *proto.ConfWatchReply
 		if err == nil {
 			rep, err = proto.ParseConfWatchReply(v)
@@ -257,4 +258,13 @@ func (n *Node) serveConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write(append(e.AppendPushJSON(nil), '\n'))
+}
+
+// metaLeader is a connection to the meta leader for config and lock
+// commands, apart from the heartbeat client's on purpose: a long poll must
+// not hold a connection heartbeats need, and twenty clients queueing for a
+// lock must not delay the heartbeat that keeps this session's lease.
+func (n *Node) metaLeader(readTimeout time.Duration, poolSize int) *metaclient.Leader {
+	return metaclient.NewLeader(metaclient.LeaderOptions{Metas: n.cfg.Metas, Secret: n.cfg.ClusterSecret,
+		TLS: n.cfg.PeerTLS, ReadTimeout: readTimeout, PoolSize: poolSize})
 }

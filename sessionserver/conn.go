@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tidwall/redcon"
+
 	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/proto"
-	"github.com/tidwall/redcon"
 )
 
 // clientConn is one client connection. The read loop handles a whole

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -31,7 +32,7 @@ type lockKey struct{ name, owner string }
 // lockRegistry records which locks each client connection holds, so they
 // can be released when it closes.
 type lockRegistry struct {
-	rpc    *metaRPC
+	rpc    *metaclient.Leader
 	mu     sync.Mutex
 	byConn map[*clientConn]map[lockKey]struct{}
 }
@@ -39,11 +40,11 @@ type lockRegistry struct {
 func (l *lockRegistry) init(n *Node) {
 	// Pool: one connection per concurrent lock command, up to a point;
 	// beyond it commands queue for a connection.
-	l.rpc = newMetaRPC(n.cfg.Metas, lockTimeout, 32)
+	l.rpc = n.metaLeader(lockTimeout, 32)
 	l.byConn = map[*clientConn]map[lockKey]struct{}{}
 }
 
-func (l *lockRegistry) close() { l.rpc.close() }
+func (l *lockRegistry) close() { l.rpc.Close() }
 
 // bind records that c holds k; false if c has closed meanwhile (its
 // cleanup has run, so the caller must release the lock itself).
@@ -98,13 +99,13 @@ func (n *Node) releaseConnLock(c *clientConn, k lockKey) {
 		deadline := time.Now().Add(lockReleaseTimeout)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
-			v, err := n.locks.rpc.do(ctx, args)
+			v, err := n.locks.rpc.Do(ctx, args...)
 			cancel()
 			if err == nil {
 				n.log.Debug("lock released: connection closed", "lock", k.name, "owner", k.owner, "conn", c.id, "released", v)
 				return
 			}
-			if errors.Is(err, proto.ErrInvalid) || errors.Is(err, errMetaClosed) || time.Now().After(deadline) {
+			if errors.Is(err, proto.ErrInvalid) || errors.Is(err, metaclient.ErrClosed) || time.Now().After(deadline) {
 				n.log.Warn("releasing a closed connection's lock failed; its TTL will", "lock", k.name, "owner", k.owner, "err", err)
 				return
 			}
@@ -124,7 +125,7 @@ func (c *clientConn) metaCall(args []any) (any, error) {
 	defer c.wmu.Lock()
 	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
 	defer cancel()
-	return c.n.locks.rpc.do(ctx, args)
+	return c.n.locks.rpc.Do(ctx, args...)
 }
 
 // lock answers LOCK name owner ttlMs: :token when granted (a renewal by

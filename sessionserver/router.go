@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
 	"github.com/slotreg/slotreg/internal/rlink"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"

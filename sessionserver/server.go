@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/respguard"
-	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -101,7 +102,7 @@ type Node struct {
 	log   *slog.Logger
 	ln    net.Listener
 	addr  string
-	meta  *meta.Client
+	meta  *metaclient.Client
 	table atomic.Pointer[slot.Table]
 	// incarnation makes connection IDs unique across restarts of a
 	// session with the same node ID.
@@ -164,7 +165,7 @@ func New(cfg Config) (*Node, error) {
 	n.locks.init(n)
 	n.router = newRouter(n)
 	n.metrics = n.newMetrics()
-	mc, err := meta.NewClient(meta.ClientConfig{
+	mc, err := metaclient.NewClient(metaclient.Config{
 		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, Secret: cfg.ClusterSecret, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})

@@ -162,6 +162,7 @@ func dataCommand() *cli.Command {
 			&cli.IntFlag{Name: "gc-percent", Value: 50, EnvVars: []string{"SLOTREG_GC_PERCENT"},
 				Usage: "Go GC percent (as GOGC; GOGC in the environment wins unless this is given): lower keeps RSS nearer the live heap at some CPU"},
 			&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
+			&cli.DurationFlag{Name: "session-grace", Value: 3 * time.Second, Usage: "how long a session may be missing from meta's list before this node drops its connection-bound publishers (a live session evicted by mistake joins again within it)"},
 			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
 			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
@@ -182,6 +183,7 @@ func dataCommand() *cli.Command {
 				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
+				SessionGrace:      c.Duration("session-grace"),
 				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
 				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 			})

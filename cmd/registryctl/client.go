@@ -16,7 +16,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/slotreg/slotreg/internal/netsec"
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -112,7 +111,7 @@ func newPool(timeout time.Duration) *pool {
 // markSessions records which addresses are sessions' client ports, which
 // take no cluster secret and their own TLS setting; registryctl learns
 // them from NODES before it dials any.
-func (p *pool) markSessions(members []meta.Member) {
+func (p *pool) markSessions(members []proto.Member) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range members {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -65,7 +64,7 @@ func (e *env) readTable() (*slot.Table, error) {
 
 // readMembers reads the membership from a meta (the leader first, once
 // known, which alone knows lease ages).
-func (e *env) readMembers() (*meta.Members, error) {
+func (e *env) readMembers() (*proto.Members, error) {
 	v, err := e.meta.read(e.c.Context, proto.CmdNodes)
 	if err != nil {
 		return nil, err
@@ -74,7 +73,7 @@ func (e *env) readMembers() (*meta.Members, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &meta.Members{}
+	m := &proto.Members{}
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("NODES reply: %w", err)
 	}
@@ -109,7 +108,7 @@ func (e *env) findLeader(warn bool) (string, error) {
 
 // dataNode returns the data member id, or an error naming the data
 // nodes there are.
-func dataNode(m *meta.Members, id string) (meta.Member, error) {
+func dataNode(m *proto.Members, id string) (proto.Member, error) {
 	var ids []string
 	for _, d := range m.Data {
 		if d.ID == id {
@@ -119,10 +118,10 @@ func dataNode(m *meta.Members, id string) (meta.Member, error) {
 	}
 	for _, s := range m.Sessions {
 		if s.ID == id {
-			return meta.Member{}, fmt.Errorf("%q is a session node, not a data node (data nodes: %s)", id, listOrNone(ids))
+			return proto.Member{}, fmt.Errorf("%q is a session node, not a data node (data nodes: %s)", id, listOrNone(ids))
 		}
 	}
-	return meta.Member{}, fmt.Errorf("unknown data node %q (data nodes: %s)", id, listOrNone(ids))
+	return proto.Member{}, fmt.Errorf("unknown data node %q (data nodes: %s)", id, listOrNone(ids))
 }
 
 func listOrNone(ids []string) string {

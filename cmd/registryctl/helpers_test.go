@@ -18,6 +18,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -97,7 +98,7 @@ func ctlAsync(args ...string) (*lockedBuffer, <-chan result) {
 type testCluster struct {
 	t       *testing.T
 	meta    *meta.Node
-	clients map[string]*meta.Client
+	clients map[string]*metaclient.Client
 	fakes   map[string]*fakeNode
 }
 
@@ -133,7 +134,7 @@ func mustCluster(t *testing.T, edit func(*meta.Config), data, sessions []string)
 	if _, err := n.WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, meta: n, clients: map[string]*meta.Client{}, fakes: map[string]*fakeNode{}}
+	c := &testCluster{t: t, meta: n, clients: map[string]*metaclient.Client{}, fakes: map[string]*fakeNode{}}
 	for _, id := range data {
 		c.join(proto.KindData, id, c.fake(id).addr)
 	}
@@ -153,7 +154,7 @@ func (c *testCluster) fake(id string) *fakeNode {
 // first heartbeat was applied.
 func (c *testCluster) join(kind, id, addr string) {
 	c.t.Helper()
-	cl, err := meta.NewClient(meta.ClientConfig{
+	cl, err := metaclient.NewClient(metaclient.Config{
 		Kind: kind, NodeID: id, Addr: addr, Metas: []string{c.meta.RPCAddr()},
 		Interval: 50 * time.Millisecond, Logger: quietLogger(),
 	})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -179,17 +178,17 @@ func drainCommand() *cli.Command {
 
 // nodeArg reads the NODE argument of drain and undrain, finds the meta
 // leader and checks that NODE is a data node.
-func nodeArg(c *cli.Context, e *env) (string, meta.Member, error) {
+func nodeArg(c *cli.Context, e *env) (string, proto.Member, error) {
 	node, err := oneArg(c, "NODE")
 	if err != nil {
-		return "", meta.Member{}, err
+		return "", proto.Member{}, err
 	}
 	if _, err := e.findLeader(false); err != nil {
-		return "", meta.Member{}, err
+		return "", proto.Member{}, err
 	}
 	m, err := e.readMembers()
 	if err != nil {
-		return "", meta.Member{}, err
+		return "", proto.Member{}, err
 	}
 	d, err := dataNode(m, node)
 	return node, d, err

@@ -9,7 +9,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -66,7 +65,7 @@ func runNodes(c *cli.Context, e *env) error {
 		return err
 	}
 	rep := nodesReport{Leader: leader, TableEpoch: t.Epoch}
-	add := func(kind string, ms []meta.Member) {
+	add := func(kind string, ms []proto.Member) {
 		for _, mb := range ms {
 			r := nodeRow{Role: kind, ID: mb.ID, Addr: mb.Addr, Draining: mb.Draining}
 			if kind == proto.KindMeta {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -64,7 +63,7 @@ func runStats(c *cli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	var members []meta.Member
+	var members []proto.Member
 	members = append(members, m.Data...)
 	members = append(members, m.Sessions...)
 	rep := statsReport{Nodes: make([]statsRow, len(members))}

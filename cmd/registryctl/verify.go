@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -181,7 +180,7 @@ func (e *env) verifyRound(hist leaderHistory) (*round, error) {
 // compareSessions checks (a): every session's digest per slot against the
 // one the slot's leader holds for it, and that no leader holds
 // publishers of a session that is not a member.
-func compareSessions(r *round, m *meta.Members, digests map[string]*proto.SessionDigests, leaders []*proto.SlotStats) {
+func compareSessions(r *round, m *proto.Members, digests map[string]*proto.SessionDigests, leaders []*proto.SlotStats) {
 	members := map[string]bool{}
 	for _, s := range m.Sessions {
 		members[s.ID] = true
@@ -255,7 +254,7 @@ func compareFollowers(r *round, dv *dataView, leaders []*proto.SlotStats, hist l
 }
 
 // readDigests asks every session for SLOTREG DIGESTS, in parallel.
-func (e *env) readDigests(sessions []meta.Member) (map[string]*proto.SessionDigests, map[string]error) {
+func (e *env) readDigests(sessions []proto.Member) (map[string]*proto.SessionDigests, map[string]error) {
 	out := map[string]*proto.SessionDigests{}
 	errs := map[string]error{}
 	var mu sync.Mutex

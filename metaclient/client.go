@@ -1,4 +1,4 @@
-package meta
+package metaclient
 
 import (
 	"context"
@@ -15,21 +15,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
-
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
 
-// DefaultInterval is the heartbeat interval when ClientConfig.Interval is 0.
+// DefaultInterval is the heartbeat interval when Config.Interval is 0.
 const DefaultInterval = 500 * time.Millisecond
 
 // ErrClientStopped is returned by a Client after Leave or Close.
-var ErrClientStopped = errors.New("meta client stopped")
+var ErrClientStopped = ErrClosed
 
-// ClientConfig configures a Client.
-type ClientConfig struct {
+// Config configures a Client.
+type Config struct {
 	// Kind is proto.KindData or proto.KindSession.
 	Kind string
 	// NodeID identifies this node in the membership.
@@ -43,6 +40,11 @@ type ClientConfig struct {
 	// Interval between heartbeats. Default DefaultInterval. It must stay
 	// well below the meta lease.
 	Interval time.Duration
+	// AttemptTimeout bounds one try at one meta (dial, or wait for the
+	// reply); then the client moves to the next meta. Default 1 s, a
+	// third of the default lease: a node must find a new meta leader well
+	// within the lease when the old one goes silent.
+	AttemptTimeout time.Duration
 	// OnTable is called whenever a newer table arrives, never
 	// concurrently and in increasing epoch order (from the heartbeat
 	// goroutine once Start was called). It must not call Refresh.
@@ -54,7 +56,7 @@ type ClientConfig struct {
 	// sessions come first, so a node that takes over slots in OnTable
 	// already knows every live session to reconcile with. It must not
 	// call Refresh.
-	OnSessions func(membersEpoch uint64, sessions []Member)
+	OnSessions func(membersEpoch uint64, sessions []proto.Member)
 	// Progress, if set, is called before each heartbeat; a data node
 	// returns, for each slot it follows, the op-log sequence it has
 	// applied, so meta can promote the most advanced follower when a
@@ -73,7 +75,7 @@ type ClientConfig struct {
 }
 
 // Validate reports the first field that is wrong, by name.
-func (c *ClientConfig) Validate() error {
+func (c *Config) Validate() error {
 	if c.Kind != proto.KindData && c.Kind != proto.KindSession {
 		return fmt.Errorf("meta client config: Kind %q is neither %q nor %q", c.Kind, proto.KindData, proto.KindSession)
 	}
@@ -101,7 +103,7 @@ func (c *ClientConfig) Validate() error {
 // leader and receive tables. While meta has no leader it keeps the last
 // table and keeps trying: nodes go on serving with the table they have.
 type Client struct {
-	cfg ClientConfig
+	cfg Config
 	log *slog.Logger
 
 	table    atomic.Pointer[slot.Table]
@@ -110,13 +112,11 @@ type Client struct {
 	// delivered one at a time and in order.
 	beatMu sync.Mutex
 
+	leader *Leader
+
 	mu      sync.Mutex
-	cur     string // the meta requests go to
-	next    int    // index in cfg.Metas of the next meta to fall back to
-	conns   map[string]*redis.Client
 	started bool
 	stopped bool // Leave or Close: the loop will not run (again)
-	closed  bool // Close: connections released
 
 	loopCtx    context.Context
 	loopCancel context.CancelFunc
@@ -132,7 +132,7 @@ type Client struct {
 // immutable.
 type sessionList struct {
 	epoch   uint64
-	members []Member
+	members []proto.Member
 }
 
 type refreshReq struct {
@@ -141,23 +141,25 @@ type refreshReq struct {
 }
 
 // NewClient checks cfg and returns a client; Start begins heartbeating.
-func NewClient(cfg ClientConfig) (*Client, error) {
+func NewClient(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Metas = append([]string(nil), cfg.Metas...)
 	c := &Client{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node", cfg.NodeID, "kind", cfg.Kind),
-		cur:       cfg.Metas[0],
-		next:      1 % len(cfg.Metas),
-		conns:     map[string]*redis.Client{},
+		cfg: cfg,
+		log: cfg.Logger.With("node", cfg.NodeID, "kind", cfg.Kind),
+		leader: NewLeader(LeaderOptions{Metas: cfg.Metas, Secret: cfg.Secret, TLS: cfg.TLS,
+			ReadTimeout: cfg.AttemptTimeout, DialTimeout: cfg.AttemptTimeout}),
 		refreshCh: make(chan refreshReq),
 		kickCh:    make(chan struct{}, 1),
 	}
@@ -244,7 +246,7 @@ func (c *Client) epoch() uint64 {
 
 // Sessions returns the latest session list and its members epoch; (0,
 // nil) before the first. The slice is the caller's.
-func (c *Client) Sessions() (uint64, []Member) {
+func (c *Client) Sessions() (uint64, []proto.Member) {
 	l := c.sessions.Load()
 	if l == nil {
 		return 0, nil
@@ -302,7 +304,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 func (c *Client) Leave(ctx context.Context) error {
 	c.stopLoop()
 	l := &proto.Leave{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID}
-	if _, err := c.do(ctx, l.Args()); err != nil {
+	if _, err := c.leader.Do(ctx, l.Args()...); err != nil {
 		return fmt.Errorf("%s node %s: leave: %w", c.cfg.Kind, c.cfg.NodeID, err)
 	}
 	c.log.Info("left the cluster")
@@ -327,7 +329,7 @@ func (c *Client) Handoff(ctx context.Context, slot int, to string, leaderEpoch u
 		return fmt.Errorf("%s node %s: handoff of slot %d: only data nodes lead slots", c.cfg.Kind, c.cfg.NodeID, slot)
 	}
 	h := &proto.Handoff{Slot: slot, From: c.cfg.NodeID, To: to, LeaderEpoch: leaderEpoch}
-	if _, err := c.do(ctx, h.Args()); err != nil {
+	if _, err := c.leader.Do(ctx, h.Args()...); err != nil {
 		return fmt.Errorf("data node %s: handoff of slot %d to %s at leader epoch %d: %w",
 			c.cfg.NodeID, slot, to, leaderEpoch, err)
 	}
@@ -343,23 +345,14 @@ func (c *Client) Handoff(ctx context.Context, slot int, to string, leaderEpoch u
 // and so on). It is meant for admin tools (MOVESLOT, REBALANCE, ...);
 // heartbeats are the loop's business.
 func (c *Client) Do(ctx context.Context, args ...any) (any, error) {
-	return c.do(ctx, args)
+	return c.leader.Do(ctx, args...)
 }
 
 // Close stops the heartbeat loop, waits for its goroutine and releases the
 // connections. It may be called more than once.
 func (c *Client) Close() {
 	c.stopLoop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.closed = true
-	for _, rdb := range c.conns {
-		_ = rdb.Close()
-	}
-	c.conns = nil
+	c.leader.Close()
 }
 
 func (c *Client) stopLoop() {
@@ -379,7 +372,7 @@ func (c *Client) beat(ctx context.Context) error {
 	have := c.epoch()
 	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have,
 		MembersEpoch: c.membersEpoch(), Progress: c.progress()}
-	v, err := c.do(ctx, hb.Args())
+	v, err := c.leader.Do(ctx, hb.Args()...)
 	if err != nil {
 		return fmt.Errorf("%s node %s: heartbeat at epoch %d: %w", c.cfg.Kind, c.cfg.NodeID, have, err)
 	}
@@ -419,13 +412,13 @@ func (c *Client) takeSessions(rep *proto.HeartbeatReply) error {
 		c.log.Warn("meta sent an older session list; ignored", "membersEpoch", have, "metaMembersEpoch", rep.MembersEpoch)
 		return nil
 	}
-	var list []Member
+	var list []proto.Member
 	if err := json.Unmarshal(rep.Sessions, &list); err != nil {
 		return fmt.Errorf("%s node %s: session list of members epoch %d from meta: %w",
 			c.cfg.Kind, c.cfg.NodeID, rep.MembersEpoch, err)
 	}
 	if list == nil {
-		list = []Member{}
+		list = []proto.Member{}
 	}
 	c.sessions.Store(&sessionList{epoch: rep.MembersEpoch, members: list})
 	c.log.Info("session list updated", "membersEpoch", rep.MembersEpoch, "was", have, "sessions", len(list))
@@ -456,108 +449,4 @@ func (c *Client) takeTable(rep *proto.HeartbeatReply, have uint64) error {
 		c.cfg.OnTable(t)
 	}
 	return nil
-}
-
-// do sends a command to the current meta, following NOTLEADER redirects
-// and moving to the next meta on network errors, for at most
-// len(Metas)+2 attempts. Other RESP errors come back as proto sentinels.
-func (c *Client) do(ctx context.Context, args []any) (any, error) {
-	var lastErr error
-	for range len(c.cfg.Metas) + 2 {
-		addr, rdb, err := c.conn()
-		if err != nil {
-			return nil, err
-		}
-		v, err := rdb.Do(ctx, args...).Result()
-		if err == nil {
-			return v, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("meta %s: %w", addr, ctx.Err())
-		}
-		var rerr redis.Error
-		if errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
-			perr := proto.FromRESP(rerr.Error())
-			leader, ok := proto.LeaderAddr(perr)
-			if !ok {
-				return nil, fmt.Errorf("meta %s: %w", addr, perr)
-			}
-			c.redirect(addr, leader)
-			lastErr = fmt.Errorf("meta %s: %w", addr, perr)
-			continue
-		}
-		c.redirect(addr, "")
-		lastErr = fmt.Errorf("meta %s: %w", addr, err)
-	}
-	return nil, lastErr
-}
-
-// conn returns the current meta and its connection pool.
-func (c *Client) conn() (string, *redis.Client, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return "", nil, ErrClientStopped
-	}
-	rdb, ok := c.conns[c.cur]
-	if !ok {
-		rdb = newRedis(c.cur, c.cfg.Secret, c.cfg.TLS)
-		c.conns[c.cur] = rdb
-	}
-	return c.cur, rdb, nil
-}
-
-// redirect moves away from the meta at from: to leader when it names one
-// (other than from), else to the next meta in the list. If another
-// goroutine moved already, it does nothing.
-func (c *Client) redirect(from, leader string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != from {
-		return
-	}
-	if leader != "" && leader != from {
-		c.cur = leader
-		return
-	}
-	c.cur = c.cfg.Metas[c.next]
-	c.next = (c.next + 1) % len(c.cfg.Metas)
-}
-
-// newRedis returns a RESP2 client for one meta with short timeouts and no
-// retries: the caller decides where to go next. go-redis sends AUTH with
-// secret (when set) on every new connection, before any command.
-func newRedis(addr, secret string, tlsCfg *tls.Config) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		Password:              secret,
-		TLSConfig:             tlsCfg,
-		Protocol:              2,
-		DisableIdentity:       true,
-		DialTimeout:           time.Second,
-		ReadTimeout:           2 * time.Second,
-		WriteTimeout:          time.Second,
-		ContextTimeoutEnabled: true,
-		// go-redis reads 0 as "3 retries"; -1 disables them.
-		MaxRetries:               -1,
-		PoolSize:                 2,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-}
-
-// callOnce sends one command to addr on a fresh connection (with the
-// cluster secret and TLS settings given), turning RESP errors into proto
-// sentinels.
-func callOnce(ctx context.Context, addr, secret string, tlsCfg *tls.Config, args []any) (any, error) {
-	rdb := newRedis(addr, secret, tlsCfg)
-	defer rdb.Close()
-	v, err := rdb.Do(ctx, args...).Result()
-	var rerr redis.Error
-	if err != nil && errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("meta %s: %w", addr, proto.FromRESP(rerr.Error()))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("meta %s: %w", addr, err)
-	}
-	return v, nil
 }
