@@ -534,9 +534,13 @@ slow() {
 		echo "slow: without netem, LOSS must be a whole percentage, not $loss" >&2
 		exit 2
 	fi
+	local match="numgen random mod 100 < $loss"
+	[ "$loss" -ge 100 ] && match=""
 	nft_table "$ns"
-	ip netns exec "$ns" nft add rule inet slotreg input iifname eth0 numgen random mod 100 \< "$loss" drop
-	ip netns exec "$ns" nft add rule inet slotreg output oifname eth0 numgen random mod 100 \< "$loss" drop
+	if [ "$loss" -gt 0 ]; then
+		ip netns exec "$ns" nft "add rule inet slotreg input iifname eth0 $match drop"
+		ip netns exec "$ns" nft "add rule inet slotreg output oifname eth0 $match drop"
+	fi
 	echo "$id: ${loss}% loss each way (nft; no netem in this kernel)"
 }
 
