@@ -42,6 +42,12 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
+		// SLOTREG_E2E_REGISTRY runs the multi-process tests against
+		// another registry binary, e.g. an older build, to show that a
+		// test fails without the fix it covers.
+		if bin := os.Getenv("SLOTREG_E2E_REGISTRY"); bin != "" {
+			registryBin = bin
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
