@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -41,7 +42,7 @@ func (n *Node) reconcileLoop() {
 					all = append(all, s)
 				}
 			}
-			n.reconcile(all)
+			n.reconcile(all, backstopTimeout)
 			continue
 		}
 		if len(pending) == 0 {
@@ -51,7 +52,7 @@ func (n *Node) reconcileLoop() {
 		for s := range pending {
 			slots = append(slots, s)
 		}
-		failed := n.reconcile(slots)
+		failed := n.reconcile(slots, kickTimeout)
 		now := time.Now()
 		for _, s := range slots {
 			if failed[s] && now.Sub(pending[s]) < 30*time.Second {
@@ -76,10 +77,21 @@ func (n *Node) kickReconcile(slots []int) {
 	}
 }
 
+// How long one leader may take to answer a DRECONCILE: a slot that changed
+// leader (kickTimeout) is worth waiting for; the periodic backstop is not,
+// since the loop is busy meanwhile and a kick for a new leader (who waits
+// for this session before it serves) must not queue behind a dead one.
+const (
+	kickTimeout     = 3 * time.Second
+	backstopTimeout = time.Second
+)
+
 // reconcile compares digests for slots with their leaders and sends the
-// publisher list of every slot that differs. It returns the slots it could
-// not settle (no leader, leader not there yet, network).
-func (n *Node) reconcile(slots []int) (failed map[int]bool) {
+// publisher list of every slot that differs, to every leader at once, so
+// one that does not answer (cut off, or gone and not yet replaced in the
+// table) delays no other. It returns the slots it could not settle (no
+// leader, leader not there yet, network).
+func (n *Node) reconcile(slots []int, timeout time.Duration) (failed map[int]bool) {
 	failed = make(map[int]bool)
 	t := n.table.Load()
 	if t == nil {
@@ -97,35 +109,53 @@ func (n *Node) reconcile(slots []int) (failed map[int]bool) {
 		}
 		byAddr[addr] = append(byAddr[addr], proto.SlotDigest{Slot: s, LeaderEpoch: t.Slots[s].LeaderEpoch, Digest: n.pubs.digestOf(s)})
 	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for addr, sds := range byAddr {
-		l := n.router.link(addr)
-		req := proto.DReconcile{Session: n.cfg.NodeID, Slots: sds}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		vals, err := l.rdb.Do(ctx, req.Args()...).Slice()
-		cancel()
-		if err != nil || len(vals) != len(sds) {
-			for _, sd := range sds {
-				failed[sd.Slot] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bad := n.reconcileWith(n.router.link(addr), sds, timeout)
+			mu.Lock()
+			for _, s := range bad {
+				failed[s] = true
 			}
-			continue
-		}
-		for i, v := range vals {
-			sd := sds[i]
-			switch r, _ := v.(int64); r {
-			case 1:
-			case 0:
-				if !n.syncSlot(l, sd) {
-					failed[sd.Slot] = true
-				}
-			default:
-				failed[sd.Slot] = true
-			}
-		}
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	if len(failed) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.refreshTable(ctx)
 		cancel()
+	}
+	return failed
+}
+
+// reconcileWith settles sds with one leader and returns the slots it could
+// not.
+func (n *Node) reconcileWith(l *link, sds []proto.SlotDigest, timeout time.Duration) (failed []int) {
+	req := proto.DReconcile{Session: n.cfg.NodeID, Slots: sds}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	vals, err := l.rdb.Do(ctx, req.Args()...).Slice()
+	cancel()
+	if err != nil || len(vals) != len(sds) {
+		for _, sd := range sds {
+			failed = append(failed, sd.Slot)
+		}
+		return failed
+	}
+	for i, v := range vals {
+		sd := sds[i]
+		switch r, _ := v.(int64); r {
+		case 1:
+		case 0:
+			if !n.syncSlot(l, sd) {
+				failed = append(failed, sd.Slot)
+			}
+		default:
+			failed = append(failed, sd.Slot)
+		}
 	}
 	return failed
 }

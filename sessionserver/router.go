@@ -79,7 +79,11 @@ func (n *Node) newDataClient(addr string) *redis.Client {
 		DialTimeout:     time.Second,
 		ReadTimeout:     5 * time.Second,
 		WriteTimeout:    5 * time.Second,
-		PoolSize:        8,
+		// A caller's deadline bounds its wait: without this go-redis
+		// waits ReadTimeout whatever the context says, so a reconcile
+		// with a cut-off leader took 5 s, past the new leaders' wait.
+		ContextTimeoutEnabled: true,
+		PoolSize:              8,
 	})
 }
 

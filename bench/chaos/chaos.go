@@ -84,7 +84,8 @@ const (
 
 type key struct {
 	state   keyState
-	version uint64 // the acknowledged REGISTER's, when present
+	version uint64    // the acknowledged REGISTER's, when present
+	at      time.Time // when its reply came
 }
 
 // Violation is one false removal, regression or lost publisher.
@@ -238,7 +239,7 @@ func (r *Run) writer(w int, addr string) {
 			k.state = absent
 		default:
 			r.acked.Add(1)
-			k.state, k.version = present, uint64(v)
+			k.state, k.version, k.at = present, uint64(v), time.Now()
 		}
 		r.mu.Unlock()
 		select {
@@ -328,7 +329,7 @@ func (r *Run) onPush(sub int, payload string) {
 	for rid, k := range keys {
 		if k.state == present && k.version <= p.Version {
 			if _, found := slices.BinarySearch(ids, rid); !found {
-				missing = append(missing, rid)
+				missing = append(missing, fmt.Sprintf("%s (v%d.%d at %s)", rid, k.version>>32, k.version&0xffffffff, k.at.Format("15:04:05.000")))
 			}
 		}
 	}
