@@ -36,7 +36,10 @@ type ScriptOptions struct {
 	Heartbeat time.Duration // SLOTREG_HEARTBEAT (default cluster.sh's)
 	Dir       string        // SLOTREG_CLUSTER_DIR (default: a temporary directory)
 	Keep      bool          // leave a temporary Dir (logs) in place after Down
-	Progress  *Progress
+	// NetNS runs every node in its own network namespace (SLOTREG_NETNS=1,
+	// as root), so faults can partition and slow links (see faults.go).
+	NetNS    bool
+	Progress *Progress
 }
 
 // NodeStatus is one line of `cluster.sh status`.
@@ -86,6 +89,9 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 			"SLOTREG_BIN="+o.Bin, "SLOTREG_LEASE="+o.Lease.String())
 		if o.Heartbeat > 0 {
 			s.env = append(s.env, "SLOTREG_HEARTBEAT="+o.Heartbeat.String())
+		}
+		if o.NetNS {
+			s.env = append(s.env, "SLOTREG_NETNS=1")
 		}
 		o.Progress.Logf("cluster.sh up (base port %d, state in %s)", base, s.Dir)
 		if _, err := s.run(ctx, "up"); err != nil {
