@@ -161,9 +161,14 @@ func (n *Node) reconcileWith(l *link, sds []proto.SlotDigest, timeout time.Durat
 }
 
 func (n *Node) syncSlot(l *link, sd proto.SlotDigest) bool {
-	req := proto.DSync{Session: n.cfg.NodeID, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Pubs: n.pubs.syncList(sd.Slot)}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), kickTimeout)
 	defer cancel()
+	g := &n.router.gates[sd.Slot]
+	if !g.beginSync(ctx) {
+		return false
+	}
+	defer g.endSync()
+	req := proto.DSync{Session: n.cfg.NodeID, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Pubs: n.pubs.syncList(sd.Slot)}
 	changes, err := l.rdb.Do(ctx, req.Args()...).Int()
 	if err != nil {
 		n.log.Warn("sync slot", "slot", sd.Slot, "leader", l.addr, "err", err)

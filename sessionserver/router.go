@@ -45,8 +45,10 @@ type router struct {
 	// slotInflight counts writes in flight per slot: a slot with writes
 	// on the way is skipped by the periodic digest check.
 	slotInflight [slot.Count]atomic.Int32
-	stop         chan struct{}
-	wg           sync.WaitGroup
+	// gates order each slot's DSYNC against its writes (see slotGate).
+	gates [slot.Count]slotGate
+	stop  chan struct{}
+	wg    sync.WaitGroup
 }
 
 type link struct {
@@ -108,6 +110,7 @@ func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
 		timeout *= 3
 	}
 	req := &writeReq{op: *op, deadline: time.Now().Add(timeout), done: done, slot: slot.Of(op.DataInfoID)}
+	r.gates[req.slot].enterWrite()
 	r.inflight.Add(1)
 	r.slotInflight[req.slot].Add(1)
 	r.route(req)
@@ -132,6 +135,7 @@ func (r *router) complete(req *writeReq, res uint64, err error) {
 	req.finish(res, err)
 	r.slotInflight[req.slot].Add(-1)
 	r.inflight.Add(-1)
+	r.gates[req.slot].exitWrite()
 }
 
 func (r *router) leaderAddr(id string) (string, error) {

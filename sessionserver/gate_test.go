@@ -1,0 +1,63 @@
+package sessionserver
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A sync waits for the writes in flight, holds new ones back until it
+// ends, and gives up (letting writes go) when its context ends first.
+func TestSlotGate(t *testing.T) {
+	var g slotGate
+	g.enterWrite() // one write in flight
+
+	began := make(chan bool, 1)
+	go func() { began <- g.beginSync(context.Background()) }()
+	select {
+	case <-began:
+		t.Fatal("sync began while a write was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	// A new write now waits for the sync.
+	entered := make(chan struct{})
+	go func() { g.enterWrite(); close(entered) }()
+
+	g.exitWrite()
+	if ok := <-began; !ok {
+		t.Fatal("sync did not begin once the write settled")
+	}
+	select {
+	case <-entered:
+		t.Fatal("a write went out during the sync")
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.endSync()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held write did not go out after the sync")
+	}
+
+	// The write is in flight again: a sync with a short deadline gives
+	// up, and writes are not held back afterwards.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if g.beginSync(ctx) {
+		t.Fatal("sync began with a write in flight")
+	}
+	done := make(chan struct{})
+	go func() { g.enterWrite(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write was held back after the sync gave up")
+	}
+	g.exitWrite()
+	g.exitWrite()
+	if !g.beginSync(context.Background()) {
+		t.Fatal("sync with nothing in flight did not begin")
+	}
+	g.endSync()
+}
