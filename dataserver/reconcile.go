@@ -83,6 +83,15 @@ func (n *Node) handleSync(conn redcon.Conn, args [][]byte) {
 		conn.WriteError(proto.ToRESP(n.ownerError(s.Slot)))
 		return
 	}
+	if st.frozen {
+		// Handing off: the target has caught up with the log, and what a
+		// sync changed now would not reach it. The session syncs with
+		// whichever node leads next.
+		t, target := n.table.Load(), st.target
+		st.mu.Unlock()
+		conn.WriteError(proto.ToRESP(&proto.NotOwnerError{Slot: s.Slot, Owner: target, Addr: addrOf(t, target), Epoch: t.Epoch}))
+		return
+	}
 	n.log.Debug("sync request", "slot", s.Slot, "session", s.Session, "publishers", len(s.Pubs), "digest", st.digests[s.Session])
 	changed := st.sync(s.Session, s.Pubs)
 	ready := n.reconciled(st, s.Session)
