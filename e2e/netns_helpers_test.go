@@ -171,6 +171,25 @@ func netemAvailable(t *testing.T, ns string) bool {
 	return true
 }
 
+// nsOthers lists the processes (pid and command) in namespace ns other
+// than pid.
+func nsOthers(t *testing.T, ns string, pid int) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "pids", ns).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns pids %s: %v\n%s", ns, err, out)
+	}
+	var others []string
+	for _, f := range strings.Fields(string(out)) {
+		if f == strconv.Itoa(pid) {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + f + "/comm")
+		others = append(others, f+" "+strings.TrimSpace(string(comm)))
+	}
+	return others
+}
+
 // dialErr dials addr from the root namespace with a short timeout.
 func dialErr(addr string, timeout time.Duration) error {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
