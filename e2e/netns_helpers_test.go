@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,41 @@ import (
 // namespace, link and bridge names are fixed (DESIGN.md), so two cannot
 // coexist. The netns tests do not call t.Parallel either.
 var netnsMu sync.Mutex
+
+// netnsLockPath is a file whose flock keeps the netns clusters of the
+// machine one at a time across test processes (go test of several
+// packages, or of several checkouts, at once): a second `up` would be
+// refused, and its cleanup's `down` would remove the first one's
+// namespaces.
+var netnsLockPath = filepath.Join(os.TempDir(), "slotreg-netns.lock")
+
+// lockNetnsMachine takes that flock, waiting up to 10 minutes for another
+// process's netns test to end, and releases it when t ends.
+func lockNetnsMachine(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(netnsLockPath, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("netns lock: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	logged := false
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("netns lock %s: %v", netnsLockPath, err)
+		}
+		if !logged {
+			t.Logf("waiting for another process's netns test (lock %s)", netnsLockPath)
+			logged = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
+}
 
 // netnsAddr is each node's address in network-namespace mode.
 var netnsAddr = map[string]string{
@@ -58,6 +94,7 @@ func mustNetnsCluster(t *testing.T, extra ...string) *scriptCluster {
 	needNetns(t)
 	netnsMu.Lock()
 	t.Cleanup(netnsMu.Unlock) // registered first, so it runs last
+	lockNetnsMachine(t)
 	if left := netnsLeftovers(t); len(left) > 0 {
 		// cluster.sh up clears a crashed run's leftovers itself, unless
 		// another netns cluster is running: it then refuses, below.
@@ -169,6 +206,25 @@ func netemAvailable(t *testing.T, ns string) bool {
 		t.Fatalf("removing the netem probe: %v\n%s", err, out)
 	}
 	return true
+}
+
+// nsOthers lists the processes (pid and command) in namespace ns other
+// than pid.
+func nsOthers(t *testing.T, ns string, pid int) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "pids", ns).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns pids %s: %v\n%s", ns, err, out)
+	}
+	var others []string
+	for _, f := range strings.Fields(string(out)) {
+		if f == strconv.Itoa(pid) {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + f + "/comm")
+		others = append(others, f+" "+strings.TrimSpace(string(comm)))
+	}
+	return others
 }
 
 // dialErr dials addr from the root namespace with a short timeout.

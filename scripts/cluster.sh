@@ -24,7 +24,8 @@
 # below speaks plain HTTP) reach every node; see docs/security.md.
 # `start data4` (up to data9) adds a data node beyond the first three.
 #
-# Network-namespace mode (root only; needs iproute2 `ip`/`tc` and `nft`):
+# Network-namespace mode (root only; needs iproute2 `ip`/`tc` and `nft`,
+# and for slow without netem iptables-legacy and go; see below):
 #
 #   SLOTREG_NETNS=1 scripts/cluster.sh up
 #
@@ -67,13 +68,28 @@
 # group's namespaces that exist. Partitions accumulate until `heal`.
 # slow adds DELAY to each direction of the node's link (so a round trip
 # through it grows by 2*DELAY) and drops LOSS percent (default 0) of the
-# packets in each direction: a netem qdisc on the namespace's eth0 (what
-# the node sends) and one on the root side sr-ID (what it receives).
-# Calling slow again for the same node replaces its setting. Where the
-# kernel has no sch_netem, LOSS falls back to nft random drops in the
-# node's namespace, and a DELAY other than 0 exits 3 (cannot be emulated).
-# heal removes the nft table from every node namespace and the qdiscs from
-# every eth0 and sr-* link.
+# packets in each direction. Calling slow again for the same node replaces
+# its setting. Where the kernel has sch_netem, that is a netem qdisc on
+# the namespace's eth0 (what the node sends) and one on the root side
+# sr-ID (what it receives). Where it has none, slow uses netfilter in the
+# node's namespace instead (needs iptables-legacy, from Debian's iptables
+# package, and the kernel's NFQUEUE target):
+#   - DELAY other than 0: two iptables-legacy rules send every packet in
+#     (INPUT -i eth0) and out (OUTPUT -o eth0) to nfqueue 77, and
+#     scripts/netdelay, running in the namespace, holds each one DELAY
+#     before accepting it (many in flight at once, in order) and drops
+#     LOSS percent, so each direction again gets DELAY and LOSS. slow
+#     builds it into $SLOTREG_CLUSTER_DIR/netdelay when missing (with go,
+#     from this checkout), starts it before the rules, waits until it has
+#     bound the queue (it prints "ready" to $SLOTREG_CLUSTER_DIR/
+#     netdelay-ID.log), and keeps its pid in netdelay-ID.pid. Were it to
+#     die, the rules would drop the node's traffic (no --queue-bypass),
+#     never pass it undelayed.
+#   - DELAY 0: LOSS alone, by nft random drops (table inet slotreg_slow);
+#     LOSS must then be a whole percentage.
+# heal removes the nft tables and iptables rules from every node namespace
+# and the qdiscs from every eth0 and sr-* link, and stops every netdelay
+# (SIGTERM: it first lets the packets it holds through); down does too.
 set -euo pipefail
 
 B=${SLOTREG_BASE_PORT:-19000}
@@ -83,6 +99,9 @@ LEASE=${SLOTREG_LEASE:-3s}
 BEAT=${SLOTREG_HEARTBEAT:-500ms}
 AUTO=--auto-rebalance
 [ "${SLOTREG_AUTO_REBALANCE:-1}" = 0 ] && AUTO=""
+
+# The checkout this script belongs to (for building scripts/netdelay).
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Network-namespace mode: asked for with SLOTREG_NETNS=1, remembered by the
 # marker file `up` writes.
@@ -377,9 +396,12 @@ down() {
 		while alive "$p" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
 		alive "$p" && kill -KILL "$p" 2>/dev/null || true
 	done
-	rm -f "$DIR"/*.pid
 	if [ "$NETNS" = 1 ]; then
 		need_root_tools
+		delayers_stop
+	fi
+	rm -f "$DIR"/*.pid
+	if [ "$NETNS" = 1 ]; then
 		net_teardown
 		rm -f "$MARK"
 	fi
@@ -499,6 +521,111 @@ netem_ok() {
 	return 0
 }
 
+# Without netem, slow's delay is nfqueue QNUM in the node's namespace,
+# served by scripts/netdelay (nfqueues are per namespace, so every node
+# can use the same number).
+QNUM=77
+NDBIN=$DIR/netdelay
+
+# ipt NS ARGS...: iptables-legacy in namespace NS (-w: wait for the lock).
+ipt() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" iptables-legacy -w "$@"
+}
+
+# delay_rules add|del NS: the rules that send eth0's packets, both ways,
+# to nfqueue QNUM (del removes every copy of them and ignores errors).
+delay_rules() {
+	local op=$1 ns=$2 r
+	local rules=("INPUT -i eth0 -j NFQUEUE --queue-num $QNUM" "OUTPUT -o eth0 -j NFQUEUE --queue-num $QNUM")
+	for r in "${rules[@]}"; do
+		# shellcheck disable=SC2086
+		if [ "$op" = add ]; then
+			ipt "$ns" -A $r
+		else
+			command -v iptables-legacy >/dev/null 2>&1 || return 0
+			while ipt "$ns" -C $r 2>/dev/null; do ipt "$ns" -D $r 2>/dev/null || break; done
+		fi
+	done
+}
+
+# delayer_stop ID: stop the node's netdelay (SIGTERM, which lets the
+# packets it holds through, then SIGKILL after 5s) and remove its pid file.
+delayer_stop() {
+	local f=$DIR/netdelay-$1.pid p
+	p=$(cat "$f" 2>/dev/null || true)
+	if alive "$p" && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = netdelay ]; then
+		kill -TERM "$p" 2>/dev/null || true
+		local deadline=$((SECONDS + 5))
+		while alive "$p" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+		if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+	fi
+	rm -f "$f"
+}
+
+# delayers_stop: remove the delay rules from every node namespace, then
+# stop every netdelay this cluster directory started.
+delayers_stop() {
+	local ns f id
+	for ns in $(our_netns); do delay_rules del "$ns"; done
+	for f in "$DIR"/netdelay-*.pid; do
+		[ -f "$f" ] || continue
+		id=${f##*/netdelay-}
+		delayer_stop "${id%.pid}"
+	done
+}
+
+# slow_clear ID: undo slow on one node, whichever way it was done.
+slow_clear() {
+	local id=$1 ns=slotreg-$1
+	ip netns exec "$ns" nft delete table inet slotreg_slow 2>/dev/null || true
+	delay_rules del "$ns"
+	delayer_stop "$id"
+	ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true
+	tc qdisc del dev "sr-$id" root 2>/dev/null || true
+}
+
+# netdelay_build: $NDBIN from this checkout, when missing.
+netdelay_build() {
+	[ -x "$NDBIN" ] && return 0
+	if ! command -v go >/dev/null 2>&1; then
+		echo "slow: building scripts/netdelay needs go" >&2
+		exit 2
+	fi
+	mkdir -p "$DIR"
+	local out
+	out=$(cd "$DIR" && pwd)/netdelay
+	echo "building $NDBIN"
+	(cd "$ROOT" && go build -o "$out" ./scripts/netdelay)
+}
+
+# netdelay_start ID DELAY LOSS: run netdelay on QNUM in the node's
+# namespace and wait until it has bound the queue.
+netdelay_start() {
+	local id=$1 delay=$2 loss=$3 ns=slotreg-$1 log=$DIR/netdelay-$1.log p
+	: >"$log"
+	ip netns exec "$ns" "$NDBIN" --queue "$QNUM" --delay "$delay" --loss "$loss" </dev/null >>"$log" 2>&1 &
+	p=$!
+	echo "$p" >"$DIR/netdelay-$id.pid"
+	local deadline=$((SECONDS + 10))
+	until grep -q '^ready' "$log"; do
+		if ! alive "$p"; then
+			rm -f "$DIR/netdelay-$id.pid"
+			echo "slow: netdelay for $id exited; its log ($log):" >&2
+			cat "$log" >&2
+			exit 1
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			delayer_stop "$id"
+			echo "slow: netdelay for $id not ready after 10s; its log ($log):" >&2
+			cat "$log" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+}
+
 slow() {
 	need_netns slow
 	local id=${1:-} delay=${2:-} loss=${3:-0}
@@ -518,6 +645,7 @@ slow() {
 	fi
 	local ns=slotreg-$id veth=sr-$id
 	if netem_ok "$ns"; then
+		slow_clear "$id"
 		local args=(netem delay "$delay")
 		[ "$loss" != 0 ] && args+=(loss "$loss%")
 		ip netns exec "$ns" tc qdisc replace dev eth0 root "${args[@]}"
@@ -525,21 +653,34 @@ slow() {
 		echo "$id: $delay each way, ${loss}% loss each way (netem)"
 		return
 	fi
-	# No sch_netem in this kernel: loss by nft random drops; no delay.
 	if ! [[ "$delay" =~ ^0+(\.0+)?(us|ms|s)$ ]]; then
-		echo "slow: this kernel has no netem qdisc (sch_netem), so a delay cannot be emulated; only LOSS can: slow $id 0ms LOSS%" >&2
-		exit 3
+		# No sch_netem in this kernel: delay (and loss) by netdelay.
+		if ! command -v iptables-legacy >/dev/null 2>&1; then
+			echo "slow: this kernel has no netem qdisc (sch_netem); a delay then needs iptables-legacy (apt-get install iptables)" >&2
+			exit 2
+		fi
+		netdelay_build
+		slow_clear "$id"
+		netdelay_start "$id" "$delay" "$loss"
+		delay_rules add "$ns"
+		echo "$id: $delay each way, ${loss}% loss each way (nfqueue and netdelay; no netem in this kernel)"
+		return
 	fi
+	# No sch_netem and no delay: loss by nft random drops.
 	if ! [[ "$loss" =~ ^[0-9]+$ ]]; then
-		echo "slow: without netem, LOSS must be a whole percentage, not $loss" >&2
+		echo "slow: without netem and with no delay, LOSS must be a whole percentage, not $loss" >&2
 		exit 2
 	fi
+	slow_clear "$id"
 	local match="numgen random mod 100 < $loss"
 	[ "$loss" -ge 100 ] && match=""
-	nft_table "$ns"
 	if [ "$loss" -gt 0 ]; then
-		ip netns exec "$ns" nft "add rule inet slotreg input iifname eth0 $match drop"
-		ip netns exec "$ns" nft "add rule inet slotreg output oifname eth0 $match drop"
+		ip netns exec "$ns" nft -f - <<-EOF
+			table inet slotreg_slow {
+				chain input { type filter hook input priority -5; policy accept; iifname eth0 $match drop; }
+				chain output { type filter hook output priority -5; policy accept; oifname eth0 $match drop; }
+			}
+		EOF
 	fi
 	echo "$id: ${loss}% loss each way (nft; no netem in this kernel)"
 }
@@ -547,8 +688,10 @@ slow() {
 heal() {
 	need_netns heal
 	local ns l
+	delayers_stop
 	for ns in $(our_netns); do
 		ip netns exec "$ns" nft delete table inet slotreg 2>/dev/null || true
+		ip netns exec "$ns" nft delete table inet slotreg_slow 2>/dev/null || true
 		ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true
 	done
 	for l in $(our_links); do
