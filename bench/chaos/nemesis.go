@@ -106,6 +106,10 @@ func RunNemesis(ctx context.Context, c Cluster, o NemesisOptions) []Injected {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	logf := o.Log
+	o.Log = func(format string, args ...any) { // stamped, to line faults up with violations
+		logf("%s "+format, append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 1))
 	o.Log("nemesis: seed %d, %d kinds of fault", o.Seed, len(o.Faults))
 	end := time.Now().Add(o.Duration)
@@ -116,6 +120,7 @@ func RunNemesis(ctx context.Context, c Cluster, o NemesisOptions) []Injected {
 		in := Injected{Name: f.Name, Start: time.Now()}
 		o.Log("nemesis: %s for %v", f.Name, hold.Round(time.Millisecond))
 		in.Err = f.inject(ctx, c, rng, hold, o.Log)
+		o.Log("nemesis: %s healed", f.Name)
 		if in.Err != nil {
 			o.Log("nemesis: %s: %v", f.Name, in.Err)
 			_ = c.Heal(context.WithoutCancel(ctx))
