@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/dataserver"
-	"github.com/slotreg/slotreg/internal/cluster"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/sessionserver"
