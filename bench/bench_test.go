@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/proto"
 )
 

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/slotreg/slotreg/internal/fuzzutil"
+	"github.com/slotreg/slotreg/cluster/fuzzutil"
 )
 
 // FuzzDataCommands sends arbitrary inter-node commands to a data node: it

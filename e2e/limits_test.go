@@ -19,7 +19,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/redis/go-redis/v9"
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/sessionserver"
 )
 

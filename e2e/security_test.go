@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/dataserver"
-	"github.com/slotreg/slotreg/internal/cluster"
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
 	"github.com/slotreg/slotreg/internal/obs"

@@ -185,80 +185,52 @@ func configSince(st *state, since uint64, maxBytes int) (uint64, []proto.ConfigE
 }
 
 // handleConfSet writes a key; replies the key's version.
-func (n *Node) handleConfSet(conn redcon.Conn, args [][]byte) {
-	cs, err := proto.ParseConfSet(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	n.proposeConfig(conn, &command{Type: cmdConfigSet, Key: cs.Key, Value: cs.Value})
+func (n *Node) handleConfSet(conn redcon.Conn, cs *proto.ConfSet) error {
+	return n.commitConfig(conn, &command{Type: cmdConfigSet, Key: cs.Key, Value: cs.Value})
 }
 
 // handleConfDel deletes a key; replies the tombstone's version, 0 if
 // there was no such key.
-func (n *Node) handleConfDel(conn redcon.Conn, args [][]byte) {
-	ck, err := proto.ParseConfKey(proto.CmdConfDel, args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	n.proposeConfig(conn, &command{Type: cmdConfigDel, Key: ck.Key})
+func (n *Node) handleConfDel(conn redcon.Conn, ck *proto.ConfKey) error {
+	return n.commitConfig(conn, &command{Type: cmdConfigDel, Key: ck.Key})
 }
 
-func (n *Node) proposeConfig(conn redcon.Conn, c *command) {
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(c)
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "%s refused: %v", c.Type, res.Err)
-	}
+// commitConfig proposes a config change and replies the key's version.
+func (n *Node) commitConfig(conn redcon.Conn, c *command) error {
+	res, err := n.commit(c, c.Type.String()+" refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	if res.Changed {
 		n.log.Info("config changed", "op", c.Type.String(), "key", c.Key, "version", res.Version, "bytes", len(c.Value))
 	}
 	conn.WriteUint64(res.Version)
+	return nil
+}
+
+// confKey is the parser of a command whose one argument is a key.
+func confKey(name string) func([][]byte) (*proto.ConfKey, error) {
+	return func(args [][]byte) (*proto.ConfKey, error) { return proto.ParseConfKey(name, args) }
 }
 
 // handleConfGet replies [version, value], or null if the key does not
 // exist (or was deleted).
-func (n *Node) handleConfGet(conn redcon.Conn, args [][]byte) {
-	ck, err := proto.ParseConfKey(proto.CmdConfGet, args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleConfGet(conn redcon.Conn, ck *proto.ConfKey) error {
 	k := n.store.state().Config[ck.Key]
 	if k == nil || k.cur().Deleted {
 		conn.WriteNull()
-		return
+		return nil
 	}
 	conn.WriteArray(2)
 	conn.WriteUint64(k.cur().Version)
 	conn.WriteBulkString(k.cur().Value)
+	return nil
 }
 
 // handleConfList replies a JSON array of the live keys with the prefix,
 // sorted: key, version and the value's size (no values: a list of large
 // values would make one huge reply).
-func (n *Node) handleConfList(conn redcon.Conn, args [][]byte) {
-	cl, err := proto.ParseConfList(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleConfList(conn redcon.Conn, cl *proto.ConfList) error {
 	st := n.store.state()
 	var out []proto.ConfigEntry
 	for _, k := range slices.Sorted(maps.Keys(st.Config)) {
@@ -266,21 +238,12 @@ func (n *Node) handleConfList(conn redcon.Conn, args [][]byte) {
 			out = append(out, proto.ConfigEntry{Key: k, Version: r.Version, Size: len(r.Value)})
 		}
 	}
-	n.writeEntries(conn, out)
+	return n.writeEntries(conn, out)
 }
 
 // handleConfHistory replies a JSON array of the key's kept versions,
 // newest first, deletes included; empty for an unknown key.
-func (n *Node) handleConfHistory(conn redcon.Conn, args [][]byte) {
-	ck, err := proto.ParseConfKey(proto.CmdConfHistory, args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleConfHistory(conn redcon.Conn, ck *proto.ConfKey) error {
 	var out []proto.ConfigEntry
 	if k := n.store.state().Config[ck.Key]; k != nil {
 		for i := len(k.Revs) - 1; i >= 0; i-- {
@@ -288,16 +251,16 @@ func (n *Node) handleConfHistory(conn redcon.Conn, args [][]byte) {
 			out = append(out, proto.ConfigEntry{Key: ck.Key, Version: r.Version, Value: r.Value, Deleted: r.Deleted})
 		}
 	}
-	n.writeEntries(conn, out)
+	return n.writeEntries(conn, out)
 }
 
-func (n *Node) writeEntries(conn redcon.Conn, es []proto.ConfigEntry) {
+func (n *Node) writeEntries(conn redcon.Conn, es []proto.ConfigEntry) error {
 	b, err := proto.MarshalConfigEntries(es)
 	if err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(err.Error())
 	}
 	conn.WriteBulk(b)
+	return nil
 }
 
 // configLeaderCheck is how often a waiting CONFWATCH checks that this
@@ -310,16 +273,7 @@ const configLeaderCheck = 200 * time.Millisecond
 // waitMs with no entries. Only the leader answers, so a session never
 // reads from a follower that is partitioned away and silently stale; a
 // leader that loses leadership while a poll waits answers NOTLEADER.
-func (n *Node) handleConfWatch(conn redcon.Conn, args [][]byte) {
-	w, err := proto.ParseConfWatch(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleConfWatch(conn redcon.Conn, w *proto.ConfWatch) error {
 	n.store.cfg.polls.Add(1)
 	defer n.store.cfg.polls.Add(-1)
 	deadline := time.NewTimer(time.Duration(w.WaitMs) * time.Millisecond)
@@ -333,34 +287,30 @@ func (n *Node) handleConfWatch(conn redcon.Conn, args [][]byte) {
 		// scratch; answer at once so the session can say so.
 		if st.ConfigRev != w.Since {
 			rev, es := configSince(st, w.Since, configWatchMaxBytes)
-			n.writeWatch(conn, rev, es)
-			return
+			return n.writeWatch(conn, rev, es)
 		}
 		select {
 		case <-wake:
 		case <-check.C:
 			if err := n.leaderGate(); err != nil {
-				writeErr(conn, err)
-				return
+				return err
 			}
 		case <-deadline.C:
-			n.writeWatch(conn, st.ConfigRev, nil)
-			return
+			return n.writeWatch(conn, st.ConfigRev, nil)
 		case <-n.ctx.Done():
-			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s is shutting down", n.cfg.NodeID))
-			return
+			return proto.Errorf(proto.ErrUnavailable, "meta %s is shutting down", n.cfg.NodeID)
 		}
 	}
 }
 
-func (n *Node) writeWatch(conn redcon.Conn, rev uint64, es []proto.ConfigEntry) {
+func (n *Node) writeWatch(conn redcon.Conn, rev uint64, es []proto.ConfigEntry) error {
 	if es == nil {
 		es = []proto.ConfigEntry{}
 	}
 	b, err := json.Marshal(&proto.ConfWatchReply{Rev: rev, Entries: es})
 	if err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(err.Error())
 	}
 	conn.WriteBulk(b)
+	return nil
 }

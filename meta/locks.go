@@ -197,16 +197,7 @@ func (n *Node) expireLocks(now int64) {
 }
 
 // handleMLock takes or renews a lock; replies proto.LockReply.
-func (n *Node) handleMLock(conn redcon.Conn, args [][]byte) {
-	m, err := proto.ParseMLock(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleMLock(conn redcon.Conn, m *proto.MLock) error {
 	now := time.Now().UnixMilli()
 	// A lock another owner holds is refused without a log entry: a
 	// refusal is never unsafe (the client retries), and twenty clients
@@ -216,69 +207,51 @@ func (n *Node) handleMLock(conn redcon.Conn, args [][]byte) {
 	if l := st.Locks[m.Name]; l != nil && l.Owner != m.Owner && l.Expires > max(now, st.Clock) {
 		reply := proto.LockReply{Token: l.Token, Holder: l.Owner, TTLMs: l.Expires - max(now, st.Clock)}
 		conn.WriteRaw(reply.AppendRESP(nil))
-		return
+		return nil
 	}
-	res, err := n.propose(&command{Type: cmdLockAcquire, Name: m.Name, Owner: m.Owner, TTLMs: m.TTLMs, Now: now,
-		Session: m.Session, Conn: m.Conn})
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "lock refused: %v", res.Err)
-	}
+	res, err := n.commit(&command{Type: cmdLockAcquire, Name: m.Name, Owner: m.Owner, TTLMs: m.TTLMs, Now: now,
+		Session: m.Session, Conn: m.Conn}, "lock refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	lr := res.Lock
 	now = max(now, n.store.state().Clock)
 	reply := proto.LockReply{Granted: lr.Granted, Token: lr.Token, Holder: lr.Holder, TTLMs: lr.Expires - now}
 	conn.WriteRaw(reply.AppendRESP(nil))
+	return nil
 }
 
 // handleMUnlock releases a lock; replies :1 if the owner held it, :0 if
 // not.
-func (n *Node) handleMUnlock(conn redcon.Conn, args [][]byte) {
-	m, err := proto.ParseMUnlock(args)
+func (n *Node) handleMUnlock(conn redcon.Conn, m *proto.MUnlock) error {
+	res, err := n.commit(&command{Type: cmdLockRelease, Name: m.Name, Owner: m.Owner, Conn: m.Conn, Now: time.Now().UnixMilli()}, "unlock refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(&command{Type: cmdLockRelease, Name: m.Name, Owner: m.Owner, Conn: m.Conn, Now: time.Now().UnixMilli()})
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "unlock refused: %v", res.Err)
-	}
-	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	if res.Lock.Released {
 		conn.WriteInt(1)
-		return
+		return nil
 	}
 	conn.WriteInt(0)
+	return nil
+}
+
+// lockInfo is the parser of a command that names a lock.
+func lockInfo(name string) func([][]byte) (*proto.LockInfoCmd, error) {
+	return func(args [][]byte) (*proto.LockInfoCmd, error) { return proto.ParseLockInfo(name, args) }
 }
 
 // handleMLockInfo replies proto.LockInfo, or null if the lock is free
 // (or expired, even if the expiry entry is not applied yet).
-func (n *Node) handleMLockInfo(conn redcon.Conn, args [][]byte) {
-	m, err := proto.ParseLockInfo(proto.CmdMLockInfo, args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleMLockInfo(conn redcon.Conn, m *proto.LockInfoCmd) error {
 	st := n.store.state()
 	now := max(time.Now().UnixMilli(), st.Clock)
 	l := st.Locks[m.Name]
 	if l == nil || l.Expires <= now {
 		conn.WriteNull()
-		return
+		return nil
 	}
 	info := proto.LockInfo{Owner: l.Owner, Token: l.Token, TTLMs: l.Expires - now}
 	conn.WriteRaw(info.AppendRESP(nil))
+	return nil
 }

@@ -44,9 +44,9 @@ type Node struct {
 
 	rpcLn    net.Listener
 	rpcSrv   *redcon.Server
-	rpcDone  chan struct{}  // closed when the accept loop has returned
-	rpcConns sync.WaitGroup // one per open RPC connection
-	handlers map[string]handler
+	rpcDone  chan struct{}          // closed when the accept loop has returned
+	rpcConns sync.WaitGroup         // one per open RPC connection
+	rpc      map[string]*rpcCommand // meta's RPC table, by lower-cased name
 	// gate refuses every RPC command until the connection has sent AUTH
 	// with the cluster secret (when there is one).
 	gate *netsec.Gate
@@ -188,7 +188,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 
 	n.metrics = n.newMetrics()
-	if n.handlers, err = n.newHandlers(); err != nil {
+	if n.rpc, err = n.newRPCTable(); err != nil {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())

@@ -14,49 +14,83 @@ import (
 	"github.com/slotreg/slotreg/proto"
 )
 
-// handler serves one RESP command; args[0] is the command name.
-type handler func(conn redcon.Conn, args [][]byte)
+// rpcCommand is one row of meta's RPC table: everything dispatch needs
+// to know about a command. A new command is one row (rpcCommands) and
+// its handler.
+type rpcCommand struct {
+	name string
+	// arity counts the arguments with the name, as Redis's COMMAND does:
+	// n is exactly n, -n is at least n (the parser checks the rest).
+	arity int
+	// leaderOnly commands are served only by a leader that finished
+	// taking over (leaderGate); the others are answered by any meta.
+	leaderOnly bool
+	// parse turns the arguments into the request (a parser in proto, or
+	// one that adds meta's own checks); run handles it and either writes
+	// the reply and returns nil, or returns the error to reply with.
+	parse func(args [][]byte) (any, error)
+	run   func(conn redcon.Conn, req any) error
+}
 
-// newHandlers builds the dispatch table, keyed by lower-cased command
-// name; a duplicate or empty registration is a programming error reported
-// at start-up.
-func (n *Node) newHandlers() (map[string]handler, error) {
-	table := map[string]handler{}
-	for _, r := range []struct {
-		name string
-		fn   handler
-	}{
-		{proto.CmdPing, n.handlePing},
-		{proto.CmdHeartbeat, n.handleHeartbeat},
-		{proto.CmdLeave, n.handleLeave},
-		{proto.CmdTable, n.handleTable},
-		{proto.CmdNodes, n.handleNodes},
-		{proto.CmdMetaJoin, n.handleMetaJoin},
-		{proto.CmdHandoff, n.handleHandoff},
-		{proto.CmdMoveSlot, n.handleMoveSlot},
-		{proto.CmdRebalance, n.handleRebalance},
-		{proto.CmdCancelMove, n.handleCancelMove},
-		{proto.CmdDrain, n.handleDrain},
-		{proto.CmdMetaRemove, n.handleMetaRemove},
-		{proto.CmdUndrain, n.handleUndrain},
-		{proto.CmdConfSet, n.handleConfSet},
-		{proto.CmdConfDel, n.handleConfDel},
-		{proto.CmdConfGet, n.handleConfGet},
-		{proto.CmdConfList, n.handleConfList},
-		{proto.CmdConfHistory, n.handleConfHistory},
-		{proto.CmdConfWatch, n.handleConfWatch},
-		{proto.CmdMLock, n.handleMLock},
-		{proto.CmdMUnlock, n.handleMUnlock},
-		{proto.CmdMLockInfo, n.handleMLockInfo},
-	} {
-		name := strings.ToLower(r.name)
-		if name == "" || r.fn == nil {
-			return nil, fmt.Errorf("meta %s: rpc handler registration for %q is incomplete", n.cfg.NodeID, r.name)
+// Whether a command needs the leader, for the rows of rpcCommands.
+const (
+	leaderOnly = true
+	anyMeta    = false
+)
+
+// rpc makes a row from a typed parser and handler.
+func rpc[T any](name string, arity int, onLeader bool, parse func([][]byte) (T, error), run func(redcon.Conn, T) error) rpcCommand {
+	return rpcCommand{name: name, arity: arity, leaderOnly: onLeader,
+		parse: func(args [][]byte) (any, error) { return parse(args) },
+		run:   func(conn redcon.Conn, req any) error { return run(conn, req.(T)) },
+	}
+}
+
+// rawArgs is the parser of commands whose handler reads the arguments
+// itself.
+func rawArgs(args [][]byte) ([][]byte, error) { return args, nil }
+
+// rpcCommands is meta's RPC table.
+func (n *Node) rpcCommands() []rpcCommand {
+	return []rpcCommand{
+		rpc(proto.CmdPing, -1, anyMeta, rawArgs, n.handlePing),
+		rpc(proto.CmdHeartbeat, -5, leaderOnly, n.parseHeartbeat, n.handleHeartbeat),
+		rpc(proto.CmdLeave, 3, leaderOnly, proto.ParseLeave, n.handleLeave),
+		rpc(proto.CmdTable, 1, anyMeta, rawArgs, n.handleTable),
+		rpc(proto.CmdNodes, 1, anyMeta, rawArgs, n.handleNodes),
+		rpc(proto.CmdMetaJoin, 3, leaderOnly, proto.ParseMetaJoin, n.handleMetaJoin),
+		rpc(proto.CmdMetaRemove, 2, leaderOnly, proto.ParseMetaRemove, n.handleMetaRemove),
+		rpc(proto.CmdHandoff, 5, leaderOnly, proto.ParseHandoff, n.handleHandoff),
+		rpc(proto.CmdMoveSlot, 3, leaderOnly, proto.ParseMoveSlot, n.handleMoveSlot),
+		rpc(proto.CmdRebalance, 3, leaderOnly, proto.ParseRebalance, n.handleRebalance),
+		rpc(proto.CmdCancelMove, 2, leaderOnly, proto.ParseCancelMove, n.handleCancelMove),
+		rpc(proto.CmdDrain, 2, leaderOnly, proto.ParseDrain, n.handleDrain),
+		rpc(proto.CmdUndrain, 2, leaderOnly, proto.ParseUndrain, n.handleUndrain),
+		rpc(proto.CmdConfSet, 3, leaderOnly, proto.ParseConfSet, n.handleConfSet),
+		rpc(proto.CmdConfDel, 2, leaderOnly, confKey(proto.CmdConfDel), n.handleConfDel),
+		rpc(proto.CmdConfGet, 2, leaderOnly, confKey(proto.CmdConfGet), n.handleConfGet),
+		rpc(proto.CmdConfList, -1, leaderOnly, proto.ParseConfList, n.handleConfList),
+		rpc(proto.CmdConfHistory, 2, leaderOnly, confKey(proto.CmdConfHistory), n.handleConfHistory),
+		rpc(proto.CmdConfWatch, 3, leaderOnly, proto.ParseConfWatch, n.handleConfWatch),
+		rpc(proto.CmdMLock, 6, leaderOnly, proto.ParseMLock, n.handleMLock),
+		rpc(proto.CmdMUnlock, 4, leaderOnly, proto.ParseMUnlock, n.handleMUnlock),
+		rpc(proto.CmdMLockInfo, 2, leaderOnly, lockInfo(proto.CmdMLockInfo), n.handleMLockInfo),
+	}
+}
+
+// newRPCTable keys the rows by lower-cased name; a duplicate or
+// incomplete row is a programming error reported at start-up.
+func (n *Node) newRPCTable() (map[string]*rpcCommand, error) {
+	table := map[string]*rpcCommand{}
+	for _, c := range n.rpcCommands() {
+		name := strings.ToLower(c.name)
+		if name == "" || c.arity == 0 || c.parse == nil || c.run == nil {
+			return nil, fmt.Errorf("meta %s: rpc command %q is registered incompletely", n.cfg.NodeID, c.name)
 		}
 		if _, dup := table[name]; dup {
 			return nil, fmt.Errorf("meta %s: rpc command %q registered twice", n.cfg.NodeID, name)
 		}
-		table[name] = r.fn
+		table[name] = &c
 	}
 	return table, nil
 }
@@ -89,12 +123,44 @@ func (n *Node) dispatch(conn redcon.Conn, cmd redcon.Command) {
 	if !n.gate.Allow(conn, cmd.Args) {
 		return
 	}
-	h, ok := n.handlers[strings.ToLower(string(cmd.Args[0]))]
+	c, ok := n.rpc[strings.ToLower(string(cmd.Args[0]))]
 	if !ok {
 		writeErr(conn, proto.Errorf(proto.ErrInvalid, "unknown command '%s'", safeName(cmd.Args)))
 		return
 	}
-	h(conn, cmd.Args)
+	if err := n.serve(conn, c, cmd.Args); err != nil {
+		writeErr(conn, err)
+	}
+}
+
+// serve checks the arity, parses, lets a leader-only command through
+// only on a ready leader, and runs the handler. A malformed request is
+// refused whoever leads; only a well-formed one is redirected.
+func (n *Node) serve(conn redcon.Conn, c *rpcCommand, args [][]byte) error {
+	if c.arity > 0 && len(args) != c.arity || c.arity < 0 && len(args) < -c.arity {
+		return proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", c.name)
+	}
+	req, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if c.leaderOnly {
+		if err := n.leaderGate(); err != nil {
+			return err
+		}
+	}
+	return c.run(conn, req)
+}
+
+// commit proposes c and turns a refusal by the state machine into an
+// ErrInvalid reply "<refused>: <reason>"; errors of Raft itself come as
+// propose gives them (NOTLEADER naming the leader, and so on).
+func (n *Node) commit(c *command, refused string) (result, error) {
+	res, err := n.propose(c)
+	if err == nil && res.Err != nil {
+		err = proto.Errorf(proto.ErrInvalid, "%s: %v", refused, res.Err)
+	}
+	return res, err
 }
 
 // safeName is the command name fit for a log line or an error reply.
@@ -120,49 +186,47 @@ func writeErr(conn redcon.Conn, err error) {
 	conn.WriteError(strings.NewReplacer("\r", " ", "\n", " ").Replace(proto.ToRESP(err)))
 }
 
-func (n *Node) handlePing(conn redcon.Conn, args [][]byte) {
-	switch len(args) {
-	case 1:
-		conn.WriteString("PONG")
-	case 2:
-		conn.WriteBulk(args[1])
-	default:
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdPing))
+func (n *Node) handlePing(conn redcon.Conn, args [][]byte) error {
+	if len(args) > 2 {
+		return proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdPing)
 	}
+	if len(args) == 2 {
+		conn.WriteBulk(args[1])
+		return nil
+	}
+	conn.WriteString("PONG")
+	return nil
+}
+
+// parseHeartbeat is proto.ParseHeartbeat and a check of the sender's
+// address, so a malformed heartbeat is refused whoever leads.
+func (n *Node) parseHeartbeat(args [][]byte) (*proto.Heartbeat, error) {
+	h, err := proto.ParseHeartbeat(args)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
+		return nil, proto.Errorf(proto.ErrInvalid, "heartbeat from %s: address %q is not host:port", h.NodeID, h.Addr)
+	}
+	return h, nil
 }
 
 // handleHeartbeat renews the sender's lease, records a data node's
 // progress, makes the sender a member (or updates its address) through the
 // log when needed, and replies with the table epoch and the members epoch
 // and, where the sender's differ, the table and the session list.
-func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
-	h, err := proto.ParseHeartbeat(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "heartbeat from %s: address %q is not host:port", h.NodeID, h.Addr))
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleHeartbeat(conn redcon.Conn, h *proto.Heartbeat) error {
 	n.leases.touch(h.Kind, h.NodeID, time.Now())
 	if h.Kind == proto.KindData {
 		n.progress.set(h.NodeID, h.Progress)
 	}
 	st := n.store.state()
 	if addr, ok := st.members(h.Kind)[h.NodeID]; !ok || addr != h.Addr {
-		res, err := n.propose(&command{Type: cmdJoin, Kind: h.Kind, ID: h.NodeID, Addr: h.Addr})
-		if err == nil && res.Err != nil {
-			err = proto.Errorf(proto.ErrInvalid, "join %s node %s: %v", h.Kind, h.NodeID, res.Err)
-		}
+		res, err := n.commit(&command{Type: cmdJoin, Kind: h.Kind, ID: h.NodeID, Addr: h.Addr},
+			fmt.Sprintf("join %s node %s", h.Kind, h.NodeID))
 		if err != nil {
 			n.log.Warn("join failed", "node", h.NodeID, "kind", h.Kind, "addr", h.Addr, "err", err)
-			writeErr(conn, err)
-			return
+			return err
 		}
 		if ok {
 			n.log.Info("node address changed", "node", h.NodeID, "kind", h.Kind, "addr", h.Addr, "was", addr, "epoch", res.Epoch)
@@ -172,42 +236,36 @@ func (n *Node) handleHeartbeat(conn redcon.Conn, args [][]byte) {
 		st = n.store.state()
 	}
 	if st.Table == nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
-		return
+		return n.unavailable("no table yet")
 	}
 	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch, MembersEpoch: st.MembersEpoch}
+	var err error
 	if h.Epoch != st.Table.Epoch {
 		if reply.Table, err = n.encodeTable(st.Table); err != nil {
-			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-			return
+			return n.unavailable(err.Error())
 		}
 	}
 	if h.MembersEpoch != st.MembersEpoch {
 		if reply.Sessions, err = n.encodeSessions(st); err != nil {
-			writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-			return
+			return n.unavailable(err.Error())
 		}
 	}
 	conn.WriteRaw(reply.AppendRESP(nil))
+	return nil
+}
+
+// unavailable is the UNAVAILABLE error "meta <id>: <why>".
+func (n *Node) unavailable(why string) error {
+	return proto.Errorf(proto.ErrUnavailable, "meta %s: %s", n.cfg.NodeID, why)
 }
 
 // handleLeave removes the sender at once: :1 if it was a member, :0 if not.
 // A data node's slots go to their most advanced followers, as on eviction.
-func (n *Node) handleLeave(conn redcon.Conn, args [][]byte) {
-	l, err := proto.ParseLeave(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleLeave(conn redcon.Conn, l *proto.Leave) error {
 	prefer := n.preferFor(n.store.state(), l.Kind, l.NodeID)
 	res, err := n.propose(&command{Type: cmdRemove, Kind: l.Kind, ID: l.NodeID, Reason: reasonLeave, Prefer: prefer})
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	n.leases.forget(l.Kind, l.NodeID)
 	if l.Kind == proto.KindData {
@@ -217,79 +275,58 @@ func (n *Node) handleLeave(conn redcon.Conn, args [][]byte) {
 	case errors.Is(res.Err, errUnknownMember):
 		conn.WriteInt(0)
 	case res.Err != nil:
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "leave %s node %s: %v", l.Kind, l.NodeID, res.Err))
+		return proto.Errorf(proto.ErrInvalid, "leave %s node %s: %v", l.Kind, l.NodeID, res.Err)
 	default:
 		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch, "promotedByProgress", len(prefer))
 		conn.WriteInt(1)
 	}
+	return nil
 }
 
 // handleTable replies with the local FSM's table as JSON; followers answer
 // too (possibly a little stale).
-func (n *Node) handleTable(conn redcon.Conn, args [][]byte) {
-	if len(args) != 1 {
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdTable))
-		return
-	}
+func (n *Node) handleTable(conn redcon.Conn, _ [][]byte) error {
 	t := n.store.state().Table
 	if t == nil {
 		t = n.Table()
 	}
 	b, err := n.encodeTable(t)
 	if err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(err.Error())
 	}
 	conn.WriteBulk(b)
+	return nil
 }
 
 // handleNodes replies with Members as JSON.
-func (n *Node) handleNodes(conn redcon.Conn, args [][]byte) {
-	if len(args) != 1 {
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", proto.CmdNodes))
-		return
-	}
+func (n *Node) handleNodes(conn redcon.Conn, _ [][]byte) error {
 	b, err := json.Marshal(n.Members())
 	if err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: encode members: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(fmt.Sprintf("encode members: %v", err))
 	}
 	conn.WriteBulk(b)
+	return nil
 }
 
 // handleMetaJoin records a voter's RPC address; only voters of the current
 // Raft configuration may be recorded.
-func (n *Node) handleMetaJoin(conn redcon.Conn, args [][]byte) {
-	mj, err := proto.ParseMetaJoin(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleMetaJoin(conn redcon.Conn, mj *proto.MetaJoin) error {
 	voter, err := n.isVoter(mj.NodeID)
 	if err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(err.Error())
 	}
 	if !voter {
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is not a voter of the meta group", mj.NodeID))
-		return
+		return proto.Errorf(proto.ErrInvalid, "%s is not a voter of the meta group", mj.NodeID)
 	}
-	res, err := n.propose(&command{Type: cmdRecordMeta, ID: mj.NodeID, Addr: mj.RPCAddr})
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "record meta %s: %v", mj.NodeID, res.Err)
-	}
+	res, err := n.commit(&command{Type: cmdRecordMeta, ID: mj.NodeID, Addr: mj.RPCAddr}, "record meta "+mj.NodeID)
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	if res.Changed {
 		n.log.Info("recorded meta rpc address", "node", mj.NodeID, "addr", mj.RPCAddr)
 	}
 	conn.WriteString("OK")
+	return nil
 }
 
 // handleMetaRemove takes a voter out of the Raft group: its RPC address
@@ -297,20 +334,10 @@ func (n *Node) handleMetaJoin(conn redcon.Conn, args [][]byte) {
 // configuration change, which the removed node's Raft answers by
 // shutting down. Removing the leader itself is allowed: it steps down
 // once the change commits and the others elect a new leader.
-func (n *Node) handleMetaRemove(conn redcon.Conn, args [][]byte) {
-	mr, err := proto.ParseMetaRemove(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleMetaRemove(conn redcon.Conn, mr *proto.MetaRemove) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: raft configuration: %v", n.cfg.NodeID, err))
-		return
+		return n.unavailable(fmt.Sprintf("raft configuration: %v", err))
 	}
 	voters, found := 0, false
 	for _, s := range f.Configuration().Servers {
@@ -321,26 +348,24 @@ func (n *Node) handleMetaRemove(conn redcon.Conn, args [][]byte) {
 	}
 	switch {
 	case !found:
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is not in the meta group", mr.NodeID))
-		return
+		return proto.Errorf(proto.ErrInvalid, "%s is not in the meta group", mr.NodeID)
 	case voters <= 1:
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "%s is the last meta voter; the group cannot go on without it", mr.NodeID))
-		return
+		return proto.Errorf(proto.ErrInvalid, "%s is the last meta voter; the group cannot go on without it", mr.NodeID)
 	}
-	res, err := n.propose(&command{Type: cmdRemove, Kind: proto.KindMeta, ID: mr.NodeID})
+	c := &command{Type: cmdRemove, Kind: proto.KindMeta, ID: mr.NodeID}
+	res, err := n.propose(c)
 	if err == nil && res.Err != nil && !errors.Is(res.Err, errUnknownMember) {
 		err = proto.Errorf(proto.ErrInvalid, "remove meta %s: %v", mr.NodeID, res.Err)
 	}
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(mr.NodeID), 0, 10*time.Second).Error(); err != nil {
-		writeErr(conn, n.raftError(&command{Type: cmdRemove, Kind: proto.KindMeta, ID: mr.NodeID}, err))
-		return
+		return n.raftError(c, err)
 	}
 	n.log.Info("meta voter removed", "removed", mr.NodeID, "voters", voters-1)
 	conn.WriteString("OK")
+	return nil
 }
 
 // handleHandoff finishes a move: the data leader From reports it handed
@@ -348,86 +373,51 @@ func (n *Node) handleMetaRemove(conn redcon.Conn, args [][]byte) {
 // no longer matches the table (cancelled move, changed leader, wrong
 // leader epoch) gets ERR with the reason, and the sender must go by the
 // table, which still names its leader.
-func (n *Node) handleHandoff(conn redcon.Conn, args [][]byte) {
-	h, err := proto.ParseHandoff(args)
+func (n *Node) handleHandoff(conn redcon.Conn, h *proto.Handoff) error {
+	res, err := n.commit(&command{Type: cmdFinishMove, Slot: h.Slot, From: h.From, To: h.To, LeaderEpoch: h.LeaderEpoch}, "handoff refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(&command{Type: cmdFinishMove, Slot: h.Slot, From: h.From, To: h.To, LeaderEpoch: h.LeaderEpoch})
-	if err == nil && res.Err != nil {
-		n.log.Warn("handoff refused", "slot", h.Slot, "from", h.From, "to", h.To, "leaderEpoch", h.LeaderEpoch, "err", res.Err)
-		err = proto.Errorf(proto.ErrInvalid, "handoff refused: %v", res.Err)
-	}
-	if err != nil {
-		writeErr(conn, err)
-		return
+		if res.Err != nil {
+			n.log.Warn("handoff refused", "slot", h.Slot, "from", h.From, "to", h.To, "leaderEpoch", h.LeaderEpoch, "err", res.Err)
+		}
+		return err
 	}
 	if res.Changed {
 		n.log.Info("move finished", "slot", h.Slot, "from", h.From, "to", h.To,
 			"leaderEpoch", h.LeaderEpoch+1, "epoch", res.Epoch)
 	}
 	conn.WriteInt64(int64(res.Epoch))
+	return nil
 }
 
 // handleMoveSlot starts one move; replies the table epoch after it.
-func (n *Node) handleMoveSlot(conn redcon.Conn, args [][]byte) {
-	m, err := proto.ParseMoveSlot(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(&command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: m.Slot, To: m.To}}})
-	if err == nil {
-		err = res.Err
-		if err == nil && len(res.MoveErrs) == 1 {
-			err = res.MoveErrs[0]
-		}
-		if err != nil {
-			err = proto.Errorf(proto.ErrInvalid, "move refused: %v", err)
-		}
+func (n *Node) handleMoveSlot(conn redcon.Conn, m *proto.MoveSlot) error {
+	res, err := n.commit(&command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: m.Slot, To: m.To}}}, "move refused")
+	if err == nil && len(res.MoveErrs) == 1 && res.MoveErrs[0] != nil {
+		err = proto.Errorf(proto.ErrInvalid, "move refused: %v", res.MoveErrs[0])
 	}
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	n.log.Info("move started", "by", "moveslot", "slot", m.Slot, "to", m.To, "epoch", res.Epoch)
 	conn.WriteInt64(int64(res.Epoch))
+	return nil
 }
 
 // handleRebalance plans leader moves (rebalancePlan: slot.PlanMoves among
 // the nodes that are not draining) and, unless it is a dry run, starts
 // them; replies proto.RebalanceReply as JSON.
-func (n *Node) handleRebalance(conn redcon.Conn, args [][]byte) {
-	r, err := proto.ParseRebalance(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
+func (n *Node) handleRebalance(conn redcon.Conn, r *proto.Rebalance) error {
 	st := n.store.state()
 	tb := st.Table
 	if tb == nil {
-		writeErr(conn, proto.Errorf(proto.ErrUnavailable, "meta %s: no table yet", n.cfg.NodeID))
-		return
+		return n.unavailable("no table yet")
 	}
 	plan := rebalancePlan(st, r.MaxMoves)
 	reply := proto.RebalanceReply{Epoch: tb.Epoch}
 	if !r.DryRun && len(plan) > 0 {
+		var err error
 		if plan, reply.Epoch, err = n.startMoves(plan, "rebalance"); err != nil {
-			writeErr(conn, err)
-			return
+			return err
 		}
 		reply.Started = len(plan) > 0
 	}
@@ -435,65 +425,36 @@ func (n *Node) handleRebalance(conn redcon.Conn, args [][]byte) {
 		reply.Moves = append(reply.Moves, proto.SlotMove{Slot: m.Slot, From: m.From, To: m.To})
 	}
 	conn.WriteBulk(reply.AppendJSON(nil))
+	return nil
 }
 
 // handleCancelMove cancels a slot's move; replies the table epoch after it.
-func (n *Node) handleCancelMove(conn redcon.Conn, args [][]byte) {
-	c, err := proto.ParseCancelMove(args)
+func (n *Node) handleCancelMove(conn redcon.Conn, c *proto.CancelMove) error {
+	res, err := n.commit(&command{Type: cmdCancelMove, Slot: c.Slot, Reason: reasonAdmin}, "cancel refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(&command{Type: cmdCancelMove, Slot: c.Slot, Reason: reasonAdmin})
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "cancel refused: %v", res.Err)
-	}
-	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	n.log.Info("move cancelled", "slot", c.Slot, "reason", reasonAdmin, "epoch", res.Epoch)
 	conn.WriteInt64(int64(res.Epoch))
+	return nil
 }
 
 // handleDrain marks a data node as draining; replies the table epoch
 // after it. The move loop then moves the node's slots away.
-func (n *Node) handleDrain(conn redcon.Conn, args [][]byte) {
-	d, err := proto.ParseDrain(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	n.applyDrainRPC(conn, &command{Type: cmdDrain, ID: d.NodeID})
+func (n *Node) handleDrain(conn redcon.Conn, d *proto.Drain) error {
+	return n.commitDrain(conn, &command{Type: cmdDrain, ID: d.NodeID})
 }
 
 // handleUndrain ends a data node's draining; replies the table epoch.
-func (n *Node) handleUndrain(conn redcon.Conn, args [][]byte) {
-	u, err := proto.ParseUndrain(args)
-	if err != nil {
-		writeErr(conn, err)
-		return
-	}
-	n.applyDrainRPC(conn, &command{Type: cmdUndrain, ID: u.NodeID})
+func (n *Node) handleUndrain(conn redcon.Conn, u *proto.Undrain) error {
+	return n.commitDrain(conn, &command{Type: cmdUndrain, ID: u.NodeID})
 }
 
-// applyDrainRPC proposes a drain or undrain on the leader and replies.
-func (n *Node) applyDrainRPC(conn redcon.Conn, c *command) {
-	if err := n.leaderGate(); err != nil {
-		writeErr(conn, err)
-		return
-	}
-	res, err := n.propose(c)
-	if err == nil && res.Err != nil {
-		err = proto.Errorf(proto.ErrInvalid, "%s refused: %v", c.Type, res.Err)
-	}
+// commitDrain proposes a drain or undrain and replies the table epoch.
+func (n *Node) commitDrain(conn redcon.Conn, c *command) error {
+	res, err := n.commit(c, c.Type.String()+" refused")
 	if err != nil {
-		writeErr(conn, err)
-		return
+		return err
 	}
 	if res.Changed {
 		msg := "data node draining; moving its slots away"
@@ -504,4 +465,5 @@ func (n *Node) applyDrainRPC(conn redcon.Conn, c *command) {
 		n.log.Info(msg, "node", c.ID, "leads", len(st.Table.LedBy(c.ID)), "draining", len(st.Draining), "epoch", res.Epoch)
 	}
 	conn.WriteInt64(int64(res.Epoch))
+	return nil
 }

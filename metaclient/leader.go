@@ -35,7 +35,24 @@ type LeaderOptions struct {
 	PoolSize int
 	// Cooldown: see DefaultCooldown.
 	Cooldown time.Duration
+	// DialRetries is how many times one connection attempt dials before
+	// it fails; 0 is go-redis's default (5, 100 ms apart). A caller that
+	// moves on to the next meta itself (registryctl) sets 1.
+	DialRetries int
 }
+
+// ReplyError is an error reply from a meta: it answered, and said no.
+// Its text is "meta <addr>: <reply>"; errors.Is matches the reply's
+// proto sentinel.
+type ReplyError struct {
+	Addr string // the meta that replied
+	Err  error  // the reply as its proto sentinel error (proto.FromRESP)
+}
+
+func (e *ReplyError) Error() string { return fmt.Sprintf("meta %s: %v", e.Addr, e.Err) }
+
+// Unwrap returns the proto sentinel error.
+func (e *ReplyError) Unwrap() error { return e.Err }
 
 // Leader sends commands to the meta leader over a list of meta addresses:
 // it follows NOTLEADER redirects, moves to the next meta on a network
@@ -82,7 +99,7 @@ func NewLeader(opts LeaderOptions) *Leader {
 // leader, for at most len(Metas)+2 attempts. A null reply is (nil, nil);
 // an error reply comes back as its proto sentinel (errors.Is(err,
 // proto.ErrInvalid) and so on), NOTLEADER only when every attempt was
-// redirected.
+// redirected. Error replies are *ReplyError.
 func (l *Leader) Do(ctx context.Context, args ...any) (any, error) {
 	var lastErr error
 	var down map[string]bool // metas that failed with a network error in this call
@@ -105,10 +122,10 @@ func (l *Leader) Do(ctx context.Context, args ...any) (any, error) {
 			perr := proto.FromRESP(rerr.Error())
 			leader, ok := proto.LeaderAddr(perr)
 			if !ok {
-				return nil, fmt.Errorf("meta %s: %w", addr, perr)
+				return nil, &ReplyError{Addr: addr, Err: perr}
 			}
 			l.redirect(addr, leader, down)
-			lastErr = fmt.Errorf("meta %s: %w", addr, perr)
+			lastErr = &ReplyError{Addr: addr, Err: perr}
 			continue
 		}
 		if down == nil {
@@ -119,6 +136,37 @@ func (l *Leader) Do(ctx context.Context, args ...any) (any, error) {
 		lastErr = fmt.Errorf("meta %s: %w", addr, err)
 	}
 	return nil, lastErr
+}
+
+// waitRetry is how often DoWait asks again while no meta leads.
+const waitRetry = 100 * time.Millisecond
+
+// DoWait is Do for a caller that can wait out an election: while the
+// metas answer but none leads (NOTLEADER with no leader to follow, or
+// UNAVAILABLE while a new leader takes over) it asks again every 100 ms,
+// for up to wait in all, then fails with "no meta leader after <wait>".
+// Any other error reply, and a call in which no meta answered at all
+// (not a *ReplyError), end it at once.
+func (l *Leader) DoWait(ctx context.Context, wait time.Duration, args ...any) (any, error) {
+	start := time.Now()
+	for {
+		v, err := l.Do(ctx, args...)
+		var re *ReplyError
+		if err == nil || !errors.As(err, &re) ||
+			!errors.Is(err, proto.ErrNotLeader) && !errors.Is(err, proto.ErrUnavailable) {
+			return v, err
+		}
+		if time.Since(start) >= wait {
+			return nil, fmt.Errorf("no meta leader after %v: %w", wait.Round(time.Millisecond), err)
+		}
+		t := time.NewTimer(waitRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Current is the meta the next request goes to.
@@ -231,6 +279,7 @@ func newRedis(addr string, o LeaderOptions) *redis.Client {
 		ContextTimeoutEnabled: true,
 		// go-redis reads 0 as "3 retries"; -1 disables them.
 		MaxRetries:               -1,
+		DialerRetries:            o.DialRetries,
 		PoolSize:                 o.PoolSize,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})

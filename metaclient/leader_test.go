@@ -161,3 +161,80 @@ func TestLeaderFollowsRedirect(t *testing.T) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
 	}
 }
+
+// An error reply names the meta that sent it and matches its sentinel.
+func TestLeaderReplyErrorNamesTheMeta(t *testing.T) {
+	m := startFake(t, func(c redcon.Conn) { c.WriteError("ERR move refused: slot 3 is moving") })
+	l := NewLeader(LeaderOptions{Metas: []string{m.addr}})
+	defer l.Close()
+	_, err := l.Do(context.Background(), "MOVESLOT", "3", "d1")
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Addr != m.addr || !errors.Is(err, proto.ErrInvalid) {
+		t.Fatalf("Do: %#v, want a *ReplyError from %s matching ErrInvalid", err, m.addr)
+	}
+	if want := "meta " + m.addr + ": "; !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "move refused") {
+		t.Fatalf("Do: %q, want %q and the reply", err, want)
+	}
+}
+
+// DoWait asks again while a new leader takes over (UNAVAILABLE) or no
+// meta names a leader, and returns the leader's answer once there is one.
+func TestLeaderDoWaitOutlastsAnElection(t *testing.T) {
+	var ready atomic.Bool
+	leader := startFake(t, func(c redcon.Conn) {
+		if !ready.Load() {
+			c.WriteError(proto.ToRESP(proto.Errorf(proto.ErrUnavailable, "meta m1: leader is still taking over")))
+			return
+		}
+		answer(c)
+	})
+	lost := startFake(t, notLeader(""))
+	l := NewLeader(LeaderOptions{Metas: []string{lost.addr, leader.addr}})
+	defer l.Close()
+	time.AfterFunc(300*time.Millisecond, func() { ready.Store(true) })
+	v, err := l.DoWait(context.Background(), 5*time.Second, "PING")
+	if err != nil || v != int64(7) {
+		t.Fatalf("DoWait = %#v, %v; want 7 once the leader is ready", v, err)
+	}
+	if leader.calls.Load() < 2 {
+		t.Fatalf("the leader was asked %d times, want it asked again after UNAVAILABLE", leader.calls.Load())
+	}
+}
+
+// DoWait gives up after its wait when no meta leads, returns another
+// refusal at once, and does not wait when no meta answers at all.
+func TestLeaderDoWaitGivesUp(t *testing.T) {
+	lost := startFake(t, notLeader(""))
+	l := NewLeader(LeaderOptions{Metas: []string{lost.addr}})
+	defer l.Close()
+	start := time.Now()
+	_, err := l.DoWait(context.Background(), 300*time.Millisecond, "PING")
+	if !errors.Is(err, proto.ErrNotLeader) || !strings.Contains(err.Error(), "no meta leader after 300ms") {
+		t.Fatalf("DoWait without a leader: %v", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("DoWait without a leader returned after %v, want about 300ms", d)
+	}
+
+	refuser := startFake(t, func(c redcon.Conn) { c.WriteError("ERR no") })
+	lr := NewLeader(LeaderOptions{Metas: []string{refuser.addr}})
+	defer lr.Close()
+	if _, err := lr.DoWait(context.Background(), time.Minute, "PING"); !errors.Is(err, proto.ErrInvalid) || refuser.calls.Load() != 1 {
+		t.Fatalf("DoWait with a refusal: %v after %d calls, want ErrInvalid after 1", err, refuser.calls.Load())
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	ld := NewLeader(LeaderOptions{Metas: []string{dead}, DialRetries: 1})
+	defer ld.Close()
+	start = time.Now()
+	_, err = ld.DoWait(context.Background(), time.Minute, "PING")
+	var re *ReplyError
+	if err == nil || errors.As(err, &re) || time.Since(start) > 5*time.Second {
+		t.Fatalf("DoWait with no meta up: %v after %v, want a network error at once", err, time.Since(start))
+	}
+}

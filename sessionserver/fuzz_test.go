@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/slotreg/slotreg/internal/fuzzutil"
+	"github.com/slotreg/slotreg/cluster/fuzzutil"
 )
 
 // FuzzSessionCommands sends arbitrary RESP arrays to a session: it must

@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/dataserver"
-	"github.com/slotreg/slotreg/internal/cluster"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/sessionserver"
@@ -95,178 +95,186 @@ var (
 	flagBeat  = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
 )
 
-func metaCommand() *cli.Command {
+// running is a node a role's start function built, as serve needs it.
+type running struct {
+	// stop closes the node; how may depend on the signal.
+	stop func(os.Signal) error
+	// ready answers /readyz: whether the node serves, and if not, why.
+	ready func() (bool, string)
+	// routes are more HTTP routes (a session's config pull endpoint).
+	routes  map[string]http.Handler
+	metrics []prometheus.Gatherer
+}
+
+// readyWhen is a readiness probe: ready while ok holds, else not, for why.
+func readyWhen(ok func() bool, why string) func() (bool, string) {
+	return func() (bool, string) {
+		if !ok() {
+			return false, why
+		}
+		return true, ""
+	}
+}
+
+// roleCommand is the skeleton every role shares: the config file read
+// before the flags are used, the role's flags followed by its security
+// flags, then logger, security, start, and serve until a signal.
+// internode says the role has inter-node listeners (and so takes the
+// secret to also accept and serves inter-node TLS); client that it has a
+// client listener.
+func roleCommand(name, usage string, internode, client bool, flags []cli.Flag,
+	start func(c *cli.Context, log *slog.Logger, sec *security) (*running, error)) *cli.Command {
 	return &cli.Command{
-		Name:   "meta",
-		Usage:  "run a meta node: membership and the slot table, on Raft",
+		Name:   name,
+		Usage:  usage,
 		Before: applyConfig,
-		Flags: append([]cli.Flag{
-			flagID,
-			&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
-			&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
-			&cli.StringFlag{Name: "advertise-raft", Usage: "Raft address peers dial (default: --raft)"},
-			&cli.StringFlag{Name: "advertise-rpc", Usage: "RPC address others dial (default: --rpc)"},
-			&cli.StringFlag{Name: "peers", Usage: "all voters as id=raftaddr,... (empty: a single voter)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live"},
-			&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "how long a data or session node may miss heartbeats before it is evicted"},
-			&cli.IntFlag{Name: "replicas", Value: 2, Usage: "copies of each slot (leader + followers)"},
-			&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
-			&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
-			&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
-			flagHTTP, flagPprof,
-		}, securityFlags(true, false)...),
+		Flags:  append(flags, securityFlags(internode, client)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
 				return err
 			}
-			peers, err := parsePeers(c.String("peers"))
+			sec, err := loadSecurity(c, internode)
 			if err != nil {
 				return err
 			}
-			sec, err := loadSecurity(c, true)
+			r, err := start(c, log, sec)
 			if err != nil {
 				return err
 			}
-			n, err := meta.New(meta.Config{
-				NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
-				AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
-				DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
-				Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
-				MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
-				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
-			})
-			if err != nil {
-				return err
-			}
-			return serveUntilSignal(c, log, n.Close, func() (bool, string) {
-				if _, err := n.WaitForLeader(instant()); err != nil {
-					return false, "no meta leader"
-				}
-				return true, ""
-			}, n.Metrics())
+			return serve(c, log, r)
 		},
 	}
+}
+
+func metaCommand() *cli.Command {
+	return roleCommand("meta", "run a meta node: membership and the slot table, on Raft", true, false, []cli.Flag{
+		flagID,
+		&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
+		&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
+		&cli.StringFlag{Name: "advertise-raft", Usage: "Raft address peers dial (default: --raft)"},
+		&cli.StringFlag{Name: "advertise-rpc", Usage: "RPC address others dial (default: --rpc)"},
+		&cli.StringFlag{Name: "peers", Usage: "all voters as id=raftaddr,... (empty: a single voter)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "where the Raft log and snapshots live"},
+		&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "how long a data or session node may miss heartbeats before it is evicted"},
+		&cli.IntFlag{Name: "replicas", Value: 2, Usage: "copies of each slot (leader + followers)"},
+		&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
+		&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
+		&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
+		flagHTTP, flagPprof,
+	}, startMeta)
+}
+
+func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	peers, err := parsePeers(c.String("peers"))
+	if err != nil {
+		return nil, err
+	}
+	n, err := meta.New(meta.Config{
+		NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
+		AdvertiseRaft: c.String("advertise-raft"), AdvertiseRPC: c.String("advertise-rpc"),
+		DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
+		Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
+		MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
+		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hasLeader := func() bool {
+		_, err := n.WaitForLeader(instant())
+		return err == nil
+	}
+	return &running{stop: func(os.Signal) error { return n.Close() }, ready: readyWhen(hasLeader, "no meta leader"),
+		metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 func dataCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "data",
-		Usage:  "run a data node: leads and follows slots of the table",
-		Before: applyConfig,
-		Flags: append([]cli.Flag{
-			flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
-			&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
-			&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
-			&cli.IntFlag{Name: "oplog-size", Value: dataserver.DefaultOpLogSize, Usage: "op-log entries kept per slot; a follower further behind gets a snapshot"},
-			&cli.IntFlag{Name: "gc-percent", Value: 50, EnvVars: []string{"SLOTREG_GC_PERCENT"},
-				Usage: "Go GC percent (as GOGC; GOGC in the environment wins unless this is given): lower keeps RSS nearer the live heap at some CPU"},
-			&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
-			&cli.DurationFlag{Name: "session-grace", Value: 3 * time.Second, Usage: "how long a session may be missing from meta's list before this node drops its connection-bound publishers (a live session evicted by mistake joins again within it)"},
-			&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
-			&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
-			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
-			&cli.Int64Flag{Name: dataserver.LimitMessageSize, Value: dataserver.DefaultMaxMessageSize, EnvVars: []string{envName(dataserver.LimitMessageSize)},
-				Usage: "largest inter-node request, in bytes; a peer announcing more is disconnected"},
-		}, securityFlags(true, false)...),
-		Action: func(c *cli.Context) error {
-			log, err := logger(c, os.Stderr)
-			if err != nil {
-				return err
-			}
-			sec, err := loadSecurity(c, true)
-			if err != nil {
-				return err
-			}
-			setGCPercent(c, log)
-			n, err := dataserver.New(dataserver.Config{
-				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
-				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
-				OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
-				SessionGrace:      c.Duration("session-grace"),
-				ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
-				Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
-			})
-			if err != nil {
-				return err
-			}
-			stop := func(sig os.Signal) error {
-				// SIGTERM hands the slots off first, so nothing waits
-				// for a lease to lapse and nothing is lost; SIGINT
-				// (a whole cluster going down) just leaves.
-				if sig == syscall.SIGTERM && c.Bool("drain-on-stop") {
-					ctx, cancel := context.WithTimeout(context.Background(), c.Duration("drain-timeout"))
-					if err := n.Drain(ctx); err != nil {
-						log.Warn("stopping without a full drain", "err", err)
-					}
-					cancel()
-				}
-				return n.Close()
-			}
-			return serveUntil(c, log, stop, func() (bool, string) {
-				if n.Table() == nil {
-					return false, "no slot table yet"
-				}
-				return true, ""
-			}, n.Metrics())
-		},
+	return roleCommand("data", "run a data node: leads and follows slots of the table", true, false, []cli.Flag{
+		flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
+		&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
+		&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
+		&cli.IntFlag{Name: "oplog-size", Value: dataserver.DefaultOpLogSize, Usage: "op-log entries kept per slot; a follower further behind gets a snapshot"},
+		&cli.IntFlag{Name: "gc-percent", Value: 50, EnvVars: []string{"SLOTREG_GC_PERCENT"},
+			Usage: "Go GC percent (as GOGC; GOGC in the environment wins unless this is given): lower keeps RSS nearer the live heap at some CPU"},
+		&cli.DurationFlag{Name: "reconcile-timeout", Value: 3 * time.Second, Usage: "how long a new slot leader waits for the sessions to reconcile before it serves the slot"},
+		&cli.DurationFlag{Name: "session-grace", Value: 3 * time.Second, Usage: "how long a session may be missing from meta's list before this node drops its connection-bound publishers (a live session evicted by mistake joins again within it)"},
+		&cli.DurationFlag{Name: "replica-ack-timeout", Value: time.Second, Usage: "how long a TTL write waits for a follower to have it"},
+		&cli.BoolFlag{Name: "drain-on-stop", Value: true, Usage: "on SIGTERM, hand every led slot to another node before exiting"},
+		&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
+		&cli.Int64Flag{Name: dataserver.LimitMessageSize, Value: dataserver.DefaultMaxMessageSize, EnvVars: []string{envName(dataserver.LimitMessageSize)},
+			Usage: "largest inter-node request, in bytes; a peer announcing more is disconnected"},
+	}, startData)
+}
+
+func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	setGCPercent(c, log)
+	n, err := dataserver.New(dataserver.Config{
+		NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
+		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
+		OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
+		SessionGrace:      c.Duration("session-grace"),
+		ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
+		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
+	})
+	if err != nil {
+		return nil, err
 	}
+	stop := func(sig os.Signal) error {
+		// SIGTERM hands the slots off first, so nothing waits for a
+		// lease to lapse and nothing is lost; SIGINT (a whole cluster
+		// going down) just leaves.
+		if sig == syscall.SIGTERM && c.Bool("drain-on-stop") {
+			ctx, cancel := context.WithTimeout(context.Background(), c.Duration("drain-timeout"))
+			if err := n.Drain(ctx); err != nil {
+				log.Warn("stopping without a full drain", "err", err)
+			}
+			cancel()
+		}
+		return n.Close()
+	}
+	hasTable := func() bool { return n.Table() != nil }
+	return &running{stop: stop, ready: readyWhen(hasTable, "no slot table yet"), metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 func sessionCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "session",
-		Usage:  "run a session node: holds client connections (RESP)",
-		Before: applyConfig,
-		Flags: append([]cli.Flag{
-			flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
-			&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
-			&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
-			&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
-			&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
-			flagRequirePass, flagUsersFile,
-			&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
-				Usage: "on SIGTERM, how long clients have to go elsewhere before their connections are closed"},
-		}, append(sessionLimitFlags(), securityFlags(false, true)...)...),
-		Action: func(c *cli.Context) error {
-			log, err := logger(c, os.Stderr)
-			if err != nil {
-				return err
-			}
-			sec, err := loadSecurity(c, false)
-			if err != nil {
-				return err
-			}
-			auth, err := clientAuth(c)
-			if err != nil {
-				return err
-			}
-			n, err := sessionserver.New(sessionserver.Config{
-				NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"), Auth: auth,
-				Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
-				WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
-				Limits: sessionLimits(c), Logger: log,
-				ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
-			})
-			if err != nil {
-				return err
-			}
-			// SIGTERM tells the clients to go and gives them time to;
-			// SIGINT closes at once.
-			stop := func(s os.Signal) error {
-				if s == syscall.SIGTERM {
-					return n.Shutdown(c.Duration("shutdown-grace"))
-				}
-				return n.Close()
-			}
-			return serveUntilWith(c, log, stop, func() (bool, string) {
-				if !n.Ready() {
-					return false, "slot table incomplete"
-				}
-				return true, ""
-			}, n.HTTPHandlers(), n.Metrics())
-		},
+	return roleCommand("session", "run a session node: holds client connections (RESP)", false, true, append([]cli.Flag{
+		flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
+		&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
+		&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
+		&cli.DurationFlag{Name: "write-timeout", Value: 10 * time.Second, Usage: "how long a write may wait for its slot leader"},
+		&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
+		flagRequirePass, flagUsersFile,
+		&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
+			Usage: "on SIGTERM, how long clients have to go elsewhere before their connections are closed"},
+	}, sessionLimitFlags()...), startSession)
+}
+
+func startSession(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	auth, err := clientAuth(c)
+	if err != nil {
+		return nil, err
 	}
+	n, err := sessionserver.New(sessionserver.Config{
+		NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"), Auth: auth,
+		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
+		WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
+		Limits: sessionLimits(c), Logger: log,
+		ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// SIGTERM tells the clients to go and gives them time to; SIGINT
+	// closes at once.
+	stop := func(s os.Signal) error {
+		if s == syscall.SIGTERM {
+			return n.Shutdown(c.Duration("shutdown-grace"))
+		}
+		return n.Close()
+	}
+	return &running{stop: stop, ready: readyWhen(n.Ready, "slot table incomplete"),
+		routes: n.HTTPHandlers(), metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 // instant is a context that is already done: for readiness probes that
@@ -277,33 +285,22 @@ func instant() context.Context {
 	return ctx
 }
 
-// serveUntilSignal serves /metrics (the nodes' registries given) and
-// health (when --http is set) and blocks until SIGINT or SIGTERM, then closes the node.
-func serveUntilSignal(c *cli.Context, log *slog.Logger, closeNode func() error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
-	return serveUntil(c, log, func(os.Signal) error { return closeNode() }, ready, metrics...)
-}
-
-// serveUntil is serveUntilSignal for a node whose way of stopping depends
-// on the signal.
-func serveUntil(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string), metrics ...prometheus.Gatherer) error {
-	return serveUntilWith(c, log, closeNode, ready, nil, metrics...)
-}
-
-// serveUntilWith is serveUntil with more HTTP routes (a session's config
-// pull endpoint).
-func serveUntilWith(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) error, ready func() (bool, string),
-	routes map[string]http.Handler, metrics ...prometheus.Gatherer) error {
+// serve serves /metrics (the node's registries), health and the node's
+// routes when --http is set, and blocks until SIGINT or SIGTERM, then
+// stops the node.
+func serve(c *cli.Context, log *slog.Logger, r *running) error {
 	var hs *obs.Server
 	if addr := c.String("http"); addr != "" {
+		routes := r.routes
 		cfg, err := adminTLS(c)
 		if c.Bool("pprof") {
 			routes = withPprof(routes)
 		}
 		if err == nil {
-			hs, err = obs.ServeTLS(addr, cfg, ready, routes, metrics...)
+			hs, err = obs.ServeTLS(addr, cfg, r.ready, routes, r.metrics...)
 		}
 		if err != nil {
-			closeNode(syscall.SIGINT)
+			r.stop(syscall.SIGINT)
 			return err
 		}
 		log.Info("http endpoint", "addr", hs.Addr())
@@ -315,82 +312,72 @@ func serveUntilWith(c *cli.Context, log *slog.Logger, closeNode func(os.Signal) 
 	if hs != nil {
 		hs.Close()
 	}
-	return closeNode(s)
+	return r.stop(s)
 }
 
 func devCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "dev",
-		Usage:  "run a whole registry in one process: 1 meta, 2 data nodes, 1 session",
-		Before: applyConfig,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
-			&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
-			flagHTTP, flagPprof, flagRequirePass, flagUsersFile,
-		}, securityFlags(true, true)...),
-		Action: func(c *cli.Context) error {
-			log, err := logger(c, os.Stderr)
-			if err != nil {
-				return err
-			}
-			sec, err := loadSecurity(c, true)
-			if err != nil {
-				return err
-			}
-			dir := c.String("data-dir")
-			if dir == "" {
-				if dir, err = os.MkdirTemp("", "slotreg-dev-"); err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-			}
-			auth, err := clientAuth(c)
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", c.String("listen"))
-			if err != nil {
-				return fmt.Errorf("--listen: %w", err)
-			}
-			cl, err := cluster.Start(cluster.Options{
-				Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log,
-				Secret: sec.secret, InternodeTLS: sec.internode, PeerTLS: sec.peer, ClientTLS: sec.client,
-			})
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err = cl.WaitReady(ctx)
-			cancel()
-			if err != nil {
-				cl.Close()
-				return err
-			}
-			sess := cl.Sessions[0]
-			fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
-				sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
-			_, port, _ := net.SplitHostPort(sess.Addr())
-			if sec.client != nil {
-				fmt.Printf("connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
-			} else {
-				fmt.Printf("connect with: redis-cli -p %s\n", port)
-			}
-			fmt.Println("ready")
-			metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
-			for _, d := range cl.Data {
-				metrics = append(metrics, d.Metrics())
-			}
-			for _, s := range cl.Sessions {
-				metrics = append(metrics, s.Metrics())
-			}
-			return serveUntilWith(c, log, func(os.Signal) error { return cl.Close() }, func() (bool, string) {
-				if !sess.Ready() {
-					return false, "slot table incomplete"
-				}
-				return true, ""
-			}, sess.HTTPHandlers(), metrics...)
-		},
+	return roleCommand("dev", "run a whole registry in one process: 1 meta, 2 data nodes, 1 session", true, true, []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
+		&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
+		flagHTTP, flagPprof, flagRequirePass, flagUsersFile,
+	}, startDev)
+}
+
+func startDev(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	auth, err := clientAuth(c)
+	if err != nil {
+		return nil, err
 	}
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	dir, removeDir := c.String("data-dir"), func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "slotreg-dev-"); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		tmp := dir
+		removeDir = func() { os.RemoveAll(tmp) }
+	}
+	cl, err := cluster.Start(cluster.Options{
+		Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log,
+		Secret: sec.secret, InternodeTLS: sec.internode, PeerTLS: sec.peer, ClientTLS: sec.client,
+	})
+	if err != nil {
+		removeDir()
+		return nil, err
+	}
+	stop := func(os.Signal) error {
+		defer removeDir()
+		return cl.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = cl.WaitReady(ctx)
+	cancel()
+	if err != nil {
+		stop(syscall.SIGINT)
+		return nil, err
+	}
+	sess := cl.Sessions[0]
+	fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
+		sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
+	_, port, _ := net.SplitHostPort(sess.Addr())
+	if sec.client != nil {
+		fmt.Printf("connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
+	} else {
+		fmt.Printf("connect with: redis-cli -p %s\n", port)
+	}
+	fmt.Println("ready")
+	metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
+	for _, d := range cl.Data {
+		metrics = append(metrics, d.Metrics())
+	}
+	for _, s := range cl.Sessions {
+		metrics = append(metrics, s.Metrics())
+	}
+	return &running{stop: stop, ready: readyWhen(sess.Ready, "slot table incomplete"), routes: sess.HTTPHandlers(), metrics: metrics}, nil
 }
 
 // Client authentication of a session (and of dev's session).

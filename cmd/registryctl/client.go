@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/slotreg/slotreg/internal/netsec"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -64,10 +65,23 @@ func newEnv(c *cli.Context) (*env, error) {
 			p.sessionTLS = cfg
 		}
 	}
-	return &env{c: c, timeout: timeout, meta: &metaConn{addrs: addrs, pool: p}, pool: p}, nil
+	return &env{c: c, timeout: timeout, meta: newMetaConn(addrs, p), pool: p}, nil
 }
 
-func (e *env) close() { e.pool.close() }
+func newMetaConn(addrs []string, p *pool) *metaConn {
+	lead := metaclient.NewLeader(metaclient.LeaderOptions{
+		Metas: addrs, Secret: p.secret, TLS: p.internodeTLS,
+		ReadTimeout: p.timeout, DialTimeout: min(p.timeout, 2*time.Second),
+		// registryctl moves on to the next meta itself.
+		DialRetries: 1,
+	})
+	return &metaConn{addrs: addrs, pool: p, lead: lead}
+}
+
+func (e *env) close() {
+	e.meta.lead.Close()
+	e.pool.close()
+}
 
 // ctx is a context for one request: the command's, bounded by --timeout.
 func (e *env) ctx() (context.Context, context.CancelFunc) {
@@ -246,10 +260,13 @@ func (e *noMetaError) Error() string {
 func (e *noMetaError) Unwrap() error { return e.last }
 
 // metaConn talks to the meta group: reads go to any meta (the leader
-// first, once known), writes follow NOTLEADER to the leader.
+// first, once known), writes go to the leader through a
+// metaclient.Leader, the one follower of the meta leader that data and
+// session nodes use too.
 type metaConn struct {
 	addrs []string
 	pool  *pool
+	lead  *metaclient.Leader
 
 	mu     sync.Mutex
 	leader string // the last meta that served a write
@@ -297,74 +314,34 @@ func (m *metaConn) read(ctx context.Context, args ...any) (any, error) {
 	return nil, &noMetaError{tried: tried, last: last}
 }
 
-// write sends a command only the meta leader serves. It follows NOTLEADER
-// to the leader it names and tries the next meta when one does not
-// answer (each gets the per-request timeout) or knows no leader. Each
-// round asks every meta at most once; while metas answer but none leads
-// (an election, a new leader taking over) it asks again, for up to
-// noLeader. An error reply other than those is returned as it is (a
-// refusal).
+// write sends a command only the meta leader serves, through
+// metaclient.Leader: it follows NOTLEADER to the leader, moves on from a
+// meta that does not answer (each gets the per-request timeout), and
+// while metas answer but none leads (an election, a new leader taking
+// over) asks again for up to noLeader. Another error reply is returned
+// as a refusal; no meta answering at all is a noMetaError.
 func (m *metaConn) write(ctx context.Context, noLeader time.Duration, args ...any) (any, error) {
-	var tried []string
-	var last error
-	start := time.Now()
-	for {
-		answered := false
-		asked := map[string]bool{}
-		queue := m.order()
-		for len(queue) > 0 {
-			addr := queue[0]
-			queue = queue[1:]
-			if asked[addr] {
-				continue
-			}
-			asked[addr] = true
-			actx, cancel := context.WithTimeout(ctx, m.pool.timeout)
-			v, err := m.pool.call(actx, addr, args...)
-			cancel()
-			if err == nil {
-				m.mu.Lock()
-				m.leader, m.good = addr, addr
-				m.mu.Unlock()
-				return v, nil
-			}
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("meta %s: %w", addr, ctx.Err())
-			}
-			last = err
-			if !isReply(err) {
-				if !slices.Contains(tried, addr) {
-					tried = append(tried, addr)
-				}
-				m.mu.Lock()
-				if m.leader == addr {
-					m.leader = ""
-				}
-				m.mu.Unlock()
-				continue
-			}
-			answered = true
-			if leader, ok := proto.LeaderAddr(err); ok {
-				last = fmt.Errorf("meta %s is not the leader and names %q", addr, leader)
-				if leader != "" && !asked[leader] {
-					queue = append([]string{leader}, queue...)
-				}
-				continue
-			}
-			if !errors.Is(err, proto.ErrUnavailable) {
-				return nil, err
-			}
-		}
-		if !answered {
-			return nil, &noMetaError{tried: tried, last: last}
-		}
-		if time.Since(start) >= noLeader {
-			return nil, fmt.Errorf("no meta leader after %v: %w", noLeader.Round(time.Millisecond), last)
-		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return nil, err
-		}
+	v, err := m.lead.DoWait(ctx, noLeader, args...)
+	if err == nil {
+		addr := m.lead.Current()
+		m.mu.Lock()
+		m.leader, m.good = addr, addr
+		m.mu.Unlock()
+		return v, nil
 	}
+	var re *metaclient.ReplyError
+	switch {
+	case ctx.Err() != nil:
+		return nil, err
+	case !errors.As(err, &re):
+		m.mu.Lock()
+		m.leader = ""
+		m.mu.Unlock()
+		return nil, &noMetaError{tried: m.addrs, last: err}
+	case errors.Is(err, proto.ErrNotLeader), errors.Is(err, proto.ErrUnavailable):
+		return nil, err // no meta leader after noLeader
+	}
+	return nil, m.pool.authHint(re.Addr, &replyError{err: re.Err})
 }
 
 // leaderAddr returns the meta leader's address, found through a dry-run

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
 )

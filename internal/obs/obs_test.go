@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/internal/obs"
 )
 

@@ -8,7 +8,7 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 )
 
 // startInProc starts an in-process cluster so that one CPU profile

@@ -1,7 +1,8 @@
 // Package fuzzutil is what the fuzz targets of the session and data roles
 // share: one in-process cluster per fuzzing process, and a way to send a
 // fuzzer's bytes as a RESP command over a fresh connection. Test code
-// only; it holds no registry logic.
+// only; it holds no registry logic. It lives under cluster/, not
+// internal/, because it starts a cluster of every role.
 package fuzzutil
 
 import (
@@ -18,7 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/slotreg/slotreg/internal/cluster"
+	"github.com/slotreg/slotreg/cluster"
 )
 
 var (

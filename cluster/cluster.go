@@ -2,6 +2,10 @@
 // meta voter, data nodes and session nodes on loopback. `registry dev`
 // runs it, and tests use it as their in-process cluster. It owns no logic
 // of its own beyond wiring and waiting.
+//
+// It sits above every role package (meta, dataserver, sessionserver) and
+// nothing below them may import it: internal/ holds only leaf libraries
+// the roles share, so no import arrow runs back up from there.
 package cluster
 
 import (
