@@ -38,11 +38,9 @@ func leaderNode(tb testing.TB) *Node {
 		t.Slots[s] = slot.Assignment{Leader: "d1", LeaderEpoch: 1}
 	}
 	n.table.Store(t)
-	for s := range n.stores {
-		st := newSlotStore(s, 1, DefaultOpLogSize)
-		st.leading, st.ready = true, true
-		n.stores[s].Store(st)
-		n.watch[s].byID = make(map[string]map[*stream]struct{})
+	for s := range n.slots {
+		n.slots[s] = newSlotUnit(s, DefaultOpLogSize, log)
+		n.slots[s].lead(&t.Slots[s], &t.Slots[s]) // planned: ready at once
 	}
 	return n
 }
