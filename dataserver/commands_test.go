@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
 	"github.com/tidwall/redcon"
 )
 
@@ -108,5 +110,38 @@ func TestDispatch(t *testing.T) {
 		if got := fmt.Sprint(c.replies); !strings.HasPrefix(got, tc.want) || c.closed != tc.closed {
 			t.Errorf("%q: %s (closed %v), want %s", tc.args, got, c.closed, tc.want)
 		}
+	}
+}
+
+// A DWRITE answers each op in order: its result, or the refusal naming
+// the owner of a slot this node does not lead or is handing off.
+func TestDWriteAnswersEachOp(t *testing.T) {
+	n := leaderNode(t)
+	ids := map[int]string{} // slot -> a dataInfoId in it
+	for i := 0; len(ids) < 3; i++ {
+		id := fmt.Sprint("svc-", i)
+		ids[slot.Of(id)] = id
+	}
+	var order []string
+	for _, id := range ids {
+		order = append(order, id)
+	}
+	n.slots[slot.Of(order[1])].drop()
+	u := n.slots[slot.Of(order[2])]
+	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 1, Target: "d2"}, nil)
+	mustWrite(t, u, "s1", reg(order[2], "before", "d", "c", 0))
+	u.ack("d2", 1, 1) // the target follows and has it all
+	u.handoffStep(true, time.Now())
+	w := proto.DWrite{Epoch: 1, SessionID: "s1"}
+	for _, id := range order {
+		w.Ops = append(w.Ops, proto.Op{Type: proto.OpRegister, DataInfoID: id, RegisterID: "r", Data: "d", ConnID: "c"})
+	}
+	cmd, _ := redcon.Parse(w.AppendRESP(nil))
+	c := &replyConn{}
+	n.handle(c, cmd)
+	if len(c.replies) != 4 || c.replies[0] != "*3" || c.replies[1] != ":4294967297" ||
+		!strings.HasPrefix(c.replies[2], "-NOTOWNER") || !strings.Contains(c.replies[2], "d1") ||
+		!strings.HasPrefix(c.replies[3], "-NOTOWNER") || !strings.Contains(c.replies[3], "d2") {
+		t.Fatalf("replies %q", c.replies)
 	}
 }
