@@ -298,7 +298,10 @@ func (n *Node) catchUp(epoch uint64) {
 func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	n.catchUp(w.Epoch)
 	now := time.Now().UnixNano()
-	results := make([]any, len(w.Ops))
+	// Results are versions (or 1 and 0), refusals the rare case: kept
+	// apart, a result costs no allocation to box it.
+	results := make([]uint64, len(w.Ops))
+	var refused []error // by op; made on the first refusal
 	// Writes to TTL publishers are acknowledged once a follower has them.
 	var durable map[*slotUnit]uint64
 	appended := false
@@ -308,11 +311,14 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		u := n.slots[s]
 		res, target, ok := u.write(w.SessionID, op, now)
 		if !ok {
+			if refused == nil {
+				refused = make([]error, len(w.Ops))
+			}
 			if target == "" {
-				results[i] = n.ownerError(s)
+				refused[i] = n.ownerError(s)
 			} else {
 				t := n.table.Load()
-				results[i] = &proto.NotOwnerError{Slot: s, Owner: target, Addr: addrOf(t, target), Epoch: t.Epoch}
+				refused[i] = &proto.NotOwnerError{Slot: s, Owner: target, Addr: addrOf(t, target), Epoch: t.Epoch}
 			}
 			continue
 		}
@@ -333,12 +339,11 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		n.awaitReplicas(durable)
 	}
 	conn.WriteArray(len(results))
-	for _, r := range results {
-		switch r := r.(type) {
-		case uint64:
+	for i, r := range results {
+		if refused != nil && refused[i] != nil {
+			conn.WriteError(proto.ToRESP(refused[i]))
+		} else {
 			conn.WriteUint64(r)
-		case error:
-			conn.WriteError(proto.ToRESP(r))
 		}
 	}
 }
