@@ -45,9 +45,9 @@ func (n *Node) catchUpSlots(sds []proto.SlotDigest) {
 
 func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 	n.catchUpSlots([]proto.SlotDigest{{Slot: s.Slot, LeaderEpoch: s.LeaderEpoch}})
-	changed, ok := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Pubs)
+	changed, target, ok := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Pubs)
 	if !ok {
-		conn.WriteError(proto.ToRESP(n.ownerError(s.Slot)))
+		conn.WriteError(proto.ToRESP(n.refusal(s.Slot, target)))
 		return
 	}
 	if len(changed) > 0 {

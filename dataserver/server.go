@@ -314,12 +314,7 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 			if refused == nil {
 				refused = make([]error, len(w.Ops))
 			}
-			if target == "" {
-				refused[i] = n.ownerError(s)
-			} else {
-				t := n.table.Load()
-				refused[i] = &proto.NotOwnerError{Slot: s, Owner: target, Addr: addrOf(t, target), Epoch: t.Epoch}
-			}
+			refused[i] = n.refusal(s, target)
 			continue
 		}
 		n.countOp(op.Type)
@@ -348,9 +343,16 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	}
 }
 
-func addrOf(t *slot.Table, id string) string {
-	a, _ := t.Addr(id)
-	return a
+// refusal is the error for a write or sync to slot s that its unit
+// refused: NOTOWNER naming the handoff target when it has one, else the
+// owner by this node's table.
+func (n *Node) refusal(s int, target string) error {
+	if target == "" {
+		return n.ownerError(s)
+	}
+	t := n.table.Load()
+	addr, _ := t.Addr(target)
+	return &proto.NotOwnerError{Slot: s, Owner: target, Addr: addr, Epoch: t.Epoch}
 }
 
 // awaitReplicas waits until a follower of each slot has applied the given

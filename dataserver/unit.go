@@ -334,13 +334,19 @@ func (u *slotUnit) compareDigest(session string, epoch uint64, dg proto.Digest) 
 
 // syncSession answers a session's DSYNC: its connection-bound publishers
 // in the slot become exactly pubs, and the session counts as reconciled.
-// It returns the dataInfoIds that changed (their watchers are told); ok
-// is false when the node does not lead the slot at epoch.
-func (u *slotUnit) syncSession(session string, epoch uint64, pubs []proto.SyncPub) (changed []string, ok bool) {
+// It returns the dataInfoIds that changed (their watchers are told). ok
+// is false when the node does not lead the slot at epoch, or is handing
+// it off (target is then set, as for a write): the target has caught up
+// with the log, and what a sync changed now would not reach it, so the
+// session syncs with whichever node leads next.
+func (u *slotUnit) syncSession(session string, epoch uint64, pubs []proto.SyncPub) (changed []string, target string, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.leads(epoch) {
-		return nil, false
+		return nil, "", false
+	}
+	if u.frozen {
+		return nil, u.target, false
 	}
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])
 	changed = u.store.sync(session, pubs)
@@ -348,7 +354,7 @@ func (u *slotUnit) syncSession(session string, epoch uint64, pubs []proto.SyncPu
 		u.notify(id)
 	}
 	u.reconciled(session)
-	return changed, true
+	return changed, "", true
 }
 
 // dropSessions removes, as the leader, the connection-bound publishers of

@@ -334,7 +334,7 @@ func TestUnitReconcile(t *testing.T) {
 		{"s1 digest differs", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && !eq }, false},
 		{"s1 at another epoch", func() bool { _, ok := u.compareDigest("s1", 1, one); return !ok }, false},
 		{"s1 syncs", func() bool {
-			ch, ok := u.syncSession("s1", 2, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
+			ch, _, ok := u.syncSession("s1", 2, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
 			return ok && len(ch) == 1
 		}, false},
 		{"s1 digest now equal", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && eq }, false},
@@ -452,6 +452,15 @@ func TestUnitHandoffStep(t *testing.T) {
 	step := u.handoffStep(true, now.Add(handoffDrain+time.Millisecond))
 	if step.action != stepThawed || step.target != "d2" || step.acked != seq || frozen() {
 		t.Fatalf("after the drain timeout: %+v", step)
+	}
+	// A frozen slot refuses a session's sync as it refuses writes.
+	u.handoffStep(true, now)
+	if _, target, ok := u.syncSession("s1", 1, nil); ok || target != "d2" {
+		t.Fatalf("sync while frozen: ok %v target %q", ok, target)
+	}
+	u.thaw()
+	if _, _, ok := u.syncSession("s1", 1, nil); !ok {
+		t.Fatal("sync refused once thawed")
 	}
 	// Not the target's slot any more, or not led: nothing to do.
 	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 1}, nil)
