@@ -39,7 +39,8 @@ func (s *slotStore) contentHash() uint64 {
 // handleStats answers DSTATS [GC]: per slot this node holds, its role,
 // position, size and content hash, for led slots each session's digest,
 // and the node's heap.
-func (n *Node) handleStats(conn redcon.Conn, args [][]byte) {
+func (n *Node) handleStats(conn redcon.Conn, cmd redcon.Command) {
+	args := cmd.Args
 	gc := len(args) == 2 && strings.EqualFold(string(args[1]), proto.OptGC)
 	if len(args) > 1 && !gc {
 		conn.WriteError("ERR usage: DSTATS [GC]")
@@ -48,28 +49,10 @@ func (n *Node) handleStats(conn redcon.Conn, args [][]byte) {
 	out := proto.DataStats{Node: n.cfg.NodeID}
 	mem := obs.ReadMemory(gc)
 	out.Memory = &mem
-	for s := range n.stores {
-		st := n.stores[s].Load()
-		if st == nil {
-			continue
+	for _, u := range n.slots {
+		if ss, ok := u.stats(); ok {
+			out.Slots = append(out.Slots, ss)
 		}
-		st.mu.Lock()
-		ss := proto.SlotStats{
-			Slot: s, LeaderEpoch: st.leaderEpoch, Seq: st.seq,
-			Publishers: st.publishers, Datums: st.datums.Len(), Hash: st.contentHash(), Ready: st.ready,
-		}
-		if !st.leading {
-			ss.Role = proto.RoleFollower
-			ss.Ready = st.leaderEpoch != 0 // holds a copy of some leader's slot
-		} else {
-			ss.Role = proto.RoleLeader
-			ss.Sessions = make(map[string]proto.Digest, len(st.digests))
-			for id, d := range st.digests {
-				ss.Sessions[id] = *d
-			}
-		}
-		st.mu.Unlock()
-		out.Slots = append(out.Slots, ss)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

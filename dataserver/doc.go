@@ -3,6 +3,13 @@
 // versions, keeps the slot's op-log and streams change notices to the
 // sessions that watch a dataInfoId.
 //
+// The slot is the unit: a slotUnit (unit.go, unit_repl.go) owns one
+// slot's store and op-log, this node's role for it, its followers' acks,
+// its reconcile and handoff state and its watchers, under a lock no other
+// file takes; the node holds 256 of them and the rest of the package calls
+// their methods. Commands reach their handlers through one table
+// (commands.go).
+//
 // It must never accept a write for a slot it does not lead by its latest
 // table (it refuses with NOTOWNER naming the owner), never issue a version
 // lower than one it issued before for the same dataInfoId, and never block

@@ -93,39 +93,24 @@ func (n *Node) handoffLoop() {
 			if busy[s] || now.Before(retries[s].at) {
 				continue
 			}
-			st := n.stores[s].Load()
-			if st == nil {
-				continue
-			}
-			st.mu.Lock()
-			if !st.leading || st.target == "" || !st.ready {
-				st.mu.Unlock()
-				continue
-			}
-			acked, following := st.acked[st.target]
-			switch {
-			case !st.frozen && following && metaUp && st.seq-min(acked, st.seq) <= handoffLag:
-				st.frozen = true
-				st.frozenAt = time.Now()
-			case st.frozen && acked >= st.seq:
+			step := n.slots[s].handoffStep(metaUp, now)
+			switch step.action {
+			case stepCommit:
 				busy[s] = true
-				target, epoch := st.target, st.leaderEpoch
 				n.wg.Add(1)
 				go func() {
 					defer n.wg.Done()
-					ok := n.handoff(s, target, epoch)
+					ok := n.handoff(s, step.target, step.epoch)
 					select {
 					case done <- handoffResult{s, ok}:
 					case <-n.stop:
 					}
 				}()
-			case st.frozen && time.Since(st.frozenAt) > handoffDrain:
-				st.frozen = false
+			case stepThawed:
 				failed(s)
-				n.log.Warn("handoff: target did not drain in time; slot thawed", "slot", s, "target", st.target,
-					"seq", st.seq, "acked", acked)
+				n.log.Warn("handoff: target did not drain in time; slot thawed", "slot", s, "target", step.target,
+					"seq", step.seq, "acked", step.acked)
 			}
-			st.mu.Unlock()
 		}
 	}
 }
@@ -142,11 +127,7 @@ func (n *Node) handoff(s int, target string, epoch uint64) bool {
 		return true
 	}
 	n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)
-	if st := n.stores[s].Load(); st != nil {
-		st.mu.Lock()
-		st.frozen = false
-		st.mu.Unlock()
-	}
+	n.slots[s].thaw()
 	return false
 }
 

@@ -65,8 +65,7 @@ func benchStoreMemory(b *testing.B, n int) {
 		b.StartTimer()
 		var stores [slot.Count]*slotStore
 		for s := range stores {
-			stores[s] = newSlotStore(s, 1, 4096)
-			stores[s].leading = true
+			stores[s] = newSlotStore(1, 4096)
 		}
 		for i := range ops {
 			op := &ops[i]
@@ -97,14 +96,13 @@ func benchStoreMemory(b *testing.B, n int) {
 // the leader of one slot.
 func BenchmarkStoreApplyNew(b *testing.B) {
 	ops := fillOps(1<<16, 1<<16/100, 50)
-	s := newSlotStore(0, 1, 4096)
-	s.leading = true
+	s := newSlotStore(1, 4096)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		if i == len(ops) {
 			b.StopTimer()
-			s = newSlotStore(0, 1, 4096)
+			s = newSlotStore(1, 4096)
 			i = 0
 			b.StartTimer()
 		}
@@ -116,7 +114,7 @@ func BenchmarkStoreApplyNew(b *testing.B) {
 // BenchmarkStoreRegisterUnregister adds and removes a publisher of a
 // service that has 100.
 func BenchmarkStoreRegisterUnregister(b *testing.B) {
-	s := newSlotStore(0, 1, 4096)
+	s := newSlotStore(1, 4096)
 	for _, op := range fillOps(100, 1, 1) {
 		s.apply("session-1", &op, 0)
 	}
@@ -132,19 +130,19 @@ func BenchmarkStoreRegisterUnregister(b *testing.B) {
 // BenchmarkReplay applies a leader's entries on a follower, as a pull
 // reply delivers them.
 func BenchmarkReplay(b *testing.B) {
-	leader := newSlotStore(0, 1, 1<<16)
+	leader := newSlotStore(1, 1<<16)
 	ops := fillOps(1<<16, 1<<16/100, 50)
 	for i := range ops {
 		leader.apply("session-1", &ops[i], 0)
 	}
 	es, _ := leader.log.since(0, 0)
-	f := newSlotStore(0, 1, 4096)
+	f := newSlotStore(1, 4096)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		if i == len(es) {
 			b.StopTimer()
-			f, i = newSlotStore(0, 1, 4096), 0
+			f, i = newSlotStore(1, 4096), 0
 			b.StartTimer()
 		}
 		f.replay(&es[i], 0)
@@ -155,7 +153,7 @@ func BenchmarkReplay(b *testing.B) {
 // BenchmarkOpLogSince reads a full pull batch of 4096 entries, as a
 // leader answering a follower's DPULL does.
 func BenchmarkOpLogSince(b *testing.B) {
-	s := newSlotStore(0, 1, 4096)
+	s := newSlotStore(1, 4096)
 	ops := fillOps(8192, 80, 50)
 	for i := range ops {
 		s.apply("session-1", &ops[i], 0)

@@ -62,8 +62,8 @@ var (
 		"On the leader: the largest number of op-log entries a follower of one of its slots has yet to apply.", nil, nil)
 )
 
-// slotCollector walks the slot stores once per scrape, holding each
-// slot's lock only while it reads that slot's counters.
+// slotCollector walks the slots once per scrape, each holding its lock
+// only while it reads its counters.
 type slotCollector struct{ n *Node }
 
 func (c *slotCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -77,31 +77,23 @@ func (c *slotCollector) Collect(ch chan<- prometheus.Metric) {
 	t := n.table.Load()
 	var led, followed, pubs, replicas, datums int
 	var lag uint64
-	for s := range n.stores {
-		st := n.stores[s].Load()
-		if st == nil {
-			continue
+	for s, u := range n.slots {
+		var followers []string
+		if t != nil {
+			followers = t.Slots[s].Followers
 		}
-		st.mu.Lock()
-		if st.retired {
-			st.mu.Unlock()
-			continue
-		}
-		if st.leading {
+		c := u.counts(followers)
+		switch {
+		case !c.held:
+		case c.leading:
 			led++
-			pubs += st.publishers
-			datums += st.datums.Len()
-			if t != nil {
-				// A follower that has not acked yet is behind by all of seq.
-				for _, f := range t.Slots[s].Followers {
-					lag = max(lag, st.seq-min(st.acked[f], st.seq))
-				}
-			}
-		} else {
+			pubs += c.publishers
+			datums += c.datums
+			lag = max(lag, c.lag)
+		default:
 			followed++
-			replicas += st.publishers
+			replicas += c.publishers
 		}
-		st.mu.Unlock()
 	}
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)

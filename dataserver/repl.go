@@ -53,12 +53,7 @@ type pullResult struct {
 	blob  []byte
 }
 
-func (n *Node) handlePull(conn redcon.Conn, args [][]byte) {
-	p, err := proto.ParseDPull(args)
-	if err != nil {
-		conn.WriteError(proto.ToRESP(err))
-		return
-	}
+func (n *Node) handlePull(conn redcon.Conn, p *proto.DPull) {
 	n.ackPull(p)
 	deadline := time.Now().Add(time.Duration(p.WaitMs) * time.Millisecond)
 	for {
@@ -114,15 +109,7 @@ func pause(d time.Duration, stop <-chan struct{}) bool {
 // ackPull records each position as what the follower has applied.
 func (n *Node) ackPull(p *proto.DPull) {
 	for _, pos := range p.Pos {
-		st := n.stores[pos.Slot].Load()
-		if st == nil {
-			continue
-		}
-		st.mu.Lock()
-		if st.leading && !st.retired && pos.LeaderEpoch == st.leaderEpoch {
-			st.ack(p.Follower, pos.Seq)
-		}
-		st.mu.Unlock()
+		n.slots[pos.Slot].ack(p.Follower, pos.LeaderEpoch, pos.Seq)
 	}
 }
 
@@ -133,20 +120,9 @@ func (n *Node) ackPull(p *proto.DPull) {
 // at once, since lingering would add to that write's latency.
 func (n *Node) pullBacklog(p *proto.DPull) (total int, urgent bool) {
 	for _, pos := range p.Pos {
-		st := n.stores[pos.Slot].Load()
-		if st == nil {
-			continue
-		}
-		st.mu.Lock()
-		switch {
-		case !st.leading || st.retired:
-		case pos.LeaderEpoch != st.leaderEpoch:
-			total += pullFull
-		case st.seq > pos.Seq:
-			total += int(min(st.seq-pos.Seq, pullFull))
-			urgent = urgent || st.ackWait
-		}
-		st.mu.Unlock()
+		b, u := n.slots[pos.Slot].backlog(pos.LeaderEpoch, pos.Seq)
+		total += b
+		urgent = urgent || u
 	}
 	return total, urgent
 }
@@ -157,27 +133,9 @@ func (n *Node) pullOnce(p *proto.DPull) []pullResult {
 	var res []pullResult
 	now := time.Now().UnixNano()
 	for _, pos := range p.Pos {
-		st := n.stores[pos.Slot].Load()
-		if st == nil {
-			continue
-		}
-		var snap *proto.SlotSnapshot
-		st.mu.Lock()
-		if !st.leading || st.retired {
-			st.mu.Unlock()
-			continue
-		}
-		epoch := st.leaderEpoch
-		var es []LogEntry
-		ok := false
-		if pos.LeaderEpoch == st.leaderEpoch {
-			es, ok = st.log.since(pos.Seq, pullMaxBatch)
-		}
-		if !ok {
-			snap = st.dump(now)
-		}
-		st.mu.Unlock()
+		epoch, es, snap, ok := n.slots[pos.Slot].since(pos.LeaderEpoch, pos.Seq, pullMaxBatch, now)
 		switch {
+		case !ok:
 		case snap != nil:
 			res = append(res, pullResult{slot: pos.Slot, kind: proto.PullSnap, epoch: epoch, blob: snap.AppendBinary(nil)})
 		case len(es) > 0:
@@ -351,15 +309,9 @@ func (r *replicator) positions(leader string) *proto.DPull {
 		if t.Slots[s].Leader != leader {
 			continue
 		}
-		st := n.stores[s].Load()
-		if st == nil {
-			continue
+		if epoch, seq, ok := n.slots[s].position(); ok {
+			req.Pos = append(req.Pos, proto.PullPos{Slot: s, LeaderEpoch: epoch, Seq: seq})
 		}
-		st.mu.Lock()
-		if !st.leading {
-			req.Pos = append(req.Pos, proto.PullPos{Slot: s, LeaderEpoch: st.leaderEpoch, Seq: st.seq})
-		}
-		st.mu.Unlock()
 	}
 	return req
 }
@@ -378,10 +330,7 @@ func (r *replicator) applyResult(v *rlink.Reply, now int64, leader string) {
 	if t := n.table.Load(); t == nil || t.Slots[s].Leader != leader {
 		return
 	}
-	st := n.stores[s].Load()
-	if st == nil {
-		return
-	}
+	u := n.slots[s]
 	switch kind {
 	case proto.PullLog:
 		es, err := proto.ParseEntries(blob)
@@ -389,31 +338,15 @@ func (r *replicator) applyResult(v *rlink.Reply, now int64, leader string) {
 			n.log.Warn("bad pull reply", "slot", s, "leader", leader, "err", err)
 			return
 		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if st.leading || st.retired {
-			return
-		}
-		for i := range es {
-			if es[i].Seq != st.seq+1 {
-				// A gap: start over from a snapshot.
-				st.leaderEpoch = 0
-				return
-			}
-			st.replay(&es[i], now)
-		}
+		u.replay(es, now)
 	case proto.PullSnap:
 		snap, err := proto.ParseSlotSnapshot(blob)
 		if err != nil {
 			n.log.Warn("bad snapshot", "slot", s, "leader", leader, "err", err)
 			return
 		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if st.leading || st.retired {
-			return
+		if u.install(snap, now) {
+			n.log.Debug("installed slot snapshot", "slot", s, "leader", leader, "seq", snap.Seq, "datums", len(snap.Datums))
 		}
-		st.install(snap, now)
-		n.log.Debug("installed slot snapshot", "slot", s, "leader", leader, "seq", snap.Seq, "datums", len(snap.Datums))
 	}
 }

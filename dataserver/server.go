@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,15 +129,14 @@ func (c *Config) setDefaults() {
 
 // Node is a running data node.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	ln     net.Listener
-	gate   *netsec.Gate // the cluster secret's check, before every handler
-	addr   string
-	meta   *metaclient.Client
-	table  atomic.Pointer[slot.Table]
-	stores [slot.Count]atomic.Pointer[slotStore]
-	watch  [slot.Count]watchers
+	cfg   Config
+	log   *slog.Logger
+	ln    net.Listener
+	gate  *netsec.Gate // the cluster secret's check, before every handler
+	addr  string
+	meta  *metaclient.Client
+	table atomic.Pointer[slot.Table]
+	slots [slot.Count]*slotUnit // every slot, held or not
 
 	tableMu sync.Mutex // serialises onTable
 	repl    *replicator
@@ -202,8 +200,8 @@ func New(cfg Config) (*Node, error) {
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
-	for i := range n.watch {
-		n.watch[i].byID = make(map[string]map[*stream]struct{})
+	for s := range n.slots {
+		n.slots[s] = newSlotUnit(s, cfg.OpLogSize, n.log)
 	}
 	mc, err := metaclient.NewClient(metaclient.Config{
 		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
@@ -295,86 +293,39 @@ func (n *Node) catchUp(epoch uint64) {
 	}
 }
 
-func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
-	if !n.gate.Allow(conn, cmd.Args) {
-		return
-	}
-	name := strings.ToLower(string(cmd.Args[0]))
-	switch name {
-	case proto.CmdDWrite:
-		n.handleWrite(conn, cmd.Args)
-	case proto.CmdDLookup:
-		n.handleLookup(conn, cmd.Args)
-	case proto.CmdDPull:
-		n.handlePull(conn, cmd.Args)
-	case proto.CmdDReconcile:
-		n.handleReconcile(conn, cmd.Args)
-	case proto.CmdDSync:
-		n.handleSync(conn, cmd.Args)
-	case proto.CmdDStats:
-		n.handleStats(conn, cmd.Args)
-	case proto.CmdSubscribe:
-		n.startStream(conn, cmd)
-	case proto.CmdPing:
-		conn.WriteString("PONG")
-	case proto.CmdQuit:
-		conn.WriteString("OK")
-		conn.Close()
-	default:
-		conn.WriteError(fmt.Sprintf("ERR unknown command '%s'", truncate(cmd.Args[0])))
-	}
-}
-
-func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
-	w, err := proto.ParseDWrite(args)
-	if err != nil {
-		conn.WriteError(proto.ToRESP(err))
-		return
-	}
+// handleWrite applies a DWRITE batch, each op on the slot it hashes to,
+// and answers with one result or error per op.
+func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	n.catchUp(w.Epoch)
 	now := time.Now().UnixNano()
-	results := make([]any, len(w.Ops))
-	// Writes to TTL publishers are acknowledged once a follower has them:
-	// unlike connection-bound ones, no session holds them to restore.
-	var durable map[*slotStore]uint64
+	// Results are versions (or 1 and 0), refusals the rare case: kept
+	// apart, a result costs no allocation to box it.
+	results := make([]uint64, len(w.Ops))
+	var refused []error // by op; made on the first refusal
+	// Writes to TTL publishers are acknowledged once a follower has them.
+	var durable map[*slotUnit]uint64
 	appended := false
 	for i := range w.Ops {
 		op := &w.Ops[i]
 		s := slot.Of(op.DataInfoID)
-		st := n.stores[s].Load()
-		if st == nil {
-			results[i] = n.ownerError(s)
-			continue
-		}
-		st.mu.Lock()
-		if !st.leading || st.retired {
-			st.mu.Unlock()
-			results[i] = n.ownerError(s)
-			continue
-		}
-		if st.frozen {
-			t := n.table.Load()
-			st.mu.Unlock()
-			results[i] = &proto.NotOwnerError{Slot: s, Owner: st.target, Addr: addrOf(t, st.target), Epoch: t.Epoch}
-			continue
-		}
-		res, changed, ttl := st.apply(w.SessionID, op, now)
-		n.countOp(op.Type)
-		if ttl {
-			if durable == nil {
-				durable = make(map[*slotStore]uint64)
+		u := n.slots[s]
+		res, target, ok := u.write(w.SessionID, op, now)
+		if !ok {
+			if refused == nil {
+				refused = make([]error, len(w.Ops))
 			}
-			durable[st] = st.seq
-			// A writer will wait for this slot's acks: pulls answer it
-			// without lingering (see pullBacklog).
-			st.ackWait = true
+			refused[i] = n.refusal(s, target)
+			continue
 		}
-		st.mu.Unlock()
-		results[i] = res
-		if changed {
-			appended = true
-			n.watch[s].notify(op.DataInfoID)
+		n.countOp(op.Type)
+		if res.durable != 0 {
+			if durable == nil {
+				durable = make(map[*slotUnit]uint64)
+			}
+			durable[u] = res.durable
 		}
+		results[i] = res.result
+		appended = appended || res.changed
 	}
 	if appended || durable != nil {
 		n.signalAppend()
@@ -383,33 +334,37 @@ func (n *Node) handleWrite(conn redcon.Conn, args [][]byte) {
 		n.awaitReplicas(durable)
 	}
 	conn.WriteArray(len(results))
-	for _, r := range results {
-		switch r := r.(type) {
-		case uint64:
+	for i, r := range results {
+		if refused != nil && refused[i] != nil {
+			conn.WriteError(proto.ToRESP(refused[i]))
+		} else {
 			conn.WriteUint64(r)
-		case error:
-			conn.WriteError(proto.ToRESP(r))
 		}
 	}
 }
 
-func addrOf(t *slot.Table, id string) string {
-	a, _ := t.Addr(id)
-	return a
+// refusal is the error for a write or sync to slot s that its unit
+// refused: NOTOWNER naming the handoff target when it has one, else the
+// owner by this node's table.
+func (n *Node) refusal(s int, target string) error {
+	if target == "" {
+		return n.ownerError(s)
+	}
+	t := n.table.Load()
+	addr, _ := t.Addr(target)
+	return &proto.NotOwnerError{Slot: s, Owner: target, Addr: addr, Epoch: t.Epoch}
 }
 
 // awaitReplicas waits until a follower of each slot has applied the given
 // seq, or ReplicaAckTimeout passes (a follower that is down must not stop
 // writes; the lease will replace it).
-func (n *Node) awaitReplicas(want map[*slotStore]uint64) {
+func (n *Node) awaitReplicas(want map[*slotUnit]uint64) {
 	deadline := time.NewTimer(n.cfg.ReplicaAckTimeout)
 	defer deadline.Stop()
 	t := n.table.Load()
-	for st, seq := range want {
+	for u, seq := range want {
 		for {
-			st.mu.Lock()
-			done, ch := st.replicated(seq, t.Slots[st.id].Followers)
-			st.mu.Unlock()
+			done, ch := u.replicated(seq, t.Slots[u.id].Followers)
 			if done {
 				break
 			}
@@ -417,7 +372,7 @@ func (n *Node) awaitReplicas(want map[*slotStore]uint64) {
 			case <-ch:
 				continue
 			case <-deadline.C:
-				n.log.Warn("no follower acknowledged a TTL write in time", "slot", st.id, "seq", seq)
+				n.log.Warn("no follower acknowledged a TTL write in time", "slot", u.id, "seq", seq)
 				return
 			case <-n.stop:
 				return
@@ -426,12 +381,7 @@ func (n *Node) awaitReplicas(want map[*slotStore]uint64) {
 	}
 }
 
-func (n *Node) handleLookup(conn redcon.Conn, args [][]byte) {
-	l, err := proto.ParseDLookup(args)
-	if err != nil {
-		conn.WriteError(proto.ToRESP(err))
-		return
-	}
+func (n *Node) handleLookup(conn redcon.Conn, l *proto.DLookup) {
 	n.catchUp(l.Epoch)
 	d, err := n.snapshot(l.DataInfoID)
 	if err != nil {
@@ -441,22 +391,17 @@ func (n *Node) handleLookup(conn redcon.Conn, args [][]byte) {
 	conn.WriteBulk(d.AppendBinary(nil))
 }
 
-// snapshot reads a datum from the store of its slot, or says who owns it.
+// snapshot reads a datum from the unit of its slot, or says who owns it.
 func (n *Node) snapshot(id string) (*proto.Datum, error) {
 	s := slot.Of(id)
-	st := n.stores[s].Load()
-	if st == nil {
+	d, leading, ready := n.slots[s].read(id)
+	if !leading {
 		return nil, n.ownerError(s)
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.leading || st.retired {
-		return nil, n.ownerError(s)
-	}
-	if !st.ready {
+	if !ready {
 		return nil, proto.Errorf(proto.ErrUnavailable, "slot %d is reconciling with the sessions after a leader change", s)
 	}
-	return st.snapshot(id), nil
+	return d, nil
 }
 
 // sweep expires TTL publishers on the slots this node leads.
@@ -471,21 +416,8 @@ func (n *Node) sweep() {
 		case <-tick.C:
 		}
 		now := time.Now().UnixNano()
-		for s := range n.stores {
-			st := n.stores[s].Load()
-			if st == nil {
-				continue
-			}
-			st.mu.Lock()
-			var changed []string
-			if st.leading && !st.frozen {
-				changed = st.expire(now)
-			}
-			st.mu.Unlock()
-			for _, id := range changed {
-				n.watch[s].notify(id)
-			}
-			if len(changed) > 0 {
+		for _, u := range n.slots {
+			if u.expire(now) {
 				n.signalAppend()
 			}
 		}
@@ -509,21 +441,18 @@ type Stats struct {
 // Stats reads the counters of every led slot.
 func (n *Node) Stats() Stats {
 	var st Stats
-	for s := range n.stores {
-		ss := n.stores[s].Load()
-		if ss == nil {
-			continue
-		}
-		ss.mu.Lock()
-		if ss.leading {
+	for _, u := range n.slots {
+		c := u.counts(nil)
+		switch {
+		case !c.held:
+		case c.leading:
 			st.SlotsLed++
-			st.Datums += ss.datums.Len()
-			st.Publishers += ss.publishers
-		} else {
+			st.Datums += c.datums
+			st.Publishers += c.publishers
+		default:
 			st.SlotsFollowed++
-			st.Replicas += ss.publishers
+			st.Replicas += c.publishers
 		}
-		ss.mu.Unlock()
 	}
 	st.Pulls, st.Repairs = n.pulls.Load(), n.repairs.Load()
 	n.sessMu.Lock()
@@ -536,23 +465,10 @@ func (n *Node) Stats() Stats {
 // follows, so a failover promotes the most caught-up follower.
 func (n *Node) progress() map[int]uint64 {
 	out := make(map[int]uint64)
-	for s := range n.stores {
-		st := n.stores[s].Load()
-		if st == nil {
-			continue
+	for s, u := range n.slots {
+		if epoch, seq, ok := u.position(); ok && epoch != 0 {
+			out[s] = seq
 		}
-		st.mu.Lock()
-		if !st.leading && st.leaderEpoch != 0 {
-			out[s] = st.seq
-		}
-		st.mu.Unlock()
 	}
 	return out
-}
-
-func truncate(b []byte) string {
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
 }

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -107,17 +106,15 @@ func expiryLess(a, b expiryKey) bool {
 }
 
 // slotStore is this node's copy of one slot, as its leader or a follower:
-// datums, op-log, TTL deadlines and per-session digests, under one mutex.
-// Slots never share a lock, so writes to different slots run in parallel.
+// datums, op-log, TTL deadlines and per-session digests. It has no lock
+// and no notion of its role: the slot's slotUnit holds it, guards it and
+// decides what may run on it.
 //
 // The leader assigns each write the next seq and the version
 // leaderEpoch<<32|seq; a follower replays the leader's entries with the
 // seq and version they carry, so a promoted follower continues the same
 // sequence and the same versions.
 type slotStore struct {
-	mu          sync.Mutex
-	id          int
-	leading     bool
 	leaderEpoch uint64 // the epoch of the leader this copy follows (or is)
 	seq         uint64
 	datums      btree.Map[string, *datum]
@@ -126,29 +123,15 @@ type slotStore struct {
 	publishers  int
 	owners      map[ownerKey]*owner      // interned owners of connection-bound publishers
 	digests     map[string]*proto.Digest // session -> its connection-bound publishers
-	retired     bool                     // the node no longer holds the slot
-
-	// Leader only.
-	ready    bool                // reconciled with the sessions: may serve reads and pushes
-	waiting  map[string]struct{} // sessions a new leader still waits for
-	frozen   bool                // handing the slot off: refuse writes
-	frozenAt time.Time           // when it froze
-	target   string              // the node the slot is handed to
-	acked    map[string]uint64   // follower -> seq it has applied
-	ackCh    chan struct{}       // closed and replaced when acked grows and someone waits
-	ackWait  bool                // replicated handed out ackCh
 }
 
-func newSlotStore(id int, leaderEpoch uint64, logSize int) *slotStore {
+func newSlotStore(leaderEpoch uint64, logSize int) *slotStore {
 	return &slotStore{
-		id:          id,
 		leaderEpoch: leaderEpoch,
 		expiry:      btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true}),
 		log:         newOpLog(logSize, opLogMaxBytes),
 		owners:      make(map[ownerKey]*owner),
 		digests:     make(map[string]*proto.Digest),
-		acked:       make(map[string]uint64),
-		ackCh:       make(chan struct{}),
 	}
 }
 
@@ -549,33 +532,4 @@ func (s *slotStore) install(snap *proto.SlotSnapshot, now int64) {
 	}
 	s.leaderEpoch, s.seq = snap.LeaderEpoch, snap.Seq
 	s.log.reset(snap.Seq)
-}
-
-// ack records that follower has applied up to seq and wakes writers
-// waiting for it.
-func (s *slotStore) ack(follower string, seq uint64) {
-	if seq <= s.acked[follower] {
-		return
-	}
-	s.acked[follower] = seq
-	if s.ackWait {
-		close(s.ackCh)
-		s.ackCh = make(chan struct{})
-		s.ackWait = false
-	}
-}
-
-// replicated says whether some follower has applied seq; if not, it
-// returns a channel that closes when acks move.
-func (s *slotStore) replicated(seq uint64, followers []string) (bool, <-chan struct{}) {
-	if len(followers) == 0 {
-		return true, nil
-	}
-	for _, f := range followers {
-		if s.acked[f] >= seq {
-			return true, nil
-		}
-	}
-	s.ackWait = true
-	return false, s.ackCh
 }

@@ -13,7 +13,7 @@ func reg(id, rid, data, conn string, ttl uint32) *proto.Op {
 }
 
 func TestStoreVersionsRiseAndEntriesSort(t *testing.T) {
-	s := newSlotStore(3, 2, 16)
+	s := newSlotStore(2, 16)
 	var last uint64
 	for _, rid := range []string{"c", "a", "b", "a"} {
 		v, changed, _ := s.apply("s1", reg("svc", rid, "x-"+rid, "c1", 0), 0)
@@ -35,7 +35,7 @@ func TestStoreVersionsRiseAndEntriesSort(t *testing.T) {
 }
 
 func TestStoreOwnerCheckedUnregister(t *testing.T) {
-	s := newSlotStore(0, 1, 16)
+	s := newSlotStore(1, 16)
 	s.apply("s1", reg("svc", "r", "old", "c1", 0), 0)
 	s.apply("s1", reg("svc", "r", "new", "c2", 0), 0) // c2 took it over
 	un := &proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "r", ConnID: "c1"}
@@ -58,7 +58,7 @@ func TestStoreOwnerCheckedUnregister(t *testing.T) {
 }
 
 func TestStoreTTLExpiryAndRenew(t *testing.T) {
-	s := newSlotStore(0, 1, 16)
+	s := newSlotStore(1, 16)
 	const sec = int64(1e9)
 	s.apply("s1", reg("svc", "t", "d", "", 2), 0)
 	s.apply("s1", reg("svc", "b", "d", "c1", 0), 0)
@@ -87,7 +87,7 @@ func TestStoreTTLExpiryAndRenew(t *testing.T) {
 }
 
 func TestStoreDropSession(t *testing.T) {
-	s := newSlotStore(0, 1, 16)
+	s := newSlotStore(1, 16)
 	s.apply("s1", reg("a", "1", "", "c1", 0), 0)
 	s.apply("s1", reg("a", "2", "", "c2", 0), 0)
 	s.apply("s1", reg("b", "1", "", "", 30), 0) // TTL: outlives its session
@@ -184,7 +184,7 @@ func TestKVRoundTrip(t *testing.T) {
 // The log gives followers back every op as it was applied, and a
 // follower's own log (which it serves once promoted) gives the same.
 func TestLogEntriesAreTheOps(t *testing.T) {
-	leader := newSlotStore(1, 2, 100)
+	leader := newSlotStore(2, 100)
 	type w struct {
 		session string
 		op      *proto.Op
@@ -216,7 +216,7 @@ func TestLogEntriesAreTheOps(t *testing.T) {
 	if last := es[len(ws)]; last.Op.Type != proto.OpTouch || last.Session != "" || last.Version != 2<<32|uint64(len(ws)+1) {
 		t.Fatalf("touch entry %+v", last)
 	}
-	follower := newSlotStore(1, 2, 100)
+	follower := newSlotStore(2, 100)
 	for i := range es {
 		follower.replay(&es[i], 0)
 	}
@@ -230,7 +230,7 @@ func TestLogEntriesAreTheOps(t *testing.T) {
 }
 
 func TestStoreLogsEveryChange(t *testing.T) {
-	s := newSlotStore(0, 1, 100)
+	s := newSlotStore(1, 100)
 	s.apply("s1", reg("a", "1", "", "c1", 0), 0)
 	s.apply("s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1"}, 0)
 	s.apply("s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "a", RegisterID: "1"}, 0) // no-op
@@ -241,7 +241,7 @@ func TestStoreLogsEveryChange(t *testing.T) {
 }
 
 func BenchmarkStoreRegister(b *testing.B) {
-	s := newSlotStore(0, 1, 4096)
+	s := newSlotStore(1, 4096)
 	op := reg("svc", "r", "10.0.0.1:80", "c1", 0)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -252,8 +252,7 @@ func BenchmarkStoreRegister(b *testing.B) {
 // A follower replaying the leader's log ends with the same datums,
 // versions and digests; so does one that installs a snapshot.
 func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
-	leader := newSlotStore(7, 3, 1000)
-	leader.leading = true
+	leader := newSlotStore(3, 1000)
 	ops := []struct {
 		session string
 		op      *proto.Op
@@ -270,7 +269,7 @@ func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
 		leader.apply(o.session, o.op, 0)
 	}
 	leader.touch()
-	follower := newSlotStore(7, 3, 1000)
+	follower := newSlotStore(3, 1000)
 	es, ok := leader.log.since(0, 0)
 	if !ok {
 		t.Fatal("log lost entries")
@@ -278,7 +277,7 @@ func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
 	for i := range es {
 		follower.replay(&es[i], 0)
 	}
-	snapped := newSlotStore(7, 0, 1000)
+	snapped := newSlotStore(0, 1000)
 	snapped.install(leader.dump(0), 0)
 	for _, f := range []*slotStore{follower, snapped} {
 		if f.seq != leader.seq || f.leaderEpoch != leader.leaderEpoch || f.publishers != leader.publishers {
@@ -309,7 +308,7 @@ func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
 // The digest a data node keeps per session is the one a session computes
 // from the same publishers.
 func TestDigestsMatchWhatASessionComputes(t *testing.T) {
-	s := newSlotStore(0, 1, 100)
+	s := newSlotStore(1, 100)
 	s.apply("s1", reg("a", "1", "x", "c1", 0), 0)
 	s.apply("s1", reg("a", "2", "y", "c2", 0), 0)
 	s.apply("s1", reg("a", "3", "ttl", "", 10), 0) // TTL: not in the digest
@@ -323,7 +322,7 @@ func TestDigestsMatchWhatASessionComputes(t *testing.T) {
 }
 
 func TestSyncMakesTheSessionsSetExact(t *testing.T) {
-	s := newSlotStore(0, 1, 100)
+	s := newSlotStore(1, 100)
 	s.apply("s1", reg("a", "stale", "x", "c1", 0), 0)
 	s.apply("s1", reg("a", "changed", "old", "c1", 0), 0)
 	s.apply("s2", reg("a", "other", "o", "c5", 0), 0)
@@ -342,25 +341,5 @@ func TestSyncMakesTheSessionsSetExact(t *testing.T) {
 		{DataInfoID: "b", RegisterID: "missing", Data: "m", Conn: "c2"},
 	}); len(again) != 0 {
 		t.Fatalf("a second identical sync changed %v", again)
-	}
-}
-
-func TestReplicatedWaitsForAFollowerAck(t *testing.T) {
-	s := newSlotStore(0, 1, 100)
-	if ok, _ := s.replicated(5, nil); !ok {
-		t.Fatal("a slot without followers must not wait")
-	}
-	ok, ch := s.replicated(5, []string{"f1"})
-	if ok {
-		t.Fatal("replicated before any ack")
-	}
-	s.ack("f1", 4)
-	<-ch // acks moved
-	if ok, _ := s.replicated(5, []string{"f1"}); ok {
-		t.Fatal("ack 4 covers seq 5")
-	}
-	s.ack("f1", 5)
-	if ok, _ := s.replicated(5, []string{"f1", "f2"}); !ok {
-		t.Fatal("ack 5 does not cover seq 5")
 	}
 }

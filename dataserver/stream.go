@@ -9,55 +9,6 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// watchers maps a slot's dataInfoIds to the session streams watching them.
-type watchers struct {
-	mu   sync.Mutex
-	byID map[string]map[*stream]struct{}
-}
-
-func (w *watchers) add(id string, s *stream) {
-	w.mu.Lock()
-	m := w.byID[id]
-	if m == nil {
-		m = make(map[*stream]struct{}, 1)
-		w.byID[id] = m
-	}
-	m[s] = struct{}{}
-	w.mu.Unlock()
-}
-
-func (w *watchers) remove(id string, s *stream) {
-	w.mu.Lock()
-	if m := w.byID[id]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(w.byID, id)
-		}
-	}
-	w.mu.Unlock()
-}
-
-// notify marks id changed for every stream watching it.
-func (w *watchers) notify(id string) {
-	w.mu.Lock()
-	for s := range w.byID[id] {
-		s.mark(id)
-	}
-	w.mu.Unlock()
-}
-
-// notifyAll marks every watched id of the slot changed (the slot got a new
-// leader here).
-func (w *watchers) notifyAll() {
-	w.mu.Lock()
-	for id, m := range w.byID {
-		for s := range m {
-			s.mark(id)
-		}
-	}
-	w.mu.Unlock()
-}
-
 // stream is one session's change feed, spoken as Redis pub/sub on the data
 // port so that the session can use a stock client (go-redis PubSub, with
 // its reconnects). The channel is a dataInfoId; a message carries the
@@ -150,7 +101,7 @@ func (s *stream) command(args [][]byte) bool {
 			n := len(s.subs)
 			s.mu.Unlock()
 			if !had {
-				s.n.watch[slot.Of(id)].add(id, s)
+				s.n.slots[slot.Of(id)].watch(id, s)
 			}
 			s.dc.WriteArray(3)
 			s.dc.WriteBulkString(proto.PushSubscribe)
@@ -166,7 +117,7 @@ func (s *stream) command(args [][]byte) bool {
 			delete(s.pend, id)
 			n := len(s.subs)
 			s.mu.Unlock()
-			s.n.watch[slot.Of(id)].remove(id, s)
+			s.n.slots[slot.Of(id)].unwatch(id, s)
 			s.dc.WriteArray(3)
 			s.dc.WriteBulkString(proto.PushUnsubscribe)
 			s.dc.WriteBulk(a)
@@ -195,7 +146,7 @@ func (s *stream) cleanup() {
 	}
 	s.mu.Unlock()
 	for _, id := range ids {
-		s.n.watch[slot.Of(id)].remove(id, s)
+		s.n.slots[slot.Of(id)].unwatch(id, s)
 	}
 	s.n.mu.Lock()
 	delete(s.n.streams, s)

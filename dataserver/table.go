@@ -26,76 +26,46 @@ func (n *Node) onTable(t *slot.Table) {
 		return
 	}
 	me := n.cfg.NodeID
-	var promoted, reconciling, ready, handing []int
-	for s := 0; s < slot.Count; s++ {
+	var reconciling, ready, handing []int
+	promotedN := 0
+	for s, u := range n.slots {
 		a := &t.Slots[s]
-		st := n.stores[s].Load()
 		switch {
 		case a.Leader == me:
-			if st == nil {
-				st = newSlotStore(s, a.LeaderEpoch, n.cfg.OpLogSize)
-				n.stores[s].Store(st)
+			var from *slot.Assignment
+			if old != nil && old.Slots[s].Target == me && t.HasNode(old.Slots[s].Leader) {
+				from = &old.Slots[s]
 			}
-			st.mu.Lock()
-			if !st.leading {
-				planned := old != nil && old.Slots[s].Target == me && t.HasNode(old.Slots[s].Leader) &&
-					st.leaderEpoch == old.Slots[s].LeaderEpoch
-				st.leading = true
-				st.leaderEpoch = a.LeaderEpoch
-				clear(st.acked)
-				promoted = append(promoted, s)
-				if planned {
-					st.ready = true
+			promoted, isReady := u.lead(a, from)
+			if promoted {
+				promotedN++
+				if isReady {
 					ready = append(ready, s)
 				} else {
-					// Whatever the old leader pushed and we lack, our
-					// versions now supersede it.
-					st.touch()
-					st.ready = false
 					reconciling = append(reconciling, s)
 				}
-			} else if a.LeaderEpoch > st.leaderEpoch {
-				st.leaderEpoch = a.LeaderEpoch
-			}
-			if st.target != a.Target {
-				st.target = a.Target
-				st.frozen = false
 			}
 			if a.Target != "" {
 				handing = append(handing, s)
 			}
-			st.mu.Unlock()
 		case t.Follows(me, s):
-			if st == nil {
-				n.stores[s].Store(newSlotStore(s, 0, n.cfg.OpLogSize))
-				continue
-			}
-			st.mu.Lock()
-			if st.leading {
-				st.leading, st.ready, st.frozen, st.target, st.waiting = false, false, false, "", nil
-			}
-			st.mu.Unlock()
+			u.follow()
 		default:
-			if st != nil {
-				st.mu.Lock()
-				st.retired = true
-				st.mu.Unlock()
-				n.stores[s].Store(nil)
-			}
+			u.drop()
 		}
 	}
 	n.table.Store(t)
 	n.handing.Store(&handing)
 	n.repl.update(t)
-	if len(promoted) > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
+	if promotedN > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
 		n.log.Info("table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),
-			"promoted", len(promoted), "reconciling", len(reconciling))
+			"promoted", promotedN, "reconciling", len(reconciling))
 	}
 	for _, s := range reconciling {
 		n.startReconcile(s)
 	}
 	for _, s := range ready {
-		n.watch[s].notifyAll()
+		n.slots[s].announce()
 	}
 	n.signalAppend()
 }
@@ -104,29 +74,15 @@ func (n *Node) onTable(t *slot.Table) {
 // reconcile its connection-bound publishers (DRECONCILE / DSYNC), bounded
 // by ReconcileTimeout, before it serves reads and pushes.
 func (n *Node) startReconcile(s int) {
-	st := n.stores[s].Load()
-	if st == nil {
-		return
-	}
+	u := n.slots[s]
 	_, sessions := n.meta.Sessions()
-	departing := n.departingSessions()
-	st.mu.Lock()
-	st.waiting = make(map[string]struct{}, len(sessions)+len(departing))
+	ids := n.departingSessions()
 	for _, m := range sessions {
-		st.waiting[m.ID] = struct{}{}
+		ids = append(ids, m.ID)
 	}
-	for _, id := range departing {
-		st.waiting[id] = struct{}{}
-	}
-	epoch := st.leaderEpoch
-	done := len(st.waiting) == 0
-	if done {
-		st.ready = true
-	}
-	st.mu.Unlock()
+	epoch, waiting := u.awaitSessions(ids)
 	n.log.Debug("new slot leader; reconciling with the sessions", "slot", s, "epoch", epoch, "sessions", len(sessions))
-	if done {
-		n.watch[s].notifyAll()
+	if !waiting {
 		return
 	}
 	n.wg.Add(1)
@@ -139,36 +95,11 @@ func (n *Node) startReconcile(s int) {
 		case <-n.stop:
 			return
 		}
-		st.mu.Lock()
-		if st.ready || !st.leading || st.leaderEpoch != epoch {
-			st.mu.Unlock()
-			return
+		if missing, ok := u.giveUpWaiting(epoch); ok {
+			n.log.Warn("reconcile timed out; serving the slot without these sessions", "slot", s, "epoch", epoch,
+				"sessions", missing, "timeout", n.cfg.ReconcileTimeout)
 		}
-		missing := make([]string, 0, len(st.waiting))
-		for id := range st.waiting {
-			missing = append(missing, id)
-		}
-		sort.Strings(missing)
-		st.ready, st.waiting = true, nil
-		st.mu.Unlock()
-		n.log.Warn("reconcile timed out; serving the slot without these sessions", "slot", s, "epoch", epoch,
-			"sessions", missing, "timeout", n.cfg.ReconcileTimeout)
-		n.watch[s].notifyAll()
 	}()
-}
-
-// reconciled marks a session done with slot s; the last one makes it ready.
-func (n *Node) reconciled(st *slotStore, session string) (nowReady bool) {
-	if st.ready || st.waiting == nil {
-		return false
-	}
-	delete(st.waiting, session)
-	if len(st.waiting) == 0 {
-		st.ready, st.waiting = true, nil
-		n.log.Debug("slot reconciled with every live session; serving it", "slot", st.id, "epoch", st.leaderEpoch, "last", session)
-		return true
-	}
-	return false
 }
 
 // onSessions learns the live session nodes. A session gone from the list
@@ -252,30 +183,8 @@ func (n *Node) dropDeparted() {
 	}
 	sort.Strings(gone)
 	dropped := 0
-	for s := range n.stores {
-		st := n.stores[s].Load()
-		if st == nil {
-			continue
-		}
-		var changed []string
-		becameReady := false
-		st.mu.Lock()
-		if st.leading {
-			for _, id := range gone {
-				changed = append(changed, st.dropSession(id)...)
-				if st.waiting != nil {
-					becameReady = n.reconciled(st, id) || becameReady
-				}
-			}
-		}
-		st.mu.Unlock()
-		dropped += len(changed)
-		for _, id := range changed {
-			n.watch[s].notify(id)
-		}
-		if becameReady {
-			n.watch[s].notifyAll()
-		}
+	for _, u := range n.slots {
+		dropped += u.dropSessions(gone)
 	}
 	n.signalAppend()
 	n.log.Info("sessions left the cluster; their publishers are removed", "sessions", gone, "changed_datums", dropped)

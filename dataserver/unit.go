@@ -1,0 +1,428 @@
+package dataserver
+
+import (
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// slotUnit is one of the 256 slots as this node holds it, and everything
+// about it: the copy of its data (the store, with its op-log), the role
+// this node plays for it, the followers' acks, the reconcile and handoff
+// state, and the session streams that watch its dataInfoIds. The node
+// holds one for every slot, from start to close, whether it leads the
+// slot, follows it or neither.
+//
+// One mutex guards all of it, and only the methods in unit.go and
+// unit_repl.go take it: the rest of the package asks a unit to do a
+// whole step (apply a write, answer a pull, adopt a role) and gets its
+// outcome. Slots never share a lock, so writes to different slots run in
+// parallel. A step that changes a datum tells its watchers before the
+// lock is let go, so a write costs one lock round trip.
+type slotUnit struct {
+	mu      sync.Mutex
+	id      int
+	logSize int          // the op-log entries a new store keeps
+	log     *slog.Logger // the node's
+
+	// store is this node's copy of the slot, as its leader or a follower;
+	// nil while it holds none.
+	store   *slotStore
+	leading bool
+
+	// Leader only.
+	ready    bool                // reconciled with the sessions: may serve reads and pushes
+	waiting  map[string]struct{} // sessions a new leader still waits for
+	frozen   bool                // handing the slot off: refuse writes
+	frozenAt time.Time           // when it froze
+	target   string              // the node the slot is handed to
+	acked    map[string]uint64   // follower -> seq it has applied
+	ackCh    chan struct{}       // closed and replaced when acked grows and someone waits
+	ackWait  bool                // a writer waits on ackCh: pulls answer without lingering
+
+	// watchers maps the slot's dataInfoIds to the session streams that
+	// watch them; kept across role changes, since a stream subscribes
+	// once and follows whichever node leads.
+	watchers map[string]map[*stream]struct{}
+}
+
+func newSlotUnit(id, logSize int, log *slog.Logger) *slotUnit {
+	return &slotUnit{
+		id:       id,
+		logSize:  logSize,
+		log:      log,
+		acked:    make(map[string]uint64),
+		ackCh:    make(chan struct{}),
+		watchers: make(map[string]map[*stream]struct{}),
+	}
+}
+
+// lead makes this node the slot's leader by assignment a. from is the
+// assignment a planned handoff to this node left (the old table's, when
+// it named this node as target and its leader is still a member), else
+// nil. A follower's copy is promoted: after a planned handoff it is ready
+// at once (promoted, ready); otherwise the slot first reconciles with the
+// sessions (promoted, !ready) and every datum's version rises, so that
+// what it serves supersedes anything the old leader pushed. A slot with
+// no copy here starts empty and reconciles.
+func (u *slotUnit) lead(a *slot.Assignment, from *slot.Assignment) (promoted, ready bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil {
+		u.store = newSlotStore(a.LeaderEpoch, u.logSize)
+	}
+	st := u.store
+	if !u.leading {
+		planned := from != nil && st.leaderEpoch == from.LeaderEpoch
+		u.leading = true
+		st.leaderEpoch = a.LeaderEpoch
+		clear(u.acked)
+		promoted = true
+		if planned {
+			u.ready = true
+		} else {
+			st.touch()
+			u.ready = false
+		}
+	} else if a.LeaderEpoch > st.leaderEpoch {
+		st.leaderEpoch = a.LeaderEpoch
+	}
+	if u.target != a.Target {
+		u.target = a.Target
+		u.frozen = false
+	}
+	return promoted, promoted && u.ready
+}
+
+// follow makes this node a follower of the slot: a demoted leader keeps
+// its data; a slot with no copy here gets an empty one, which its first
+// pull fills with a snapshot.
+func (u *slotUnit) follow() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil {
+		u.store = newSlotStore(0, u.logSize)
+		return
+	}
+	u.demote()
+}
+
+// demote ends the leader's state; u.mu is held.
+func (u *slotUnit) demote() {
+	if u.leading {
+		u.leading, u.ready, u.frozen, u.target, u.waiting = false, false, false, "", nil
+	}
+}
+
+// drop lets the copy go: the node neither leads nor follows the slot.
+func (u *slotUnit) drop() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil {
+		return
+	}
+	u.demote()
+	u.store = nil
+	clear(u.acked)
+}
+
+// written is the outcome of one write the leader applied: its result
+// (the version for a register, 1 or 0 for unregister and renew), whether
+// watchers were told, and the seq a follower must have before the reply
+// when it touched a TTL publisher (0: none).
+type written struct {
+	result  uint64
+	changed bool
+	durable uint64
+}
+
+// write applies op as the slot's leader at now (unix nanos). ok is false
+// when this node does not lead the slot; target is then set when it is
+// handing the slot off, to the node it hands it to.
+func (u *slotUnit) write(session string, op *proto.Op, now int64) (w written, target string, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading {
+		return w, "", false
+	}
+	if u.frozen {
+		return w, u.target, false
+	}
+	res, changed, ttl := u.store.apply(session, op, now)
+	w.result, w.changed = res, changed
+	if ttl {
+		// Writes to TTL publishers are acknowledged once a follower has
+		// them (unlike connection-bound ones, no session holds them to
+		// restore), and pulls then answer without lingering.
+		w.durable = u.store.seq
+		u.ackWait = true
+	}
+	if changed {
+		u.notify(op.DataInfoID)
+	}
+	return w, "", true
+}
+
+// read returns a datum as subscribers see it. leading is false when this
+// node does not lead the slot; ready, when it leads it but has not yet
+// reconciled it with the sessions.
+func (u *slotUnit) read(id string) (d *proto.Datum, leading, ready bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading {
+		return nil, false, false
+	}
+	if !u.ready {
+		return nil, true, false
+	}
+	return u.store.snapshot(id), true, true
+}
+
+// expire removes, as the leader, the TTL publishers due at now and tells
+// their watchers; it says whether anything changed. A slot being handed
+// off waits: its writes are frozen.
+func (u *slotUnit) expire(now int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading || u.frozen {
+		return false
+	}
+	changed := u.store.expire(now)
+	for _, id := range changed {
+		u.notify(id)
+	}
+	return len(changed) > 0
+}
+
+// slotCounts is what a unit adds to the node's counters.
+type slotCounts struct {
+	held       bool // the node has a copy
+	leading    bool
+	publishers int
+	datums     int
+	lag        uint64 // leader: the most entries one of the followers has yet to apply
+}
+
+// counts reads the unit's counters; followers are the slot's, by the
+// table, for the lag (nil: not wanted).
+func (u *slotUnit) counts(followers []string) slotCounts {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := u.store
+	if st == nil {
+		return slotCounts{}
+	}
+	c := slotCounts{held: true, leading: u.leading, publishers: st.publishers, datums: st.datums.Len()}
+	if u.leading {
+		// A follower that has not acked yet is behind by all of seq.
+		for _, f := range followers {
+			c.lag = max(c.lag, st.seq-min(u.acked[f], st.seq))
+		}
+	}
+	return c
+}
+
+// stats is the slot's line of DSTATS; false when the node has no copy.
+func (u *slotUnit) stats() (proto.SlotStats, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := u.store
+	if st == nil {
+		return proto.SlotStats{}, false
+	}
+	ss := proto.SlotStats{
+		Slot: u.id, LeaderEpoch: st.leaderEpoch, Seq: st.seq,
+		Publishers: st.publishers, Datums: st.datums.Len(), Hash: st.contentHash(), Ready: u.ready,
+	}
+	if !u.leading {
+		ss.Role = proto.RoleFollower
+		ss.Ready = st.leaderEpoch != 0 // holds a copy of some leader's slot
+	} else {
+		ss.Role = proto.RoleLeader
+		ss.Sessions = make(map[string]proto.Digest, len(st.digests))
+		for id, d := range st.digests {
+			ss.Sessions[id] = *d
+		}
+	}
+	return ss, true
+}
+
+// awaitSessions makes a newly led slot wait for these sessions to
+// reconcile it before it serves reads and pushes; with none to wait for
+// it is ready at once. waiting says it waits, at leader epoch epoch.
+func (u *slotUnit) awaitSessions(sessions []string) (epoch uint64, waiting bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading {
+		return 0, false
+	}
+	u.waiting = make(map[string]struct{}, len(sessions))
+	for _, id := range sessions {
+		u.waiting[id] = struct{}{}
+	}
+	if len(u.waiting) == 0 {
+		u.ready, u.waiting = true, nil
+		u.notifyAll()
+		return u.store.leaderEpoch, false
+	}
+	return u.store.leaderEpoch, true
+}
+
+// giveUpWaiting makes the slot ready when it still waits for sessions at
+// leader epoch epoch (the reconcile timeout passed) and returns the
+// sessions it waited for, sorted; false when there was nothing to do.
+func (u *slotUnit) giveUpWaiting(epoch uint64) (missing []string, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ready || !u.leading || u.store == nil || u.store.leaderEpoch != epoch {
+		return nil, false
+	}
+	missing = make([]string, 0, len(u.waiting))
+	for id := range u.waiting {
+		missing = append(missing, id)
+	}
+	sort.Strings(missing)
+	u.ready, u.waiting = true, nil
+	u.notifyAll()
+	return missing, true
+}
+
+// reconciled marks a session done with the slot; the last one makes it
+// ready and its watchers hear of every datum. u.mu is held.
+func (u *slotUnit) reconciled(session string) {
+	if u.ready || u.waiting == nil {
+		return
+	}
+	delete(u.waiting, session)
+	if len(u.waiting) == 0 {
+		u.ready, u.waiting = true, nil
+		u.log.Debug("slot reconciled with every live session; serving it", "slot", u.id, "epoch", u.store.leaderEpoch, "last", session)
+		u.notifyAll()
+	}
+}
+
+// leads says whether the node leads the slot at leader epoch epoch;
+// u.mu is held.
+func (u *slotUnit) leads(epoch uint64) bool {
+	return u.store != nil && u.leading && u.store.leaderEpoch == epoch
+}
+
+// compareDigest answers a session's DRECONCILE for the slot: whether its
+// digest of its connection-bound publishers equals the leader's (an
+// equal one counts as the session reconciled). ok is false when the node
+// does not lead the slot at epoch.
+func (u *slotUnit) compareDigest(session string, epoch uint64, dg proto.Digest) (equal, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.leads(epoch) {
+		return false, false
+	}
+	var have proto.Digest
+	if d := u.store.digests[session]; d != nil {
+		have = *d
+	}
+	if have != dg {
+		return false, true
+	}
+	u.reconciled(session)
+	return true, true
+}
+
+// syncSession answers a session's DSYNC: its connection-bound publishers
+// in the slot become exactly pubs, and the session counts as reconciled.
+// It returns the dataInfoIds that changed (their watchers are told). ok
+// is false when the node does not lead the slot at epoch, or is handing
+// it off (target is then set, as for a write): the target has caught up
+// with the log, and what a sync changed now would not reach it, so the
+// session syncs with whichever node leads next.
+func (u *slotUnit) syncSession(session string, epoch uint64, pubs []proto.SyncPub) (changed []string, target string, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.leads(epoch) {
+		return nil, "", false
+	}
+	if u.frozen {
+		return nil, u.target, false
+	}
+	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])
+	changed = u.store.sync(session, pubs)
+	for _, id := range changed {
+		u.notify(id)
+	}
+	u.reconciled(session)
+	return changed, "", true
+}
+
+// dropSessions removes, as the leader, the connection-bound publishers of
+// sessions that left the cluster, and stops waiting for them to
+// reconcile. It returns how many datums changed.
+func (u *slotUnit) dropSessions(sessions []string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading {
+		return 0
+	}
+	changed := 0
+	for _, id := range sessions {
+		ids := u.store.dropSession(id)
+		for _, d := range ids {
+			u.notify(d)
+		}
+		changed += len(ids)
+		u.reconciled(id)
+	}
+	return changed
+}
+
+// watch adds a stream as a watcher of id, a dataInfoId of the slot.
+func (u *slotUnit) watch(id string, s *stream) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := u.watchers[id]
+	if m == nil {
+		m = make(map[*stream]struct{}, 1)
+		u.watchers[id] = m
+	}
+	m[s] = struct{}{}
+}
+
+// unwatch removes a stream as a watcher of id.
+func (u *slotUnit) unwatch(id string, s *stream) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if m := u.watchers[id]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(u.watchers, id)
+		}
+	}
+}
+
+// notify marks id changed for every stream watching it; u.mu is held.
+func (u *slotUnit) notify(id string) {
+	for s := range u.watchers[id] {
+		s.mark(id)
+	}
+}
+
+// notifyAll marks every watched id of the slot changed (the slot got a
+// new leader here); u.mu is held.
+func (u *slotUnit) notifyAll() {
+	for id, m := range u.watchers {
+		for s := range m {
+			s.mark(id)
+		}
+	}
+}
+
+// announce tells every watcher of the slot that its datums changed: the
+// slot became ready under this node as its new leader.
+func (u *slotUnit) announce() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.notifyAll()
+}
