@@ -91,9 +91,31 @@ wait:
 		t.Fatalf("after s1 came back within the grace: %d publishers (%v), want 1", n, err)
 	}
 
-	// s1 leaves for good: p1 goes once the grace runs out, not before.
-	left := time.Now()
+	// s1 leaves meta's list but keeps telling d1 it is alive (cut off
+	// from meta alone): p1 stays past the grace, however long.
+	var lastAlive time.Time
+	alive := func() {
+		lastAlive = time.Now()
+		if err := rdb.Do(ctx, (&proto.DAlive{Session: "s1"}).Args()...).Err(); err != nil {
+			t.Fatalf("DALIVE: %v", err)
+		}
+	}
+	alive()
 	m.setSessions(4)
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		return d1.Stats().DepartingSessions == 1, "d1 has not seen s1 leave"
+	})
+	for end := time.Now().Add(3 * grace); time.Now().Before(end); {
+		alive()
+		if n, err := lookup(); err != nil || n != 1 {
+			t.Fatalf("s1 still sends DALIVE: %d publishers (%v), want 1", n, err)
+		}
+		time.Sleep(grace / 6)
+	}
+
+	// s1 goes silent: p1 goes once the grace since its last word runs
+	// out, not before.
+	left := lastAlive
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		n, err := lookup()
 		return err == nil && n == 0, "p1 still there"

@@ -42,7 +42,9 @@ type Config struct {
 	// publishers; a session that is back in the list by then keeps them.
 	// A live session evicted by mistake (meta was cut off, or its new
 	// leader was not found in time) joins again within a few heartbeats,
-	// so its subscribers never see its publishers go. Default 3 s.
+	// so its subscribers never see its publishers go; and one that still
+	// sends DALIVE here (cut off from meta alone) keeps them however long
+	// it stays out of the list. Default 3 s.
 	SessionGrace time.Duration
 	// ReplicaAckTimeout bounds how long a write to a TTL publisher waits
 	// for a follower to have it before it is acknowledged anyway.
@@ -151,6 +153,10 @@ type Node struct {
 	// this node keeps for SessionGrace (see onSessions), with when each
 	// went; under sessMu.
 	departing map[string]time.Time
+	// heard is when each session last sent DALIVE here; recheck is set
+	// while a later look at departing sessions is scheduled. Under sessMu.
+	heard   map[string]time.Time
+	recheck bool
 
 	pulls   atomic.Uint64 // pull round trips done as a follower
 	repairs atomic.Uint64 // publishers repaired by reconciliation

@@ -8,6 +8,7 @@ import (
 
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
+	"github.com/tidwall/redcon"
 )
 
 // onTable adopts a newer table. For each slot the node now:
@@ -158,6 +159,17 @@ func (n *Node) onSessions(_ uint64, sessions []proto.Member) {
 	}()
 }
 
+// handleAlive notes that a session is alive (see proto.DAlive).
+func (n *Node) handleAlive(conn redcon.Conn, a *proto.DAlive) {
+	n.sessMu.Lock()
+	if n.heard == nil {
+		n.heard = map[string]time.Time{}
+	}
+	n.heard[a.Session] = time.Now()
+	n.sessMu.Unlock()
+	conn.WriteString("OK")
+}
+
 // departingSessions lists the sessions within their grace.
 func (n *Node) departingSessions() []string {
 	n.sessMu.Lock()
@@ -166,18 +178,48 @@ func (n *Node) departingSessions() []string {
 }
 
 // dropDeparted removes, on every slot this node leads, the connection-bound
-// publishers of each session whose grace ran out, and stops new leaders
-// waiting for it.
+// publishers of each session whose grace ran out and that has not sent
+// DALIVE here within the grace either, and stops new leaders waiting for
+// it. A session that still talks to this node is alive and only cut off
+// from meta: it keeps its publishers, and is looked at again later.
 func (n *Node) dropDeparted() {
-	var gone []string
+	var gone, kept []string
 	n.sessMu.Lock()
+	now := time.Now()
 	for id, t := range n.departing {
-		if time.Since(t) >= n.cfg.SessionGrace {
-			delete(n.departing, id)
-			gone = append(gone, id)
+		if now.Sub(t) < n.cfg.SessionGrace {
+			continue
 		}
+		if h, ok := n.heard[id]; ok && now.Sub(h) < n.cfg.SessionGrace {
+			kept = append(kept, id)
+			continue
+		}
+		delete(n.departing, id)
+		gone = append(gone, id)
 	}
+	again := len(kept) > 0 && !n.recheck
+	n.recheck = n.recheck || again
 	n.sessMu.Unlock()
+	if len(kept) > 0 {
+		sort.Strings(kept)
+		n.log.Debug("sessions gone from meta's list still talk to this node; their publishers stay", "sessions", kept)
+	}
+	if again {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			t := time.NewTimer(n.cfg.SessionGrace / 2)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				n.sessMu.Lock()
+				n.recheck = false
+				n.sessMu.Unlock()
+				n.dropDeparted()
+			case <-n.stop:
+			}
+		}()
+	}
 	if len(gone) == 0 {
 		return
 	}

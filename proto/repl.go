@@ -18,7 +18,32 @@ const (
 	CmdDPull      = "dpull"
 	CmdDReconcile = "dreconcile"
 	CmdDSync      = "dsync"
+	CmdDAlive     = "dalive"
 )
+
+// DAlive is a session's word to a data node that it is alive, sent every
+// heartbeat. A data node drops the connection-bound publishers of a
+// session that left meta's list only once it has not heard from it for
+// its grace either: a session cut off from meta alone keeps serving its
+// clients, and their publishers stay. The reply is +OK.
+type DAlive struct {
+	Session string
+}
+
+// Args builds the command.
+func (a *DAlive) Args() []any { return []any{CmdDAlive, a.Session} }
+
+// ParseDAlive parses DALIVE session.
+func ParseDAlive(args [][]byte) (*DAlive, error) {
+	if len(args) != 2 {
+		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDAlive)
+	}
+	a := &DAlive{Session: string(args[1])}
+	if err := checkNodeID(a.Session); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
 
 // OpTouch is a log-only op: the new leader of a slot raises every datum's
 // version to the entry's, so subscribers converge on its state even where

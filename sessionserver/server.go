@@ -176,8 +176,9 @@ func New(cfg Config) (*Node, error) {
 	n.meta = mc
 	mc.Start()
 	n.cfgs.start()
-	n.bgWg.Add(1)
+	n.bgWg.Add(2)
 	go n.reconcileLoop()
+	go n.aliveLoop()
 	n.wg.Add(1)
 	go n.acceptLoop()
 	return n, nil
