@@ -76,14 +76,15 @@ func (n nemesisTarget) Resume(_ context.Context, id string) error {
 }
 
 // nemesisFaults are the kinds the short run in `make test` draws from:
-// every kind but those that cut a session off (isolate-session,
-// split-session-meta, split-session-data, pause-session, lossy-session),
+// every kind but those that cut a session off from its clients or the
+// data nodes, or stop it (isolate-session, split-session-data,
+// pause-session, lossy-session),
 // which issue 14's bounded stalls and session fencing are still to make
 // safe. `registry-bench chaos` runs every kind, longer.
 var nemesisFaults = []string{
 	"isolate-data-then-meta-leader", "isolate-data", "isolate-meta-leader", "isolate-meta",
 	"kill-data", "kill-meta", "kill-meta-leader", "pause-data", "pause-meta-leader",
-	"split-data-meta", "slow-data",
+	"split-data-meta", "split-session-meta", "slow-data",
 }
 
 // TestNemesisShort is the short run of the nemesis: about a minute of
