@@ -88,8 +88,11 @@ func decodeAll(t *testing.T, b []byte) []any {
 
 func decode(r *bufio.Reader) (any, error) {
 	line, err := r.ReadString('\n')
-	if err != nil || len(line) < 3 {
-		return nil, fmt.Errorf("short line %q: %v", line, err)
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 {
+		return nil, fmt.Errorf("short line %q", line)
 	}
 	kind, body := line[0], line[1:len(line)-2]
 	switch kind {
