@@ -82,7 +82,7 @@ func (c *clientConn) serve() {
 		}
 		for i := 0; i < len(cmds) && !c.quit; {
 			cmd := commands.lookup(cmds[i].Args[0])
-			if c.authed && cmd != nil && cmd.op != nil {
+			if c.authed && isOp(cmd) {
 				j := i + 1
 				for j < len(cmds) && isOp(commands.lookup(cmds[j].Args[0])) {
 					j++
