@@ -12,8 +12,8 @@ import (
 	"github.com/slotreg/slotreg/slot"
 )
 
-// subscribed makes c a subscriber of id with its push loop running and
-// returns a reader of what the client receives.
+// subscribedConn makes c a subscriber of id and returns a reader of what
+// the client receives; the caller starts c's push loop.
 func subscribedConn(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reader, net.Conn) {
 	t.Helper()
 	nc, peer := net.Pipe()
@@ -23,8 +23,6 @@ func subscribedConn(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reade
 	tp := &topic{id: id, subs: map[*clientConn]struct{}{c: {}}}
 	c.topics[id] = tp
 	n.subs.slots[slot.Of(id)].topics[id] = tp
-	n.wg.Add(1)
-	go c.pushLoop()
 	t.Cleanup(func() {
 		c.mu.Lock()
 		close(c.wake)
@@ -65,6 +63,7 @@ func nextVersion(t *testing.T, r *bufio.Reader, peer net.Conn, wait time.Duratio
 func TestPushesCoalesceAndNeverGoBack(t *testing.T) {
 	const id = "svc"
 	type phase struct {
+		early   bool     // delivered before the push loop starts: a client that reads nothing yet
 		deliver []uint64 // versions the data node sends
 		read    []uint64 // what the client may then read, in order: it reads until the last
 		quiet   bool     // the client then gets nothing
@@ -74,7 +73,8 @@ func TestPushesCoalesceAndNeverGoBack(t *testing.T) {
 		phases []phase
 	}{
 		{"a burst while the client reads nothing gives the last", []phase{
-			{deliver: []uint64{1, 2, 3, 4, 5}, read: []uint64{5}}}},
+			{early: true, deliver: []uint64{1, 2, 3, 4, 5}},
+			{read: []uint64{5}}}},
 		{"an older version after a newer one is dropped", []phase{
 			{deliver: []uint64{5, 3}, read: []uint64{5}},
 			{deliver: []uint64{4}, quiet: true},
@@ -89,14 +89,20 @@ func TestPushesCoalesceAndNeverGoBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := mustNode(t, Limits{})
 			n.subs.init()
-			_, r, peer := subscribedConn(t, n, id)
+			c, r, peer := subscribedConn(t, n, id)
+			started := false
 			var last uint64
 			for i, ph := range tc.phases {
 				for _, v := range ph.deliver {
 					n.subs.deliver(&proto.Datum{DataInfoID: id, Version: v, Entries: []proto.Entry{{RegisterID: "r", Data: "d"}}})
 				}
+				if !ph.early && !started {
+					started = true
+					n.wg.Add(1)
+					go c.pushLoop()
+				}
 				want := ph.read
-				if len(want) == 0 && !ph.quiet {
+				if len(want) == 0 && !ph.quiet && !ph.early {
 					time.Sleep(20 * time.Millisecond) // let the push loop reach the client
 				}
 				var got []uint64
