@@ -26,6 +26,8 @@ const (
 	SubID      = "id"
 	SubDocs    = "docs"
 	SubCount   = "count"
+	SubInfo    = "info"
+	SubList    = "list"
 	OptTTL     = "ttl"
 	OptAuth    = "auth"
 )

@@ -126,20 +126,16 @@ func (c *clientConn) authenticate(user, pass string) bool {
 }
 
 // auth serves AUTH [user] password.
-func (c *clientConn) auth(args [][]byte) {
-	if len(args) != 2 && len(args) != 3 {
-		c.writeError(proto.ToRESP(wrongArity(proto.CmdAuth)))
-		return
-	}
+func (c *clientConn) auth(a *proto.Auth) {
 	if c.n.cfg.Auth == nil {
 		c.writeError(replyNoPassword)
 		return
 	}
-	user, pass := DefaultUser, string(args[1])
-	if len(args) == 3 {
-		user, pass = string(args[1]), string(args[2])
+	user := a.User
+	if user == "" {
+		user = DefaultUser
 	}
-	if c.authenticate(user, pass) {
+	if c.authenticate(user, a.Password) {
 		c.wr.WriteString("OK")
 	}
 }

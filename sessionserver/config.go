@@ -187,16 +187,11 @@ func (n *Node) ConfigRev() uint64 {
 
 // confGet answers CONFGET key from the cache: [version, value], or null
 // for a key that does not exist or was deleted.
-func (c *clientConn) confGet(args [][]byte) {
-	ck, err := proto.ParseConfKey(proto.CmdConfGet, args)
-	if err != nil {
-		c.writeError(proto.ToRESP(err))
-		return
-	}
+func (c *clientConn) confGet(ck *proto.ConfKey) {
 	e, synced := c.n.cfgs.get(ck.Key)
 	switch {
 	case e == nil && !synced:
-		c.writeError(proto.ToRESP(proto.Errorf(proto.ErrUnavailable, "config not loaded from meta yet")))
+		c.replyErr(proto.Errorf(proto.ErrUnavailable, "config not loaded from meta yet"))
 	case e == nil || e.Deleted:
 		c.wr.WriteNull()
 	default:

@@ -37,7 +37,7 @@ func (n *Node) info(args [][]byte) string {
 	n.mu.Unlock()
 	topics, subs := n.subs.counts()
 	section("Server",
-		"slotreg_version", "0.1.0",
+		"slotreg_version", version,
 		"role", proto.KindSession,
 		"node_id", n.cfg.NodeID,
 		"tcp_addr", n.addr,
@@ -73,10 +73,11 @@ func (n *Node) info(args [][]byte) string {
 		"total_pushes", n.stats.pushes.Load(),
 		"reconcile_repairs", n.stats.repairs.Load(),
 	)
-	cmdstats := make([]any, 0, 2*numCmds)
+	names := metricNames()
+	cmdstats := make([]any, 0, 2*len(names))
 	for i := range n.stats.cmds {
 		c := &n.stats.cmds[i]
-		cmdstats = append(cmdstats, "cmdstat_"+cmdNames[i],
+		cmdstats = append(cmdstats, "cmdstat_"+names[i],
 			fmt.Sprintf("calls=%d,failed_calls=%d", c.calls.Load(), c.errors.Load()))
 	}
 	section("Commandstats", cmdstats...)

@@ -40,8 +40,8 @@ type Limits struct {
 
 // Names of the limits, as flags and errors spell them.
 const (
-	LimitKeySize        = "max-key-size"
-	LimitDataSize       = "max-data-size"
+	LimitKeySize        = proto.LimitKeySize
+	LimitDataSize       = proto.LimitDataSize
 	LimitPublishers     = "max-publishers-per-conn"
 	LimitSubscriptions  = "max-subscriptions-per-conn"
 	LimitConnections    = "max-connections"
@@ -112,26 +112,9 @@ func (l *Limits) Validate() error {
 	return nil
 }
 
-// limitError is the reply to a request over a limit.
-func limitError(name string, max int, what string) error {
-	return proto.Errorf(proto.ErrInvalid, "%s, over the %s limit of %d", what, name, max)
-}
-
-// What checkKey checks, as errors name it.
-const (
-	kindDataInfoID = "dataInfoId"
-	kindRegisterID = "registerId"
-)
-
-// checkKey validates a dataInfoId or registerId against the limits.
-func (l *Limits) checkKey(kind, id string) error {
-	if id == "" {
-		return proto.Errorf(proto.ErrInvalid, "empty %s", kind)
-	}
-	if len(id) > l.MaxKeySize {
-		return limitError(LimitKeySize, l.MaxKeySize, fmt.Sprintf("%s is %d bytes", kind, len(id)))
-	}
-	return nil
+// client is the part of the limits the command parsers apply.
+func (l *Limits) client() proto.ClientLimits {
+	return proto.ClientLimits{MaxKeySize: l.MaxKeySize, MaxDataSize: l.MaxDataSize}
 }
 
 // StalledClients counts the clients disconnected for leaving their

@@ -130,12 +130,7 @@ func (c *clientConn) metaCall(args []any) (any, error) {
 
 // lock answers LOCK name owner ttlMs: :token when granted (a renewal by
 // the holder keeps its token), null when another owner holds it.
-func (c *clientConn) lock(args [][]byte) {
-	l, err := proto.ParseLock(args)
-	if err != nil {
-		c.writeError(proto.ToRESP(err))
-		return
-	}
+func (c *clientConn) lock(l *proto.Lock) {
 	ml := &proto.MLock{Name: l.Name, Owner: l.Owner, TTLMs: l.TTLMs, Session: c.n.cfg.NodeID, Conn: c.id}
 	v, err := c.metaCall(ml.Args())
 	var rep *proto.LockReply
@@ -150,7 +145,7 @@ func (c *clientConn) lock(args [][]byte) {
 			// a release of a lock not held is harmless.
 			c.n.locks.bind(c, k)
 		}
-		c.writeError(proto.ToRESP(lockErr(err)))
+		c.replyErr(lockErr(err))
 		return
 	}
 	if !rep.Granted {
@@ -165,15 +160,10 @@ func (c *clientConn) lock(args [][]byte) {
 
 // unlock answers UNLOCK name owner: :1 released, :0 the owner did not
 // hold it.
-func (c *clientConn) unlock(args [][]byte) {
-	u, err := proto.ParseUnlock(args)
-	if err != nil {
-		c.writeError(proto.ToRESP(err))
-		return
-	}
+func (c *clientConn) unlock(u *proto.Unlock) {
 	v, err := c.metaCall((&proto.MUnlock{Name: u.Name, Owner: u.Owner}).Args())
 	if err != nil {
-		c.writeError(proto.ToRESP(lockErr(err)))
+		c.replyErr(lockErr(err))
 		return
 	}
 	c.n.locks.unbind(c, lockKey{u.Name, u.Owner})
@@ -182,19 +172,14 @@ func (c *clientConn) unlock(args [][]byte) {
 }
 
 // lockInfo answers LOCKINFO name: [owner, token, ttlMs], or null if free.
-func (c *clientConn) lockInfo(args [][]byte) {
-	li, err := proto.ParseLockInfo(proto.CmdLockInfo, args)
-	if err != nil {
-		c.writeError(proto.ToRESP(err))
-		return
-	}
+func (c *clientConn) lockInfo(li *proto.LockInfoCmd) {
 	v, err := c.metaCall((&proto.LockInfoCmd{Cmd: proto.CmdMLockInfo, Name: li.Name}).Args())
 	var info *proto.LockInfo
 	if err == nil {
 		info, err = proto.ParseLockInfoReply(v)
 	}
 	if err != nil {
-		c.writeError(proto.ToRESP(lockErr(err)))
+		c.replyErr(lockErr(err))
 		return
 	}
 	if info == nil {
@@ -216,22 +201,4 @@ func lockErr(err error) error {
 		return err
 	}
 	return proto.Errorf(proto.ErrUnavailable, "lock service: %v", err)
-}
-
-// execExt runs the config and lock commands; false if name is none of
-// them. The caller holds wmu.
-func (c *clientConn) execExt(name string, args [][]byte) bool {
-	switch name {
-	case proto.CmdConfGet:
-		c.confGet(args)
-	case proto.CmdLock:
-		c.lock(args)
-	case proto.CmdUnlock:
-		c.unlock(args)
-	case proto.CmdLockInfo:
-		c.lockInfo(args)
-	default:
-		return false
-	}
-	return true
 }

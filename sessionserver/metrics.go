@@ -1,7 +1,6 @@
 package sessionserver
 
 import (
-	"bytes"
 	"sync/atomic"
 	"time"
 
@@ -11,38 +10,16 @@ import (
 	"github.com/slotreg/slotreg/proto"
 )
 
-// Command classes the request metrics are labelled by; everything else
-// is "other", so a client sending junk cannot raise the label count.
-const (
-	cmdRegister = iota
-	cmdUnregister
-	cmdRenew
-	cmdLookup
-	cmdSubscribe
-	cmdOther
-	numCmds
-)
-
-var cmdNames = [numCmds]string{
-	cmdRegister: proto.CmdRegister, cmdUnregister: proto.CmdUnregister, cmdRenew: proto.CmdRenew,
-	cmdLookup: proto.CmdLookup, cmdSubscribe: proto.CmdSubscribe, cmdOther: "other",
-}
-
-var cmdNameBytes = func() (b [cmdOther][]byte) {
-	for i := range b {
-		b[i] = []byte(cmdNames[i])
+// metricNames are the command labels of the request metrics, by
+// commands.metric: one per row of the command table, then "other" for
+// names it does not have, so a client sending junk cannot raise the label
+// count.
+func metricNames() []string {
+	names := make([]string, 0, len(commands.rows)+1)
+	for _, r := range commands.rows {
+		names = append(names, r.Name)
 	}
-	return
-}()
-
-// cmdOf classifies a command name without allocating.
-func cmdOf(name []byte) int {
-	for i := range cmdNameBytes {
-		if bytes.EqualFold(name, cmdNameBytes[i]) {
-			return i
-		}
-	}
-	return cmdOther
+	return append(names, "other")
 }
 
 // requestBuckets span 100µs to about 6s: a write is one round trip to a
@@ -53,10 +30,7 @@ var requestBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 13)
 // atomics read by CounterFuncs; histograms are resolved per command once,
 // so recording a request allocates nothing.
 type stats struct {
-	cmds [numCmds]struct {
-		calls, errors atomic.Uint64
-		latency       prometheus.Observer
-	}
+	cmds        []cmdStats // by commands.metric
 	pushes      atomic.Uint64
 	pushLatency prometheus.Observer
 	repairs     atomic.Uint64 // publishers DSYNC restored on a slot leader
@@ -64,6 +38,11 @@ type stats struct {
 	// unread; refused counts connections refused at max-connections.
 	stalled, refused atomic.Uint64
 	authFailures     atomic.Uint64 // AUTH with a wrong password
+}
+
+type cmdStats struct {
+	calls, errors atomic.Uint64
+	latency       prometheus.Observer
 }
 
 // record counts one command that took d.
@@ -100,12 +79,14 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		Buckets: requestBuckets,
 	}, []string{"command"})
 	r.MustRegister(lat)
-	for i := range n.stats.cmds {
+	names := metricNames()
+	n.stats.cmds = make([]cmdStats, len(names))
+	for i, name := range names {
 		c := &n.stats.cmds[i]
-		labels := prometheus.Labels{"command": cmdNames[i]}
+		labels := prometheus.Labels{"command": name}
 		counter("slotreg_session_requests_total", "Client commands handled, by command.", labels, c.calls.Load)
 		counter("slotreg_session_errors_total", "Client commands answered with an error, by command.", labels, c.errors.Load)
-		c.latency = lat.WithLabelValues(cmdNames[i])
+		c.latency = lat.WithLabelValues(name)
 	}
 	counter("slotreg_session_pushes_total", "Messages pushed to subscribers.", nil, n.stats.pushes.Load)
 	push := prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -47,8 +47,20 @@ type router struct {
 	slotInflight [slot.Count]atomic.Int32
 	// gates order each slot's DSYNC against its writes (see slotGate).
 	gates [slot.Count]slotGate
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	// hints are owners data nodes named in NOTOWNER refusals, by slot
+	// (see learn); a table at least as new as a hint overrides it.
+	hints [slot.Count]atomic.Pointer[hint]
+	// refreshing says a background table refresh is on its way.
+	refreshing atomic.Bool
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// hint is a slot's owner as a data node with a newer table than the
+// session's named it, as a Redis Cluster node names one in MOVED.
+type hint struct {
+	addr  string
+	epoch uint64 // the table epoch of the node that named it
 }
 
 type link struct {
@@ -139,11 +151,14 @@ func (r *router) complete(req *writeReq, res uint64, err error) {
 }
 
 func (r *router) leaderAddr(id string) (string, error) {
+	s := slot.Of(id)
 	t := r.n.table.Load()
+	if h := r.hints[s].Load(); h != nil && (t == nil || h.epoch > t.Epoch) {
+		return h.addr, nil
+	}
 	if t == nil {
 		return "", proto.Errorf(proto.ErrUnavailable, "session has no slot table yet")
 	}
-	s := slot.Of(id)
 	leader := t.Slots[s].Leader
 	addr, ok := t.Addr(leader)
 	if leader == "" || !ok {
@@ -183,8 +198,71 @@ func (r *router) sendLoop(l *link) {
 	}
 }
 
-// send carries one batch and settles each op: done, failed for good, or
-// queued for a retry after the table is refreshed.
+// learn takes the owner a NOTOWNER names as its slot's route when the
+// refusing node's table is newer than the session's and than any hint
+// the slot has, so a refused write goes there at once instead of waiting
+// for meta. It reports whether it did; an older hint (a node that has not
+// caught up) is ignored, and a newer table overrides the hint.
+func (r *router) learn(no *proto.NotOwnerError) bool {
+	if no.Addr == "" || no.Slot < 0 || no.Slot >= slot.Count {
+		return false
+	}
+	h := &hint{addr: no.Addr, epoch: no.Epoch}
+	for {
+		if t := r.n.table.Load(); t != nil && t.Epoch >= no.Epoch {
+			return false
+		}
+		cur := r.hints[no.Slot].Load()
+		if cur != nil && cur.epoch >= no.Epoch {
+			return false
+		}
+		if r.hints[no.Slot].CompareAndSwap(cur, h) {
+			r.n.log.Debug("slot redirected by its old owner", "slot", no.Slot, "owner", no.Owner, "addr", no.Addr, "epoch", no.Epoch)
+			return true
+		}
+	}
+}
+
+// moved reports whether err is a NOTOWNER for slot s naming an owner the
+// router has learnt to route to.
+func (r *router) moved(err error, s int) bool {
+	var no *proto.NotOwnerError
+	return errors.As(err, &no) && no.Slot == s && r.learn(no)
+}
+
+// refreshSoon asks meta for the table in the background, once at a
+// time: a hint is followed meanwhile.
+func (r *router) refreshSoon() {
+	if !r.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r.n.refreshTable(ctx)
+	}()
+}
+
+// redirect routes requests again at once, to the owners learnt for their
+// slots; from its own goroutine, as a send loop must not block on
+// another link's queue.
+func (r *router) redirect(reqs []*writeReq) {
+	r.refreshSoon()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for _, req := range reqs {
+			r.route(req)
+		}
+	}()
+}
+
+// send carries one batch and settles each op: done, failed for good,
+// sent on to the owner a NOTOWNER named, or queued for a retry after the
+// table is refreshed.
 func (r *router) send(l *link, batch []*writeReq) {
 	t := r.n.table.Load()
 	l.w.SessionID, l.w.Epoch = r.n.cfg.NodeID, 0
@@ -216,7 +294,7 @@ func (r *router) send(l *link, batch []*writeReq) {
 		r.retry(append([]*writeReq(nil), batch...), err)
 		return
 	}
-	var again []*writeReq
+	var again, moved []*writeReq
 	var lastErr error
 	for i := range rep.Arr {
 		v := &rep.Arr[i]
@@ -229,11 +307,18 @@ func (r *router) send(l *link, batch []*writeReq) {
 				r.complete(batch[i], 0, e)
 				continue
 			}
+			if r.moved(e, batch[i].slot) {
+				moved = append(moved, batch[i])
+				continue
+			}
 			again = append(again, batch[i])
 			lastErr = e
 		default:
 			r.complete(batch[i], 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %q from data node %s", v.Kind, l.addr))
 		}
+	}
+	if len(moved) > 0 {
+		r.redirect(moved)
 	}
 	if len(again) > 0 {
 		r.retry(again, lastErr)
@@ -307,6 +392,10 @@ func (r *router) lookup(ctx context.Context, id string) (*proto.Datum, error) {
 		if err == nil || errors.Is(err, proto.ErrInvalid) {
 			return d, err
 		}
+		if r.moved(err, slot.Of(id)) {
+			r.refreshSoon()
+			continue
+		}
 		r.n.refreshTable(ctx)
 		select {
 		case <-ctx.Done():
@@ -322,9 +411,11 @@ func (r *router) lookupOnce(ctx context.Context, id string) (*proto.Datum, error
 	if err != nil {
 		return nil, err
 	}
-	t := r.n.table.Load()
+	req := proto.DLookup{DataInfoID: id}
+	if t := r.n.table.Load(); t != nil {
+		req.Epoch = t.Epoch
+	}
 	l := r.link(addr)
-	req := proto.DLookup{Epoch: t.Epoch, DataInfoID: id}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	b, err := l.rdb.Do(cctx, req.Args()...).Text()

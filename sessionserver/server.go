@@ -99,6 +99,7 @@ func (c *Config) setDefaults() {
 // Node is a running session node.
 type Node struct {
 	cfg   Config
+	lim   proto.ClientLimits // cfg.Limits, as the command parsers take them
 	log   *slog.Logger
 	ln    net.Listener
 	addr  string
@@ -146,6 +147,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:         cfg,
+		lim:         cfg.Limits.client(),
 		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
 		ln:          netsec.Listen(ln, cfg.ServerTLS),
 		addr:        cfg.Advertise,
@@ -339,7 +341,7 @@ func (n *Node) Shutdown(grace time.Duration) error {
 func (n *Node) refuse(nc net.Conn) {
 	n.stats.refused.Add(1)
 	n.log.Warn("client refused", "remote", nc.RemoteAddr().String(), "limit", LimitConnections, "max", n.cfg.Limits.MaxConnections)
-	msg := proto.ToRESP(limitError(LimitConnections, n.cfg.Limits.MaxConnections, "the session has too many clients"))
+	msg := proto.ToRESP(proto.LimitError(LimitConnections, n.cfg.Limits.MaxConnections, "the session has too many clients"))
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write([]byte("-" + msg + "\r\n"))
 	nc.Close()

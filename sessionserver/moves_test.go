@@ -1,0 +1,113 @@
+package sessionserver_test
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// Writes to a slot that moves back and forth between data nodes all
+// succeed: refused ones follow the owner the refusal names (or the table)
+// without a client seeing an error, and each REGISTER's version only
+// grows.
+func TestWritesFollowAMovingSlot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an in-process cluster moving a slot")
+	}
+	redirects := &countingWriter{want: "slot redirected by its old owner"}
+	cl, err := cluster.Start(cluster.Options{Dir: t.TempDir(), Data: 2, Sessions: 1,
+		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(redirects, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess := cl.Sessions[0]
+	client := redis.NewClient(&redis.Options{Addr: sess.Addr(), Protocol: 2, DisableIdentity: true})
+	defer client.Close()
+	meta := redis.NewClient(&redis.Options{Addr: cl.Metas()[0], Protocol: 2, DisableIdentity: true})
+	defer meta.Close()
+
+	const id = "moving-svc"
+	s := slot.Of(id)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []error
+	writes := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var last int64
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v, err := client.Do(ctx, proto.CmdRegister, id, "r"+strconv.Itoa(i%8), "d"+strconv.Itoa(i), proto.OptTTL, "60").Int64()
+			mu.Lock()
+			writes++
+			if err == nil && v <= last {
+				err = proto.Errorf(proto.ErrInvalid, "version %d after %d", v, last)
+			}
+			if err != nil {
+				failures = append(failures, err)
+			}
+			mu.Unlock()
+			last = max(last, v)
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		tab := sess.Table()
+		from := tab.Slots[s].Leader
+		to := tab.Slots[s].Followers[0]
+		if err := meta.Do(ctx, (&proto.MoveSlot{Slot: s, To: to}).Args()...).Err(); err != nil {
+			t.Fatalf("move %d of slot %d to %s: %v", i, s, to, err)
+		}
+		for sess.Table().Slots[s].Leader == from {
+			if ctx.Err() != nil {
+				t.Fatalf("move %d: the session never saw slot %d leave %s", i, s, from)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // writes under the new leader
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failures) > 0 || writes == 0 {
+		t.Fatalf("%d writes, %d failed: %v", writes, len(failures), failures)
+	}
+	t.Logf("%d writes while slot %d moved 4 times; %d followed a NOTOWNER at once", writes, s, redirects.n.Load())
+}
+
+// countingWriter counts the log lines that contain want.
+type countingWriter struct {
+	want string
+	n    atomic.Int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	if strings.Contains(string(b), w.want) {
+		w.n.Add(1)
+	}
+	return len(b), nil
+}

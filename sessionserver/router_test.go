@@ -1,0 +1,172 @@
+package sessionserver
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/slotreg/slotreg/metaclient"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// leadAll is a table at epoch in which node "d1" at addr leads every slot.
+func leadAll(epoch uint64, id, addr string) *slot.Table {
+	t := &slot.Table{Epoch: epoch, Replicas: 1, Nodes: []slot.Node{{ID: id, Addr: addr}}}
+	for s := range t.Slots {
+		t.Slots[s] = slot.Assignment{Leader: id, LeaderEpoch: 1}
+	}
+	return t
+}
+
+// A NOTOWNER hint routes its slot only while it is newer than the
+// session's table and than any hint already held.
+func TestRouterHints(t *testing.T) {
+	const id = "svc"
+	s := slot.Of(id)
+	type step struct {
+		table *slot.Table          // stored before the step, if set
+		hint  *proto.NotOwnerError // learnt in the step, if set
+		took  bool                 // what learn reports
+		want  string               // the address the slot routes to then
+	}
+	no := func(slot int, addr string, epoch uint64) *proto.NotOwnerError {
+		return &proto.NotOwnerError{Slot: slot, Owner: "n-" + addr, Addr: addr, Epoch: epoch}
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"table alone", []step{{table: leadAll(5, "d1", "a1"), want: "a1"}}},
+		{"newer hint wins over the table", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a2", 6), took: true, want: "a2"}}},
+		{"hint as old as the table is ignored", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a2", 5), want: "a1"}}},
+		{"older hint is ignored", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a2", 4), want: "a1"}}},
+		{"older hint does not replace a newer one", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a3", 8), took: true, want: "a3"},
+			{hint: no(s, "a2", 7), want: "a3"}}},
+		{"newer hint replaces an older one", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a2", 7), took: true, want: "a2"},
+			{hint: no(s, "a3", 8), took: true, want: "a3"}}},
+		{"newer table replaces the hint", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "a2", 7), took: true, want: "a2"},
+			{table: leadAll(7, "d4", "a4"), want: "a4"},
+			{hint: no(s, "a2", 7), want: "a4"}}},
+		{"hint without an address is ignored", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(s, "", 9), want: "a1"}}},
+		{"hint for another slot leaves this one", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no((s+1)%slot.Count, "a2", 9), took: true, want: "a1"}}},
+		{"hint for a slot out of range is ignored", []step{
+			{table: leadAll(5, "d1", "a1"), hint: no(slot.Count, "a2", 9), want: "a1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := mustNode(t, Limits{})
+			for i, st := range tc.steps {
+				if st.table != nil {
+					n.table.Store(st.table)
+				}
+				if st.hint != nil {
+					if took := n.router.learn(st.hint); took != st.took {
+						t.Fatalf("step %d: learn = %v, want %v", i, took, st.took)
+					}
+				}
+				if got, err := n.router.leaderAddr(id); err != nil || got != st.want {
+					t.Fatalf("step %d: routes to %q (%v), want %q", i, got, err, st.want)
+				}
+			}
+		})
+	}
+}
+
+// moved takes only a NOTOWNER for the request's own slot.
+func TestRouterMovedNeedsItsSlot(t *testing.T) {
+	n := mustNode(t, Limits{})
+	n.table.Store(leadAll(5, "d1", "a1"))
+	err := fmt.Errorf("write: %w", &proto.NotOwnerError{Slot: 3, Owner: "d2", Addr: "a2", Epoch: 6})
+	if n.router.moved(err, 4) {
+		t.Fatal("a NOTOWNER for slot 3 moved slot 4")
+	}
+	if n.router.moved(proto.Errorf(proto.ErrUnavailable, "x"), 3) {
+		t.Fatal("an UNAVAILABLE moved a slot")
+	}
+	if !n.router.moved(err, 3) {
+		t.Fatal("a wrapped NOTOWNER with a newer epoch did not move its slot")
+	}
+}
+
+// fakeData is a data node that answers DWRITE op by op with reply.
+func fakeData(t *testing.T, reply func(op proto.Op) any) (addr string, writes *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes = new(atomic.Int64)
+	srv := redcon.NewServer(ln.Addr().String(), func(conn redcon.Conn, cmd redcon.Command) {
+		w, err := proto.ParseDWrite(cmd.Args)
+		if err != nil {
+			conn.WriteError(proto.ToRESP(err))
+			return
+		}
+		writes.Add(int64(len(w.Ops)))
+		conn.WriteArray(len(w.Ops))
+		for _, op := range w.Ops {
+			switch v := reply(op).(type) {
+			case error:
+				conn.WriteError(proto.ToRESP(v))
+			default:
+				conn.WriteInt64(v.(int64))
+			}
+		}
+	}, nil, nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), writes
+}
+
+// A write refused with NOTOWNER naming an owner with a newer table goes
+// to that owner at once: the session's table never changes here (meta
+// does not answer), so only the hint can get it applied.
+func TestRefusedWriteFollowsTheNamedOwner(t *testing.T) {
+	newAddr, newWrites := fakeData(t, func(proto.Op) any { return int64(42) })
+	oldAddr, oldWrites := fakeData(t, func(op proto.Op) any {
+		return &proto.NotOwnerError{Slot: slot.Of(op.DataInfoID), Owner: "d2", Addr: newAddr, Epoch: 9}
+	})
+	n := mustNode(t, Limits{})
+	n.cfg.WriteTimeout, n.cfg.MaxBatch = 3*time.Second, 16
+	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: "s-test", Addr: "127.0.0.1:1",
+		Metas: []string{"127.0.0.1:1"}, OnTable: n.onTable, AttemptTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.meta = mc
+	defer mc.Close()
+	n.table.Store(leadAll(5, "d1", oldAddr))
+	defer n.router.close()
+
+	start := time.Now()
+	op := proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "d", TTL: 10}
+	req := n.router.submit(&op, make(chan struct{}))
+	<-req.done
+	if req.err != nil || req.res != 42 {
+		t.Fatalf("write: %d, %v", req.res, req.err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("the redirected write took %v", took)
+	}
+	if oldWrites.Load() != 1 || newWrites.Load() != 1 {
+		t.Fatalf("old owner got %d writes, new owner %d", oldWrites.Load(), newWrites.Load())
+	}
+	// The next write to the slot goes to the new owner directly.
+	req = n.router.submit(&op, make(chan struct{}))
+	<-req.done
+	if req.err != nil || oldWrites.Load() != 1 || newWrites.Load() != 2 {
+		t.Fatalf("second write: %v; old owner %d writes, new owner %d", req.err, oldWrites.Load(), newWrites.Load())
+	}
+}

@@ -1,0 +1,130 @@
+package sessionserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/slotreg/slotreg/proto"
+)
+
+// isOp says whether cmd is a write bound for a slot leader, sent with
+// its neighbours in a pipeline.
+func isOp(cmd *command) bool { return cmd != nil && cmd.op != nil }
+
+// pending write: the reply for a write command, in pipeline order.
+type pendingWrite struct {
+	req *writeReq
+	err error
+	key pubKey
+	own bool // a connection-bound register
+	cmd *command
+}
+
+// execWrites sends a run of pipelined write commands to the slot leaders
+// together, then replies in order once all have been applied.
+func (c *clientConn) execWrites(cmds []redcon.Command) {
+	start := time.Now()
+	ws := make([]pendingWrite, len(cmds))
+	for i, cmd := range cmds {
+		row := commands.lookup(cmd.Args[0])
+		ws[i].cmd = row
+		op, err := row.op(cmd.Args, &c.n.lim)
+		if err != nil {
+			ws[i].err = err
+			continue
+		}
+		op.ConnID = c.id
+		k := pubKey{op.DataInfoID, op.RegisterID}
+		ws[i].key = k
+		switch {
+		case op.Type == proto.OpRegister && op.TTL == 0:
+			if err := c.own(k, &op); err != nil {
+				ws[i].err = err
+				continue
+			}
+			ws[i].own = true
+		case op.Type == proto.OpRegister, op.Type == proto.OpUnregister:
+			// The key is no longer this connection's to clean up.
+			c.disown(k)
+			if op.Type == proto.OpUnregister {
+				op.ConnID = "" // UNREGISTER removes whoever owns it
+			}
+		}
+		ws[i].req = c.n.router.submit(&op, make(chan struct{}))
+	}
+	for i := range ws {
+		w := &ws[i]
+		if w.req != nil {
+			<-w.req.done
+			w.err = w.req.err
+			if w.err != nil && w.own && errors.Is(w.err, proto.ErrInvalid) {
+				c.disown(w.key)
+			}
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	took := time.Since(start)
+	for i := range ws {
+		c.n.stats.record(commands.metric(ws[i].cmd), took, ws[i].err != nil)
+		if ws[i].err != nil {
+			c.wr.WriteError(proto.ReplyText(ws[i].err))
+			continue
+		}
+		c.wr.WriteUint64(ws[i].req.res)
+	}
+}
+
+// own records a connection-bound publisher before it is sent, so that a
+// connection closing meanwhile still unregisters it.
+func (c *clientConn) own(k pubKey, op *proto.Op) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return proto.Errorf(proto.ErrUnavailable, "connection is closing")
+	}
+	if _, had := c.owned[k]; !had && len(c.owned) >= c.n.cfg.Limits.MaxPublishersPerConn {
+		return proto.LimitError(LimitPublishers, c.n.cfg.Limits.MaxPublishersPerConn,
+			fmt.Sprintf("this connection already has %d publishers", len(c.owned)))
+	}
+	c.owned[c.n.pubs.put(op, c)] = struct{}{}
+	return nil
+}
+
+func (c *clientConn) disown(k pubKey) {
+	c.mu.Lock()
+	if c.owned != nil {
+		delete(c.owned, k)
+	}
+	c.mu.Unlock()
+	c.n.pubs.remove(k, nil)
+}
+
+// lookup answers LOOKUP: the datum's version, then its [registerId,
+// data] pairs.
+func (c *clientConn) lookup(l *proto.Lookup) {
+	id := l.DataInfoID
+	// The lookup waits on the data node; release the writer meanwhile so
+	// pushes to this connection are not held up.
+	c.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.WriteTimeout)
+	d, err := c.n.router.lookup(ctx, id)
+	cancel()
+	c.wmu.Lock()
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.wr.WriteArray(2)
+	c.wr.WriteUint64(d.Version)
+	c.wr.WriteArray(len(d.Entries))
+	for _, e := range d.Entries {
+		c.wr.WriteArray(2)
+		c.wr.WriteBulkString(e.RegisterID)
+		c.wr.WriteBulkString(e.Data)
+	}
+}
