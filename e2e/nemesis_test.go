@@ -92,6 +92,9 @@ var nemesisFaults = []string{
 // writers and a subscriber per session, with nothing lost, no false
 // removal, no version going back, and agreement soon after the last heal.
 func TestNemesisShort(t *testing.T) {
+	// Parallel with the in-process tests, which it barely loads; the
+	// netns tests still run one at a time (mustNetnsCluster's lock).
+	t.Parallel()
 	c := mustNetnsCluster(t, "SLOTREG_LEASE=3s")
 	c.waitSettled()
 	var sessions []string
@@ -111,7 +114,7 @@ func TestNemesisShort(t *testing.T) {
 	}
 	seed, _ := strconv.ParseUint(os.Getenv("SLOTREG_NEMESIS_SEED"), 10, 64)
 	injected := chaos.RunNemesis(ctx, nemesisTarget{c}, chaos.NemesisOptions{Faults: faults, Seed: seed,
-		Hold: 6 * time.Second, Recover: 4 * time.Second, Duration: 50 * time.Second, Log: t.Logf})
+		Hold: 6 * time.Second, Recover: 4 * time.Second, Duration: 40 * time.Second, Log: t.Logf})
 	if err := (nemesisTarget{c}).Heal(ctx); err != nil {
 		t.Error(err)
 	}

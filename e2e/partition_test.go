@@ -27,6 +27,9 @@ func hold(t *testing.T, d time.Duration) {
 // may be pushed as removed, lost, or seen at a lower version; the cluster
 // settles within a few seconds of the last heal.
 func TestPartitionDataThenMetaLeader(t *testing.T) {
+	// Parallel with the in-process tests, which it barely loads; the
+	// netns tests still run one at a time (mustNetnsCluster's lock).
+	t.Parallel()
 	c := mustNetnsCluster(t, "SLOTREG_LEASE=3s")
 	c.waitSettled()
 	var sessions []string
