@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
-.PHONY: run test lint bench build clean fuzz fuzz-brief
+.PHONY: run test lint bench build clean fuzz fuzz-brief partitions
 
 # pkg:Target for every fuzz target; the corpora are in each package's testdata/fuzz.
 # The brief run leaves out the RESP framing scanner: it is so fast that a
@@ -25,6 +25,12 @@ test: build
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 13m $(PKGS)
 	$(MAKE) fuzz-brief
+
+# Issue 19's partition sequence (data node, then meta leader, cut off in
+# network namespaces), PARTITION_RUNS times; as root.
+PARTITION_RUNS ?= 20
+partitions: build
+	SLOTREG_PARTITION_TEST=1 $(GO) test -count=$(PARTITION_RUNS) -timeout 60m -run '^TestPartitionDataThenMetaLeader$$' -v ./e2e/
 
 # Each fuzz target for a few seconds (make test), or FUZZTIME each (make fuzz).
 fuzz-brief:
