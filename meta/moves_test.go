@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -258,7 +259,7 @@ func TestAutoRebalance(t *testing.T) {
 // and a handoff arriving after that is refused.
 func TestMoveTimeout(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	log, logs := testLoggerBuf(t)
+	log, logs := testutil.Logger(t)
 	n, d1, _, _ := mustDataPair(t, func(c *Config) { c.MoveTimeout = timeout; c.Logger = log })
 	const s = 7
 	le := n.Table().Slots[s].LeaderEpoch

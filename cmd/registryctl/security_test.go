@@ -8,6 +8,7 @@ import (
 	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // mustSecureCluster starts an in-process cluster (1 meta, 1 data node, 1
@@ -25,7 +26,7 @@ func mustSecureCluster(t *testing.T, secret string) (*cluster.Local, *netsectest
 		t.Fatal(err)
 	}
 	cl, err := cluster.Start(cluster.Options{
-		Dir: t.TempDir(), Data: 1, Sessions: 1, Logger: quietLogger(),
+		Dir: t.TempDir(), Data: 1, Sessions: 1, Logger: testutil.Quiet,
 		Secret: netsec.Secret{Current: secret}, InternodeTLS: srv, PeerTLS: peer, ClientTLS: srv,
 	})
 	if err != nil {
