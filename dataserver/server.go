@@ -90,8 +90,8 @@ func (c *Config) Validate() error {
 	if err := c.Secret.Validate(); err != nil {
 		return fmt.Errorf("dataserver: Secret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("dataserver: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("dataserver: %w", err)
 	}
 	return nil
 }
@@ -181,17 +181,14 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return nil, fmt.Errorf("dataserver %s: listen: %w", cfg.NodeID, err)
-		}
+	ln, err := netsec.ListenOn(cfg.Listener, cfg.Addr, cfg.ServerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
 	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
-		ln:       netsec.Listen(ln, cfg.ServerTLS),
+		ln:       ln,
 		addr:     cfg.Advertise,
 		streams:  make(map[*stream]struct{}),
 		stop:     make(chan struct{}),

@@ -127,8 +127,8 @@ func (c *Config) Validate() error {
 	if err := c.Secret.Validate(); err != nil {
 		return fmt.Errorf("meta config: Secret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("meta config: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("meta config: %w", err)
 	}
 	switch {
 	case c.Lease < 0:

@@ -71,8 +71,8 @@ func (c *Config) Validate() error {
 	if err := (netsec.Secret{Current: c.ClusterSecret}).Validate(); err != nil {
 		return fmt.Errorf("sessionserver: ClusterSecret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("sessionserver: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("sessionserver: %w", err)
 	}
 	return c.Limits.Validate()
 }
@@ -138,18 +138,15 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return nil, fmt.Errorf("sessionserver %s: listen: %w", cfg.NodeID, err)
-		}
+	ln, err := netsec.ListenOn(cfg.Listener, cfg.Addr, cfg.ServerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("sessionserver %s: %w", cfg.NodeID, err)
 	}
 	n := &Node{
 		cfg:         cfg,
 		lim:         cfg.Limits.client(),
 		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
-		ln:          netsec.Listen(ln, cfg.ServerTLS),
+		ln:          ln,
 		addr:        cfg.Advertise,
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
 		conns:       make(map[*clientConn]struct{}),
