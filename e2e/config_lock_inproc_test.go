@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -99,7 +100,7 @@ func (w *configWatcher) last(key string) (configMsg, bool) {
 func (w *configWatcher) waitVersion(key string, v uint64) configMsg {
 	w.t.Helper()
 	var got configMsg
-	eventually(w.t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(w.t, 10*time.Second, func() (bool, string) {
 		m, ok := w.last(key)
 		got = m
 		return ok && m.Version == v, fmt.Sprintf("last push for %s: %+v (want version %d)", key, m, v)
@@ -188,7 +189,7 @@ func TestConfigPushThroughTwoSessions(t *testing.T) {
 
 	// Reads agree with the pushes, on both sessions and over HTTP.
 	for i, c := range []*redis.Client{a, b} {
-		eventually(t, 5*time.Second, func() (bool, string) {
+		testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 			e, ok := confGet(t, c, "app/db.url")
 			return ok && e.Version == uint64(v2) && e.Value == "postgres://db2", fmt.Sprintf("session %d CONFGET: %+v", i+1, e)
 		})
@@ -228,7 +229,7 @@ func TestConfigPushThroughTwoSessions(t *testing.T) {
 			t.Fatalf("delete push: %+v", m)
 		}
 	}
-	eventually(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		_, ok := confGet(t, b, "app/db.url")
 		return !ok, "CONFGET still answers a deleted key"
 	})
@@ -365,7 +366,7 @@ func TestLockReleasedWhenConnectionCloses(t *testing.T) {
 	}
 	start := time.Now()
 	holderConn.Close()
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		info := lockInfo(t, other, "job/42")
 		return info == nil, fmt.Sprintf("still held: %+v", info)
 	})
@@ -401,7 +402,7 @@ func TestLockExpiresAtTTL(t *testing.T) {
 		t.Fatal("LOCK refused")
 	}
 	var got uint64
-	eventually(t, ttl+5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, ttl+5*time.Second, func() (bool, string) {
 		got = lockCmd(t, other, "ttl-lock", "w2", 60_000)
 		return got != 0, "w2 still refused"
 	})

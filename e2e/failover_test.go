@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -48,7 +49,7 @@ func kill(t *testing.T, n procNode) {
 	if err := syscall.Kill(n.pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s (pid %d): %v", n.id, n.pid, err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return syscall.Kill(n.pid, 0) != nil, fmt.Sprintf("%s (pid %d) still exists after SIGKILL", n.id, n.pid)
 	})
 }
@@ -56,7 +57,7 @@ func kill(t *testing.T, n procNode) {
 func TestDataLeaderKilledLosesNothing(t *testing.T) {
 	r := mustRig(t)
 	r.f.startWriters(20 * time.Millisecond)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return r.f.acks.Load() > 500, "writers not running"
 	})
 	tab := metaTable(t, r.c.byRole("meta"))
@@ -65,7 +66,7 @@ func TestDataLeaderKilledLosesNothing(t *testing.T) {
 	kill(t, r.c.node(victim))
 	before := r.f.acks.Load()
 	// Writes keep being acknowledged after the failover.
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return !tab.HasNode(victim) && r.f.acks.Load() > before+500, "failover not done or writes stalled"
 	})
@@ -80,7 +81,7 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 	tab := metaTable(t, r.c.byRole("meta"))
 	victim := tab.Nodes[0].ID
 	kill(t, r.c.node(victim))
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return !metaTable(t, r.c.byRole("meta")).HasNode(victim), "victim still in the table"
 	})
 	if out, err := r.c.run("start", victim); err != nil {
@@ -88,12 +89,12 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 	}
 	// It comes back holding follower places; auto-rebalance then hands it
 	// leaderships one slot at a time, under the write load.
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.HasNode(victim) && len(tab.FollowedBy(victim)) > 0,
 			fmt.Sprintf("%s follows %d slots", victim, len(tab.FollowedBy(victim)))
 	})
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		n := len(tab.LedBy(victim))
 		return n >= 80 && len(tab.Moving()) == 0, fmt.Sprintf("%s leads %d slots, %d moving", victim, n, len(tab.Moving()))
@@ -111,7 +112,7 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	kill(t, metas[1])
 	r.f.startWriters(20 * time.Millisecond)
 	before := r.f.acks.Load()
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return r.f.acks.Load() > before+300, fmt.Sprintf("writes stalled without meta quorum: %d acks since", r.f.acks.Load()-before)
 	})
 	// A brand new service: REGISTER, LOOKUP and its push all work.
@@ -131,7 +132,7 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	if out, err := r.c.run("start", "data4"); err != nil {
 		t.Fatalf("cluster.sh start data4: %v\n%s", err, out)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.HasNode("data4") && len(tab.FollowedBy("data4")) > 0, "data4 did not join after quorum returned"
 	})
@@ -229,7 +230,7 @@ func TestFailoverRestoresUnreplicatedPublishers(t *testing.T) {
 	kill(t, r.c.node(leader))
 	syscall.Kill(fnode.pid, syscall.SIGCONT)
 	stopped = false
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.Slots[s].Leader == follower, fmt.Sprintf("slot %d led by %s", s, tab.Slots[s].Leader)
 	})

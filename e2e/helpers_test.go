@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -162,29 +163,12 @@ func (w *watcher) waitSet(id string, want ...string) push {
 	w.t.Helper()
 	sort.Strings(want)
 	var got push
-	eventually(w.t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(w.t, 10*time.Second, func() (bool, string) {
 		p, ok := w.last(id)
 		got = p
 		return ok && fmt.Sprint(p.set()) == fmt.Sprint(want), fmt.Sprintf("last push for %s: %v (want %v)", id, p.set(), want)
 	})
 	return got
-}
-
-// eventually polls cond until it holds or the deadline passes, then fails
-// with what cond last reported.
-func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", within, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // lookup runs LOOKUP and returns the version and the "rid=data" set.

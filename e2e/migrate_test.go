@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -49,7 +50,7 @@ func (c *scriptCluster) mustCtl(args ...string) string {
 // settle waits until nothing is moving and verify finds no difference.
 func (r *failoverRig) settle(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		if n := len(tab.Moving()); n > 0 {
 			return false, fmt.Sprintf("%d slots moving", n)
@@ -65,7 +66,7 @@ func TestRebalanceAfterAddingADataNode(t *testing.T) {
 	if out, err := r.c.run("start", "data4"); err != nil {
 		t.Fatalf("start data4: %v\n%s", err, out)
 	}
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return len(tab.FollowedBy("data4")) > 0, "data4 holds no follower place"
 	})
@@ -100,7 +101,7 @@ func TestDrainThenKill(t *testing.T) {
 		t.Fatalf("data1 still leads %d slots after drain", len(tab.LedBy("data1")))
 	}
 	kill(t, r.c.node("data1"))
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return !metaTable(t, r.c.byRole("meta")).HasNode("data1"), "data1 still in the table"
 	})
 	r.f.stopWriters()
@@ -145,7 +146,7 @@ func TestTargetKilledHalfwayThroughAMove(t *testing.T) {
 	}
 	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
 	kill(t, r.c.node(target))
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		a := tab.Slots[s]
 		return !tab.HasNode(target) && a.Target == "" && a.Leader != "" && a.Leader != target,
@@ -182,7 +183,7 @@ func TestRegistryctlErrors(t *testing.T) {
 	}
 	// Meta followers record their RPC address with the leader shortly
 	// after it is elected, so all three show up within a moment.
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		out := c.mustCtl("nodes")
 		ok := strings.Contains(out, "data3") && strings.Contains(out, "session2")
 		for _, m := range []string{"meta1", "meta2", "meta3"} {
@@ -207,7 +208,7 @@ func TestLeaderKilledHalfwayThroughAMove(t *testing.T) {
 	target := tab.Slots[s].Followers[0]
 	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
 	kill(t, r.c.node(leader))
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		a := tab.Slots[s]
 		return !tab.HasNode(leader) && a.Target == "" && a.Leader != "" && a.Leader != leader,
@@ -229,7 +230,7 @@ func TestSIGTERMDrainsADataNode(t *testing.T) {
 	if err := syscall.Kill(victim.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 40*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 40*time.Second, func() (bool, string) {
 		return !r.c.node("data2").up, "data2 still running"
 	})
 	logb, err := os.ReadFile(filepath.Join(r.c.dir, "data2.log"))
@@ -239,7 +240,7 @@ func TestSIGTERMDrainsADataNode(t *testing.T) {
 	if !strings.Contains(string(logb), "drained: this node leads no slot") {
 		t.Fatalf("data2 exited without draining; its log ends:\n%s", tail(string(logb), 10))
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return !metaTable(t, r.c.byRole("meta")).HasNode("data2"), "data2 still in the table"
 	})
 	r.f.stopWriters()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -202,7 +203,7 @@ func (c *scriptCluster) byRole(role string) []procNode {
 func metaLeader(t *testing.T, metas []procNode) procNode {
 	t.Helper()
 	var leader procNode
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		for _, m := range metas {
 			c := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 			s, err := c.Do(context.Background(), "NODES").Text()
@@ -256,7 +257,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 	if err := syscall.Kill(leader.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		for _, n := range c.status() {
 			if n.id == leader.id {
 				return !n.up, "killed meta still up"
@@ -299,7 +300,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 		cmd.Wait()
 	})
 	var s9 *redis.Client
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		if s9 == nil {
 			cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 			if cl.Ping(context.Background()).Err() != nil {
@@ -317,7 +318,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 	if _, set := lookup(t, s9, "mp-svc"); len(set) != 3 {
 		t.Fatalf("LOOKUP via the new session: %v", set)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		n := 0
 		for _, m := range rest {
 			cl := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
@@ -339,7 +340,7 @@ func (c *scriptCluster) waitSettled() {
 	c.t.Helper()
 	var lastEpoch uint64
 	var stableSince time.Time
-	eventually(c.t, 60*time.Second, func() (bool, string) {
+	testutil.Eventually(c.t, 60*time.Second, func() (bool, string) {
 		tab := metaTable(c.t, c.byRole("meta"))
 		lo, hi := slot.Count, 0
 		for _, n := range tab.Nodes {
