@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/client"
 	"github.com/slotreg/slotreg/internal/testutil"
 	"go.uber.org/goleak"
@@ -101,21 +98,8 @@ func mustGoClient(t *testing.T, sessions ...string) *client.Client {
 // sessionMember says whether any meta still lists the session id.
 func sessionMember(metas []procNode, id string) bool {
 	for _, m := range metas {
-		c := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, DialTimeout: time.Second})
-		s, err := c.Do(context.Background(), "NODES").Text()
-		c.Close()
-		if err != nil {
-			continue
-		}
-		var ms struct {
-			Sessions []struct {
-				ID string `json:"id"`
-			} `json:"sessions"`
-		}
-		if json.Unmarshal([]byte(s), &ms) != nil {
-			continue
-		}
-		for _, s := range ms.Sessions {
+		ss, _ := metaSessions(m.addr)
+		for _, s := range ss {
 			if s.ID == id {
 				return true
 			}

@@ -70,9 +70,7 @@ func TestDataLeaderKilledLosesNothing(t *testing.T) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return !tab.HasNode(victim) && r.f.acks.Load() > before+500, "failover not done or writes stalled"
 	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 }
 
 func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
@@ -81,9 +79,7 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 	tab := metaTable(t, r.c.byRole("meta"))
 	victim := tab.Nodes[0].ID
 	kill(t, r.c.node(victim))
-	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		return !metaTable(t, r.c.byRole("meta")).HasNode(victim), "victim still in the table"
-	})
+	r.waitGone(t, victim, 20*time.Second)
 	if out, err := r.c.run("start", victim); err != nil {
 		t.Fatalf("cluster.sh start %s: %v\n%s", victim, err, out)
 	}
@@ -99,9 +95,7 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 		n := len(tab.LedBy(victim))
 		return n >= 80 && len(tab.Moving()) == 0, fmt.Sprintf("%s leads %d slots, %d moving", victim, n, len(tab.Moving()))
 	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 }
 
 func TestMetaQuorumLostKeepsServing(t *testing.T) {
@@ -119,9 +113,7 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	w := mustWatch(t, r.lookups[1], "no-quorum")
 	register(t, r.lookups[0], "no-quorum", "r1", "x")
 	w.waitSet("no-quorum", "r1=x")
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 
 	// Quorum returns: membership and table changes go through again.
 	for _, m := range metas[:2] {
