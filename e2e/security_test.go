@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,22 +27,6 @@ import (
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/sessionserver"
 )
-
-// tlsConfigs are the server and client TLS settings of a test's certs.
-func tlsConfigs(t *testing.T, certs *netsectest.Certs) (server, client, untrusting *tls.Config) {
-	t.Helper()
-	var err error
-	if server, err = netsec.ServerConfig(certs.Files); err != nil {
-		t.Fatal(err)
-	}
-	if client, err = netsec.ClientConfig(certs.Files); err != nil {
-		t.Fatal(err)
-	}
-	if untrusting, err = netsec.ClientConfig(netsec.TLSFiles{CA: certs.OtherCA}); err != nil {
-		t.Fatal(err)
-	}
-	return server, client, untrusting
-}
 
 func mustStart(t *testing.T, o cluster.Options) *cluster.Local {
 	t.Helper()
@@ -80,7 +63,8 @@ func pingWith(opts *redis.Options) error {
 // over HTTPS; plaintext and untrusting clients are refused.
 func TestSecureClusterEndToEnd(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	srv, cli, untrusting := tlsConfigs(t, certs)
+	tc := certs.MustConfigs(t)
+	srv, cli, untrusting := tc.Server, tc.Client, tc.Untrusting
 	cl := mustStart(t, cluster.Options{
 		Dir: t.TempDir(), Data: 2, Sessions: 2, Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -321,7 +305,7 @@ func startSecureDev(t *testing.T, args ...string) *secureDev {
 // registryctl with --tls-ca and the secret.
 func TestDevWithTLSAndSecret(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	_, cli, _ := tlsConfigs(t, certs)
+	cli := certs.MustConfigs(t).Client
 	p := startSecureDev(t, "--cluster-secret", "dev-secret", "--tls-cert", certs.Files.Cert, "--tls-key", certs.Files.Key,
 		"--tls-ca", certs.Files.CA, "--tls-client", "--tls-internode", "--tls-admin")
 

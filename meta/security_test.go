@@ -171,14 +171,8 @@ func TestRaftRefusesWrongSecret(t *testing.T) {
 // one that does not trust the CA fail.
 func TestMetaOverTLS(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	srv, err := netsec.ServerConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := netsec.ClientConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := certs.MustConfigs(t)
+	srv, peer := tc.Server, tc.Client
 	log := testLogger(t)
 	specs := make([]*nodeSpec, 3)
 	var peers []Peer

@@ -17,14 +17,8 @@ import (
 func mustSecureCluster(t *testing.T, secret string) (*cluster.Local, *netsectest.Certs) {
 	t.Helper()
 	certs := netsectest.MustGenerate(t)
-	srv, err := netsec.ServerConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := netsec.ClientConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := certs.MustConfigs(t)
+	srv, peer := tc.Server, tc.Client
 	cl, err := cluster.Start(cluster.Options{
 		Dir: t.TempDir(), Data: 1, Sessions: 1, Logger: testutil.Quiet,
 		Secret: netsec.Secret{Current: secret}, InternodeTLS: srv, PeerTLS: peer, ClientTLS: srv,
