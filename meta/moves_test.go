@@ -291,15 +291,7 @@ func TestMoveTimeout(t *testing.T) {
 // slots, even-followers spreads the follower places (max-min <= 1) without
 // touching a leader; while a slot moves it changes nothing.
 func TestApplierEvenFollowers(t *testing.T) {
-	s := newStore()
-	for _, c := range []*command{
-		{Type: cmdInit, Replicas: 2},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
-	} {
-		mustApply(t, s, c)
-	}
+	s := withData(t, newStore(), 2, 3)
 	// Move a third of the slots to d3 and a third to d2, as auto-rebalance
 	// would: each old leader takes its successor's follower place.
 	for sl := 0; sl < slot.Count; sl++ {
