@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,12 +45,7 @@ func mustWatchConfig(t *testing.T, c *redis.Client, keys ...string) *configWatch
 	for i, k := range keys {
 		chans[i] = proto.ConfigChannelPrefix + k
 	}
-	ps := c.Subscribe(context.Background(), chans...)
-	for range chans {
-		if _, err := ps.Receive(ctxT(t)); err != nil {
-			t.Fatalf("subscribe confirmation: %v", err)
-		}
-	}
+	ps := mustSubscribe(t, c, chans...)
 	w := &configWatcher{t: t, msgs: map[string][]configMsg{}, ps: ps, done: make(chan struct{})}
 	ch := ps.Channel()
 	go func() {
@@ -74,15 +68,7 @@ func mustWatchConfig(t *testing.T, c *redis.Client, keys ...string) *configWatch
 			w.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		ps.Close()
-		<-w.done
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, b := range w.bad {
-			t.Error(b)
-		}
-	})
+	reportAtCleanup(t, ps, w.done, &w.mu, &w.bad)
 	return w
 }
 

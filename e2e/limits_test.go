@@ -356,12 +356,7 @@ func newLatencyWatcher(t *testing.T, addr string, ids []string) *latencyWatcher 
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
 	w := &latencyWatcher{hist: hdrhistogram.New(1, int64(time.Minute), 3), last: make(map[string]int), n: len(ids)}
-	w.ps = c.Subscribe(context.Background(), ids...)
-	for range ids {
-		if _, err := w.ps.Receive(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.ps = mustSubscribe(t, c, ids...)
 	ch := w.ps.Channel(redis.WithChannelSize(10_000))
 	done := make(chan struct{})
 	go func() {
