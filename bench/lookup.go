@@ -118,9 +118,8 @@ func Lookup(ctx context.Context, cfg LookupConfig) (*Result, error) {
 	res := &Result{Scenario: "lookup", Target: TargetSlotreg, Params: map[string]any{
 		"clients": cfg.Clients, "services": cfg.Services, "publishers_per_service": cfg.PerService,
 		"duration_s": cfg.Duration.Seconds(), "sessions": len(cfg.Addrs),
-	}, Ops: ops.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds()}
-	res.Rate = float64(res.Ops) / elapsed.Seconds()
-	res.setHist(hist)
+	}}
+	res.timed(ops.Load(), errs.Load(), elapsed, hist)
 	res.Add("lookups with a publisher count other than registered", float64(short.Load()), "")
 	if e := firstErr.Load(); e != nil {
 		res.Note("first error: %v", e)
