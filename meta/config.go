@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -191,26 +192,12 @@ func (c *Config) validatePeers() error {
 
 // withDefaults returns a copy with every zero optional field set.
 func (c Config) withDefaults() Config {
-	if c.Lease == 0 {
-		c.Lease = DefaultLease
-	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
-	if c.RaftHeartbeatTimeout == 0 {
-		c.RaftHeartbeatTimeout = DefaultRaftHeartbeatTimeout
-	}
-	if c.RaftElectionTimeout == 0 {
-		c.RaftElectionTimeout = DefaultRaftElectionTimeout
-	}
-	if c.MaxMoves == 0 {
-		c.MaxMoves = DefaultMaxMoves
-	}
-	if c.MoveTimeout == 0 {
-		c.MoveTimeout = DefaultMoveTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Lease = cmp.Or(c.Lease, DefaultLease)
+	c.Replicas = cmp.Or(c.Replicas, DefaultReplicas)
+	c.RaftHeartbeatTimeout = cmp.Or(c.RaftHeartbeatTimeout, DefaultRaftHeartbeatTimeout)
+	c.RaftElectionTimeout = cmp.Or(c.RaftElectionTimeout, DefaultRaftElectionTimeout)
+	c.MaxMoves = cmp.Or(c.MaxMoves, DefaultMaxMoves)
+	c.MoveTimeout = cmp.Or(c.MoveTimeout, DefaultMoveTimeout)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }

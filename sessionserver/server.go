@@ -1,6 +1,7 @@
 package sessionserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -78,21 +79,11 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) setDefaults() {
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 500 * time.Millisecond
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = 1024
-	}
-	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Heartbeat = cmp.Or(c.Heartbeat, 500*time.Millisecond)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.MaxBatch = cmp.Or(c.MaxBatch, 1024)
+	c.ReconcileInterval = cmp.Or(c.ReconcileInterval, 5*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.Limits.fill()
 }
 
@@ -228,12 +219,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	err := n.ln.Close()
-	n.mu.Lock()
-	conns := make([]*clientConn, 0, len(n.conns))
-	for c := range n.conns {
-		conns = append(conns, c)
-	}
-	n.mu.Unlock()
+	conns := n.clientConns()
 	for _, c := range conns {
 		c.nc.Close()
 	}
@@ -254,6 +240,17 @@ func (n *Node) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// clientConns lists the client connections open now.
+func (n *Node) clientConns() []*clientConn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	conns := make([]*clientConn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func (n *Node) acceptLoop() {
@@ -301,12 +298,7 @@ func (n *Node) Shutdown(grace time.Duration) error {
 	}
 	n.log.Info("shutting down: telling clients to go", "grace", grace.String())
 	n.ln.Close()
-	n.mu.Lock()
-	conns := make([]*clientConn, 0, len(n.conns))
-	for c := range n.conns {
-		conns = append(conns, c)
-	}
-	n.mu.Unlock()
+	conns := n.clientConns()
 	for _, c := range conns {
 		// Each on its own: a stalled client must not hold up the others.
 		n.wg.Add(1)
