@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -123,22 +122,14 @@ func confGet(t *testing.T, c *redis.Client, key string) (proto.ConfigEntry, bool
 // decoded body and the X-Config-Version header.
 func httpConfig(t *testing.T, base, key string) (int, configMsg, string) {
 	t.Helper()
-	resp, err := http.Get(base + "/v1/config/" + key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, b, h := testutil.MustGet(t, base+"/v1/config/"+key)
 	var m configMsg
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+	if code == http.StatusOK || code == http.StatusNotFound {
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatalf("HTTP body %q: %v", b, err)
 		}
 	}
-	return resp.StatusCode, m, resp.Header.Get("X-Config-Version")
+	return code, m, h.Get("X-Config-Version")
 }
 
 // TestConfigPushThroughTwoSessions: a change reaches every watcher on
