@@ -41,6 +41,15 @@ func oneConn(addr string) *redis.Options {
 	return &redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, PoolSize: 1, MaxRetries: -1, DialTimeout: 5 * time.Second}
 }
 
+// dialN dials n clients (see dial), round-robin over addrs.
+func dialN(n int, addrs ...string) []*redis.Client {
+	cs := make([]*redis.Client, n)
+	for i := range cs {
+		cs[i] = dial(addrs[i%len(addrs)])
+	}
+	return cs
+}
+
 // closeAll closes every client, ignoring errors (the harness is done
 // with them).
 func closeAll(cs []*redis.Client) {

@@ -72,10 +72,7 @@ func Lookup(ctx context.Context, cfg LookupConfig) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup: registering: %w", err)
 	}
-	clients := make([]*redis.Client, cfg.Clients)
-	for i := range clients {
-		clients[i] = dial(cfg.Addrs[i%len(cfg.Addrs)])
-	}
+	clients := dialN(cfg.Clients, cfg.Addrs...)
 	defer closeAll(clients)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()

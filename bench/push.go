@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -126,10 +125,7 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 	}
 
 	// Writers: one per address, each owning the services i%len(Addrs).
-	writers := make([]*redis.Client, len(cfg.Addrs))
-	for i, a := range cfg.Addrs {
-		writers[i] = dial(a)
-	}
+	writers := dialN(len(cfg.Addrs), cfg.Addrs...)
 	defer closeAll(writers)
 	var sent, werrs atomic.Int64
 	var firstErr atomic.Value
