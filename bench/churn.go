@@ -128,9 +128,8 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*Result, error) {
 	res := &Result{Scenario: "churn", Target: TargetSlotreg, Params: map[string]any{
 		"clients": cfg.Clients, "rate": cfg.Rate, "services": cfg.Services, "max_per_client": cfg.MaxPerClient,
 		"unregister_pct": cfg.UnregisterPct, "reconnect_pct": cfg.ReconnectPct, "sessions": len(cfg.Addrs),
-	}, Ops: ops.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds()}
-	res.Rate = float64(res.Ops) / elapsed.Seconds()
-	res.setHist(hist)
+	}}
+	res.timed(ops.Load(), errs.Load(), elapsed, hist)
 	res.Add("registers (new publishers)", float64(regs.Load()), "")
 	res.Add("unregisters", float64(unregs.Load()), "")
 	res.Add("reconnects (publishers re-registered count as ops)", float64(reconns.Load()), "")

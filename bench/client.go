@@ -21,33 +21,33 @@ const opTimeout = 15 * time.Second
 // makes) stays on one connection. Retries are off: a failed request is
 // counted, not hidden.
 func dial(addr string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:            addr,
-		Protocol:        2,
-		DisableIdentity: true,
-		PoolSize:        1,
-		MaxRetries:      -1,
-		DialTimeout:     5 * time.Second,
-		ReadTimeout:     opTimeout,
-		WriteTimeout:    opTimeout,
-		ReadBufferSize:  16 << 10,
-		WriteBufferSize: 16 << 10,
-	})
+	o := oneConn(addr)
+	o.ReadTimeout, o.WriteTimeout = opTimeout, opTimeout
+	o.ReadBufferSize, o.WriteBufferSize = 16<<10, 16<<10
+	return redis.NewClient(o)
 }
 
 // dialSub returns a client whose Subscribe calls each open one connection;
 // small buffers keep ten thousand subscribers cheap for the harness.
 func dialSub(addr string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:            addr,
-		Protocol:        2,
-		DisableIdentity: true,
-		PoolSize:        1,
-		MaxRetries:      -1,
-		DialTimeout:     5 * time.Second,
-		ReadBufferSize:  8 << 10,
-		WriteBufferSize: 4 << 10,
-	})
+	o := oneConn(addr)
+	o.ReadBufferSize, o.WriteBufferSize = 8<<10, 4<<10
+	return redis.NewClient(o)
+}
+
+// oneConn are the options dial and dialSub share: RESP2 without CLIENT
+// SETINFO, one connection, no retries.
+func oneConn(addr string) *redis.Options {
+	return &redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, PoolSize: 1, MaxRetries: -1, DialTimeout: 5 * time.Second}
+}
+
+// dialN dials n clients (see dial), round-robin over addrs.
+func dialN(n int, addrs ...string) []*redis.Client {
+	cs := make([]*redis.Client, n)
+	for i := range cs {
+		cs[i] = dial(addrs[i%len(addrs)])
+	}
+	return cs
 }
 
 // closeAll closes every client, ignoring errors (the harness is done

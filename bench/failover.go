@@ -377,9 +377,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*Result, error) {
 	wg.Wait()
 	stopProgress()
 	elapsed := time.Since(runStart)
-	res.Ops, res.Errors, res.Seconds = ops.Load(), errs.Load(), elapsed.Seconds()
-	res.Rate = float64(res.Ops) / elapsed.Seconds()
-	res.setHist(hist)
+	res.timed(ops.Load(), errs.Load(), elapsed, hist)
 	if e := firstErr.Load(); e != nil {
 		res.Note("first write error: %v", e)
 	}

@@ -111,6 +111,26 @@ func (l *Local) Close() error {
 	return nil
 }
 
+// workDir returns dir, or a new temporary directory named after pattern
+// when dir is empty; own says it was made here, for the caller to remove.
+func workDir(dir, pattern string) (_ string, own bool, _ error) {
+	if dir != "" {
+		return dir, false, nil
+	}
+	d, err := os.MkdirTemp("", pattern)
+	return d, err == nil, err
+}
+
+// registryBinary returns bin, or when it is empty builds the registry
+// binary into dir (see BuildRegistry).
+func registryBinary(ctx context.Context, bin, moduleDir, dir string, p *Progress) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	p.Logf("building the registry binary")
+	return BuildRegistry(ctx, moduleDir, dir)
+}
+
 // BuildRegistry builds cmd/registry of the module in moduleDir (found
 // from the working directory when empty) into outDir and returns the
 // binary's path.
@@ -185,24 +205,15 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if o.Lease <= 0 {
 		o.Lease = 3 * time.Second
 	}
-	l := &Local{Dir: o.Dir}
-	if l.Dir == "" {
-		d, err := os.MkdirTemp("", "slotreg-bench-")
-		if err != nil {
-			return nil, err
-		}
-		l.Dir, l.ownDir = d, true
-	}
-	if o.Bin == "" {
-		o.Progress.Logf("building the registry binary")
-		bin, err := BuildRegistry(ctx, o.ModuleDir, l.Dir)
-		if err != nil {
-			l.Close()
-			return nil, err
-		}
-		o.Bin = bin
-	}
+	l := &Local{}
 	var err error
+	if l.Dir, l.ownDir, err = workDir(o.Dir, "slotreg-bench-"); err != nil {
+		return nil, err
+	}
+	if o.Bin, err = registryBinary(ctx, o.Bin, o.ModuleDir, l.Dir, o.Progress); err != nil {
+		l.Close()
+		return nil, err
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = l.launch(ctx, o); err == nil {
 			return l, nil

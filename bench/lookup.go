@@ -72,10 +72,7 @@ func Lookup(ctx context.Context, cfg LookupConfig) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup: registering: %w", err)
 	}
-	clients := make([]*redis.Client, cfg.Clients)
-	for i := range clients {
-		clients[i] = dial(cfg.Addrs[i%len(cfg.Addrs)])
-	}
+	clients := dialN(cfg.Clients, cfg.Addrs...)
 	defer closeAll(clients)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -118,9 +115,8 @@ func Lookup(ctx context.Context, cfg LookupConfig) (*Result, error) {
 	res := &Result{Scenario: "lookup", Target: TargetSlotreg, Params: map[string]any{
 		"clients": cfg.Clients, "services": cfg.Services, "publishers_per_service": cfg.PerService,
 		"duration_s": cfg.Duration.Seconds(), "sessions": len(cfg.Addrs),
-	}, Ops: ops.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds()}
-	res.Rate = float64(res.Ops) / elapsed.Seconds()
-	res.setHist(hist)
+	}}
+	res.timed(ops.Load(), errs.Load(), elapsed, hist)
 	res.Add("lookups with a publisher count other than registered", float64(short.Load()), "")
 	if e := firstErr.Load(); e != nil {
 		res.Note("first error: %v", e)

@@ -60,10 +60,7 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (*Result, error) {
 	cfg.Progress.Logf("filling slot %d with %d publishers over %d services", s, len(svcs)*perSvc, len(svcs))
 	// Connection-bound publishers, so the connections stay open until the
 	// end; pipelined in batches.
-	holders := make([]*redis.Client, 8)
-	for i := range holders {
-		holders[i] = dial(cfg.Session)
-	}
+	holders := dialN(8, cfg.Session)
 	defer closeAll(holders)
 	var fillErr atomic.Value
 	var wg sync.WaitGroup
@@ -97,10 +94,7 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (*Result, error) {
 	var histMu sync.Mutex
 	var ops, errs atomic.Int64
 	stop := make(chan struct{})
-	writers := make([]*redis.Client, cfg.Writers)
-	for i := range writers {
-		writers[i] = dial(cfg.Session)
-	}
+	writers := dialN(cfg.Writers, cfg.Session)
 	defer closeAll(writers)
 	var wwg sync.WaitGroup
 	var worstMu sync.Mutex

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -126,10 +125,7 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 	}
 
 	// Writers: one per address, each owning the services i%len(Addrs).
-	writers := make([]*redis.Client, len(cfg.Addrs))
-	for i, a := range cfg.Addrs {
-		writers[i] = dial(a)
-	}
+	writers := dialN(len(cfg.Addrs), cfg.Addrs...)
 	defer closeAll(writers)
 	var sent, werrs atomic.Int64
 	var firstErr atomic.Value
@@ -182,10 +178,6 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 	time.Sleep(200 * time.Millisecond)
 	stopProgress()
 
-	all := NewHistogram()
-	for _, h := range hists {
-		all.Merge(h)
-	}
 	res := &Result{
 		Scenario: "push-latency", Target: cfg.Target,
 		Params: map[string]any{
@@ -193,10 +185,8 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 			"duration_s": cfg.Duration.Seconds(), "warmup_s": cfg.Warmup.Seconds(), "sessions": len(cfg.Addrs),
 			"data_bytes": cfg.DataSize,
 		},
-		Ops: received.Load(), Errors: werrs.Load(), Seconds: measured.Seconds(),
 	}
-	res.Rate = float64(res.Ops) / measured.Seconds()
-	res.setHist(all)
+	res.timed(received.Load(), werrs.Load(), measured, hists...)
 	res.Add("changes sent", float64(sent.Load()), "")
 	res.Add("pushes expected (changes x subscribers)", float64(sent.Load()*int64(cfg.Subscribers)), "")
 	res.Add("pushes measured", float64(res.Ops), "")

@@ -166,10 +166,6 @@ func runRegister(ctx context.Context, cfg RegisterConfig) (*Result, *fleet, erro
 	elapsed := time.Since(start)
 	stop()
 
-	all := NewHistogram()
-	for _, h := range hists {
-		all.Merge(h)
-	}
 	res := &Result{
 		Scenario: "register", Target: cfg.Target,
 		Params: map[string]any{
@@ -177,10 +173,8 @@ func runRegister(ctx context.Context, cfg RegisterConfig) (*Result, *fleet, erro
 			"duration_s": cfg.Duration.Seconds(), "data_bytes": cfg.DataSize, "rate": cfg.Rate, "ttl": cfg.TTL,
 			"sessions": len(cfg.Addrs),
 		},
-		Ops: ops.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds(),
 	}
-	res.Rate = float64(res.Ops) / elapsed.Seconds()
-	res.setHist(all)
+	res.timed(ops.Load(), errs.Load(), elapsed, hists...)
 	if e := firstErr.Load(); e != nil {
 		res.Note("first error: %v", e)
 	}

@@ -62,6 +62,22 @@ func (r *Result) Note(format string, args ...any) {
 func (r *Result) Hist() *Histogram { return r.hist }
 
 // setHist records h as the result's latency distribution.
+// timed records what a load run did over elapsed: ops and errs counted,
+// their rate, and the latencies of hists merged.
+func (r *Result) timed(ops, errs int64, elapsed time.Duration, hists ...*Histogram) {
+	r.Ops, r.Errors, r.Seconds = ops, errs, elapsed.Seconds()
+	r.Rate = float64(ops) / elapsed.Seconds()
+	if len(hists) == 1 {
+		r.setHist(hists[0])
+		return
+	}
+	all := NewHistogram()
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	r.setHist(all)
+}
+
 func (r *Result) setHist(h *Histogram) {
 	r.hist = h
 	if h != nil && h.Count() > 0 {

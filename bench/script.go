@@ -57,22 +57,14 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 			return nil, err
 		}
 	}
-	s := &ScriptCluster{Script: filepath.Join(o.ModuleDir, "scripts", "cluster.sh"), Dir: o.Dir, keep: o.Keep}
-	if s.Dir == "" {
-		d, err := os.MkdirTemp("", "slotreg-bench-cluster-")
-		if err != nil {
-			return nil, err
-		}
-		s.Dir, s.ownDir = d, true
+	s := &ScriptCluster{Script: filepath.Join(o.ModuleDir, "scripts", "cluster.sh"), keep: o.Keep}
+	var err error
+	if s.Dir, s.ownDir, err = workDir(o.Dir, "slotreg-bench-cluster-"); err != nil {
+		return nil, err
 	}
-	if o.Bin == "" {
-		o.Progress.Logf("building the registry binary")
-		bin, err := BuildRegistry(ctx, o.ModuleDir, s.Dir)
-		if err != nil {
-			s.remove()
-			return nil, err
-		}
-		o.Bin = bin
+	if o.Bin, err = registryBinary(ctx, o.Bin, o.ModuleDir, s.Dir, o.Progress); err != nil {
+		s.remove()
+		return nil, err
 	}
 	if o.Lease <= 0 {
 		o.Lease = 2 * time.Second

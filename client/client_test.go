@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sort"
@@ -17,11 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/sessionserver"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // shared is one in-process cluster (a meta, two data nodes) for every
 // test in the package; each test adds the sessions it needs, so one test
@@ -38,7 +35,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		cl, err := cluster.Start(cluster.Options{
 			Dir: dir, Data: 2, Sessions: 1,
-			Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Logger: quiet,
+			Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Logger: testutil.Quiet,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -67,13 +64,13 @@ func mustSession(t *testing.T, ln net.Listener) *sessionserver.Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	eventually(t, 20*time.Second, func() (bool, string) { return s.Ready(), "session has no full slot table" })
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) { return s.Ready(), "session has no full slot table" })
 	return s
 }
 
 func mustNew(t *testing.T, sessions ...string) *Client {
 	t.Helper()
-	c, err := New(Options{Sessions: sessions, Logger: quiet, HealthCheckInterval: 200 * time.Millisecond})
+	c, err := New(Options{Sessions: sessions, Logger: testutil.Quiet, HealthCheckInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,23 +82,6 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds or the deadline passes, then
-// fails with what cond last said.
-func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // recorder keeps every snapshot a subscription delivered.
@@ -150,7 +130,7 @@ func render(pubs []Publisher) string {
 func (r *recorder) waitFor(t *testing.T, want string) Snapshot {
 	t.Helper()
 	var s Snapshot
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		var ok bool
 		s, ok = r.last()
 		return ok && render(s.Publishers) == want, fmt.Sprintf("last snapshot %q, want %q", render(s.Publishers), want)
@@ -339,7 +319,7 @@ func TestFailoverToTheNextSession(t *testing.T) {
 	if err := sa.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := prov.Status()
 		return st.Ready && st.Session == b, fmt.Sprintf("provider status %+v", st)
 	})
@@ -365,7 +345,7 @@ func TestAllSessionsDownThenBack(t *testing.T) {
 	sessions := []*sessionserver.Node{mustSession(t, nil), mustSession(t, nil)}
 	addrs := []string{sessions[0].Addr(), sessions[1].Addr()}
 	ctx := ctxT(t, 40*time.Second)
-	c, err := New(Options{Sessions: addrs, Logger: quiet, HealthCheckInterval: 200 * time.Millisecond,
+	c, err := New(Options{Sessions: addrs, Logger: testutil.Quiet, HealthCheckInterval: 200 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +366,7 @@ func TestAllSessionsDownThenBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, func() (bool, string) { return !c.Ready(), "client still ready with no session" })
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) { return !c.Ready(), "client still ready with no session" })
 	got, err := c.Lookup(ctx, "svc-down")
 	// The client may have failed over to the second session and
 	// registered again (a newer version) before that one stopped too.
@@ -416,7 +396,7 @@ func TestAllSessionsDownThenBack(t *testing.T) {
 	if err := <-upd; err != nil {
 		t.Fatalf("Update made while down: %v", err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		got := rawLookup(t, addrs[1], "svc-down")
 		return got == "r1=10.0.0.1:81", "LOOKUP after recovery: " + got
 	})

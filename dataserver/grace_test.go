@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -21,8 +22,8 @@ func TestSessionGrace(t *testing.T) {
 	m.setSessions(1, "s1")
 	m.setTable(&slot.Table{Epoch: 1})
 	metaAddr := m.serve(t)
-	d1, err := dataserver.New(dataserver.Config{NodeID: "d1", Listener: mustListen(t), Metas: []string{metaAddr},
-		Heartbeat: 20 * time.Millisecond, ReconcileTimeout: 100 * time.Millisecond, SessionGrace: grace, Logger: quiet})
+	d1, err := dataserver.New(dataserver.Config{NodeID: "d1", Listener: testutil.MustListen(t), Metas: []string{metaAddr},
+		Heartbeat: 20 * time.Millisecond, ReconcileTimeout: 100 * time.Millisecond, SessionGrace: grace, Logger: testutil.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestSessionGrace(t *testing.T) {
 		return len(d.Entries), nil
 	}
 	w := proto.DWrite{Epoch: 2, SessionID: "s1", Ops: []proto.Op{{Type: proto.OpRegister, DataInfoID: id, RegisterID: "p1", Data: "x", ConnID: "c1"}}}
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		vals, err := rdb.Do(ctx, w.Args()...).Slice()
 		if err == nil {
 			if e, ok := vals[0].(error); ok {
@@ -68,11 +69,11 @@ func TestSessionGrace(t *testing.T) {
 
 	// s1 leaves the list and is back before the grace runs out.
 	m.setSessions(2)
-	waitFor(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		return d1.Stats().DepartingSessions == 1, "d1 has not seen s1 leave"
 	})
 	m.setSessions(3, "s1")
-	waitFor(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		return d1.Stats().DepartingSessions == 0, "d1 has not seen s1 come back"
 	})
 	deadline := time.After(2 * grace)
@@ -102,7 +103,7 @@ wait:
 	}
 	alive()
 	m.setSessions(4)
-	waitFor(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		return d1.Stats().DepartingSessions == 1, "d1 has not seen s1 leave"
 	})
 	for end := time.Now().Add(3 * grace); time.Now().Before(end); {
@@ -116,7 +117,7 @@ wait:
 	// s1 goes silent: p1 goes once the grace since its last word runs
 	// out, not before.
 	left := lastAlive
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		n, err := lookup()
 		return err == nil && n == 0, "p1 still there"
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 	"github.com/tidwall/redcon"
@@ -46,7 +47,7 @@ func (m *fakeMeta) setTable(t *slot.Table) {
 }
 
 func (m *fakeMeta) serve(t *testing.T) string {
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	t.Cleanup(func() { ln.Close() })
 	go redcon.Serve(ln, func(conn redcon.Conn, cmd redcon.Command) {
 		name := strings.ToLower(string(cmd.Args[0]))
@@ -92,8 +93,8 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 	m := &fakeMeta{}
 	metaAddr := m.serve(t)
 	start := func(id string) *dataserver.Node {
-		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: mustListen(t), Metas: []string{metaAddr},
-			Heartbeat: 50 * time.Millisecond, ReconcileTimeout: 200 * time.Millisecond, Logger: quiet})
+		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: testutil.MustListen(t), Metas: []string{metaAddr},
+			Heartbeat: 50 * time.Millisecond, ReconcileTimeout: 200 * time.Millisecond, Logger: testutil.Quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 		}
 		return nil
 	}
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		err := write()
 		return err == nil, "d1 does not take writes to the slot: " + errString(err)
 	})
@@ -140,7 +141,7 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 	t2.Epoch = 3
 	t2.Slots[s].Target = "d2"
 	m.setTable(t2)
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return m.handoffs.Load() > 0, "d1 never tried the handoff"
 	})
 	// Over the next 2 s the slot is frozen only for the attempts: a
@@ -166,7 +167,7 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 	// freezes the slot, and every write goes through.
 	m.down.Store(true)
 	downAt := time.Now()
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		// Past the second in which the last answered heartbeat still
 		// counts, and with a write through.
 		err := write()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -33,15 +34,6 @@ func fillOps(n, services, conns int) []proto.Op {
 	return ops
 }
 
-// heapInuse is the live heap after a full collection.
-func heapInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
-
 // BenchmarkStoreMemory fills one copy of every slot with the memory
 // scenario's publishers as a leader would and reports the heap each
 // publisher costs, and what of it is beyond its own strings.
@@ -56,7 +48,7 @@ func benchStoreMemory(b *testing.B, n int) {
 	var perPub, own float64
 	for b.Loop() {
 		b.StopTimer()
-		base := heapInuse()
+		base := testutil.HeapInuse()
 		ops := fillOps(n, services, conns)
 		for i := range ops {
 			own += float64(len(ops[i].RegisterID) + len(ops[i].Data))
@@ -74,7 +66,7 @@ func benchStoreMemory(b *testing.B, n int) {
 		b.StopTimer()
 		// Whatever of ops the stores did not keep is garbage now.
 		ops = nil
-		perPub += float64(heapInuse()-base) / float64(n)
+		perPub += float64(testutil.HeapInuse()-base) / float64(n)
 		if *storeHeapProfile != "" {
 			f, err := os.Create(*storeHeapProfile)
 			if err != nil {

@@ -3,46 +3,18 @@ package dataserver_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-func waitFor(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, why)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // TestNewLeaderServesOnlyAfterReconciling promotes a follower and checks
 // that it neither answers lookups nor pushes the slot until every live
@@ -50,9 +22,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // serves includes a publisher only the session knew of.
 func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 	m, err := meta.New(meta.Config{
-		NodeID: "m1", RaftListener: mustListen(t), RPCListener: mustListen(t), DataDir: t.TempDir(),
+		NodeID: "m1", RaftListener: testutil.MustListen(t), RPCListener: testutil.MustListen(t), DataDir: t.TempDir(),
 		Lease: 2 * time.Second, RaftHeartbeatTimeout: 200 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond,
-		Logger: quiet,
+		Logger: testutil.Quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +33,7 @@ func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 	metas := []string{m.RPCAddr()}
 	// Two sessions that heartbeat but answer nothing: the test speaks for s1.
 	for _, id := range []string{"s1", "s2"} {
-		c, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: id, Addr: "127.0.0.1:1", Metas: metas, Interval: 100 * time.Millisecond, Logger: quiet})
+		c, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: id, Addr: "127.0.0.1:1", Metas: metas, Interval: 100 * time.Millisecond, Logger: testutil.Quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,8 +41,8 @@ func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 		defer c.Close()
 	}
 	start := func(id string) *dataserver.Node {
-		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: mustListen(t), Metas: metas,
-			Heartbeat: 100 * time.Millisecond, ReconcileTimeout: 1500 * time.Millisecond, Logger: quiet})
+		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: testutil.MustListen(t), Metas: metas,
+			Heartbeat: 100 * time.Millisecond, ReconcileTimeout: 1500 * time.Millisecond, Logger: testutil.Quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +50,7 @@ func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 	}
 	d1 := start("d1")
 	defer d1.Close()
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		tab := d1.Table()
 		return tab != nil && len(tab.LedBy("d1")) == slot.Count, "d1 does not lead every slot"
 	})
@@ -91,19 +63,19 @@ func TestNewLeaderServesOnlyAfterReconciling(t *testing.T) {
 	defer c1.Close()
 	ctx := context.Background()
 	w := proto.DWrite{SessionID: "s1", Ops: []proto.Op{{Type: proto.OpRegister, DataInfoID: id, RegisterID: "p1", Data: "x", ConnID: "c1"}}}
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		w.Epoch = d1.Table().Epoch
 		res, err := c1.Do(ctx, w.Args()...).Slice()
 		return err == nil && len(res) == 1 && res[0] != nil, "write to d1 failed"
 	})
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := d2.Stats()
 		return st.SlotsFollowed == slot.Count && st.Replicas == 1, "d2 has not replicated p1"
 	})
 
 	// d1 leaves: meta promotes d2 for every slot.
 	d1.Close()
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		tab := d2.Table()
 		return tab != nil && tab.Leads("d2", s), "d2 not promoted"
 	})

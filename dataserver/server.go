@@ -1,6 +1,7 @@
 package dataserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -90,8 +91,8 @@ func (c *Config) Validate() error {
 	if err := c.Secret.Validate(); err != nil {
 		return fmt.Errorf("dataserver: Secret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("dataserver: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("dataserver: %w", err)
 	}
 	return nil
 }
@@ -103,30 +104,14 @@ func (c *Config) Validate() error {
 const DefaultOpLogSize = 1024
 
 func (c *Config) setDefaults() {
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 500 * time.Millisecond
-	}
-	if c.OpLogSize == 0 {
-		c.OpLogSize = DefaultOpLogSize
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.SweepInterval == 0 {
-		c.SweepInterval = 200 * time.Millisecond
-	}
-	if c.ReconcileTimeout == 0 {
-		c.ReconcileTimeout = 3 * time.Second
-	}
-	if c.SessionGrace == 0 {
-		c.SessionGrace = 3 * time.Second
-	}
-	if c.ReplicaAckTimeout == 0 {
-		c.ReplicaAckTimeout = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Heartbeat = cmp.Or(c.Heartbeat, 500*time.Millisecond)
+	c.OpLogSize = cmp.Or(c.OpLogSize, DefaultOpLogSize)
+	c.MaxMessageSize = cmp.Or(c.MaxMessageSize, DefaultMaxMessageSize)
+	c.SweepInterval = cmp.Or(c.SweepInterval, 200*time.Millisecond)
+	c.ReconcileTimeout = cmp.Or(c.ReconcileTimeout, 3*time.Second)
+	c.SessionGrace = cmp.Or(c.SessionGrace, 3*time.Second)
+	c.ReplicaAckTimeout = cmp.Or(c.ReplicaAckTimeout, time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 }
 
 // Node is a running data node.
@@ -181,17 +166,14 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return nil, fmt.Errorf("dataserver %s: listen: %w", cfg.NodeID, err)
-		}
+	ln, err := netsec.ListenOn(cfg.Listener, cfg.Addr, cfg.ServerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
 	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
-		ln:       netsec.Listen(ln, cfg.ServerTLS),
+		ln:       ln,
 		addr:     cfg.Advertise,
 		streams:  make(map[*stream]struct{}),
 		stop:     make(chan struct{}),

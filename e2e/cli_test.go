@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,60 +17,20 @@ import (
 // TestDevPrintsReadyAndServes runs `registry dev` as a newcomer would and
 // uses the address it prints.
 func TestDevPrintsReadyAndServes(t *testing.T) {
-	cmd := exec.Command(registryBin, "dev", "--listen", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-	})
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	var addr string
-	timeout := time.After(30 * time.Second)
-	for ready := false; !ready; {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatal("registry dev exited before printing ready")
-			}
-			if rest, found := strings.CutPrefix(line, "slotreg dev: session on "); found {
-				addr = strings.Fields(rest)[0]
-			}
-			ready = line == "ready"
-		case <-timeout:
-			t.Fatal("registry dev printed no ready line in 30s")
-		}
-	}
-	if addr == "" {
-		t.Fatal("registry dev did not print its session address")
-	}
-	c := mustClient(t, addr)
+	p := startDevProcess(t, nil, nil)
+	c := mustClient(t, p.session)
 	register(t, c, "dev-svc", "r1", "10.0.0.1:80")
 	if _, set := lookup(t, c, "dev-svc"); fmt.Sprint(set) != "[r1=10.0.0.1:80]" {
 		t.Fatalf("LOOKUP: %v", set)
 	}
 	c.Close()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("registry dev exited with %v after SIGTERM", err)
+	case <-p.exited:
+		if p.waitErr != nil {
+			t.Fatalf("registry dev exited with %v after SIGTERM", p.waitErr)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("registry dev did not exit after SIGTERM")

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/client"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -101,21 +98,8 @@ func mustGoClient(t *testing.T, sessions ...string) *client.Client {
 // sessionMember says whether any meta still lists the session id.
 func sessionMember(metas []procNode, id string) bool {
 	for _, m := range metas {
-		c := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, DialTimeout: time.Second})
-		s, err := c.Do(context.Background(), "NODES").Text()
-		c.Close()
-		if err != nil {
-			continue
-		}
-		var ms struct {
-			Sessions []struct {
-				ID string `json:"id"`
-			} `json:"sessions"`
-		}
-		if json.Unmarshal([]byte(s), &ms) != nil {
-			continue
-		}
-		for _, s := range ms.Sessions {
+		ss, _ := metaSessions(m.addr)
+		for _, s := range ss {
 			if s.ID == id {
 				return true
 			}
@@ -172,7 +156,7 @@ func TestClientFailoverAfterSessionKill(t *testing.T) {
 	}
 	converged := func(within time.Duration) {
 		t.Helper()
-		eventually(t, within, func() (bool, string) {
+		testutil.Eventually(t, within, func() (bool, string) {
 			for _, svc := range services {
 				s, ok := rec.last(svc)
 				if !ok || pubSet(s.Publishers) != want(svc) {
@@ -192,7 +176,7 @@ func TestClientFailoverAfterSessionKill(t *testing.T) {
 
 	killed := time.Now()
 	kill(t, a)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := prov.Status()
 		return st.Ready && st.Session == b.addr, fmt.Sprintf("provider %+v", st)
 	})
@@ -204,7 +188,7 @@ func TestClientFailoverAfterSessionKill(t *testing.T) {
 	// A's lease lapses and meta evicts it; the data leaders then drop what
 	// A still owned. The provider's publishers must not be among that.
 	metas := c.byRole("meta")
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		return !sessionMember(metas, a.id), a.id + " still a member"
 	})
 	rb := mustClient(t, b.addr)
@@ -240,7 +224,7 @@ func TestClientFailoverAfterSessionKill(t *testing.T) {
 	rec.keep = nil // the sessions' leases lapse: their publishers go, rightly
 	rec.mu.Unlock()
 	kill(t, b)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return !prov.Ready() && !cons.Ready(), "a client still ready with every session dead"
 	})
 	if s, err := cons.Lookup(ctx, "cl-svc-1"); err != nil || !s.Stale || pubSet(s.Publishers) != want("cl-svc-1") {
@@ -279,47 +263,8 @@ func TestClientFailoverAfterSessionKill(t *testing.T) {
 // address and process.
 func mustDev(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(registryBin, "dev", "--listen", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addrCh := make(chan string, 1)
-	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(stdout)
-		addr := ""
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "slotreg dev: session on "); ok {
-				addr = strings.Fields(rest)[0]
-			}
-			if sc.Text() == "ready" {
-				addrCh <- addr
-			}
-		}
-		cmd.Wait()
-	}()
-	select {
-	case addr := <-addrCh:
-		if addr == "" {
-			t.Fatal("registry dev printed no session address")
-		}
-		return addr, cmd
-	case <-exited:
-		t.Fatal("registry dev exited before it was ready")
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry dev not ready in 30s")
-	}
-	return "", nil
+	p := startDevProcess(t, nil, nil)
+	return p.session, p.cmd
 }
 
 // TestClientCloseLeavesNoGoroutines checks, with goleak, that Close ends
@@ -386,7 +331,7 @@ func TestClientCloseLeavesNoGoroutines(t *testing.T) {
 	if err := dev.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := c.Status()
 		return !st.Ready && st.LastError != nil, fmt.Sprintf("status %+v", st)
 	})

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -45,12 +44,7 @@ func mustWatchConfig(t *testing.T, c *redis.Client, keys ...string) *configWatch
 	for i, k := range keys {
 		chans[i] = proto.ConfigChannelPrefix + k
 	}
-	ps := c.Subscribe(context.Background(), chans...)
-	for range chans {
-		if _, err := ps.Receive(ctxT(t)); err != nil {
-			t.Fatalf("subscribe confirmation: %v", err)
-		}
-	}
+	ps := mustSubscribe(t, c, chans...)
 	w := &configWatcher{t: t, msgs: map[string][]configMsg{}, ps: ps, done: make(chan struct{})}
 	ch := ps.Channel()
 	go func() {
@@ -73,15 +67,7 @@ func mustWatchConfig(t *testing.T, c *redis.Client, keys ...string) *configWatch
 			w.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		ps.Close()
-		<-w.done
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, b := range w.bad {
-			t.Error(b)
-		}
-	})
+	reportAtCleanup(t, ps, w.done, &w.mu, &w.bad)
 	return w
 }
 
@@ -99,7 +85,7 @@ func (w *configWatcher) last(key string) (configMsg, bool) {
 func (w *configWatcher) waitVersion(key string, v uint64) configMsg {
 	w.t.Helper()
 	var got configMsg
-	eventually(w.t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(w.t, 10*time.Second, func() (bool, string) {
 		m, ok := w.last(key)
 		got = m
 		return ok && m.Version == v, fmt.Sprintf("last push for %s: %+v (want version %d)", key, m, v)
@@ -136,22 +122,14 @@ func confGet(t *testing.T, c *redis.Client, key string) (proto.ConfigEntry, bool
 // decoded body and the X-Config-Version header.
 func httpConfig(t *testing.T, base, key string) (int, configMsg, string) {
 	t.Helper()
-	resp, err := http.Get(base + "/v1/config/" + key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, b, h := testutil.MustGet(t, base+"/v1/config/"+key)
 	var m configMsg
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+	if code == http.StatusOK || code == http.StatusNotFound {
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatalf("HTTP body %q: %v", b, err)
 		}
 	}
-	return resp.StatusCode, m, resp.Header.Get("X-Config-Version")
+	return code, m, h.Get("X-Config-Version")
 }
 
 // TestConfigPushThroughTwoSessions: a change reaches every watcher on
@@ -188,7 +166,7 @@ func TestConfigPushThroughTwoSessions(t *testing.T) {
 
 	// Reads agree with the pushes, on both sessions and over HTTP.
 	for i, c := range []*redis.Client{a, b} {
-		eventually(t, 5*time.Second, func() (bool, string) {
+		testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 			e, ok := confGet(t, c, "app/db.url")
 			return ok && e.Version == uint64(v2) && e.Value == "postgres://db2", fmt.Sprintf("session %d CONFGET: %+v", i+1, e)
 		})
@@ -228,7 +206,7 @@ func TestConfigPushThroughTwoSessions(t *testing.T) {
 			t.Fatalf("delete push: %+v", m)
 		}
 	}
-	eventually(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		_, ok := confGet(t, b, "app/db.url")
 		return !ok, "CONFGET still answers a deleted key"
 	})
@@ -365,7 +343,7 @@ func TestLockReleasedWhenConnectionCloses(t *testing.T) {
 	}
 	start := time.Now()
 	holderConn.Close()
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		info := lockInfo(t, other, "job/42")
 		return info == nil, fmt.Sprintf("still held: %+v", info)
 	})
@@ -401,7 +379,7 @@ func TestLockExpiresAtTTL(t *testing.T) {
 		t.Fatal("LOCK refused")
 	}
 	var got uint64
-	eventually(t, ttl+5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, ttl+5*time.Second, func() (bool, string) {
 		got = lockCmd(t, other, "ttl-lock", "w2", 60_000)
 		return got != 0, "w2 still refused"
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -70,7 +71,7 @@ func (c *scriptCluster) killMetas(ms ...procNode) {
 			c.t.Fatalf("kill %s: %v", m.id, err)
 		}
 	}
-	eventually(c.t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(c.t, 10*time.Second, func() (bool, string) {
 		for _, n := range c.status() {
 			for _, m := range ms {
 				if n.id == m.id && n.up {
@@ -232,7 +233,7 @@ func TestLockSurvivesMetaLeaderKill(t *testing.T) {
 
 	leader := metaLeader(t, c.byRole("meta"))
 	c.killMetas(leader)
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		info, err := sessionLockInfo(other, "scheduler/master")
 		return err == nil && info != nil && info.Owner == "sched-a" && info.Token == tok,
 			fmt.Sprintf("LOCKINFO: %+v, %v", info, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -48,7 +49,7 @@ func kill(t *testing.T, n procNode) {
 	if err := syscall.Kill(n.pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s (pid %d): %v", n.id, n.pid, err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return syscall.Kill(n.pid, 0) != nil, fmt.Sprintf("%s (pid %d) still exists after SIGKILL", n.id, n.pid)
 	})
 }
@@ -56,7 +57,7 @@ func kill(t *testing.T, n procNode) {
 func TestDataLeaderKilledLosesNothing(t *testing.T) {
 	r := mustRig(t)
 	r.f.startWriters(20 * time.Millisecond)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return r.f.acks.Load() > 500, "writers not running"
 	})
 	tab := metaTable(t, r.c.byRole("meta"))
@@ -65,13 +66,11 @@ func TestDataLeaderKilledLosesNothing(t *testing.T) {
 	kill(t, r.c.node(victim))
 	before := r.f.acks.Load()
 	// Writes keep being acknowledged after the failover.
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return !tab.HasNode(victim) && r.f.acks.Load() > before+500, "failover not done or writes stalled"
 	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 }
 
 func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
@@ -80,27 +79,23 @@ func TestDataNodeRestartRejoinsAsFollower(t *testing.T) {
 	tab := metaTable(t, r.c.byRole("meta"))
 	victim := tab.Nodes[0].ID
 	kill(t, r.c.node(victim))
-	eventually(t, 20*time.Second, func() (bool, string) {
-		return !metaTable(t, r.c.byRole("meta")).HasNode(victim), "victim still in the table"
-	})
+	r.waitGone(t, victim, 20*time.Second)
 	if out, err := r.c.run("start", victim); err != nil {
 		t.Fatalf("cluster.sh start %s: %v\n%s", victim, err, out)
 	}
 	// It comes back holding follower places; auto-rebalance then hands it
 	// leaderships one slot at a time, under the write load.
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.HasNode(victim) && len(tab.FollowedBy(victim)) > 0,
 			fmt.Sprintf("%s follows %d slots", victim, len(tab.FollowedBy(victim)))
 	})
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		n := len(tab.LedBy(victim))
 		return n >= 80 && len(tab.Moving()) == 0, fmt.Sprintf("%s leads %d slots, %d moving", victim, n, len(tab.Moving()))
 	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 }
 
 func TestMetaQuorumLostKeepsServing(t *testing.T) {
@@ -111,16 +106,14 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	kill(t, metas[1])
 	r.f.startWriters(20 * time.Millisecond)
 	before := r.f.acks.Load()
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return r.f.acks.Load() > before+300, fmt.Sprintf("writes stalled without meta quorum: %d acks since", r.f.acks.Load()-before)
 	})
 	// A brand new service: REGISTER, LOOKUP and its push all work.
 	w := mustWatch(t, r.lookups[1], "no-quorum")
 	register(t, r.lookups[0], "no-quorum", "r1", "x")
 	w.waitSet("no-quorum", "r1=x")
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 
 	// Quorum returns: membership and table changes go through again.
 	for _, m := range metas[:2] {
@@ -131,7 +124,7 @@ func TestMetaQuorumLostKeepsServing(t *testing.T) {
 	if out, err := r.c.run("start", "data4"); err != nil {
 		t.Fatalf("cluster.sh start data4: %v\n%s", err, out)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.HasNode("data4") && len(tab.FollowedBy("data4")) > 0, "data4 did not join after quorum returned"
 	})
@@ -229,7 +222,7 @@ func TestFailoverRestoresUnreplicatedPublishers(t *testing.T) {
 	kill(t, r.c.node(leader))
 	syscall.Kill(fnode.pid, syscall.SIGCONT)
 	stopped = false
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return tab.Slots[s].Leader == follower, fmt.Sprintf("slot %d led by %s", s, tab.Slots[s].Leader)
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -87,15 +88,36 @@ type watcher struct {
 	done    chan struct{}
 }
 
-func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
+// mustSubscribe subscribes c to chans and waits for the confirmations, so
+// that writes after it are pushed.
+func mustSubscribe(t *testing.T, c *redis.Client, chans ...string) *redis.PubSub {
 	t.Helper()
-	ps := c.Subscribe(context.Background(), ids...)
-	// Wait for the confirmations so later writes happen after the subscribe.
-	for range ids {
+	ps := c.Subscribe(context.Background(), chans...)
+	for range chans {
 		if _, err := ps.Receive(ctxT(t)); err != nil {
 			t.Fatalf("subscribe confirmation: %v", err)
 		}
 	}
+	return ps
+}
+
+// reportAtCleanup closes ps when the test ends, waits until its reader
+// closed done, and fails the test with every problem in bad (under mu).
+func reportAtCleanup(t *testing.T, ps *redis.PubSub, done <-chan struct{}, mu *sync.Mutex, bad *[]string) {
+	t.Cleanup(func() {
+		ps.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range *bad {
+			t.Error(b)
+		}
+	})
+}
+
+func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
+	t.Helper()
+	ps := mustSubscribe(t, c, ids...)
 	w := &watcher{t: t, msgs: make(map[string][]push), ps: ps, done: make(chan struct{})}
 	ch := ps.Channel()
 	go func() {
@@ -122,15 +144,7 @@ func mustWatch(t *testing.T, c *redis.Client, ids ...string) *watcher {
 			w.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		ps.Close()
-		<-w.done
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, b := range w.bad {
-			t.Error(b)
-		}
-	})
+	reportAtCleanup(t, ps, w.done, &w.mu, &w.bad)
 	return w
 }
 
@@ -162,29 +176,12 @@ func (w *watcher) waitSet(id string, want ...string) push {
 	w.t.Helper()
 	sort.Strings(want)
 	var got push
-	eventually(w.t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(w.t, 10*time.Second, func() (bool, string) {
 		p, ok := w.last(id)
 		got = p
 		return ok && fmt.Sprint(p.set()) == fmt.Sprint(want), fmt.Sprintf("last push for %s: %v (want %v)", id, p.set(), want)
 	})
 	return got
-}
-
-// eventually polls cond until it holds or the deadline passes, then fails
-// with what cond last reported.
-func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", within, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // lookup runs LOOKUP and returns the version and the "rid=data" set.

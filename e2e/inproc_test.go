@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 func TestRegisterSeenByLookupOnAnotherSession(t *testing.T) {
@@ -102,14 +103,14 @@ func TestTTLPublisherOutlivesConnectionThenExpires(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	eventually(t, 5*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		_, set := lookup(t, look, "cron")
 		return fmt.Sprint(set) == "[job1=host1]", fmt.Sprint(set)
 	})
 	if n, _ := look.Do(ctxT(t), "RENEW", "cron", "job2").Int(); n != 0 {
 		t.Fatalf("RENEW of an expired publisher returned %d", n)
 	}
-	eventually(t, 6*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 6*time.Second, func() (bool, string) {
 		_, set := lookup(t, look, "cron")
 		return len(set) == 0, fmt.Sprint(set)
 	})

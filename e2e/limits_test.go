@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/sessionserver"
 )
 
@@ -197,7 +197,7 @@ func TestMaxConnectionsRefusesTheNextClient(t *testing.T) {
 	}
 	// A slot frees up when a client leaves.
 	held[0].Close()
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			return false, err.Error()
@@ -356,12 +356,7 @@ func newLatencyWatcher(t *testing.T, addr string, ids []string) *latencyWatcher 
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
 	w := &latencyWatcher{hist: hdrhistogram.New(1, int64(time.Minute), 3), last: make(map[string]int), n: len(ids)}
-	w.ps = c.Subscribe(context.Background(), ids...)
-	for range ids {
-		if _, err := w.ps.Receive(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.ps = mustSubscribe(t, c, ids...)
 	ch := w.ps.Channel(redis.WithChannelSize(10_000))
 	done := make(chan struct{})
 	go func() {
@@ -388,7 +383,7 @@ func newLatencyWatcher(t *testing.T, addr string, ids []string) *latencyWatcher 
 // round of changes, which ended at sequence seq.
 func (w *latencyWatcher) waitAll(t *testing.T, seq int) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		var behind []string
@@ -468,7 +463,7 @@ func TestTenThousandIdleConnections(t *testing.T) {
 			t.Fatalf("connection %d: %q %v", i, line, err)
 		}
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		info := c.Info(ctxT(t), "clients").Val()
 		return strings.Contains(info, "connected_clients:"+strconv.Itoa(conns+2)), info
 	})
@@ -481,7 +476,7 @@ func TestTenThousandIdleConnections(t *testing.T) {
 		nc.Close()
 	}
 	idle = nil
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		info := c.Info(ctxT(t), "clients").Val()
 		return strings.Contains(info, "connected_clients:2\r"), info
 	})
@@ -498,53 +493,6 @@ func TestTenThousandIdleConnections(t *testing.T) {
 // the pid; the process is killed at cleanup.
 func startDev(t *testing.T, env []string, extra ...string) (addr, metaAddr string, pid int) {
 	t.Helper()
-	cmd := exec.Command(registryBin, append([]string{"dev", "--listen", "127.0.0.1:0"}, extra...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatal("registry dev exited before printing ready")
-			}
-			if rest, found := strings.CutPrefix(line, "slotreg dev: session on "); found {
-				addr = strings.Fields(rest)[0]
-				if _, m, ok := strings.Cut(rest, "(meta "); ok {
-					metaAddr = strings.TrimSuffix(strings.Fields(m)[0], ",")
-				}
-			}
-			if line == "ready" {
-				if addr == "" {
-					t.Fatal("registry dev did not print its session address")
-				}
-				go func() {
-					for range lines {
-					}
-				}()
-				return addr, metaAddr, cmd.Process.Pid
-			}
-		case <-timeout:
-			t.Fatal("registry dev printed no ready line in 30s")
-		}
-	}
+	p := startDevProcess(t, append(os.Environ(), env...), nil, extra...)
+	return p.session, p.meta, p.cmd.Process.Pid
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -166,7 +167,7 @@ func (f *fleet) assertNoFailures() {
 // LOOKUP through every session equal the truth.
 func (f *fleet) converge(within time.Duration, ws []*watcher, lookups []*redis.Client) {
 	f.t.Helper()
-	eventually(f.t, within, func() (bool, string) {
+	testutil.Eventually(f.t, within, func() (bool, string) {
 		for _, svc := range f.services {
 			want := fmt.Sprint(f.want(svc))
 			for i, w := range ws {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -46,10 +47,41 @@ func (c *scriptCluster) mustCtl(args ...string) string {
 	return out
 }
 
+// stopAndCheck stops the writers, checks that no write failed and waits
+// until every watcher and lookup agrees with what the writers wrote.
+func (r *failoverRig) stopAndCheck() {
+	r.f.stopWriters()
+	r.f.assertNoFailures()
+	r.f.converge(15*time.Second, r.ws, r.lookups)
+}
+
+// waitGone waits until meta's table no longer holds the data node id.
+func (r *failoverRig) waitGone(t *testing.T, id string, within time.Duration) {
+	t.Helper()
+	testutil.Eventually(t, within, func() (bool, string) {
+		return !metaTable(t, r.c.byRole("meta")).HasNode(id), id + " still in the table"
+	})
+}
+
+// killHalfwayThroughAMove starts moving slot s to target, kills victim
+// (the target or the leader) before the move can end, and waits until the
+// slot has a leader other than victim and no move in flight.
+func (r *failoverRig) killHalfwayThroughAMove(t *testing.T, s int, target, victim string) {
+	t.Helper()
+	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
+	kill(t, r.c.node(victim))
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
+		tab := metaTable(t, r.c.byRole("meta"))
+		a := tab.Slots[s]
+		return !tab.HasNode(victim) && a.Target == "" && a.Leader != "" && a.Leader != victim,
+			fmt.Sprintf("slot %d: leader %s target %q", s, a.Leader, a.Target)
+	})
+}
+
 // settle waits until nothing is moving and verify finds no difference.
 func (r *failoverRig) settle(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		if n := len(tab.Moving()); n > 0 {
 			return false, fmt.Sprintf("%d slots moving", n)
@@ -65,7 +97,7 @@ func TestRebalanceAfterAddingADataNode(t *testing.T) {
 	if out, err := r.c.run("start", "data4"); err != nil {
 		t.Fatalf("start data4: %v\n%s", err, out)
 	}
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		tab := metaTable(t, r.c.byRole("meta"))
 		return len(tab.FollowedBy("data4")) > 0, "data4 holds no follower place"
 	})
@@ -86,9 +118,7 @@ func TestRebalanceAfterAddingADataNode(t *testing.T) {
 			t.Errorf("%s leads %d slots after rebalance", n.ID, c)
 		}
 	}
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 	r.settle(t)
 }
 
@@ -100,12 +130,8 @@ func TestDrainThenKill(t *testing.T) {
 		t.Fatalf("data1 still leads %d slots after drain", len(tab.LedBy("data1")))
 	}
 	kill(t, r.c.node("data1"))
-	eventually(t, 20*time.Second, func() (bool, string) {
-		return !metaTable(t, r.c.byRole("meta")).HasNode("data1"), "data1 still in the table"
-	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.waitGone(t, "data1", 20*time.Second)
+	r.stopAndCheck()
 	r.settle(t)
 }
 
@@ -122,39 +148,43 @@ func TestMoveSlotBackAndForthUnderLoad(t *testing.T) {
 			t.Fatalf("move %d: slot %d led by %s, want %s", i, s, tab.Slots[s].Leader, to)
 		}
 	}
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.stopAndCheck()
 	r.settle(t)
 }
 
-func TestTargetKilledHalfwayThroughAMove(t *testing.T) {
-	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
-	r.f.startWriters(10 * time.Millisecond)
-	tab := metaTable(t, r.c.byRole("meta"))
-	s := slot.Of(r.f.services[1])
-	leader := tab.Slots[s].Leader
-	var target string
-	for _, n := range tab.Nodes {
-		if n.ID != leader && !tab.Follows(n.ID, s) {
-			target = n.ID // not yet a follower: it has to catch up first
-		}
+// TestKilledHalfwayThroughAMove kills a node in the middle of a move: the
+// target (one that is not yet a follower where there is one, so it has to
+// catch up first) or the slot's leader. The slot ends up led by a live
+// node with no move in flight, and no write is lost.
+func TestKilledHalfwayThroughAMove(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		service    int
+		killTarget bool
+	}{
+		{name: "target", service: 1, killTarget: true},
+		{name: "leader", service: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
+			r.f.startWriters(10 * time.Millisecond)
+			tab := metaTable(t, r.c.byRole("meta"))
+			s := slot.Of(r.f.services[tc.service])
+			leader := tab.Slots[s].Leader
+			target, victim := tab.Slots[s].Followers[0], leader
+			if tc.killTarget {
+				for _, n := range tab.Nodes {
+					if n.ID != leader && !tab.Follows(n.ID, s) {
+						target = n.ID
+					}
+				}
+				victim = target
+			}
+			r.killHalfwayThroughAMove(t, s, target, victim)
+			r.stopAndCheck()
+			r.settle(t)
+		})
 	}
-	if target == "" {
-		target = tab.Slots[s].Followers[0]
-	}
-	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
-	kill(t, r.c.node(target))
-	eventually(t, 30*time.Second, func() (bool, string) {
-		tab := metaTable(t, r.c.byRole("meta"))
-		a := tab.Slots[s]
-		return !tab.HasNode(target) && a.Target == "" && a.Leader != "" && a.Leader != target,
-			fmt.Sprintf("slot %d: leader %s target %q", s, a.Leader, a.Target)
-	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
-	r.settle(t)
 }
 
 func TestRegistryctlErrors(t *testing.T) {
@@ -182,7 +212,7 @@ func TestRegistryctlErrors(t *testing.T) {
 	}
 	// Meta followers record their RPC address with the leader shortly
 	// after it is elected, so all three show up within a moment.
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		out := c.mustCtl("nodes")
 		ok := strings.Contains(out, "data3") && strings.Contains(out, "session2")
 		for _, m := range []string{"meta1", "meta2", "meta3"} {
@@ -198,27 +228,6 @@ func TestRegistryctlErrors(t *testing.T) {
 	}
 }
 
-func TestLeaderKilledHalfwayThroughAMove(t *testing.T) {
-	r := mustRig(t, "SLOTREG_AUTO_REBALANCE=0")
-	r.f.startWriters(10 * time.Millisecond)
-	tab := metaTable(t, r.c.byRole("meta"))
-	s := slot.Of(r.f.services[2])
-	leader := tab.Slots[s].Leader
-	target := tab.Slots[s].Followers[0]
-	r.c.mustCtl("move-slot", fmt.Sprint(s), "--to", target, "--no-wait")
-	kill(t, r.c.node(leader))
-	eventually(t, 30*time.Second, func() (bool, string) {
-		tab := metaTable(t, r.c.byRole("meta"))
-		a := tab.Slots[s]
-		return !tab.HasNode(leader) && a.Target == "" && a.Leader != "" && a.Leader != leader,
-			fmt.Sprintf("slot %d: leader %s target %q", s, a.Leader, a.Target)
-	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
-	r.settle(t)
-}
-
 // TestSIGTERMDrainsADataNode stops a data node the way an orchestrator
 // does: it hands every slot off before it exits, so no write waits for a
 // lease and nothing is lost.
@@ -229,7 +238,7 @@ func TestSIGTERMDrainsADataNode(t *testing.T) {
 	if err := syscall.Kill(victim.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 40*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 40*time.Second, func() (bool, string) {
 		return !r.c.node("data2").up, "data2 still running"
 	})
 	logb, err := os.ReadFile(filepath.Join(r.c.dir, "data2.log"))
@@ -239,12 +248,8 @@ func TestSIGTERMDrainsADataNode(t *testing.T) {
 	if !strings.Contains(string(logb), "drained: this node leads no slot") {
 		t.Fatalf("data2 exited without draining; its log ends:\n%s", tail(string(logb), 10))
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
-		return !metaTable(t, r.c.byRole("meta")).HasNode("data2"), "data2 still in the table"
-	})
-	r.f.stopWriters()
-	r.f.assertNoFailures()
-	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.waitGone(t, "data2", 10*time.Second)
+	r.stopAndCheck()
 	r.settle(t)
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -91,6 +92,33 @@ func portsFree(base int) bool {
 	return true
 }
 
+// newScriptCluster is a cluster.sh cluster on ports from base with its
+// state in dir, not yet up; env are more settings for cluster.sh.
+func newScriptCluster(t *testing.T, base int, dir string, env ...string) *scriptCluster {
+	return &scriptCluster{t: t, base: base, dir: dir, env: append(append(os.Environ(),
+		"SLOTREG_BASE_PORT="+strconv.Itoa(base),
+		"SLOTREG_CLUSTER_DIR="+dir,
+		"SLOTREG_BIN="+registryBin,
+		"SLOTREG_LEASE=2s",
+	), env...)}
+}
+
+// down runs `cluster.sh down`, after printing the logs of a failed test,
+// and checks that no node is left running.
+func (c *scriptCluster) down() {
+	if c.t.Failed() {
+		c.dumpLogs()
+	}
+	if out, err := c.run("down"); err != nil {
+		c.t.Errorf("cluster.sh down: %v\n%s", err, out)
+	}
+	for _, n := range c.status() {
+		if n.up {
+			c.t.Errorf("%s %s (pid %d) still running after down", n.role, n.id, n.pid)
+		}
+	}
+}
+
 // mustScriptCluster starts the script cluster; extra are more environment
 // settings for cluster.sh (e.g. SLOTREG_AUTO_REBALANCE=0).
 func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
@@ -105,28 +133,10 @@ func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
 		if !portsFree(base) {
 			continue
 		}
-		c := &scriptCluster{t: t, base: base, dir: dir, env: append(os.Environ(),
-			"SLOTREG_BASE_PORT="+strconv.Itoa(base),
-			"SLOTREG_CLUSTER_DIR="+dir,
-			"SLOTREG_BIN="+registryBin,
-			"SLOTREG_LEASE=2s",
-		)}
-		c.env = append(c.env, extra...)
+		c := newScriptCluster(t, base, dir, extra...)
 		out, err := c.run("up")
 		if err == nil {
-			t.Cleanup(func() {
-				if t.Failed() {
-					c.dumpLogs()
-				}
-				if out, err := c.run("down"); err != nil {
-					t.Errorf("cluster.sh down: %v\n%s", err, out)
-				}
-				for _, n := range c.status() {
-					if n.up {
-						t.Errorf("%s %s (pid %d) still running after down", n.role, n.id, n.pid)
-					}
-				}
-			})
+			t.Cleanup(c.down)
 			return c
 		}
 		lastOut = out
@@ -197,25 +207,37 @@ func (c *scriptCluster) byRole(role string) []procNode {
 	return out
 }
 
+// metaSession is a session as a meta's NODES lists it.
+type metaSession struct {
+	ID         string `json:"id"`
+	LastSeenMs int64  `json:"lastSeenMs"` // only the leader tracks lease ages
+}
+
+// metaSessions asks the meta at addr which sessions it lists.
+func metaSessions(addr string) ([]metaSession, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	s, err := c.Do(context.Background(), "NODES").Text()
+	if err != nil {
+		return nil, err
+	}
+	var ms struct {
+		Sessions []metaSession `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(s), &ms); err != nil {
+		return nil, err
+	}
+	return ms.Sessions, nil
+}
+
 // metaLeader finds the meta leader: only the leader tracks lease ages, so
 // only its NODES listing carries lastSeenMs.
 func metaLeader(t *testing.T, metas []procNode) procNode {
 	t.Helper()
 	var leader procNode
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		for _, m := range metas {
-			c := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
-			s, err := c.Do(context.Background(), "NODES").Text()
-			c.Close()
-			if err != nil {
-				continue
-			}
-			var ms struct {
-				Sessions []struct {
-					LastSeenMs int64 `json:"lastSeenMs"`
-				} `json:"sessions"`
-			}
-			if json.Unmarshal([]byte(s), &ms) == nil && len(ms.Sessions) > 0 && ms.Sessions[0].LastSeenMs > 0 {
+			if ss, err := metaSessions(m.addr); err == nil && len(ss) > 0 && ss[0].LastSeenMs > 0 {
 				leader = m
 				return true, ""
 			}
@@ -256,7 +278,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 	if err := syscall.Kill(leader.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		for _, n := range c.status() {
 			if n.id == leader.id {
 				return !n.up, "killed meta still up"
@@ -299,7 +321,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 		cmd.Wait()
 	})
 	var s9 *redis.Client
-	eventually(t, 15*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 15*time.Second, func() (bool, string) {
 		if s9 == nil {
 			cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 			if cl.Ping(context.Background()).Err() != nil {
@@ -317,7 +339,7 @@ func TestMultiProcessClusterSurvivesMetaLoss(t *testing.T) {
 	if _, set := lookup(t, s9, "mp-svc"); len(set) != 3 {
 		t.Fatalf("LOOKUP via the new session: %v", set)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		n := 0
 		for _, m := range rest {
 			cl := redis.NewClient(&redis.Options{Addr: m.addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
@@ -339,7 +361,7 @@ func (c *scriptCluster) waitSettled() {
 	c.t.Helper()
 	var lastEpoch uint64
 	var stableSince time.Time
-	eventually(c.t, 60*time.Second, func() (bool, string) {
+	testutil.Eventually(c.t, 60*time.Second, func() (bool, string) {
 		tab := metaTable(c.t, c.byRole("meta"))
 		lo, hi := slot.Count, 0
 		for _, n := range tab.Nodes {

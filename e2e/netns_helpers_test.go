@@ -104,26 +104,9 @@ func mustNetnsCluster(t *testing.T, extra ...string) *scriptCluster {
 	// The nodes listen on their own 10.77.0.x addresses, so loopback
 	// ports in use do not matter; any base below 32768 will do.
 	base := 20000 + 100*rand.IntN(120)
-	c := &scriptCluster{t: t, base: base, dir: dir, env: append(os.Environ(),
-		"SLOTREG_NETNS=1",
-		"SLOTREG_BASE_PORT="+strconv.Itoa(base),
-		"SLOTREG_CLUSTER_DIR="+dir,
-		"SLOTREG_BIN="+registryBin,
-		"SLOTREG_LEASE=2s",
-	)}
-	c.env = append(c.env, extra...)
+	c := newScriptCluster(t, base, dir, append([]string{"SLOTREG_NETNS=1"}, extra...)...)
 	t.Cleanup(func() {
-		if t.Failed() {
-			c.dumpLogs()
-		}
-		if out, err := c.run("down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-		for _, n := range c.status() {
-			if n.up {
-				t.Errorf("%s %s (pid %d) still running after down", n.role, n.id, n.pid)
-			}
-		}
+		c.down()
 		if left := netnsLeftovers(t); len(left) > 0 {
 			t.Errorf("after down, still there: %v", left)
 		}

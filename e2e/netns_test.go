@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // TestNetnsPartitionTooling checks scripts/cluster.sh's network-namespace
@@ -72,7 +74,7 @@ func TestNetnsPartitionTooling(t *testing.T) {
 		t.Fatalf("PING session2 while session1 is partitioned: %v", err)
 	}
 	c.heal()
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		err := quickClient(t, s1, 500*time.Millisecond).Ping(context.Background()).Err()
 		return err == nil, fmt.Sprintf("PING session1 after heal: %v", err)
 	})
@@ -138,7 +140,7 @@ func TestNetnsPartitionTooling(t *testing.T) {
 			}
 		}
 		c.heal()
-		eventually(t, 10*time.Second, func() (bool, string) {
+		testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 			rtt, err = pingRTT(quickClient(t, s2, 500*time.Millisecond), 3)
 			return err == nil && rtt < 100*time.Millisecond, fmt.Sprintf("PING session2 after heal: %v %v", rtt, err)
 		})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -370,7 +371,7 @@ func (l *rollingLoad) allPresent(within time.Duration, subs []*rollSub, sessions
 	}
 	sort.Strings(names)
 	want := fmt.Sprint(names)
-	eventually(l.t, within, func() (bool, string) {
+	testutil.Eventually(l.t, within, func() (bool, string) {
 		for _, svc := range l.services {
 			for _, s := range subs {
 				p, ok := s.newest(svc)
@@ -394,7 +395,7 @@ func (l *rollingLoad) allPresent(within time.Duration, subs []*rollSub, sessions
 // push equals the truth, then checks a LOOKUP through every session.
 func (l *rollingLoad) converge(within time.Duration, subs []*rollSub, sessions []string) {
 	l.t.Helper()
-	eventually(l.t, within, func() (bool, string) {
+	testutil.Eventually(l.t, within, func() (bool, string) {
 		for _, svc := range l.services {
 			want := fmt.Sprint(l.want(svc))
 			for _, s := range subs {
@@ -426,7 +427,7 @@ func (c *scriptCluster) stopGracefully(id string, within time.Duration) {
 	if err := syscall.Kill(n.pid, syscall.SIGTERM); err != nil {
 		c.t.Fatalf("SIGTERM %s (pid %d): %v", id, n.pid, err)
 	}
-	eventually(c.t, within, func() (bool, string) {
+	testutil.Eventually(c.t, within, func() (bool, string) {
 		return !c.node(id).up, fmt.Sprintf("%s (pid %d) still running after SIGTERM", id, n.pid)
 	})
 }
@@ -453,7 +454,7 @@ func (c *scriptCluster) logCount(id, s string) int {
 // nothing is moving, and the leaders are spread evenly.
 func (c *scriptCluster) waitBalanced(within time.Duration, data []string) {
 	c.t.Helper()
-	eventually(c.t, within, func() (bool, string) {
+	testutil.Eventually(c.t, within, func() (bool, string) {
 		tab := metaTable(c.t, c.byRole("meta"))
 		if got := tab.NodeIDs(); fmt.Sprint(got) != fmt.Sprint(data) {
 			return false, fmt.Sprintf("table epoch %d has data nodes %v, want %v", tab.Epoch, got, data)
@@ -515,7 +516,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	progress := func(what string, n int64) {
 		t.Helper()
 		from := load.acks.Load()
-		eventually(t, 20*time.Second, func() (bool, string) {
+		testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 			got := load.acks.Load() - from
 			return got >= n, fmt.Sprintf("%s: %d writes acknowledged, want %d", what, got, n)
 		})
@@ -554,7 +555,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		c.mustStart(s.id)
 		// Every client that was on it has a new connection, on either
 		// session, and all publishers are back everywhere.
-		eventually(t, 20*time.Second, func() (bool, string) {
+		testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 			for cl, n := range on {
 				if _, now := cl.state(); now == n {
 					return false, fmt.Sprintf("%s has not reconnected since %s stopped", cl.name, s.id)

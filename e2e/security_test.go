@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +12,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,43 +23,10 @@ import (
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
 	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/sessionserver"
 )
-
-// syncBuffer collects logs written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// tlsConfigs are the server and client TLS settings of a test's certs.
-func tlsConfigs(t *testing.T, certs *netsectest.Certs) (server, client, untrusting *tls.Config) {
-	t.Helper()
-	var err error
-	if server, err = netsec.ServerConfig(certs.Files); err != nil {
-		t.Fatal(err)
-	}
-	if client, err = netsec.ClientConfig(certs.Files); err != nil {
-		t.Fatal(err)
-	}
-	if untrusting, err = netsec.ClientConfig(netsec.TLSFiles{CA: certs.OtherCA}); err != nil {
-		t.Fatal(err)
-	}
-	return server, client, untrusting
-}
 
 func mustStart(t *testing.T, o cluster.Options) *cluster.Local {
 	t.Helper()
@@ -100,7 +63,8 @@ func pingWith(opts *redis.Options) error {
 // over HTTPS; plaintext and untrusting clients are refused.
 func TestSecureClusterEndToEnd(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	srv, cli, untrusting := tlsConfigs(t, certs)
+	tc := certs.MustConfigs(t)
+	srv, cli, untrusting := tc.Server, tc.Client, tc.Untrusting
 	cl := mustStart(t, cluster.Options{
 		Dir: t.TempDir(), Data: 2, Sessions: 2, Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -183,7 +147,7 @@ func errText(err error) string {
 // without the secret) and never get a table; the nodes with the right
 // secret are members.
 func TestWrongSecretNodesCannotJoin(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.LockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	cl := mustStart(t, cluster.Options{
 		Dir: t.TempDir(), Data: 1, Sessions: 1, Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
@@ -204,7 +168,7 @@ func TestWrongSecretNodesCannotJoin(t *testing.T) {
 
 	refusal := regexp.MustCompile(`msg="refused a wrong cluster secret" meta=meta1 remote=127\.0\.0\.1:\d+`)
 	noAuth := regexp.MustCompile(`msg="refused an unauthenticated inter-node command" meta=meta1 remote=127\.0\.0\.1:\d+ cmd=heartbeat`)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		l := logs.String()
 		return refusal.MatchString(l) && noAuth.MatchString(l), "meta has not logged both refusals yet"
 	})
@@ -303,7 +267,7 @@ func TestScriptClusterWithSecret(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "refused the cluster secret") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Errorf("registryctl with a wrong secret: exit %d, stderr %q; want exit 1 and one line", code, errOut)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		out, errOut, code := runCtl(t, append(env, "SLOTREG_CLUSTER_SECRET=script-secret"), "--meta", metaList, "nodes")
 		if code != 0 {
 			return false, fmt.Sprintf("exit %d: %s", code, errOut)
@@ -313,81 +277,26 @@ func TestScriptClusterWithSecret(t *testing.T) {
 	})
 }
 
-// devProcess is a running `registry dev`.
-type devProcess struct {
-	session, meta, http string
+// secureDev is a running `registry dev` and its HTTP endpoint.
+type secureDev struct {
+	*devProcess
+	http string
 }
 
 // startSecureDev runs `registry dev` with args and waits until it is ready.
-func startSecureDev(t *testing.T, args ...string) *devProcess {
+func startSecureDev(t *testing.T, args ...string) *secureDev {
 	t.Helper()
-	cmd := exec.Command(registryBin, append([]string{"dev", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, args...)...)
-	cmd.Env = envWithout("SLOTREG_CLUSTER_SECRET")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+	var errLog testutil.LockedBuffer
+	p := &secureDev{devProcess: startDevProcess(t, envWithout("SLOTREG_CLUSTER_SECRET"), &errLog,
+		append([]string{"--http", "127.0.0.1:0"}, args...)...)}
+	re := regexp.MustCompile(`msg="http endpoint" addr=(\S+)`)
+	testutil.WaitFor(t, 10*time.Second, "registry dev to log its http endpoint", func() (bool, string) {
+		m := re.FindStringSubmatch(errLog.String())
+		if m != nil {
+			p.http = m[1]
 		}
+		return m != nil, "stderr:\n" + errLog.String()
 	})
-	var errLog syncBuffer
-	httpAddr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`msg="http endpoint" addr=(\S+)`)
-		for sc.Scan() {
-			errLog.Write(append(sc.Bytes(), '\n'))
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				httpAddr <- m[1]
-			}
-		}
-	}()
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	p := &devProcess{}
-	first := regexp.MustCompile(`^slotreg dev: session on (\S+) \(meta (\S+), `)
-	timeout := time.After(30 * time.Second)
-	for ready := false; !ready; {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("registry dev exited before printing ready; stderr:\n%s", errLog.String())
-			}
-			if m := first.FindStringSubmatch(line); m != nil {
-				p.session, p.meta = m[1], m[2]
-			}
-			ready = line == "ready"
-		case <-timeout:
-			t.Fatalf("registry dev printed no ready line in 30s; stderr:\n%s", errLog.String())
-		}
-	}
-	select {
-	case p.http = <-httpAddr:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("registry dev logged no http endpoint; stderr:\n%s", errLog.String())
-	}
 	return p
 }
 
@@ -396,7 +305,7 @@ func startSecureDev(t *testing.T, args ...string) *devProcess {
 // registryctl with --tls-ca and the secret.
 func TestDevWithTLSAndSecret(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	_, cli, _ := tlsConfigs(t, certs)
+	cli := certs.MustConfigs(t).Client
 	p := startSecureDev(t, "--cluster-secret", "dev-secret", "--tls-cert", certs.Files.Cert, "--tls-key", certs.Files.Key,
 		"--tls-ca", certs.Files.CA, "--tls-client", "--tls-internode", "--tls-admin")
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/client"
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // TestSessionSIGTERMTellsClientsToGo stops a session with SIGTERM. It stops
@@ -114,7 +115,7 @@ func TestSessionSIGTERMTellsClientsToGo(t *testing.T) {
 	if st := sdk.Status(); !st.Ready || st.Session != staying.addr {
 		t.Fatalf("the Go client did not move to the other session: %+v", st)
 	}
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return syscall.Kill(leaving.pid, 0) != nil, "the session is still running after its grace period"
 	})
 	if _, set := lookup(t, other, svc); fmt.Sprint(set) != "[mover=10.0.0.1:80 sdk-1=10.0.1.1:80 sdk-2=10.0.1.1:80]" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"slices"
@@ -17,6 +18,20 @@ import (
 
 // mustApply runs one command through the store the way raft does (encoded
 // entry in, result out) and fails the test on a refusal.
+// withData applies init with replicas to s, joins the data nodes d1 to dN
+// (at h:1 to h:N, so d1 leads every slot), applies more and returns s.
+func withData(t *testing.T, s *store, replicas, n int, more ...*command) *store {
+	t.Helper()
+	mustApply(t, s, &command{Type: cmdInit, Replicas: replicas})
+	for i := 1; i <= n; i++ {
+		mustApply(t, s, &command{Type: cmdJoin, Kind: proto.KindData, ID: fmt.Sprintf("d%d", i), Addr: fmt.Sprintf("h:%d", i)})
+	}
+	for _, c := range more {
+		mustApply(t, s, c)
+	}
+	return s
+}
+
 func mustApply(t *testing.T, s *store, c *command) result {
 	t.Helper()
 	b, err := encodeCommand(c)
@@ -97,14 +112,7 @@ func TestApplierMoves(t *testing.T) {
 	if res := applyRaw(s, &command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: 0, To: "d1"}}}); !errors.Is(res.Err, errNotInitialized) {
 		t.Fatalf("start-moves before init: %v", res.Err)
 	}
-	for _, c := range []*command{
-		{Type: cmdInit, Replicas: 2},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
-	} {
-		mustApply(t, s, c)
-	}
+	withData(t, s, 2, 3)
 	before := s.state()
 	if n := len(before.Table.LedBy("d1")); n != slot.Count {
 		t.Fatalf("d1 leads %d slots, want all", n)
@@ -196,16 +204,7 @@ func TestApplierMoves(t *testing.T) {
 // TestApplierRemovePrefers: removing a leader promotes the follower named
 // in Prefer; entries that do not fit are ignored, never a reason to refuse.
 func TestApplierRemovePrefers(t *testing.T) {
-	s := newStore()
-	for _, c := range []*command{
-		{Type: cmdInit, Replicas: 3},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d4", Addr: "h:4"},
-	} {
-		mustApply(t, s, c)
-	}
+	s := withData(t, newStore(), 3, 4)
 	tb := s.state().Table
 	prefer := map[int]string{300: "d2", 1: "d9", 3: "d1"}
 	want := map[int]string{}

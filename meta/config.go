@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -127,8 +128,8 @@ func (c *Config) Validate() error {
 	if err := c.Secret.Validate(); err != nil {
 		return fmt.Errorf("meta config: Secret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("meta config: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("meta config: %w", err)
 	}
 	switch {
 	case c.Lease < 0:
@@ -191,26 +192,12 @@ func (c *Config) validatePeers() error {
 
 // withDefaults returns a copy with every zero optional field set.
 func (c Config) withDefaults() Config {
-	if c.Lease == 0 {
-		c.Lease = DefaultLease
-	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
-	if c.RaftHeartbeatTimeout == 0 {
-		c.RaftHeartbeatTimeout = DefaultRaftHeartbeatTimeout
-	}
-	if c.RaftElectionTimeout == 0 {
-		c.RaftElectionTimeout = DefaultRaftElectionTimeout
-	}
-	if c.MaxMoves == 0 {
-		c.MaxMoves = DefaultMaxMoves
-	}
-	if c.MoveTimeout == 0 {
-		c.MoveTimeout = DefaultMoveTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Lease = cmp.Or(c.Lease, DefaultLease)
+	c.Replicas = cmp.Or(c.Replicas, DefaultReplicas)
+	c.RaftHeartbeatTimeout = cmp.Or(c.RaftHeartbeatTimeout, DefaultRaftHeartbeatTimeout)
+	c.RaftElectionTimeout = cmp.Or(c.RaftElectionTimeout, DefaultRaftElectionTimeout)
+	c.MaxMoves = cmp.Or(c.MaxMoves, DefaultMaxMoves)
+	c.MoveTimeout = cmp.Or(c.MoveTimeout, DefaultMoveTimeout)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }

@@ -23,17 +23,9 @@ import (
 // 10 to d3 and slot 11 to d2 in progress.
 func threeData(t *testing.T) *store {
 	t.Helper()
-	s := newStore()
-	for _, c := range []*command{
-		{Type: cmdInit, Replicas: 2},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
-		{Type: cmdJoin, Kind: proto.KindSession, ID: "s1", Addr: "h:9"},
-		{Type: cmdStartMoves, Moves: []moveSpec{{Slot: 10, To: "d3"}, {Slot: 11, To: "d2"}}},
-	} {
-		mustApply(t, s, c)
-	}
+	s := withData(t, newStore(), 2, 3,
+		&command{Type: cmdJoin, Kind: proto.KindSession, ID: "s1", Addr: "h:9"},
+		&command{Type: cmdStartMoves, Moves: []moveSpec{{Slot: 10, To: "d3"}, {Slot: 11, To: "d2"}}})
 	if tb := s.state().Table; len(tb.LedBy("d1")) != slot.Count || !slices.Equal(tb.Moving(), []int{10, 11}) {
 		t.Fatalf("d1 leads %d slots, moving %v", len(tb.LedBy("d1")), tb.Moving())
 	}

@@ -1,7 +1,6 @@
 package meta
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -27,49 +27,10 @@ const (
 	testWait        = 10 * time.Second
 )
 
-// lockedBuffer collects a test's logs; they are printed only if it fails,
-// and writing after the test ended is harmless.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
+// testLogger collects a test's logs; they are printed only if it fails.
 func testLogger(t *testing.T) *slog.Logger {
-	log, _ := testLoggerBuf(t)
+	log, _ := testutil.Logger(t)
 	return log
-}
-
-// testLoggerBuf is testLogger that also returns the buffer, for tests that
-// check what was logged.
-func testLoggerBuf(t *testing.T) (*slog.Logger, *lockedBuffer) {
-	buf := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", buf)
-		}
-	})
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	return ln
 }
 
 // nodeSpec is what a test needs to start (and restart) a meta node.
@@ -87,7 +48,7 @@ func (s *nodeSpec) config(t *testing.T) Config {
 	return Config{
 		NodeID:               s.id,
 		RaftListener:         s.raftLn,
-		RPCListener:          mustListen(t),
+		RPCListener:          testutil.MustListen(t),
 		DataDir:              s.dir,
 		Peers:                s.peers,
 		Lease:                s.lease,
@@ -123,7 +84,7 @@ func mustSingle(t *testing.T, lease time.Duration) *Node {
 // config (logging to the test, Lease 30s) before the node starts.
 func mustSingleWith(t *testing.T, edit func(*Config)) *Node {
 	t.Helper()
-	spec := &nodeSpec{id: "m1", raftLn: mustListen(t), dir: t.TempDir(), lease: 30 * time.Second, logger: testLogger(t)}
+	spec := &nodeSpec{id: "m1", raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: 30 * time.Second, logger: testLogger(t)}
 	cfg := spec.config(t)
 	edit(&cfg)
 	n := mustNode(t, cfg)
@@ -138,7 +99,7 @@ func mustCluster(t *testing.T, voters int, lease time.Duration) []*Node {
 	specs := make([]*nodeSpec, voters)
 	var peers []Peer
 	for i := range specs {
-		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: mustListen(t), dir: t.TempDir(), lease: lease, logger: log}
+		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: lease, logger: log}
 		peers = append(peers, Peer{ID: specs[i].id, RaftAddr: specs[i].raftLn.Addr().String()})
 	}
 	nodes := make([]*Node, voters)
@@ -187,18 +148,7 @@ func leaderOf(t *testing.T, nodes []*Node) (*Node, []*Node) {
 // reports what cond last saw.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(testWait)
-	var last string
-	for {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last saw: %s", testWait, what, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, testWait, what, cond)
 }
 
 // tableLog records the tables a client delivered through OnTable.

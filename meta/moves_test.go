@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -258,7 +259,7 @@ func TestAutoRebalance(t *testing.T) {
 // and a handoff arriving after that is refused.
 func TestMoveTimeout(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	log, logs := testLoggerBuf(t)
+	log, logs := testutil.Logger(t)
 	n, d1, _, _ := mustDataPair(t, func(c *Config) { c.MoveTimeout = timeout; c.Logger = log })
 	const s = 7
 	le := n.Table().Slots[s].LeaderEpoch
@@ -290,15 +291,7 @@ func TestMoveTimeout(t *testing.T) {
 // slots, even-followers spreads the follower places (max-min <= 1) without
 // touching a leader; while a slot moves it changes nothing.
 func TestApplierEvenFollowers(t *testing.T) {
-	s := newStore()
-	for _, c := range []*command{
-		{Type: cmdInit, Replicas: 2},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d1", Addr: "h:1"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d2", Addr: "h:2"},
-		{Type: cmdJoin, Kind: proto.KindData, ID: "d3", Addr: "h:3"},
-	} {
-		mustApply(t, s, c)
-	}
+	s := withData(t, newStore(), 2, 3)
 	// Move a third of the slots to d3 and a third to d2, as auto-rebalance
 	// would: each old leader takes its successor's follower place.
 	for sl := 0; sl < slot.Count; sl++ {

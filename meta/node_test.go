@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -407,7 +408,7 @@ func TestRPCErrors(t *testing.T) {
 // TestRestartRecovers: membership and table come back from disk.
 func TestRestartRecovers(t *testing.T) {
 	log := testLogger(t)
-	spec := &nodeSpec{id: "m1", raftLn: mustListen(t), dir: t.TempDir(), lease: 30 * time.Second, logger: log}
+	spec := &nodeSpec{id: "m1", raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: 30 * time.Second, logger: log}
 	n, err := New(spec.config(t))
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +441,7 @@ func TestRestartRecovers(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	spec.raftLn = mustListen(t)
+	spec.raftLn = testutil.MustListen(t)
 	n2 := mustNode(t, spec.config(t))
 	mustLeader(t, n2)
 	got := n2.Members()
@@ -481,7 +482,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	var peers []Peer
 	var specs []*nodeSpec
 	for i := range 3 {
-		s := &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: mustListen(t), dir: t.TempDir(), lease: 3 * time.Second, logger: log}
+		s := &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: 3 * time.Second, logger: log}
 		specs = append(specs, s)
 		peers = append(peers, Peer{ID: s.id, RaftAddr: s.raftLn.Addr().String()})
 	}

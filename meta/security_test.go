@@ -11,6 +11,7 @@ import (
 
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
@@ -29,7 +30,7 @@ func pingErr(t *testing.T, addr, secret string, cfg *tls.Config) error {
 // secret, and serves a client with the right one; meta logs the
 // refusals without the secrets.
 func TestRPCRefusesWithoutSecret(t *testing.T) {
-	log, buf := testLoggerBuf(t)
+	log, buf := testutil.Logger(t)
 	n := mustSingleWith(t, func(c *Config) {
 		c.Secret = netsec.Secret{Current: "right-secret"}
 		c.Logger = log
@@ -59,7 +60,7 @@ func TestRPCRefusesWithoutSecret(t *testing.T) {
 // wrong secret is refused (and meta logs it); with the right one it
 // joins.
 func TestNodeWithWrongSecretCannotJoin(t *testing.T) {
-	log, buf := testLoggerBuf(t)
+	log, buf := testutil.Logger(t)
 	n := mustSingleWith(t, func(c *Config) {
 		c.Secret = netsec.Secret{Current: "s1"}
 		c.Logger = log
@@ -96,12 +97,12 @@ func TestNodeWithWrongSecretCannotJoin(t *testing.T) {
 // never learns the state; restarted with the right secret, it catches up.
 func TestRaftRefusesWrongSecret(t *testing.T) {
 	specs := make([]*nodeSpec, 3)
-	bufs := make([]*lockedBuffer, 3)
+	bufs := make([]*testutil.LockedBuffer, 3)
 	var peers []Peer
 	for i := range specs {
-		log, buf := testLoggerBuf(t)
+		log, buf := testutil.Logger(t)
 		bufs[i] = buf
-		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: mustListen(t), dir: t.TempDir(), lease: testWait, logger: log}
+		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: testWait, logger: log}
 		peers = append(peers, Peer{ID: specs[i].id, RaftAddr: specs[i].raftLn.Addr().String()})
 	}
 	secrets := []string{"good", "good", "bad"}
@@ -170,19 +171,13 @@ func TestRaftRefusesWrongSecret(t *testing.T) {
 // one that does not trust the CA fail.
 func TestMetaOverTLS(t *testing.T) {
 	certs := netsectest.MustGenerate(t)
-	srv, err := netsec.ServerConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := netsec.ClientConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := certs.MustConfigs(t)
+	srv, peer := tc.Server, tc.Client
 	log := testLogger(t)
 	specs := make([]*nodeSpec, 3)
 	var peers []Peer
 	for i := range specs {
-		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: mustListen(t), dir: t.TempDir(), lease: testWait, logger: log}
+		specs[i] = &nodeSpec{id: fmt.Sprintf("m%d", i+1), raftLn: testutil.MustListen(t), dir: t.TempDir(), lease: testWait, logger: log}
 		peers = append(peers, Peer{ID: specs[i].id, RaftAddr: specs[i].raftLn.Addr().String()})
 	}
 	nodes := make([]*Node, 3)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -93,7 +94,7 @@ func BenchmarkPubRegistryMemory(b *testing.B) {
 	var perPub float64
 	for b.Loop() {
 		b.StopTimer()
-		base := heapInuse()
+		base := testutil.HeapInuse()
 		n := testNode()
 		cs := make([]*clientConn, conns)
 		for i := range cs {
@@ -109,17 +110,9 @@ func BenchmarkPubRegistryMemory(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		perPub += float64(heapInuse()-base) / total
+		perPub += float64(testutil.HeapInuse()-base) / total
 		runtime.KeepAlive(cs)
 		b.StartTimer()
 	}
 	b.ReportMetric(perPub/float64(b.N), "heapB/pub")
-}
-
-func heapInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
 }

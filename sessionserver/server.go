@@ -1,6 +1,7 @@
 package sessionserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -71,28 +72,18 @@ func (c *Config) Validate() error {
 	if err := (netsec.Secret{Current: c.ClusterSecret}).Validate(); err != nil {
 		return fmt.Errorf("sessionserver: ClusterSecret: %w", err)
 	}
-	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil {
-		return errors.New("sessionserver: ServerTLS has no certificate")
+	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
+		return fmt.Errorf("sessionserver: %w", err)
 	}
 	return c.Limits.Validate()
 }
 
 func (c *Config) setDefaults() {
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 500 * time.Millisecond
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = 1024
-	}
-	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Heartbeat = cmp.Or(c.Heartbeat, 500*time.Millisecond)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.MaxBatch = cmp.Or(c.MaxBatch, 1024)
+	c.ReconcileInterval = cmp.Or(c.ReconcileInterval, 5*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.Limits.fill()
 }
 
@@ -138,18 +129,15 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return nil, fmt.Errorf("sessionserver %s: listen: %w", cfg.NodeID, err)
-		}
+	ln, err := netsec.ListenOn(cfg.Listener, cfg.Addr, cfg.ServerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("sessionserver %s: %w", cfg.NodeID, err)
 	}
 	n := &Node{
 		cfg:         cfg,
 		lim:         cfg.Limits.client(),
 		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
-		ln:          netsec.Listen(ln, cfg.ServerTLS),
+		ln:          ln,
 		addr:        cfg.Advertise,
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
 		conns:       make(map[*clientConn]struct{}),
@@ -231,12 +219,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	err := n.ln.Close()
-	n.mu.Lock()
-	conns := make([]*clientConn, 0, len(n.conns))
-	for c := range n.conns {
-		conns = append(conns, c)
-	}
-	n.mu.Unlock()
+	conns := n.clientConns()
 	for _, c := range conns {
 		c.nc.Close()
 	}
@@ -257,6 +240,17 @@ func (n *Node) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// clientConns lists the client connections open now.
+func (n *Node) clientConns() []*clientConn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	conns := make([]*clientConn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func (n *Node) acceptLoop() {
@@ -304,12 +298,7 @@ func (n *Node) Shutdown(grace time.Duration) error {
 	}
 	n.log.Info("shutting down: telling clients to go", "grace", grace.String())
 	n.ln.Close()
-	n.mu.Lock()
-	conns := make([]*clientConn, 0, len(n.conns))
-	for c := range n.conns {
-		conns = append(conns, c)
-	}
-	n.mu.Unlock()
+	conns := n.clientConns()
 	for _, c := range conns {
 		// Each on its own: a stalled client must not hold up the others.
 		n.wg.Add(1)

@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/tidwall/redcon"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
@@ -25,21 +23,10 @@ import (
 
 const testWait = 10 * time.Second
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	return ln
-}
-
 // deadAddr is an address nothing listens on.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr
@@ -62,29 +49,10 @@ func ctl(args ...string) result {
 	return result{out: out.String(), err: errb.String(), code: code}
 }
 
-// lockedBuffer is a bytes.Buffer a test may read while registryctl
-// writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // ctlAsync runs registryctl in the background; the test may watch its
 // output while it runs, and must receive its result.
-func ctlAsync(args ...string) (*lockedBuffer, <-chan result) {
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+func ctlAsync(args ...string) (*testutil.LockedBuffer, <-chan result) {
+	out, errb := &testutil.LockedBuffer{}, &testutil.LockedBuffer{}
 	done := make(chan result, 1)
 	go func() {
 		code := run(append([]string{"registryctl"}, args...), out, errb)
@@ -108,14 +76,14 @@ func mustCluster(t *testing.T, edit func(*meta.Config), data, sessions []string)
 	t.Helper()
 	cfg := meta.Config{
 		NodeID:               "m1",
-		RaftListener:         mustListen(t),
-		RPCListener:          mustListen(t),
+		RaftListener:         testutil.MustListen(t),
+		RPCListener:          testutil.MustListen(t),
 		DataDir:              t.TempDir(),
 		Lease:                30 * time.Second,
 		MaxMoves:             16,
 		RaftHeartbeatTimeout: 100 * time.Millisecond,
 		RaftElectionTimeout:  100 * time.Millisecond,
-		Logger:               quietLogger(),
+		Logger:               testutil.Quiet,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -156,7 +124,7 @@ func (c *testCluster) join(kind, id, addr string) {
 	c.t.Helper()
 	cl, err := metaclient.NewClient(metaclient.Config{
 		Kind: kind, NodeID: id, Addr: addr, Metas: []string{c.meta.RPCAddr()},
-		Interval: 50 * time.Millisecond, Logger: quietLogger(),
+		Interval: 50 * time.Millisecond, Logger: testutil.Quiet,
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -212,21 +180,6 @@ func (c *testCluster) handoffs() {
 	c.t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(testWait)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last saw: %s", what, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // fakeNode is a RESP server that answers the admin commands a data node
 // or a session answers, with what the test sets.
 type fakeNode struct {
@@ -245,7 +198,7 @@ type fakeNode struct {
 
 func startFake(t *testing.T, id string) *fakeNode {
 	t.Helper()
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	f := &fakeNode{id: id, addr: ln.Addr().String(), lookup: map[string][]any{}, calls: map[string]int{}}
 	f.srv = redcon.NewServerNetwork("tcp", f.addr, f.handle, nil, nil)
 	done := make(chan struct{})

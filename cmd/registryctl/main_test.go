@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -191,7 +192,7 @@ func TestMoveSlot(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "moving slot 43") || strings.Contains(r.out, "leads now") {
 		t.Fatalf("move-slot --no-wait: %v", r)
 	}
-	waitFor(t, "slot 43 to move", func() (bool, string) { return c.meta.Table().Leader(43) == "d2", "" })
+	testutil.WaitFor(t, testWait, "slot 43 to move", func() (bool, string) { return c.meta.Table().Leader(43) == "d2", "" })
 }
 
 func TestMoveSlotErrors(t *testing.T) {
@@ -224,7 +225,7 @@ func TestMoveSlotErrors(t *testing.T) {
 	// The move meta cancels is a failure.
 	c.do((&proto.MoveSlot{Slot: 9, To: "d2"}).Args()...)
 	out, done := ctlAsync("--meta", addr, "move-slot", "9", "--to", "d2")
-	waitFor(t, "registryctl to wait for the move", func() (bool, string) {
+	testutil.WaitFor(t, testWait, "registryctl to wait for the move", func() (bool, string) {
 		return strings.Contains(out.String(), "slot 9 is moving from d1 to d2 already"), out.String()
 	})
 	c.do((&proto.CancelMove{Slot: 9}).Args()...)
@@ -449,7 +450,7 @@ func TestVerifySettles(t *testing.T) {
 	behind.Slots[3].Seq--
 	c.fakes["d2"].set(func(f *fakeNode) { f.stats = behind })
 	_, done := ctlAsync("--meta", addr, "verify", "--settle", "5s")
-	waitFor(t, "two verify rounds", func() (bool, string) { return c.fakes["d2"].served(proto.CmdDStats) >= 2, "" })
+	testutil.WaitFor(t, testWait, "two verify rounds", func() (bool, string) { return c.fakes["d2"].served(proto.CmdDStats) >= 2, "" })
 	c.fakes["d2"].set(func(f *fakeNode) { f.stats = healthyStats(tb, "d2") })
 	if r := <-done; r.code != 0 {
 		t.Fatalf("verify of a follower that caught up: %v", r)
@@ -471,7 +472,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%q: %v", args, r)
 		}
 	}
-	waitFor(t, "registryctl's goroutines to end", func() (bool, string) {
+	testutil.WaitFor(t, testWait, "registryctl's goroutines to end", func() (bool, string) {
 		n := runtime.NumGoroutine()
 		return n <= before, fmt.Sprintf("%d goroutines, %d before", n, before)
 	})
@@ -482,7 +483,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 func TestHungMetaIsSkipped(t *testing.T) {
 	c := mustCluster(t, nil, []string{"d1", "d2"}, nil)
 	c.handoffs()
-	hung := mustListen(t) // never accepted from: requests hang
+	hung := testutil.MustListen(t) // never accepted from: requests hang
 	defer hung.Close()
 	metas := hung.Addr().String() + "," + c.meta.RPCAddr()
 	if r := ctl("--meta", metas, "--timeout", "500ms", "slots", "--map"); r.code != 0 {

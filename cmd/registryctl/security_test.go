@@ -8,6 +8,7 @@ import (
 	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // mustSecureCluster starts an in-process cluster (1 meta, 1 data node, 1
@@ -16,16 +17,10 @@ import (
 func mustSecureCluster(t *testing.T, secret string) (*cluster.Local, *netsectest.Certs) {
 	t.Helper()
 	certs := netsectest.MustGenerate(t)
-	srv, err := netsec.ServerConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := netsec.ClientConfig(certs.Files)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := certs.MustConfigs(t)
+	srv, peer := tc.Server, tc.Client
 	cl, err := cluster.Start(cluster.Options{
-		Dir: t.TempDir(), Data: 1, Sessions: 1, Logger: quietLogger(),
+		Dir: t.TempDir(), Data: 1, Sessions: 1, Logger: testutil.Quiet,
 		Secret: netsec.Secret{Current: secret}, InternodeTLS: srv, PeerTLS: peer, ClientTLS: srv,
 	})
 	if err != nil {

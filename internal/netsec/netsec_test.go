@@ -6,10 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,52 +16,17 @@ import (
 
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/netsec/netsectest"
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/proto"
 )
 
 const testWait = 10 * time.Second
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *lockedBuffer) {
-	buf := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", buf)
-		}
-	})
-	return slog.New(slog.NewTextHandler(buf, nil)), buf
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	return ln
-}
-
 // mustGatedServer serves PING behind a gate on 127.0.0.1:0, over TLS
 // when cfg is set, and returns its address.
 func mustGatedServer(t *testing.T, g *netsec.Gate, cfg *tls.Config) string {
 	t.Helper()
-	ln := netsec.Listen(mustListen(t), cfg)
+	ln := netsec.Listen(testutil.MustListen(t), cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -97,7 +60,7 @@ func ping(c *redis.Client) error {
 }
 
 func TestGateRefusals(t *testing.T) {
-	log, buf := testLogger(t)
+	log, buf := testutil.Logger(t)
 	g := netsec.NewGate(netsec.Secret{Current: "s3cret-now", AlsoAccept: []string{"s3cret-next"}}, log)
 	addr := mustGatedServer(t, g, nil)
 
@@ -141,7 +104,7 @@ func TestGateRefusals(t *testing.T) {
 // costs one log line per connection, and a wrong AUTH takes back what a
 // right one gave.
 func TestGateLogsOncePerConnection(t *testing.T) {
-	log, buf := testLogger(t)
+	log, buf := testutil.Logger(t)
 	g := netsec.NewGate(netsec.Secret{Current: "abc"}, log)
 	addr := mustGatedServer(t, g, nil)
 	conn, err := net.DialTimeout("tcp", addr, testWait)
@@ -196,7 +159,7 @@ func TestGateLogsOncePerConnection(t *testing.T) {
 }
 
 func TestGateWithoutSecret(t *testing.T) {
-	log, _ := testLogger(t)
+	log, _ := testutil.Logger(t)
 	g := netsec.NewGate(netsec.Secret{}, log)
 	addr := mustGatedServer(t, g, nil)
 	if err := ping(client(t, addr, "", nil)); err != nil {
@@ -238,7 +201,7 @@ func TestSecretValidate(t *testing.T) {
 // handshake runs both sides over loopback TCP and returns their errors.
 func handshake(t *testing.T, dialer, listener netsec.Secret) (dialErr, acceptErr error) {
 	t.Helper()
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	defer ln.Close()
 	acc := make(chan error, 1)
 	go func() {
@@ -298,7 +261,7 @@ func TestHandshake(t *testing.T) {
 // TestHandshakeImpostor: a listener that does not know the secret but
 // accepts anything is caught by the dialer.
 func TestHandshakeImpostor(t *testing.T) {
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
@@ -330,7 +293,7 @@ func TestHandshakeImpostor(t *testing.T) {
 
 // TestHandshakeGarbage: a dialer without a secret (raft bytes) is refused.
 func TestHandshakeGarbage(t *testing.T) {
-	ln := mustListen(t)
+	ln := testutil.MustListen(t)
 	defer ln.Close()
 	go func() {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), testWait)
@@ -369,7 +332,7 @@ func TestTLSGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, _ := testLogger(t)
+	log, _ := testutil.Logger(t)
 	addr := mustGatedServer(t, netsec.NewGate(netsec.Secret{Current: "k"}, log), srv)
 
 	if err := ping(client(t, addr, "k", cli)); err != nil {

@@ -70,6 +70,27 @@ func Listen(ln net.Listener, cfg *tls.Config) net.Listener {
 	return tls.NewListener(ln, cfg)
 }
 
+// ListenOn is how a node opens its listener: ln when the caller handed
+// one over open, else a new one on addr; served over TLS when cfg is set.
+func ListenOn(ln net.Listener, addr string, cfg *tls.Config) (net.Listener, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	return Listen(ln, cfg), nil
+}
+
+// CheckServerTLS says what is wrong with a listener's TLS configuration:
+// none is fine (the listener is plain), but one must hold a certificate.
+func CheckServerTLS(cfg *tls.Config) error {
+	if cfg != nil && len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		return errors.New("ServerTLS has no certificate")
+	}
+	return nil
+}
+
 // Dial opens a TCP connection to addr within timeout, over TLS when cfg
 // is set; the TLS handshake is done before it returns, so a listener
 // that is not TLS, or a certificate that is not trusted, fails here.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/internal/obs"
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 func mustCluster(t *testing.T) *cluster.Local {
@@ -36,16 +37,8 @@ func mustCluster(t *testing.T) *cluster.Local {
 
 func mustGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	code, b, _ := testutil.MustGet(t, url)
+	return code, string(b)
 }
 
 func TestServeMetricsAndHealth(t *testing.T) {

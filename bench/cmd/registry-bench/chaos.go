@@ -27,31 +27,20 @@ func chaosCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Usage: "fault schedule seed (default from the clock; printed)"},
 			&cli.IntFlag{Name: "writers", Value: 8, Usage: "writers, each on its own connection"},
 			&cli.IntFlag{Name: "services", Value: 64, Usage: "services the writers spread over"},
-			&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "meta lease (SLOTREG_LEASE)"},
-			&cli.StringFlag{Name: "bin", Usage: "registry binary (default: build ./cmd/registry)"},
-			&cli.BoolFlag{Name: "keep", Usage: "keep the cluster's state directory and logs"},
-		}, outputFlags()),
-		Action: func(c *cli.Context) error {
-			e, err := newEnv(c, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
+		}, scriptFlags(3*time.Second), outputFlags()),
+		Action: scripted(func(c *cli.Context, e *env) error {
 			var faults []string
 			if f := c.String("faults"); f != "" {
 				faults = strings.Split(f, ",")
 			}
 			r, err := bench.Chaos(e.ctx, bench.ChaosConfig{
-				Script:   bench.ScriptOptions{Bin: c.String("bin"), Lease: c.Duration("lease"), Keep: c.Bool("keep")},
+				Script:   scriptOptions(c),
 				Duration: c.Duration("duration"), Faults: faults, Hold: c.Duration("hold"), Recover: c.Duration("recover"),
 				Seed: c.Uint64("seed"), Load: chaos.Options{Writers: c.Int("writers"), Services: c.Int("services")},
 				Progress: e.progress,
 			})
 			e.add(r)
-			if ferr := e.finish(c); ferr != nil && err == nil {
-				err = ferr
-			}
 			return err
-		},
+		}),
 	}
 }

@@ -61,34 +61,25 @@ func failoverCommand() *cli.Command {
 			"time until its slots take writes and until subscribers converge, over --rounds kills",
 		Flags: flags([]cli.Flag{
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "kills (the victim is restarted between rounds)"},
-			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "meta lease (SLOTREG_LEASE)"},
 			&cli.DurationFlag{Name: "heartbeat", Usage: "data and session heartbeat (SLOTREG_HEARTBEAT; default cluster.sh's 500ms)"},
 			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "total writes/s over both sessions"},
 			&cli.IntFlag{Name: "services-per-slot", Value: 2, Usage: "services written in every slot"},
 			&cli.IntFlag{Name: "subscribers", Value: 2, Usage: "subscribers per session, each on every service"},
 			&cli.DurationFlag{Name: "settle", Value: 3 * time.Second, Usage: "load before each kill"},
 			&cli.DurationFlag{Name: "window", Value: 30 * time.Second, Usage: "longest wait for recovery after a kill"},
-			&cli.StringFlag{Name: "bin", Usage: "registry binary (default: build ./cmd/registry)"},
-			&cli.BoolFlag{Name: "keep", Usage: "keep the cluster's state directory and logs"},
-		}, outputFlags()),
-		Action: func(c *cli.Context) error {
-			e, err := newEnv(c, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
+		}, scriptFlags(2*time.Second), outputFlags()),
+		Action: scripted(func(c *cli.Context, e *env) error {
+			script := scriptOptions(c)
+			script.Heartbeat = c.Duration("heartbeat")
 			r, err := bench.Failover(e.ctx, bench.FailoverConfig{
-				Script: bench.ScriptOptions{Bin: c.String("bin"), Lease: c.Duration("lease"), Heartbeat: c.Duration("heartbeat"), Keep: c.Bool("keep")},
+				Script: script,
 				Rounds: c.Int("rounds"),
 				Rate:   c.Float64("rate"), ServicesPerSlot: c.Int("services-per-slot"),
 				Subscribers: c.Int("subscribers"), Settle: c.Duration("settle"), Window: c.Duration("window"),
 				Progress: e.progress,
 			})
 			e.add(r)
-			if ferr := e.finish(c); ferr != nil && err == nil {
-				err = ferr
-			}
 			return err
-		},
+		}),
 	}
 }

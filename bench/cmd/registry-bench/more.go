@@ -11,9 +11,31 @@ import (
 )
 
 // simple wraps an action that needs a target and prints the report.
-func simple(run func(c *cli.Context, e *env) error) cli.ActionFunc {
+func simple(run func(c *cli.Context, e *env) error) cli.ActionFunc { return withEnv(true, run) }
+
+// scripted wraps an action that starts its own scripts/cluster.sh cluster
+// (see scriptFlags) and prints the report.
+func scripted(run func(c *cli.Context, e *env) error) cli.ActionFunc { return withEnv(false, run) }
+
+// scriptFlags are the flags of a command that starts its own cluster with
+// scripts/cluster.sh; scriptOptions reads them.
+func scriptFlags(lease time.Duration) []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "lease", Value: lease, Usage: "meta lease (SLOTREG_LEASE)"},
+		&cli.StringFlag{Name: "bin", Usage: "registry binary (default: build ./cmd/registry)"},
+		&cli.BoolFlag{Name: "keep", Usage: "keep the cluster's state directory and logs"},
+	}
+}
+
+func scriptOptions(c *cli.Context) bench.ScriptOptions {
+	return bench.ScriptOptions{Bin: c.String("bin"), Lease: c.Duration("lease"), Keep: c.Bool("keep")}
+}
+
+// withEnv runs an action in an env, with a target (see targetFlags) or
+// without, and prints the report if it has results.
+func withEnv(target bool, run func(c *cli.Context, e *env) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		e, err := newEnv(c, true)
+		e, err := newEnv(c, target)
 		if err != nil {
 			return err
 		}

@@ -18,28 +18,17 @@ func sessionFailoverCommand() *cli.Command {
 			&cli.IntFlag{Name: "per-provider", Value: 4, Usage: "publishers per provider"},
 			&cli.IntFlag{Name: "services", Value: 20, Usage: "services the publishers spread over"},
 			&cli.DurationFlag{Name: "health-check", Usage: "the clients' HealthCheckInterval (default: the client's)"},
-			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "meta lease (SLOTREG_LEASE)"},
 			&cli.DurationFlag{Name: "window", Value: 30 * time.Second, Usage: "longest wait for the providers after a kill"},
-			&cli.StringFlag{Name: "bin", Usage: "registry binary (default: build ./cmd/registry)"},
-			&cli.BoolFlag{Name: "keep", Usage: "keep the cluster's state directory and logs"},
-		}, outputFlags()),
-		Action: func(c *cli.Context) error {
-			e, err := newEnv(c, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
+		}, scriptFlags(2*time.Second), outputFlags()),
+		Action: scripted(func(c *cli.Context, e *env) error {
 			r, err := bench.SessionFailover(e.ctx, bench.SessionFailoverConfig{
-				Script:    bench.ScriptOptions{Bin: c.String("bin"), Lease: c.Duration("lease"), Keep: c.Bool("keep")},
+				Script:    scriptOptions(c),
 				Rounds:    c.Int("rounds"),
 				Providers: c.Int("providers"), PerProvider: c.Int("per-provider"), Services: c.Int("services"),
 				HealthCheck: c.Duration("health-check"), Window: c.Duration("window"), Progress: e.progress,
 			})
 			e.add(r)
-			if ferr := e.finish(c); ferr != nil && err == nil {
-				err = ferr
-			}
 			return err
-		},
+		}),
 	}
 }

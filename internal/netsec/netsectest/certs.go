@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -88,6 +89,34 @@ func Generate(dir string) (*Certs, error) {
 		}
 	}
 	return c, nil
+}
+
+// Configs are the TLS settings made from Certs.
+type Configs struct {
+	// Server is a node listener's, with the node certificate.
+	Server *tls.Config
+	// Client trusts the CA that signed the node certificate.
+	Client *tls.Config
+	// Untrusting trusts only OtherCA, so it refuses the nodes.
+	Untrusting *tls.Config
+}
+
+// MustConfigs makes the TLS settings of c with netsec.ServerConfig and
+// netsec.ClientConfig; it fails the test on error.
+func (c *Certs) MustConfigs(t testing.TB) Configs {
+	t.Helper()
+	var cfg Configs
+	var err error
+	if cfg.Server, err = netsec.ServerConfig(c.Files); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Client, err = netsec.ClientConfig(c.Files); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Untrusting, err = netsec.ClientConfig(netsec.TLSFiles{CA: c.OtherCA}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // MustGenerate is Generate into a fresh t.TempDir(); it fails the test on
