@@ -92,22 +92,7 @@ var nemesisFaults = []string{
 // writers and a subscriber per session, with nothing lost, no false
 // removal, no version going back, and agreement soon after the last heal.
 func TestNemesisShort(t *testing.T) {
-	// Parallel with the in-process tests, which it barely loads; the
-	// netns tests still run one at a time (mustNetnsCluster's lock).
-	t.Parallel()
-	c := mustNetnsCluster(t, "SLOTREG_LEASE=3s")
-	c.waitSettled()
-	var sessions []string
-	for _, s := range c.byRole("session") {
-		sessions = append(sessions, s.addr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	run, err := chaos.Start(ctx, chaos.Options{Sessions: sessions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run.Close()
+	c, run, ctx := startChaos(t, 4*time.Minute)
 	faults, err := chaos.FaultsNamed(nemesisFaults)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,30 @@ import (
 	"github.com/slotreg/slotreg/bench/chaos"
 )
 
+// startChaos starts a netns cluster (lease 3 s) and bench/chaos's load on
+// both sessions (8 writers, 64 services, a subscriber per session), for at
+// most within; the test runs beside the in-process tests, which it barely
+// loads, while the netns tests still run one at a time (mustNetnsCluster's
+// lock).
+func startChaos(t *testing.T, within time.Duration) (*scriptCluster, *chaos.Run, context.Context) {
+	t.Helper()
+	t.Parallel()
+	c := mustNetnsCluster(t, "SLOTREG_LEASE=3s")
+	c.waitSettled()
+	var sessions []string
+	for _, s := range c.byRole("session") {
+		sessions = append(sessions, s.addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	run, err := chaos.Start(ctx, chaos.Options{Sessions: sessions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run.Close)
+	return c, run, ctx
+}
+
 // hold keeps a fault in place for d while the load runs: the schedule of
 // the fault, not a wait for a condition.
 func hold(t *testing.T, d time.Duration) {
@@ -36,22 +60,7 @@ func TestPartitionDataThenMetaLeader(t *testing.T) {
 	if os.Getenv("SLOTREG_PARTITION_TEST") == "" {
 		t.Skip("issue 19's 40 s partition sequence: make partitions (SLOTREG_PARTITION_TEST=1)")
 	}
-	// Parallel with the in-process tests, which it barely loads; the
-	// netns tests still run one at a time (mustNetnsCluster's lock).
-	t.Parallel()
-	c := mustNetnsCluster(t, "SLOTREG_LEASE=3s")
-	c.waitSettled()
-	var sessions []string
-	for _, s := range c.byRole("session") {
-		sessions = append(sessions, s.addr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run, err := chaos.Start(ctx, chaos.Options{Sessions: sessions, Writers: 8, Services: 64, KeysPerWrit: 12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run.Close()
+	c, run, ctx := startChaos(t, 3*time.Minute)
 	hold(t, 3*time.Second) // warm up: every service has publishers
 
 	c.partition("data2")
