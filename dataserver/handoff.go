@@ -2,6 +2,7 @@ package dataserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -115,20 +116,44 @@ func (n *Node) handoffLoop() {
 	}
 }
 
-// handoff asks meta to switch the slot's leader; on failure it thaws the
-// slot and says so.
+// handoff asks meta to switch the slot's leader. A refusal (the table no
+// longer matches: a cancelled move, another leader) thaws the slot. An
+// unknown outcome (a timeout, a lost connection, a meta leader that lost
+// office mid-commit) does not: the HANDOFF may yet have committed, and a
+// slot thawed then would take writes as a leader that meta has already
+// replaced, which the new leader never sees. The slot stays frozen and
+// the HANDOFF is sent again (meta answers a repeat of one it applied with
+// success) until meta gives a definite answer, or a new table ends this
+// node's leadership of the slot at epoch.
 func (n *Node) handoff(s int, target string, epoch uint64) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
-	defer cancel()
-	err := n.meta.Handoff(ctx, s, target, epoch)
-	if err == nil {
-		n.handoffs.Add(1)
-		n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch)
-		return true
+	wait := handoffRetry
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+		err := n.meta.Handoff(ctx, s, target, epoch)
+		cancel()
+		switch {
+		case err == nil:
+			n.handoffs.Add(1)
+			n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch, "attempts", attempt)
+			return true
+		case errors.Is(err, proto.ErrInvalid):
+			n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)
+			n.slots[s].thaw()
+			return false
+		}
+		if !n.slots[s].frozenFor(target, epoch) {
+			n.log.Info("handoff outcome unknown, but a newer table settled the slot", "slot", s, "to", target, "err", err)
+			return false
+		}
+		n.log.Warn("handoff outcome unknown; the slot stays frozen and the handoff is sent again",
+			"slot", s, "to", target, "attempt", attempt, "retry_in", wait, "err", err)
+		select {
+		case <-n.stop:
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, handoffRetryMax/5)
 	}
-	n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)
-	n.slots[s].thaw()
-	return false
 }
 
 // Drain hands every slot this node leads to another node (meta's DRAIN:

@@ -3,6 +3,8 @@ package dataserver_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,14 +19,18 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// fakeMeta answers heartbeats with the table the test sets and refuses
-// every HANDOFF as a meta without quorum would; with down set it answers
-// nothing at all but errors.
+// fakeMeta answers heartbeats with the table the test sets and every
+// HANDOFF with what onHandoff returns (by default a refusal, as for a
+// move cancelled meanwhile); with down set it answers nothing at all but
+// errors.
 type fakeMeta struct {
 	mu       sync.Mutex
 	table    *slot.Table
 	down     atomic.Bool
 	handoffs atomic.Int64
+	// onHandoff is the RESP reply to a HANDOFF: "" for success, else the
+	// error text. Set before serve.
+	onHandoff func(h *proto.Handoff) string
 	// membersEpoch and sessions are the session list heartbeats get
 	// (epoch 1 and none unless setSessions is called).
 	membersEpoch uint64
@@ -77,7 +83,20 @@ func (m *fakeMeta) serve(t *testing.T) string {
 			}
 			conn.WriteRaw(rep.AppendRESP(nil))
 		case proto.CmdHandoff:
-			conn.WriteError("UNAVAILABLE meta has no quorum")
+			h, err := proto.ParseHandoff(cmd.Args)
+			if err != nil {
+				conn.WriteError("ERR " + err.Error())
+				return
+			}
+			reply := "ERR handoff refused: the table no longer matches"
+			if m.onHandoff != nil {
+				reply = m.onHandoff(h)
+			}
+			if reply == "" {
+				conn.WriteInt64(1)
+			} else {
+				conn.WriteError(reply)
+			}
 		default:
 			conn.WriteError("ERR fake meta: unknown command")
 		}
@@ -85,12 +104,18 @@ func (m *fakeMeta) serve(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestHandoffWithoutMetaKeepsTheSlotWritable: a slot whose move meta
-// cannot commit stays writable. Each failed HANDOFF thaws it for a pause
-// that doubles, so the leader does not keep it frozen retrying; and while
-// meta answers no heartbeat the leader does not freeze it at all.
-func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
-	m := &fakeMeta{}
+// handoffRig is two data nodes under a fakeMeta: d1 leads every slot and
+// d2 follows it (table t1), and write registers a new publisher of a
+// dataInfoId in slot through d1.
+type handoffRig struct {
+	d1, d2 *dataserver.Node
+	t1     *slot.Table
+	slot   int
+	write  func() error
+}
+
+func newHandoffRig(t *testing.T, m *fakeMeta) *handoffRig {
+	t.Helper()
 	metaAddr := m.serve(t)
 	start := func(id string) *dataserver.Node {
 		d, err := dataserver.New(dataserver.Config{NodeID: id, Listener: testutil.MustListen(t), Metas: []string{metaAddr},
@@ -101,25 +126,25 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 		t.Cleanup(func() { d.Close() })
 		return d
 	}
-	// Table 1: d1 leads every slot, d2 follows it. The addresses are
-	// known only once the nodes listen, so the table is set after.
+	// The addresses are known only once the nodes listen, so t1 is set
+	// after.
 	m.setTable(&slot.Table{Epoch: 1})
-	d1, d2 := start("d1"), start("d2")
-	t1 := &slot.Table{Epoch: 2, Replicas: 2, Nodes: []slot.Node{{ID: "d1", Addr: d1.Addr()}, {ID: "d2", Addr: d2.Addr()}}}
-	for s := range t1.Slots {
-		t1.Slots[s] = slot.Assignment{Leader: "d1", Followers: []string{"d2"}, LeaderEpoch: 1}
+	r := &handoffRig{d1: start("d1"), d2: start("d2")}
+	r.t1 = &slot.Table{Epoch: 2, Replicas: 2, Nodes: []slot.Node{{ID: "d1", Addr: r.d1.Addr()}, {ID: "d2", Addr: r.d2.Addr()}}}
+	for s := range r.t1.Slots {
+		r.t1.Slots[s] = slot.Assignment{Leader: "d1", Followers: []string{"d2"}, LeaderEpoch: 1}
 	}
-	m.setTable(t1)
+	m.setTable(r.t1)
 
 	const id = "svc.handoff"
-	s := slot.Of(id)
-	rdb := redis.NewClient(&redis.Options{Addr: d1.Addr(), Protocol: 2, DisableIdentity: true, MaxRetries: -1})
-	defer rdb.Close()
+	r.slot = slot.Of(id)
+	rdb := redis.NewClient(&redis.Options{Addr: r.d1.Addr(), Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
 	seq := 0
-	write := func() error {
+	r.write = func() error {
 		seq++
 		w := proto.DWrite{Epoch: 0, SessionID: "s1", Ops: []proto.Op{{Type: proto.OpRegister, DataInfoID: id,
-			RegisterID: "r" + string(rune('a'+seq%26)), Data: "x", ConnID: "c1"}}}
+			RegisterID: "r" + strconv.Itoa(seq), Data: "x", ConnID: "c1"}}}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		vals, err := rdb.Do(ctx, w.Args()...).Slice()
@@ -132,9 +157,20 @@ func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
 		return nil
 	}
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
-		err := write()
+		err := r.write()
 		return err == nil, "d1 does not take writes to the slot: " + errString(err)
 	})
+	return r
+}
+
+// TestHandoffWithoutMetaKeepsTheSlotWritable: a slot whose move meta
+// refuses stays writable. Each refused HANDOFF thaws it for a pause that
+// doubles, so the leader does not keep it frozen retrying; and while meta
+// answers no heartbeat the leader does not freeze it at all.
+func TestHandoffWithoutMetaKeepsTheSlotWritable(t *testing.T) {
+	m := &fakeMeta{}
+	r := newHandoffRig(t, m)
+	s, t1, write := r.slot, r.t1, r.write
 
 	// Table 2: the slot is being moved to d2, and meta refuses HANDOFF.
 	t2 := t1.Clone()
@@ -189,4 +225,59 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// TestHandoffLostReplyKeepsTheSlotFrozen: meta commits a HANDOFF but its
+// reply is lost (a timeout, a meta leader that lost office mid-commit),
+// and the old leader's heartbeats keep bringing the table from before it.
+// The old leader must not thaw the slot and take writes as its leader:
+// meta has already made d2 the leader, which would never see them. It
+// keeps the slot frozen, sends the HANDOFF again, and once meta answers
+// the repeat (with success: it was applied) it is a follower.
+func TestHandoffLostReplyKeepsTheSlotFrozen(t *testing.T) {
+	m := &fakeMeta{}
+	var lost atomic.Int64 // unix nanos of the lost reply
+	var t3 atomic.Pointer[slot.Table]
+	m.onHandoff = func(*proto.Handoff) string {
+		if lost.CompareAndSwap(0, time.Now().UnixNano()) {
+			return "UNAVAILABLE meta m1: finish-move: timed out enqueuing operation"
+		}
+		if time.Since(time.Unix(0, lost.Load())) < 2*time.Second {
+			return "UNAVAILABLE meta has no quorum"
+		}
+		m.setTable(t3.Load()) // the table meta committed, served at last
+		return ""
+	}
+	r := newHandoffRig(t, m)
+	s := r.slot
+
+	t2 := r.t1.Clone()
+	t2.Epoch = 3
+	t2.Slots[s].Target = "d2"
+	next := t2.Clone()
+	next.Epoch = 4
+	next.Slots[s] = slot.Assignment{Leader: "d2", Followers: []string{"d1"}, LeaderEpoch: 2}
+	t3.Store(next)
+	m.setTable(t2)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return lost.Load() != 0, "d1 never tried the handoff"
+	})
+	// From the lost reply on, d1 must refuse every write to the slot:
+	// d2 leads it as far as meta is concerned.
+	accepted := 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		if r.write() == nil {
+			accepted++
+		}
+	}
+	if accepted > 0 {
+		t.Fatalf("d1 took %d writes to slot %d after meta committed its handoff to d2", accepted, s)
+	}
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		tab := r.d1.Table()
+		return tab.Epoch == 4, fmt.Sprintf("after %d HANDOFFs d1 is at table epoch %d", m.handoffs.Load(), tab.Epoch)
+	})
+	if n := m.handoffs.Load(); n < 3 {
+		t.Fatalf("%d HANDOFFs, want the lost one and its repeats", n)
+	}
 }

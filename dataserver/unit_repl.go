@@ -175,3 +175,12 @@ func (u *slotUnit) thaw() {
 	defer u.mu.Unlock()
 	u.frozen = false
 }
+
+// frozenFor says whether the slot is still frozen for a handoff to target
+// at leader epoch epoch: a newer table that demoted this node, or changed
+// the slot's target, settled the handoff's outcome.
+func (u *slotUnit) frozenFor(target string, epoch uint64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.leads(epoch) && u.frozen && u.target == target
+}
