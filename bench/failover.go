@@ -230,7 +230,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*Result, error) {
 		states[i] = st
 		return func(p *push) {
 			st.mu.Lock()
-			if prev := st.last[p.ID]; prev != nil {
+			if prev := st.last[p.DataInfoID]; prev != nil {
 				if p.Version < prev.Version {
 					st.regress++
 				}
@@ -240,10 +240,10 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*Result, error) {
 					}
 				}
 			}
-			st.last[p.ID] = p
+			st.last[p.DataInfoID] = p
 			st.mu.Unlock()
 			if r := round.Load(); r != nil {
-				r.notePush(i, p.ID, p.Version, p.recv)
+				r.notePush(i, p.DataInfoID, p.Version, p.recv)
 			}
 		}
 	})

@@ -27,7 +27,7 @@ func lookup(ctx context.Context, c *redis.Client, id string) (*push, error) {
 	if !ok {
 		return nil, fmt.Errorf("lookup %s: version is %T", id, v[0])
 	}
-	p := &push{ID: id, Version: uint64(ver)}
+	p := &push{Push: proto.Push{DataInfoID: id, Version: uint64(ver)}}
 	pubs, _ := v[1].([]any)
 	for _, e := range pubs {
 		pair, _ := e.([]any)
@@ -36,7 +36,7 @@ func lookup(ctx context.Context, c *redis.Client, id string) (*push, error) {
 		}
 		rid, _ := pair[0].(string)
 		data, _ := pair[1].(string)
-		p.Publishers = append(p.Publishers, pubEntry{RegisterID: rid, Data: data})
+		p.Publishers = append(p.Publishers, proto.PushEntry{RegisterID: rid, Data: data})
 	}
 	return p, nil
 }

@@ -89,12 +89,12 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 		last := make(map[string]uint64, len(services))
 		return func(p *push) {
 			if cfg.Target == TargetSlotreg {
-				if p.Version < last[p.ID] {
+				if p.Version < last[p.DataInfoID] {
 					regress.Add(1)
-				} else if p.Version == last[p.ID] {
+				} else if p.Version == last[p.DataInfoID] {
 					dups.Add(1)
 				}
-				last[p.ID] = p.Version
+				last[p.DataInfoID] = p.Version
 			}
 			d, ok := p.data(probeRID)
 			if cfg.Target == TargetRedis {

@@ -11,19 +11,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/slotreg/slotreg/proto"
 )
 
 // push is one message a subscriber received, decoded.
 type push struct {
-	ID         string     `json:"dataInfoId"`
-	Version    uint64     `json:"version"`
-	Publishers []pubEntry `json:"publishers"`
-	recv       time.Time
-}
-
-type pubEntry struct {
-	RegisterID string `json:"registerId"`
-	Data       string `json:"data"`
+	proto.Push
+	recv time.Time
 }
 
 // data returns the data of registerId rid, if present.
@@ -131,8 +125,8 @@ func (s *subscriber) read(ctx context.Context) {
 		case *redis.Message:
 			p := &push{recv: now}
 			if s.target == TargetRedis {
-				p.ID = m.Channel
-				p.Publishers = []pubEntry{{Data: m.Payload}}
+				p.DataInfoID = m.Channel
+				p.Publishers = []proto.PushEntry{{Data: m.Payload}}
 			} else if s.light {
 				if !lightDecode(m.Payload, p) {
 					s.decodeErr.Add(1)
@@ -196,7 +190,7 @@ func lightDecode(payload string, p *push) bool {
 	if k := strings.Index(payload, probeKey); k >= 0 {
 		k += len(probeKey)
 		if e := strings.IndexByte(payload[k:], '"'); e >= 0 {
-			p.Publishers = []pubEntry{{RegisterID: probeRID, Data: payload[k : k+e]}}
+			p.Publishers = []proto.PushEntry{{RegisterID: probeRID, Data: payload[k : k+e]}}
 		}
 	}
 	return true

@@ -11,10 +11,7 @@ import (
 )
 
 // Publisher is one registered instance of a service.
-type Publisher struct {
-	RegisterID string `json:"registerId"`
-	Data       string `json:"data"`
-}
+type Publisher = proto.PushEntry
 
 // Snapshot is the state of a dataInfoId at one version: every publisher,
 // sorted by RegisterID. Snapshots are shared between callbacks and the

@@ -56,14 +56,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // push is one subscriber message, decoded.
-type push struct {
-	DataInfoID string `json:"dataInfoId"`
-	Version    uint64 `json:"version"`
-	Publishers []struct {
-		RegisterID string `json:"registerId"`
-		Data       string `json:"data"`
-	} `json:"publishers"`
-}
+type push proto.Push
 
 // set renders the publishers as "rid=data" strings, sorted.
 func (p push) set() []string {

@@ -87,6 +87,20 @@ func readString(b []byte) (string, []byte, error) {
 	return string(b[k : k+int(n)]), b[k+int(n):], nil
 }
 
+// Push is a subscriber's message decoded: what AppendPushJSON encodes,
+// for clients, tools and tests that read pushes with encoding/json.
+type Push struct {
+	DataInfoID string      `json:"dataInfoId"`
+	Version    uint64      `json:"version"`
+	Publishers []PushEntry `json:"publishers"`
+}
+
+// PushEntry is one publisher in a Push.
+type PushEntry struct {
+	RegisterID string `json:"registerId"`
+	Data       string `json:"data"`
+}
+
 // AppendPushJSON encodes d as the payload subscribers receive:
 // {"dataInfoId":..,"version":..,"publishers":[{"registerId":..,"data":..}]}.
 // It is hand-written because it runs once per push on the hot path and

@@ -170,14 +170,7 @@ func TestPushJSONParses(t *testing.T) {
 	d := &Datum{DataInfoID: "svc\"<\x01>", Version: 1<<32 | 2, Entries: []Entry{
 		{"r1", "10.0.0.1:80"}, {"r\\2", "line\nbreak\t\u2028"}, {"bad", "\xff\xfe"},
 	}}
-	var got struct {
-		DataInfoID string `json:"dataInfoId"`
-		Version    uint64 `json:"version"`
-		Publishers []struct {
-			RegisterID string `json:"registerId"`
-			Data       string `json:"data"`
-		} `json:"publishers"`
-	}
+	var got Push
 	if err := json.Unmarshal(d.AppendPushJSON(nil), &got); err != nil {
 		t.Fatalf("payload is not JSON: %v\n%s", err, d.AppendPushJSON(nil))
 	}

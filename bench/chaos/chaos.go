@@ -36,6 +36,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/slotreg/slotreg/proto"
 )
 
 // Options shape the load.
@@ -185,10 +186,9 @@ func newClient(addr string, readTimeout time.Duration, onConnect func()) *redis.
 func (r *Run) writer(w int, addr string) {
 	defer r.wg.Done()
 	rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-	conns := 0
+	var conns atomic.Int64 // go-redis may dial on another goroutine
 	rdb := newClient(addr, r.o.OpTimeout, func() {
-		conns++
-		if conns > 1 {
+		if conns.Add(1) > 1 {
 			// A new connection: the old one's publishers are gone, as
 			// they should be; nothing of this writer is known any more.
 			r.reconnects.Add(1)
@@ -264,19 +264,15 @@ func (r *Run) forget(w int) {
 	}
 }
 
-type pushMsg struct {
-	DataInfoID string `json:"dataInfoId"`
-	Version    uint64 `json:"version"`
-	Publishers []struct {
-		RegisterID string `json:"registerId"`
-	} `json:"publishers"`
-}
-
 func (r *Run) subscribe(ctx context.Context, i int, addr string) (*redis.PubSub, error) {
 	rdb := newClient(addr, 30*time.Second, nil)
+	// The subscribers before this one already take pushes, and read
+	// these slices under r.mu.
+	r.mu.Lock()
 	r.clients = append(r.clients, rdb)
 	r.lastSeen = append(r.lastSeen, map[string]uint64{})
 	r.lastPush = append(r.lastPush, map[string][]string{})
+	r.mu.Unlock()
 	names := make([]string, r.o.Services)
 	for s := range names {
 		names[s] = r.service(s)
@@ -300,7 +296,7 @@ func (r *Run) subscribe(ctx context.Context, i int, addr string) (*redis.PubSub,
 }
 
 func (r *Run) onPush(sub int, payload string) {
-	var p pushMsg
+	var p proto.Push
 	if err := json.Unmarshal([]byte(payload), &p); err != nil {
 		return // not a service push (goaway, config)
 	}
@@ -371,18 +367,15 @@ func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 	var detail []Violation
 	for {
 		lost, resurrected, detail = r.compare(ctx, look)
-		if lost == 0 && resurrected == 0 {
-			r.rep.Converged = true
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if lost == 0 && resurrected == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r.rep.Convergence = time.Since(start)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.rep.Converged = lost == 0 && resurrected == 0
+	r.rep.Convergence = time.Since(start)
 	r.rep.Lost, r.rep.Resurrected = lost, resurrected
 	for _, v := range detail {
 		r.note(v)

@@ -24,18 +24,13 @@ func lookupCommand() *cli.Command {
 
 // lookupReport is the output of lookup --json.
 type lookupReport struct {
-	DataInfoID  string        `json:"dataInfoId"`
-	Slot        int           `json:"slot"`
-	Leader      string        `json:"leader"`
-	LeaderEpoch uint64        `json:"leaderEpoch"`
-	Version     uint64        `json:"version"`
-	Session     string        `json:"session"` // the session that answered
-	Publishers  []lookupEntry `json:"publishers"`
-}
-
-type lookupEntry struct {
-	RegisterID string `json:"registerId"`
-	Data       string `json:"data"`
+	DataInfoID  string            `json:"dataInfoId"`
+	Slot        int               `json:"slot"`
+	Leader      string            `json:"leader"`
+	LeaderEpoch uint64            `json:"leaderEpoch"`
+	Version     uint64            `json:"version"`
+	Session     string            `json:"session"` // the session that answered
+	Publishers  []proto.PushEntry `json:"publishers"`
 }
 
 func runLookup(c *cli.Context, e *env) error {
@@ -55,7 +50,7 @@ func runLookup(c *cli.Context, e *env) error {
 	}
 	var v any
 	var last error
-	rep := lookupReport{DataInfoID: id, Slot: slot.Of(id), Publishers: []lookupEntry{}}
+	rep := lookupReport{DataInfoID: id, Slot: slot.Of(id), Publishers: []proto.PushEntry{}}
 	for _, s := range m.Sessions {
 		ctx, cancel := e.ctx()
 		v, err = e.pool.call(ctx, s.Addr, proto.CmdLookup, id)
@@ -126,7 +121,7 @@ func parseLookup(v any, rep *lookupReport) error {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("bad publisher %v", p)
 		}
-		rep.Publishers = append(rep.Publishers, lookupEntry{RegisterID: rid, Data: data})
+		rep.Publishers = append(rep.Publishers, proto.PushEntry{RegisterID: rid, Data: data})
 	}
 	return nil
 }
