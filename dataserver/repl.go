@@ -1,9 +1,11 @@
 package dataserver
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/slotreg/slotreg/internal/rlink"
@@ -271,6 +273,12 @@ func (r *replicator) run(p *puller) {
 		var err error
 		if c == nil {
 			c, err = p.dial(n)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// The leader's process is likely gone: tell meta, which
+				// checks and may fail it over now rather than after its
+				// lease (see proto.Suspect).
+				n.meta.Suspect(p.leader)
+			}
 		}
 		var rep *rlink.Reply
 		if err == nil {

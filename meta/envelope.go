@@ -94,6 +94,7 @@ func (t cmdType) String() string {
 const (
 	reasonLeave   = "leave"
 	reasonLease   = "lease"
+	reasonRefused = "refused" // a suspected node refused meta's dial too (suspect.go)
 	reasonAdmin   = "admin"
 	reasonTimeout = "timeout"
 )

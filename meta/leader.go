@@ -157,15 +157,10 @@ func (n *Node) checkLeases() {
 		if !ok || time.Since(last) <= n.cfg.Lease {
 			continue // a heartbeat arrived meanwhile
 		}
-		prefer := n.preferFor(n.store.state(), k.kind, k.id)
-		res, err := n.propose(&command{Type: cmdRemove, Kind: k.kind, ID: k.id, Reason: reasonLease, Prefer: prefer})
+		res, prefer, err := n.evict(k, reasonLease)
 		if err != nil {
 			n.log.Warn("evicting node failed", "node", k.id, "kind", k.kind, "err", err)
 			return
-		}
-		n.leases.forget(k.kind, k.id)
-		if k.kind == proto.KindData {
-			n.progress.forget(k.id)
 		}
 		if res.Err != nil {
 			if !errors.Is(res.Err, errUnknownMember) {
@@ -174,7 +169,7 @@ func (n *Node) checkLeases() {
 			continue
 		}
 		n.log.Warn("evicted node: lease lapsed", "node", k.id, "kind", k.kind, "epoch", res.Epoch,
-			"lastSeenMs", time.Since(last).Milliseconds(), "promotedByProgress", len(prefer))
+			"lastSeenMs", time.Since(last).Milliseconds(), "promotedByProgress", prefer)
 	}
 }
 

@@ -50,6 +50,9 @@ func (n *Node) newMetrics() *prometheus.Registry {
 	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "slotreg_meta_evictions_held_total",
 		Help: "Lease checks that held back evicting many nodes at once, for want of evidence that they are gone."},
 		func() float64 { return float64(n.evictionsHeld.Load()) }))
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "slotreg_meta_evictions_refused_total",
+		Help: "Data nodes evicted before their lease ran out because a node reported them and they refused meta's connection too."},
+		func() float64 { return float64(n.evictionsRefused.Load()) }))
 	return reg
 }
 

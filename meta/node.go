@@ -57,6 +57,10 @@ type Node struct {
 	// the lease loop's alone.
 	evictionsHeld atomic.Uint64
 	lastHeldLog   time.Time
+	// probes dials suspected data nodes, and evictionsRefused counts
+	// those evicted because they refused it (see suspect.go).
+	probes           prober
+	evictionsRefused atomic.Uint64
 	// progress is what data nodes last reported they have applied per
 	// slot they follow (leader only); it picks whom to promote.
 	progress *progressBook

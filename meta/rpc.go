@@ -56,6 +56,7 @@ func (n *Node) rpcCommands() []rpcCommand {
 		rpc(proto.CmdPing, -1, anyMeta, rawArgs, n.handlePing),
 		rpc(proto.CmdHeartbeat, -5, leaderOnly, n.parseHeartbeat, n.handleHeartbeat),
 		rpc(proto.CmdLeave, 3, leaderOnly, proto.ParseLeave, n.handleLeave),
+		rpc(proto.CmdSuspect, 4, leaderOnly, proto.ParseSuspect, n.handleSuspect),
 		rpc(proto.CmdTable, 1, anyMeta, rawArgs, n.handleTable),
 		rpc(proto.CmdNodes, 1, anyMeta, rawArgs, n.handleNodes),
 		rpc(proto.CmdMetaJoin, 3, leaderOnly, proto.ParseMetaJoin, n.handleMetaJoin),
@@ -262,14 +263,9 @@ func (n *Node) unavailable(why string) error {
 // handleLeave removes the sender at once: :1 if it was a member, :0 if not.
 // A data node's slots go to their most advanced followers, as on eviction.
 func (n *Node) handleLeave(conn redcon.Conn, l *proto.Leave) error {
-	prefer := n.preferFor(n.store.state(), l.Kind, l.NodeID)
-	res, err := n.propose(&command{Type: cmdRemove, Kind: l.Kind, ID: l.NodeID, Reason: reasonLeave, Prefer: prefer})
+	res, prefer, err := n.evict(leaseKey{l.Kind, l.NodeID}, reasonLeave)
 	if err != nil {
 		return err
-	}
-	n.leases.forget(l.Kind, l.NodeID)
-	if l.Kind == proto.KindData {
-		n.progress.forget(l.NodeID)
 	}
 	switch {
 	case errors.Is(res.Err, errUnknownMember):
@@ -277,7 +273,7 @@ func (n *Node) handleLeave(conn redcon.Conn, l *proto.Leave) error {
 	case res.Err != nil:
 		return proto.Errorf(proto.ErrInvalid, "leave %s node %s: %v", l.Kind, l.NodeID, res.Err)
 	default:
-		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch, "promotedByProgress", len(prefer))
+		n.log.Info("node left", "node", l.NodeID, "kind", l.Kind, "epoch", res.Epoch, "promotedByProgress", prefer)
 		conn.WriteInt(1)
 	}
 	return nil

@@ -126,7 +126,14 @@ type Client struct {
 	wg         sync.WaitGroup
 	failures   int          // consecutive failed heartbeats; loop goroutine only
 	lastOK     atomic.Int64 // unix nanos of the last heartbeat meta answered
+
+	// suspected is when each data node was last reported (see Suspect).
+	suspectMu sync.Mutex
+	suspected map[string]time.Time
 }
+
+// suspectEvery is how often one node reports the same suspect.
+const suspectEvery = 200 * time.Millisecond
 
 // sessionList is a session list as meta sent it; published, it is
 // immutable.
@@ -346,6 +353,46 @@ func (c *Client) Handoff(ctx context.Context, slot int, to string, leaderEpoch u
 // heartbeats are the loop's business.
 func (c *Client) Do(ctx context.Context, args ...any) (any, error) {
 	return c.leader.Do(ctx, args...)
+}
+
+// Suspect tells meta, in the background, that data node id refused a
+// connection from this node (see proto.Suspect). A node reports the same
+// suspect at most every suspectEvery; when meta answers that the suspect
+// is out of the cluster, a heartbeat follows at once to fetch the table
+// without it.
+func (c *Client) Suspect(id string) {
+	c.suspectMu.Lock()
+	if time.Since(c.suspected[id]) < suspectEvery {
+		c.suspectMu.Unlock()
+		return
+	}
+	if c.suspected == nil {
+		c.suspected = map[string]time.Time{}
+	}
+	c.suspected[id] = time.Now()
+	c.suspectMu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.loopCtx, 2*time.Second)
+		defer cancel()
+		s := &proto.Suspect{Kind: proto.KindData, NodeID: id, Reporter: c.cfg.NodeID}
+		v, err := c.leader.Do(ctx, s.Args()...)
+		if err != nil {
+			c.log.Debug("reporting a suspected data node failed", "suspect", id, "err", err)
+			return
+		}
+		if out, _ := v.(int64); out == 1 {
+			c.log.Info("meta confirmed that a data node refusing connections is out", "suspect", id)
+			c.kick()
+		}
+	}()
 }
 
 // Close stops the heartbeat loop, waits for its goroutine and releases the

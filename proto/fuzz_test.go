@@ -29,6 +29,7 @@ func FuzzParseCommands(f *testing.F) {
 		(&DReconcile{Session: "s1", Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
 		(&DSync{Session: "s1", Slot: 1, LeaderEpoch: 2, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
 		(&Leave{Kind: KindSession, NodeID: "s1"}).Args(),
+		(&Suspect{Kind: KindData, NodeID: "d1", Reporter: "s1"}).Args(),
 		{CmdDWrite, "1", "s1", "R", "", "r", "d", "c", "99999999999"},
 		{CmdDPull, "d1", "1", "300"},
 		{CmdHeartbeat, KindData, "d1", "a:1", "1", "1", "1:2,1:3"},
@@ -53,6 +54,7 @@ func FuzzParseCommands(f *testing.F) {
 		}
 		ParseDLookup(args)
 		ParseLeave(args)
+		roundTrip(t, "suspect", args, ParseSuspect, (*Suspect).Args)
 		if p, err := ParseDPull(args); err == nil {
 			if _, err := ParseDPull(ArgsBytes(p.Args())); err != nil {
 				t.Fatalf("dpull does not round-trip: %v", err)

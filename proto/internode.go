@@ -147,6 +147,37 @@ func ParseLeave(args [][]byte) (*Leave, error) {
 	return l, checkNodeID(l.NodeID)
 }
 
+// Suspect reports that a data node refused a connection from the
+// reporter: its process is likely gone. Meta checks for itself (it dials
+// the node) and evicts it at once if the node refuses meta too, instead
+// of waiting for its lease to lapse; a node that accepts the dial (it is
+// alive, perhaps paused) or does not answer (cut off) is left to its
+// lease. The reply is 1 when the node is, or already was, out of the
+// cluster, else 0.
+type Suspect struct {
+	Kind     string // of the suspected node: KindData
+	NodeID   string
+	Reporter string // the reporting node's ID, for the log
+}
+
+// Args builds the command.
+func (s *Suspect) Args() []any { return []any{CmdSuspect, s.Kind, s.NodeID, s.Reporter} }
+
+// ParseSuspect parses SUSPECT kind nodeId reporter.
+func ParseSuspect(args [][]byte) (*Suspect, error) {
+	if err := arity(args, CmdSuspect, 4); err != nil {
+		return nil, err
+	}
+	s := &Suspect{Kind: string(args[1]), NodeID: string(args[2]), Reporter: string(args[3])}
+	if s.Kind != KindData {
+		return nil, Errorf(ErrInvalid, "suspect: only %s nodes can be suspected, not %q", KindData, s.Kind)
+	}
+	if err := checkNodeID(s.NodeID); err != nil {
+		return nil, err
+	}
+	return s, checkNodeID(s.Reporter)
+}
+
 // OpType says what a write op does.
 type OpType byte
 

@@ -54,6 +54,9 @@ const (
 	CmdTable     = "table"
 	CmdNodes     = "nodes"
 	CmdLeave     = "leave"
+	// CmdSuspect is a node reporting that another refuses connections
+	// (see Suspect).
+	CmdSuspect = "suspect"
 )
 
 // Inter-node commands served by data nodes. A session's change stream uses

@@ -101,6 +101,24 @@ func TestLeaveRoundTrip(t *testing.T) {
 	}
 }
 
+func TestSuspectRoundTripAndRefusals(t *testing.T) {
+	in := &Suspect{Kind: KindData, NodeID: "d1", Reporter: "s1"}
+	out, err := ParseSuspect(ArgsBytes(in.Args()))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v", out, err)
+	}
+	for _, bad := range [][]any{
+		{CmdSuspect, KindSession, "s1", "d1"}, // only data nodes
+		{CmdSuspect, KindData, "", "s1"},
+		{CmdSuspect, KindData, "d 1", "s1"},
+		{CmdSuspect, KindData, "d1"},
+	} {
+		if _, err := ParseSuspect(ArgsBytes(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseSuspect(%v) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
 func TestDWriteRoundTrip(t *testing.T) {
 	in := &DWrite{Epoch: 7, SessionID: "s1", Ops: []Op{
 		{Type: OpRegister, DataInfoID: "svc#@#DEFAULT", RegisterID: "r1", Data: "10.0.0.1:80", ConnID: "c.1"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,6 +73,11 @@ type link struct {
 	raw *rlink.Conn
 	w   proto.DWrite
 	buf []byte
+	// cur is raw, for closing from another goroutine: gone is set when
+	// the node leaves the table (see leftTable), and closing cur ends a
+	// batch that waits on it.
+	cur  atomic.Pointer[rlink.Conn]
+	gone atomic.Bool
 }
 
 func newRouter(n *Node) *router {
@@ -265,6 +271,12 @@ func (r *router) redirect(reqs []*writeReq) {
 // table is refreshed.
 func (r *router) send(l *link, batch []*writeReq) {
 	t := r.n.table.Load()
+	if l.gone.Load() {
+		// Not to a node meta has evicted (it may hang): the writes go to
+		// the slots' new leaders.
+		r.retry(append([]*writeReq(nil), batch...), proto.Errorf(proto.ErrUnavailable, "data node %s left the table", l.addr))
+		return
+	}
 	l.w.SessionID, l.w.Epoch = r.n.cfg.NodeID, 0
 	if t != nil {
 		l.w.Epoch = t.Epoch
@@ -336,17 +348,72 @@ func (l *link) do(n *Node, cmd []byte) (*rlink.Reply, error) {
 			if errors.As(err, &re) {
 				return nil, proto.FromRESP(string(re))
 			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				n.suspect(l.addr)
+			}
 			return nil, proto.Errorf(proto.ErrUnavailable, "data node %s: %v", l.addr, err)
 		}
 		l.raw = c
+		l.cur.Store(c)
+		if l.gone.Load() { // left the table while dialing
+			c.Close()
+		}
 	}
 	rep, err := l.raw.Do(time.Now().Add(5*time.Second), cmd)
 	if err != nil {
 		l.raw.Close()
 		l.raw = nil
+		l.cur.Store(nil)
 		return nil, proto.Errorf(proto.ErrUnavailable, "data node %s: %v", l.addr, err)
 	}
 	return rep, nil
+}
+
+// suspect reports the data node at addr to meta: it refused a
+// connection, so its process is likely gone, and meta may evict it now
+// rather than when its lease lapses (see proto.Suspect).
+func (n *Node) suspect(addr string) {
+	t := n.table.Load()
+	if t == nil {
+		return
+	}
+	for _, d := range t.Nodes {
+		if d.Addr == addr {
+			n.meta.Suspect(d.ID)
+			return
+		}
+	}
+}
+
+// leftTable is told of each table the session adopts after old: links to
+// data nodes that were in old and are not in t stop waiting on them. A
+// node meta evicted may only hang (paused, cut off), and a batch sent to
+// it would wait out the full read timeout on a node no longer in charge;
+// its connection is closed instead, and that batch and later ones go to
+// the slots' new leaders. A node back in the table is written to again.
+func (r *router) leftTable(old, t *slot.Table) {
+	in := func(t *slot.Table, addr string) bool {
+		for _, n := range t.Nodes {
+			if n.Addr == addr {
+				return true
+			}
+		}
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for addr, l := range r.links {
+		switch now := in(t, addr); {
+		case !now && old != nil && in(old, addr) && !l.gone.Load():
+			l.gone.Store(true)
+			if c := l.cur.Load(); c != nil {
+				c.Close()
+			}
+			r.n.log.Info("data node left the table; writes waiting on it go to the new leaders", "addr", addr, "epoch", t.Epoch)
+		case now && l.gone.Load():
+			l.gone.Store(false)
+		}
+	}
 }
 
 // retry refreshes the table and routes the requests again after a short,

@@ -170,3 +170,54 @@ func TestRefusedWriteFollowsTheNamedOwner(t *testing.T) {
 		t.Fatalf("second write: %v; old owner %d writes, new owner %d", req.err, oldWrites.Load(), newWrites.Load())
 	}
 }
+
+// A write waiting on a data node that hangs (it accepted the connection
+// and never answers) goes to the slot's new leader as soon as the session
+// adopts a table without the hung node, not after the link's 5 s read
+// timeout; and later writes skip the hung node.
+func TestWriteLeavesAHungNodeThatLeftTheTable(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: the kernel does the handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	newAddr, newWrites := fakeData(t, func(proto.Op) any { return int64(42) })
+	n := mustNode(t, Limits{})
+	n.cfg.WriteTimeout, n.cfg.MaxBatch = 20*time.Second, 16
+	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: "s-test", Addr: "127.0.0.1:1",
+		Metas: []string{"127.0.0.1:1"}, OnTable: n.onTable, AttemptTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.meta = mc
+	defer mc.Close()
+	t5, t6 := leadAll(5, "d1", hung.Addr().String()), leadAll(6, "d2", newAddr)
+	n.table.Store(t5)
+	defer n.router.close()
+
+	op := proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "d", TTL: 10}
+	req := n.router.submit(&op, make(chan struct{}))
+	l := n.router.link(hung.Addr().String())
+	deadline := time.Now().Add(5 * time.Second)
+	for l.cur.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never went out to the hung node")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	left := time.Now()
+	n.table.Store(t6) // as onTable adopts it
+	n.router.leftTable(t5, t6)
+	<-req.done
+	if req.err != nil || req.res != 42 {
+		t.Fatalf("write: %d, %v", req.res, req.err)
+	}
+	if took := time.Since(left); took >= 5*time.Second {
+		t.Fatalf("the write waited %v on the hung node, its whole read timeout", took)
+	}
+	req = n.router.submit(&op, make(chan struct{}))
+	<-req.done
+	if req.err != nil || newWrites.Load() != 2 {
+		t.Fatalf("second write: %v; the new leader got %d writes", req.err, newWrites.Load())
+	}
+}

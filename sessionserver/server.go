@@ -358,6 +358,7 @@ func (n *Node) onTable(t *slot.Table) {
 		return
 	}
 	n.table.Store(t)
+	n.router.leftTable(old, t)
 	var moved []int
 	for s := 0; s < slot.Count; s++ {
 		if old == nil || old.Slots[s].Leader != t.Slots[s].Leader ||
