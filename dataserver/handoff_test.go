@@ -31,6 +31,11 @@ type fakeMeta struct {
 	// onHandoff is the RESP reply to a HANDOFF: "" for success, else the
 	// error text. Set before serve.
 	onHandoff func(h *proto.Handoff) string
+	// leaseMs is the lease heartbeat replies carry (0: none, as from a
+	// meta before leases were sent); noLeader makes every command answer
+	// NOTLEADER naming no leader, as a meta that lost its quorum does.
+	leaseMs  uint64
+	noLeader atomic.Bool
 	// membersEpoch and sessions are the session list heartbeats get
 	// (epoch 1 and none unless setSessions is called).
 	membersEpoch uint64
@@ -64,6 +69,10 @@ func (m *fakeMeta) serve(t *testing.T) string {
 			conn.WriteError("UNAVAILABLE meta has no quorum")
 			return
 		}
+		if m.noLeader.Load() {
+			conn.WriteError("NOTLEADER ")
+			return
+		}
 		switch name {
 		case proto.CmdHeartbeat:
 			h, err := proto.ParseHeartbeat(cmd.Args)
@@ -74,7 +83,7 @@ func (m *fakeMeta) serve(t *testing.T) string {
 			m.mu.Lock()
 			tab, me, sessions := m.table, max(m.membersEpoch, 1), m.sessions
 			m.mu.Unlock()
-			rep := proto.HeartbeatReply{Epoch: tab.Epoch, MembersEpoch: me}
+			rep := proto.HeartbeatReply{Epoch: tab.Epoch, MembersEpoch: me, LeaseMs: m.leaseMs}
 			if h.Epoch != tab.Epoch {
 				rep.Table, _ = tab.Marshal()
 			}
@@ -279,5 +288,38 @@ func TestHandoffLostReplyKeepsTheSlotFrozen(t *testing.T) {
 	})
 	if n := m.handoffs.Load(); n < 3 {
 		t.Fatalf("%d HANDOFFs, want the lost one and its repeats", n)
+	}
+}
+
+// TestLeaseLapseFencesWrites: a data leader whose heartbeats meta stops
+// answering takes no writes once its lease may have lapsed (meta may have
+// promoted a follower that would never see them), and takes them again
+// when meta answers. A meta that answers but knows no leader (its quorum
+// lost) cannot evict anyone: writes go on.
+func TestLeaseLapseFencesWrites(t *testing.T) {
+	m := &fakeMeta{leaseMs: 600}
+	r := newHandoffRig(t, m)
+
+	m.down.Store(true) // unanswered heartbeats, as when cut off from meta
+	var err error
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		err = r.write()
+		return err != nil && strings.Contains(err.Error(), "lease"), "write after meta went silent: " + errString(err)
+	})
+	if !strings.HasPrefix(err.Error(), "UNAVAILABLE") {
+		t.Fatalf("fenced write refused with %q, want UNAVAILABLE", err)
+	}
+	m.down.Store(false)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		err := r.write()
+		return err == nil, "write after meta answered again: " + errString(err)
+	})
+
+	m.noLeader.Store(true)
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		if err := r.write(); err != nil {
+			t.Fatalf("write refused while the only meta says it has no leader: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

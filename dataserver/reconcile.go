@@ -45,6 +45,10 @@ func (n *Node) catchUpSlots(sds []proto.SlotDigest) {
 
 func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 	n.catchUpSlots([]proto.SlotDigest{{Slot: s.Slot, LeaderEpoch: s.LeaderEpoch}})
+	if err := n.fenced(); err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
 	changed, target, ok := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Pubs)
 	if !ok {
 		conn.WriteError(proto.ToRESP(n.refusal(s.Slot, target)))

@@ -148,8 +148,11 @@ type Node struct {
 	// handoffs counts slots handed off; ops counts ops applied as the
 	// leader, by opKinds.
 	handoffs atomic.Uint64
-	ops      [len(opKinds)]atomic.Uint64
-	metrics  *prometheus.Registry // the node's own: several nodes may share a process
+	// fences counts write batches and syncs refused because the node's
+	// lease with meta was over (see fenced).
+	fences  atomic.Uint64
+	ops     [len(opKinds)]atomic.Uint64
+	metrics *prometheus.Registry // the node's own: several nodes may share a process
 
 	mu      sync.Mutex
 	streams map[*stream]struct{}
@@ -285,6 +288,10 @@ func (n *Node) catchUp(epoch uint64) {
 // and answers with one result or error per op.
 func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	n.catchUp(w.Epoch)
+	if err := n.fenced(); err != nil {
+		n.refuseAll(conn, len(w.Ops), err)
+		return
+	}
 	now := time.Now().UnixNano()
 	// Results are versions (or 1 and 0), refusals the rare case: kept
 	// apart, a result costs no allocation to box it.
@@ -321,6 +328,13 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	if durable != nil {
 		n.awaitReplicas(durable)
 	}
+	if err := n.fenced(); err != nil {
+		// The lease lapsed while the batch was applied (a pause, a stall):
+		// meta may have a new leader for these slots that will never see
+		// them. The session sends them again, to whoever leads.
+		n.refuseAll(conn, len(w.Ops), err)
+		return
+	}
 	conn.WriteArray(len(results))
 	for i, r := range results {
 		if refused != nil && refused[i] != nil {
@@ -328,6 +342,36 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		} else {
 			conn.WriteUint64(r)
 		}
+	}
+}
+
+// fenceMargin is how much of its lease a data node keeps in hand: it
+// stops acknowledging writes that long before the lease may lapse, for
+// the time between its check and the reply leaving.
+const fenceMargin = 100 * time.Millisecond
+
+// fenced refuses writes as a slot leader once this node's lease with meta
+// may lapse (less than fenceMargin of it left, counted from when the last
+// heartbeat meta answered was sent): meta may then evict it and promote
+// its followers, and a write it acknowledged would be missing from the
+// new leaders. A paused process finds this on waking, before it answers
+// what queued up meanwhile. Writes come back with the next heartbeat meta
+// answers; before meta has said its lease, nothing is fenced.
+func (n *Node) fenced() error {
+	left, ok := n.meta.LeaseLeft()
+	if !ok || left >= fenceMargin {
+		return nil
+	}
+	n.fences.Add(1)
+	return proto.Errorf(proto.ErrUnavailable, "data node %s: its lease with meta is over or nearly (%v left); no writes until meta answers a heartbeat",
+		n.cfg.NodeID, left.Round(time.Millisecond))
+}
+
+// refuseAll answers every op of a batch with err.
+func (n *Node) refuseAll(conn redcon.Conn, ops int, err error) {
+	conn.WriteArray(ops)
+	for range ops {
+		conn.WriteError(proto.ToRESP(err))
 	}
 }
 

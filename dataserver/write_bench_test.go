@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/slotreg/slotreg/internal/netsec"
+	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 	"github.com/tidwall/redcon"
@@ -31,7 +32,12 @@ func (discardConn) WriteBulkString(string) {}
 func leaderNode(tb testing.TB) *Node {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n := &Node{cfg: Config{NodeID: "d1", OpLogSize: DefaultOpLogSize}, log: log,
+	// A meta client that never heartbeats: no lease, so never fenced.
+	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindData, NodeID: "d1", Addr: "127.0.0.1:1", Metas: []string{"127.0.0.1:1"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := &Node{cfg: Config{NodeID: "d1", OpLogSize: DefaultOpLogSize}, log: log, meta: mc,
 		gate: netsec.NewGate(netsec.Secret{}, log), appendCh: make(chan struct{}), stop: make(chan struct{})}
 	t := &slot.Table{Epoch: 1, Replicas: 1, Nodes: []slot.Node{{ID: "d1", Addr: "127.0.0.1:1"}}}
 	for s := range t.Slots {

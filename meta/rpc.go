@@ -239,7 +239,7 @@ func (n *Node) handleHeartbeat(conn redcon.Conn, h *proto.Heartbeat) error {
 	if st.Table == nil {
 		return n.unavailable("no table yet")
 	}
-	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch, MembersEpoch: st.MembersEpoch}
+	reply := proto.HeartbeatReply{Epoch: st.Table.Epoch, MembersEpoch: st.MembersEpoch, LeaseMs: uint64(n.cfg.Lease.Milliseconds())}
 	var err error
 	if h.Epoch != st.Table.Epoch {
 		if reply.Table, err = n.encodeTable(st.Table); err != nil {

@@ -126,6 +126,10 @@ type Client struct {
 	wg         sync.WaitGroup
 	failures   int          // consecutive failed heartbeats; loop goroutine only
 	lastOK     atomic.Int64 // unix nanos of the last heartbeat meta answered
+	// leaseFrom is when the last heartbeat meta answered was sent (unix
+	// nanos), and lease meta's lease as it said; see LeaseLeft.
+	leaseFrom atomic.Int64
+	lease     atomic.Int64
 
 	// suspected is when each data node was last reported (see Suspect).
 	suspectMu sync.Mutex
@@ -238,6 +242,28 @@ func (c *Client) noteBeat(err error) {
 func (c *Client) Reachable(d time.Duration) bool {
 	t := c.lastOK.Load()
 	return t != 0 && time.Since(time.Unix(0, t)) < d
+}
+
+// LeaseLeft is how much longer meta surely counts this node as a member:
+// meta's lease, from when the last heartbeat meta answered was sent (meta
+// took it as contact later than that), less now. It goes negative once
+// the lease may have lapsed and meta may have evicted the node. ok is
+// false before the first answer, or with a meta that does not say its
+// lease.
+//
+// While meta has lost its quorum, no leader can evict the node: when a
+// majority of the metas showed that (see Leader.LeaderlessSince), the
+// lease counts from then, so nodes go on serving without meta.
+func (c *Client) LeaseLeft() (left time.Duration, ok bool) {
+	from, lease := c.leaseFrom.Load(), c.lease.Load()
+	if from == 0 || lease == 0 {
+		return 0, false
+	}
+	since := time.Unix(0, from)
+	if t, ok := c.leader.LeaderlessSince(); ok && t.After(since) {
+		since = t
+	}
+	return time.Duration(lease) - time.Since(since), true
 }
 
 // Table returns the latest table, nil before the first. Callers must not
@@ -419,6 +445,7 @@ func (c *Client) beat(ctx context.Context) error {
 	have := c.epoch()
 	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have,
 		MembersEpoch: c.membersEpoch(), Progress: c.progress()}
+	sent := time.Now()
 	v, err := c.leader.Do(ctx, hb.Args()...)
 	if err != nil {
 		return fmt.Errorf("%s node %s: heartbeat at epoch %d: %w", c.cfg.Kind, c.cfg.NodeID, have, err)
@@ -426,6 +453,10 @@ func (c *Client) beat(ctx context.Context) error {
 	rep, err := proto.ParseHeartbeatReply(v)
 	if err != nil {
 		return fmt.Errorf("%s node %s: %w", c.cfg.Kind, c.cfg.NodeID, err)
+	}
+	if rep.LeaseMs > 0 {
+		c.lease.Store(int64(time.Duration(rep.LeaseMs) * time.Millisecond))
+		c.leaseFrom.Store(sent.UnixNano())
 	}
 	// A bad session list must not hold back the table, nor the reverse.
 	return errors.Join(c.takeSessions(rep), c.takeTable(rep, have))

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -71,6 +73,10 @@ type Leader struct {
 	failed map[string]time.Time
 	conns  map[string]*redis.Client
 	closed bool
+	// leaderless is when each meta last showed that it could not be part
+	// of a working meta leader's quorum: it refused the connection (no
+	// process), or answered that it knows no leader. See LeaderlessSince.
+	leaderless map[string]time.Time
 }
 
 // ErrClosed is returned by a Leader (and a Client) after Close.
@@ -92,7 +98,7 @@ func NewLeader(opts LeaderOptions) *Leader {
 	}
 	opts.Metas = append([]string(nil), opts.Metas...)
 	return &Leader{opts: opts, cur: opts.Metas[0], next: 1 % len(opts.Metas),
-		failed: map[string]time.Time{}, conns: map[string]*redis.Client{}}
+		failed: map[string]time.Time{}, conns: map[string]*redis.Client{}, leaderless: map[string]time.Time{}}
 }
 
 // Do sends args (the command name, then its arguments) to the meta
@@ -121,6 +127,9 @@ func (l *Leader) Do(ctx context.Context, args ...any) (any, error) {
 		if errors.As(err, &rerr) {
 			perr := proto.FromRESP(rerr.Error())
 			leader, ok := proto.LeaderAddr(perr)
+			if ok && leader == "" {
+				l.noteLeaderless(addr)
+			}
 			if !ok {
 				return nil, &ReplyError{Addr: addr, Err: perr}
 			}
@@ -132,10 +141,43 @@ func (l *Leader) Do(ctx context.Context, args ...any) (any, error) {
 			down = map[string]bool{}
 		}
 		down[addr] = true
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			l.noteLeaderless(addr)
+		}
 		l.fail(addr)
 		lastErr = fmt.Errorf("meta %s: %w", addr, err)
 	}
 	return nil, lastErr
+}
+
+func (l *Leader) noteLeaderless(addr string) {
+	l.mu.Lock()
+	l.leaderless[addr] = time.Now()
+	l.mu.Unlock()
+}
+
+// LeaderlessSince is the latest time by which a majority of the metas had
+// each shown that it was not in a working leader's quorum (refused the
+// connection, or answered that it knew no leader, at or after that
+// time); false if no majority ever had. A leader elected after it must
+// first give every node a fresh lease (meta does on taking over), so a
+// node may count its lease from then as from an answered heartbeat: with
+// meta's quorum lost, nodes keep serving.
+func (l *Leader) LeaderlessSince() (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ts []time.Time
+	for _, a := range l.opts.Metas {
+		if t, ok := l.leaderless[a]; ok {
+			ts = append(ts, t)
+		}
+	}
+	need := len(l.opts.Metas)/2 + 1
+	if len(ts) < need {
+		return time.Time{}, false
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return b.Compare(a) })
+	return ts[need-1], true
 }
 
 // waitRetry is how often DoWait asks again while no meta leads.

@@ -238,3 +238,55 @@ func TestLeaderDoWaitGivesUp(t *testing.T) {
 		t.Fatalf("DoWait with no meta up: %v after %v, want a network error at once", err, time.Since(start))
 	}
 }
+
+// refusedAddr is an address nothing listens on: a meta whose process is
+// gone.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// LeaderlessSince needs a majority of the metas to have shown that no
+// working leader can count on them: refused (dead) or answering without a
+// leader. A meta that names a leader, or one that does not answer, is no
+// such evidence.
+func TestLeaderlessSinceNeedsAMajority(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name   string
+		metas  func() []string
+		expect bool
+	}{
+		{"two dead, one without a leader (quorum lost)", func() []string {
+			return []string{refusedAddr(t), refusedAddr(t), startFake(t, notLeader("")).addr}
+		}, true},
+		{"one dead, two naming a leader", func() []string {
+			named := startFake(t, answer).addr
+			return []string{refusedAddr(t), startFake(t, notLeader(named)).addr, startFake(t, notLeader(named)).addr}
+		}, false},
+		{"one without a leader, two silent (cut off: they may have a leader)", func() []string {
+			return []string{startFake(t, notLeader("")).addr, silentMeta(t), silentMeta(t)}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLeader(LeaderOptions{Metas: tc.metas(), ReadTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond, DialRetries: 1})
+			defer l.Close()
+			before := time.Now()
+			_, _ = l.Do(ctx, "HEARTBEAT")
+			at, ok := l.LeaderlessSince()
+			if ok != tc.expect {
+				t.Fatalf("LeaderlessSince = %v, %v; want ok=%v", at, ok, tc.expect)
+			}
+			if ok && at.Before(before) {
+				t.Fatalf("LeaderlessSince = %v, before the call at %v", at, before)
+			}
+		})
+	}
+}

@@ -75,16 +75,20 @@ type HeartbeatReply struct {
 	Table        []byte // nil: the sender is up to date
 	MembersEpoch uint64
 	Sessions     []byte // nil: the sender's list is up to date
+	// LeaseMs is meta's lease: a node not heard from for that long is
+	// evicted. Nodes fence themselves by it (0 from an older meta).
+	LeaseMs uint64
 }
 
 // AppendRESP appends the reply in RESP2 form to dst; the server writes it
 // as raw bytes.
 func (r *HeartbeatReply) AppendRESP(dst []byte) []byte {
-	dst = append(dst, "*4\r\n"...)
+	dst = append(dst, "*5\r\n"...)
 	dst = appendRESPInt(dst, r.Epoch)
 	dst = appendRESPBulk(dst, r.Table)
 	dst = appendRESPInt(dst, r.MembersEpoch)
-	return appendRESPBulk(dst, r.Sessions)
+	dst = appendRESPBulk(dst, r.Sessions)
+	return appendRESPInt(dst, r.LeaseMs)
 }
 
 func appendRESPInt(dst []byte, v uint64) []byte {
@@ -107,15 +111,15 @@ func appendRESPBulk(dst, b []byte) []byte {
 
 // ParseHeartbeatReply parses a reply as a RESP client library returns it:
 // go-redis's Do gives []interface{}{int64, string or nil, ...}; []byte
-// bulks are accepted too. Both the four-element form and the older
-// two-element one are accepted.
+// bulks are accepted too. The five-element form and the older four- and
+// two-element ones are accepted.
 func ParseHeartbeatReply(v any) (*HeartbeatReply, error) {
 	a, ok := v.([]any)
 	if !ok {
 		return nil, fmt.Errorf("heartbeat reply: want an array, got %T", v)
 	}
-	if len(a) != 2 && len(a) != 4 {
-		return nil, fmt.Errorf("heartbeat reply: want 2 or 4 elements, got %d", len(a))
+	if len(a) != 2 && len(a) != 4 && len(a) != 5 {
+		return nil, fmt.Errorf("heartbeat reply: want 2, 4 or 5 elements, got %d", len(a))
 	}
 	r := &HeartbeatReply{}
 	var err error
@@ -133,6 +137,11 @@ func ParseHeartbeatReply(v any) (*HeartbeatReply, error) {
 	}
 	if r.Sessions, err = replyBulk(a[3], "sessions"); err != nil {
 		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	if len(a) == 5 {
+		if r.LeaseMs, err = replyUint(a[4], "lease"); err != nil {
+			return nil, fmt.Errorf("heartbeat reply: %w", err)
+		}
 	}
 	return r, nil
 }

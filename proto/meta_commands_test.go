@@ -87,10 +87,11 @@ func TestHeartbeatReplyRoundTrip(t *testing.T) {
 		{Epoch: 3, MembersEpoch: 9, Sessions: []byte(`[{"id":"s1","addr":"h:1","kind":"session"}]`)},
 		{Epoch: 3, Table: []byte(`{}`), MembersEpoch: 1, Sessions: []byte(`[]`)},
 		{Epoch: 3, MembersEpoch: 2, Sessions: []byte{}},
+		{Epoch: 4, MembersEpoch: 2, LeaseMs: 3000},
 	} {
 		raw := in.AppendRESP(nil)
-		if !bytes.HasPrefix(raw, []byte("*4\r\n")) {
-			t.Fatalf("reply %q is not a 4-element array", raw)
+		if !bytes.HasPrefix(raw, []byte("*5\r\n")) {
+			t.Fatalf("reply %q is not a 5-element array", raw)
 		}
 		v, err := readReply(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
@@ -123,8 +124,8 @@ func TestHeartbeatReplyOldForm(t *testing.T) {
 		}
 	}
 	if got, err := ParseHeartbeatReply([]any{int64(1), []byte("t"), int64(2), []byte("s")}); err != nil ||
-		string(got.Table) != "t" || string(got.Sessions) != "s" || got.MembersEpoch != 2 {
-		t.Fatalf("[]byte bulks: %+v, %v", got, err)
+		string(got.Table) != "t" || string(got.Sessions) != "s" || got.MembersEpoch != 2 || got.LeaseMs != 0 {
+		t.Fatalf("[]byte bulks, four elements (before the lease): %+v, %v", got, err)
 	}
 }
 
@@ -135,6 +136,8 @@ func TestParseHeartbeatReplyRejects(t *testing.T) {
 		[]any{int64(1)},
 		[]any{int64(1), nil, int64(2)},
 		[]any{int64(1), nil, int64(2), nil, nil},
+		[]any{int64(1), nil, int64(2), nil, int64(-5)},
+		[]any{int64(1), nil, int64(2), nil, int64(3), nil},
 		[]any{"1", nil},
 		[]any{int64(-1), nil},
 		[]any{int64(1), int64(2)},
