@@ -97,8 +97,9 @@ wait:
 	var lastAlive time.Time
 	alive := func() {
 		lastAlive = time.Now()
-		if err := rdb.Do(ctx, (&proto.DAlive{Session: "s1"}).Args()...).Err(); err != nil {
-			t.Fatalf("DALIVE: %v", err)
+		// The reply is the grace, which the session fences itself by.
+		if v, err := rdb.Do(ctx, (&proto.DAlive{Session: "s1"}).Args()...).Int64(); err != nil || v != int64(grace/time.Millisecond) {
+			t.Fatalf("DALIVE = %d, %v; want the grace, %d", v, err, int64(grace/time.Millisecond))
 		}
 	}
 	alive()

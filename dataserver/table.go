@@ -167,7 +167,9 @@ func (n *Node) handleAlive(conn redcon.Conn, a *proto.DAlive) {
 	}
 	n.heard[a.Session] = time.Now()
 	n.sessMu.Unlock()
-	conn.WriteString("OK")
+	// The grace, so that the session knows how long it may go unheard
+	// (sessionserver/fence.go).
+	conn.WriteInt64(n.cfg.SessionGrace.Milliseconds())
 }
 
 // departingSessions lists the sessions within their grace.

@@ -266,6 +266,10 @@ func (c *Client) LeaseLeft() (left time.Duration, ok bool) {
 	return time.Duration(lease) - time.Since(since), true
 }
 
+// Lease is meta's lease as its last answered heartbeat said; 0 before
+// that, or from a meta that does not say it.
+func (c *Client) Lease() time.Duration { return time.Duration(c.lease.Load()) }
+
 // Table returns the latest table, nil before the first. Callers must not
 // modify it.
 func (c *Client) Table() *slot.Table { return c.table.Load() }

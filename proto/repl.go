@@ -25,7 +25,9 @@ const (
 // heartbeat. A data node drops the connection-bound publishers of a
 // session that left meta's list only once it has not heard from it for
 // its grace either: a session cut off from meta alone keeps serving its
-// clients, and their publishers stay. The reply is +OK.
+// clients, and their publishers stay. The reply is the data node's
+// session grace in milliseconds (older nodes: +OK), which the session
+// fences itself by (sessionserver/fence.go).
 type DAlive struct {
 	Session string
 }

@@ -35,9 +35,17 @@ func (n *Node) aliveLoop() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Heartbeat)
 				defer cancel()
-				_ = n.router.link(d.Addr).rdb.Do(ctx, req...).Err()
+				sent := time.Now()
+				v, err := n.router.link(d.Addr).rdb.Do(ctx, req...).Result()
+				if err == nil {
+					// The reply is the node's session grace in ms (OK
+					// from a node that does not say).
+					ms, _ := v.(int64)
+					n.alive.note(d.Addr, sent, time.Duration(ms)*time.Millisecond)
+				}
 			}()
 		}
 		wg.Wait()
+		n.checkFence()
 	}
 }

@@ -38,6 +38,7 @@ type stats struct {
 	// unread; refused counts connections refused at max-connections.
 	stalled, refused atomic.Uint64
 	authFailures     atomic.Uint64 // AUTH with a wrong password
+	fenced           atomic.Uint64 // times the session fenced itself (fence.go)
 }
 
 type cmdStats struct {
@@ -102,6 +103,7 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		nil, n.stats.stalled.Load)
 	counter("slotreg_session_auth_failures_total", "Client AUTH attempts with a wrong user or password.", nil, n.stats.authFailures.Load)
 	counter("slotreg_session_refused_connections_total", "Client connections refused at max-connections.", nil, n.stats.refused.Load)
+	counter("slotreg_session_fenced_total", "Times the session, cut off from meta and from data nodes past their grace, closed every client connection.", nil, n.stats.fenced.Load)
 	gauge("slotreg_session_connected_clients", "Open client connections.", func() float64 {
 		n.mu.Lock()
 		defer n.mu.Unlock()

@@ -107,8 +107,11 @@ type Node struct {
 	cfgs   configCache  // config.go
 	locks  lockRegistry // locks.go
 
-	mu      sync.Mutex
-	conns   map[*clientConn]struct{}
+	mu    sync.Mutex
+	conns map[*clientConn]struct{}
+	// alive is what the DALIVEs found, and whether the session fenced
+	// itself (fence.go).
+	alive   aliveBook
 	closing atomic.Bool
 	stop    chan struct{}
 	kick    chan []int // slots to reconcile now
@@ -275,6 +278,11 @@ func (n *Node) acceptLoop() {
 		if len(n.conns) >= n.cfg.Limits.MaxConnections {
 			n.mu.Unlock()
 			n.refuse(nc)
+			continue
+		}
+		if n.isFenced() {
+			n.mu.Unlock()
+			n.refuseFenced(nc)
 			continue
 		}
 		n.conns[c] = struct{}{}

@@ -1,0 +1,158 @@
+package sessionserver
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/slotreg/slotreg/internal/testutil"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// fenceRig is a session under a fake meta (lease 300 ms) and a fake data
+// node (grace 400 ms), either of which can stop answering.
+type fenceRig struct {
+	s                  *Node
+	metaDown, dataDown atomic.Bool
+	alives             atomic.Int64
+}
+
+func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
+	t.Helper()
+	ln := testutil.MustListen(t)
+	srv := redcon.NewServer("", handle, nil, nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func newFenceRig(t *testing.T) *fenceRig {
+	t.Helper()
+	r := &fenceRig{}
+	dataAddr := serveFake(t, func(conn redcon.Conn, cmd redcon.Command) {
+		if r.dataDown.Load() {
+			conn.WriteError("UNAVAILABLE cut off")
+			return
+		}
+		if strings.EqualFold(string(cmd.Args[0]), proto.CmdDAlive) {
+			r.alives.Add(1)
+			conn.WriteInt64(400)
+			return
+		}
+		conn.WriteError("ERR fake data node")
+	})
+	tab := &slot.Table{Epoch: 1, Replicas: 1, Nodes: []slot.Node{{ID: "d1", Addr: dataAddr}}}
+	for s := range tab.Slots {
+		tab.Slots[s] = slot.Assignment{Leader: "d1", LeaderEpoch: 1}
+	}
+	tj, err := tab.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaAddr := serveFake(t, func(conn redcon.Conn, cmd redcon.Command) {
+		if r.metaDown.Load() {
+			conn.WriteError("UNAVAILABLE cut off")
+			return
+		}
+		if !strings.EqualFold(string(cmd.Args[0]), proto.CmdHeartbeat) {
+			conn.WriteError("ERR fake meta")
+			return
+		}
+		h, err := proto.ParseHeartbeat(cmd.Args)
+		if err != nil {
+			conn.WriteError("ERR " + err.Error())
+			return
+		}
+		rep := proto.HeartbeatReply{Epoch: 1, MembersEpoch: 1, LeaseMs: 300}
+		if h.Epoch != 1 {
+			rep.Table = tj
+		}
+		if h.MembersEpoch != 1 {
+			rep.Sessions = []byte(`[]`)
+		}
+		conn.WriteRaw(rep.AppendRESP(nil))
+	})
+	s, err := New(Config{NodeID: "s1", Listener: testutil.MustListen(t), Metas: []string{metaAddr},
+		Heartbeat: 50 * time.Millisecond, Logger: testutil.Quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	r.s = s
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return s.Table() != nil && r.alives.Load() > 0, "no table or no DALIVE yet"
+	})
+	return r
+}
+
+// ping opens a client connection and sends PING; it returns the
+// connection and the first reply line.
+func ping(t *testing.T, addr string) (net.Conn, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("PING\r\n"))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return c, strings.TrimSpace(line)
+}
+
+// TestSessionFencesWhenCutOffFromMetaAndData: a session that meta no
+// longer answers keeps its clients while the data nodes hear its DALIVEs
+// (they keep its publishers); once the data nodes do not either, it
+// closes its clients' connections and turns new ones away, so they
+// publish again elsewhere, until it is back in touch.
+func TestSessionFencesWhenCutOffFromMetaAndData(t *testing.T) {
+	r := newFenceRig(t)
+	c1, rep := ping(t, r.s.Addr())
+	if rep != "+PONG" {
+		t.Fatalf("PING = %q", rep)
+	}
+
+	// Cut off from meta alone: well past lease + grace, the client stays.
+	r.metaDown.Store(true)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		left, _ := r.s.meta.LeaseLeft()
+		return left < -time.Second, "lease not yet over by a second"
+	})
+	c1.SetDeadline(time.Now().Add(5 * time.Second))
+	c1.Write([]byte("PING\r\n"))
+	br := bufio.NewReader(c1)
+	if line, err := br.ReadString('\n'); err != nil || strings.TrimSpace(line) != "+PONG" {
+		t.Fatalf("cut off from meta alone, the client got %q, %v", line, err)
+	}
+	if n := r.s.stats.fenced.Load(); n != 0 {
+		t.Fatalf("fenced %d times while the data nodes heard it", n)
+	}
+
+	// And from the data nodes: the client is disconnected, a new one
+	// refused.
+	r.dataDown.Store(true)
+	c1.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Fatal("the client's connection got data instead of being closed")
+	}
+	if _, rep := ping(t, r.s.Addr()); !strings.HasPrefix(rep, "-UNAVAILABLE") || !strings.Contains(rep, "cut off") {
+		t.Fatalf("a new client of the fenced session got %q", rep)
+	}
+	if n := r.s.stats.fenced.Load(); n != 1 {
+		t.Fatalf("fenced %d times, want 1", n)
+	}
+
+	// Back in touch: clients are taken again.
+	r.metaDown.Store(false)
+	r.dataDown.Store(false)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, rep := ping(t, r.s.Addr())
+		return rep == "+PONG", "a new client got " + rep
+	})
+}
