@@ -20,6 +20,7 @@ type ChaosConfig struct {
 	Duration time.Duration // of the fault schedule
 	Faults   []string      // kinds, by name; default all
 	Hold     time.Duration // how long a fault lasts, at most
+	MinHold  time.Duration // and at least (0: half of Hold)
 	Recover  time.Duration // quiet time after each fault
 	Seed     uint64
 	Load     chaos.Options // Sessions is filled in
@@ -64,7 +65,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig) (*Result, error) {
 	}
 	defer run.Close()
 	start := time.Now()
-	injected := chaos.RunNemesis(ctx, sc, chaos.NemesisOptions{Faults: faults, Hold: cfg.Hold, Recover: cfg.Recover,
+	injected := chaos.RunNemesis(ctx, sc, chaos.NemesisOptions{Faults: faults, Hold: cfg.Hold, MinHold: cfg.MinHold, Recover: cfg.Recover,
 		Seed: cfg.Seed, Duration: cfg.Duration, Log: cfg.Progress.Logf})
 	_ = sc.Heal(context.WithoutCancel(ctx))
 	run.StopWriters()
@@ -87,6 +88,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig) (*Result, error) {
 	r.Add("faults that failed to inject", float64(failed), "")
 	r.Add("lost", float64(rep.Lost), "publishers")
 	r.Add("false removals", float64(rep.FalseRemovals), "")
+	r.Add("removals explained by a fenced session", float64(rep.Fenced), "")
 	r.Add("regressions", float64(rep.Regressions), "")
 	r.Add("resurrected", float64(rep.Resurrected), "publishers")
 	r.Add("convergence after the last fault", rep.Convergence.Seconds()*1000, "ms")

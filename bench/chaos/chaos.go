@@ -104,6 +104,11 @@ type Report struct {
 	Reconnects           int64 // writer connections opened again (their publishers go legitimately)
 	LongestWait          time.Duration
 	Lost, FalseRemovals  int
+	// Fenced are removals of a writer's publishers that its session then
+	// explained by closing the writer's connection before the writer had
+	// any other write through (a session that fenced itself, cut off or
+	// paused past its lease): legitimate, as a dropped connection's are.
+	Fenced               int
 	Regressions          int
 	Resurrected          int
 	Converged            bool
@@ -113,9 +118,9 @@ type Report struct {
 }
 
 func (r *Report) String() string {
-	return fmt.Sprintf("ops %d (acked %d, failed %d), pushes %d, reconnects %d, longest wait %v; lost %d, false removals %d, regressions %d, resurrected %d; converged %v in %v",
+	return fmt.Sprintf("ops %d (acked %d, failed %d), pushes %d, reconnects %d, longest wait %v; lost %d, false removals %d (fenced %d), regressions %d, resurrected %d; converged %v in %v",
 		r.Ops, r.Acked, r.Failed, r.Pushes, r.Reconnects, r.LongestWait.Round(time.Millisecond), r.Lost, r.FalseRemovals,
-		r.Regressions, r.Resurrected, r.Converged, r.Convergence.Round(time.Millisecond))
+		r.Fenced, r.Regressions, r.Resurrected, r.Converged, r.Convergence.Round(time.Millisecond))
 }
 
 // Run is one load in progress.
@@ -131,6 +136,10 @@ type Run struct {
 	lastPush   []map[string][]string      // per subscriber: service -> registerIds of the last push
 	violations []Violation
 	rep        Report
+	// pending are removals of a writer's live publishers not yet judged:
+	// the writer's next acknowledged write makes them false removals, its
+	// reconnection (the session closed its connection) legitimate.
+	pending map[int][]Violation
 
 	ops, acked, failed, pushes, reconnects atomic.Int64
 	longest                                atomic.Int64
@@ -193,6 +202,9 @@ func (r *Run) writer(w int, addr string) {
 			// they should be; nothing of this writer is known any more.
 			r.reconnects.Add(1)
 			r.forget(w)
+			r.mu.Lock()
+			r.judge(w, true)
+			r.mu.Unlock()
 		}
 	})
 	r.mu.Lock()
@@ -240,6 +252,9 @@ func (r *Run) writer(w int, addr string) {
 		default:
 			r.acked.Add(1)
 			k.state, k.version, k.at = present, uint64(v), time.Now()
+		}
+		if err == nil {
+			r.judge(w, false)
 		}
 		r.mu.Unlock()
 		select {
@@ -321,21 +336,36 @@ func (r *Run) onPush(sub int, payload string) {
 		r.lastPush[sub][p.DataInfoID] = ids
 	}
 	keys := r.model[p.DataInfoID]
-	var missing []string
 	for rid, k := range keys {
 		if k.state == present && k.version <= p.Version {
 			if _, found := slices.BinarySearch(ids, rid); !found {
-				missing = append(missing, fmt.Sprintf("%s (v%d.%d at %s)", rid, k.version>>32, k.version&0xffffffff, k.at.Format("15:04:05.000")))
+				var w int
+				fmt.Sscanf(rid, "w%d-", &w)
+				if r.pending == nil {
+					r.pending = map[int][]Violation{}
+				}
+				r.pending[w] = append(r.pending[w], Violation{Kind: "false-removal", At: now, Service: p.DataInfoID,
+					Detail: fmt.Sprintf("subscriber %d, version %d (epoch %d, seq %d), %d publishers: missing live %s (v%d.%d at %s)",
+						sub, p.Version, p.Version>>32, p.Version&0xffffffff, len(ids), rid, k.version>>32, k.version&0xffffffff,
+						k.at.Format("15:04:05.000"))})
 			}
 		}
 	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		r.rep.FalseRemovals += len(missing)
-		r.note(Violation{Kind: "false-removal", At: now, Service: p.DataInfoID,
-			Detail: fmt.Sprintf("subscriber %d, version %d (epoch %d, seq %d), %d publishers: missing live %v",
-				sub, p.Version, p.Version>>32, p.Version&0xffffffff, len(ids), missing)})
+}
+
+// judge settles writer w's pending removals: as false removals when it
+// had a write acknowledged after them on the same connection, as fenced
+// when its session closed the connection first. r.mu is held.
+func (r *Run) judge(w int, reconnected bool) {
+	for _, v := range r.pending[w] {
+		if reconnected {
+			r.rep.Fenced++
+			continue
+		}
+		r.rep.FalseRemovals++
+		r.note(v)
 	}
+	delete(r.pending, w)
 }
 
 func (r *Run) note(v Violation) {
@@ -374,6 +404,9 @@ func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for w := range r.pending {
+		r.judge(w, false) // never explained by a closed connection
+	}
 	r.rep.Converged = lost == 0 && resurrected == 0
 	r.rep.Convergence = time.Since(start)
 	r.rep.Lost, r.rep.Resurrected = lost, resurrected

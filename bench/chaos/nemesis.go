@@ -72,7 +72,8 @@ func FaultsNamed(names []string) ([]Fault, error) {
 // NemesisOptions shape a fault schedule.
 type NemesisOptions struct {
 	Faults   []Fault       // default: all
-	Hold     time.Duration // how long a fault lasts, at most (at least half); default 8 s
+	Hold     time.Duration // how long a fault lasts, at most; default 8 s
+	MinHold  time.Duration // how long it lasts at least; default Hold/2
 	Recover  time.Duration // quiet time after each fault; default 5 s
 	Seed     uint64        // 0: from the clock
 	Log      func(format string, args ...any)
@@ -97,6 +98,9 @@ func RunNemesis(ctx context.Context, c Cluster, o NemesisOptions) []Injected {
 	if o.Hold == 0 {
 		o.Hold = 8 * time.Second
 	}
+	if o.MinHold == 0 || o.MinHold > o.Hold {
+		o.MinHold = o.Hold / 2
+	}
 	if o.Recover == 0 {
 		o.Recover = 5 * time.Second
 	}
@@ -116,7 +120,7 @@ func RunNemesis(ctx context.Context, c Cluster, o NemesisOptions) []Injected {
 	var done []Injected
 	for time.Now().Before(end) && ctx.Err() == nil {
 		f := o.Faults[rng.IntN(len(o.Faults))]
-		hold := o.Hold/2 + time.Duration(rng.Int64N(int64(o.Hold/2)+1))
+		hold := o.MinHold + time.Duration(rng.Int64N(int64(o.Hold-o.MinHold)+1))
 		in := Injected{Name: f.Name, Start: time.Now()}
 		o.Log("nemesis: %s for %v", f.Name, hold.Round(time.Millisecond))
 		in.Err = f.inject(ctx, c, rng, hold, o.Log)

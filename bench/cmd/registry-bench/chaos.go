@@ -22,7 +22,8 @@ func chaosCommand() *cli.Command {
 		Flags: flags([]cli.Flag{
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Minute, Usage: "how long the nemesis runs"},
 			&cli.StringFlag{Name: "faults", Usage: "kinds of fault, comma-separated (default all: " + strings.Join(names, ",") + ")"},
-			&cli.DurationFlag{Name: "hold", Value: 8 * time.Second, Usage: "longest time a fault lasts (at least half of it)"},
+			&cli.DurationFlag{Name: "hold", Value: 8 * time.Second, Usage: "longest time a fault lasts"},
+			&cli.DurationFlag{Name: "min-hold", Usage: "shortest time a fault lasts (default half of --hold; --min-hold 8s --hold 8s: exactly 8 s)"},
 			&cli.DurationFlag{Name: "recover", Value: 5 * time.Second, Usage: "quiet time after each fault"},
 			&cli.Uint64Flag{Name: "seed", Usage: "fault schedule seed (default from the clock; printed)"},
 			&cli.IntFlag{Name: "writers", Value: 8, Usage: "writers, each on its own connection"},
@@ -35,7 +36,7 @@ func chaosCommand() *cli.Command {
 			}
 			r, err := bench.Chaos(e.ctx, bench.ChaosConfig{
 				Script:   scriptOptions(c),
-				Duration: c.Duration("duration"), Faults: faults, Hold: c.Duration("hold"), Recover: c.Duration("recover"),
+				Duration: c.Duration("duration"), Faults: faults, Hold: c.Duration("hold"), MinHold: c.Duration("min-hold"), Recover: c.Duration("recover"),
 				Seed: c.Uint64("seed"), Load: chaos.Options{Writers: c.Int("writers"), Services: c.Int("services")},
 				Progress: e.progress,
 			})
