@@ -123,7 +123,7 @@ func (r *router) link(addr string) *link {
 // submit routes a write to its slot's leader. With done == nil the caller
 // does not wait; the write is still retried until its deadline.
 func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
-	timeout := r.n.cfg.WriteTimeout
+	timeout := r.n.writeTimeout()
 	if done == nil {
 		timeout *= 3
 	}
@@ -286,7 +286,16 @@ func (r *router) send(l *link, batch []*writeReq) {
 		l.w.Ops = append(l.w.Ops, req.op)
 	}
 	l.buf = l.w.AppendRESP(l.buf[:0])
-	rep, err := l.do(r.n, l.buf)
+	// The batch waits no longer than its most pressing write may: a node
+	// that does not answer costs a caller its deadline, not the link's
+	// whole read timeout past it.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, req := range batch {
+		if req.deadline.Before(deadline) {
+			deadline = req.deadline
+		}
+	}
+	rep, err := l.do(r.n, l.buf, deadline)
 	clear(l.w.Ops)
 	if err == nil {
 		switch {
@@ -340,7 +349,7 @@ func (r *router) send(l *link, batch []*writeReq) {
 // do sends one encoded command on the link's write connection, dialing
 // it first if need be. A failed connection is dropped, to be dialed again
 // by the next batch; the failure is a network one, so the ops are retried.
-func (l *link) do(n *Node, cmd []byte) (*rlink.Reply, error) {
+func (l *link) do(n *Node, cmd []byte, deadline time.Time) (*rlink.Reply, error) {
 	if l.raw == nil {
 		c, err := rlink.Dial(l.addr, rlink.Options{Password: n.cfg.ClusterSecret, TLS: n.cfg.PeerTLS, Timeout: time.Second})
 		if err != nil {
@@ -359,7 +368,7 @@ func (l *link) do(n *Node, cmd []byte) (*rlink.Reply, error) {
 			c.Close()
 		}
 	}
-	rep, err := l.raw.Do(time.Now().Add(5*time.Second), cmd)
+	rep, err := l.raw.Do(deadline, cmd)
 	if err != nil {
 		l.raw.Close()
 		l.raw = nil

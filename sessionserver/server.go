@@ -31,8 +31,11 @@ type Config struct {
 	Metas     []string     // meta RPC addresses
 	// Heartbeat is how often the node renews its lease with meta.
 	Heartbeat time.Duration
-	// WriteTimeout bounds how long a REGISTER/UNREGISTER/RENEW waits for
-	// the slot leader, retries included.
+	// WriteTimeout bounds how long a REGISTER/UNREGISTER/RENEW (and a
+	// LOOKUP) waits for the slot leader, retries included. 0: meta's
+	// lease + 1 s (4 s before meta has said it), long enough to outlast
+	// the failover of a hung leader and short enough that no client waits
+	// in silence longer than that (issue 14).
 	WriteTimeout time.Duration
 	// MaxBatch bounds the ops sent to one data node in one request.
 	MaxBatch int
@@ -80,7 +83,6 @@ func (c *Config) Validate() error {
 
 func (c *Config) setDefaults() {
 	c.Heartbeat = cmp.Or(c.Heartbeat, 500*time.Millisecond)
-	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
 	c.MaxBatch = cmp.Or(c.MaxBatch, 1024)
 	c.ReconcileInterval = cmp.Or(c.ReconcileInterval, 5*time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -342,6 +344,17 @@ func (n *Node) refuse(nc net.Conn) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write([]byte("-" + msg + "\r\n"))
 	nc.Close()
+}
+
+// writeTimeout is the WriteTimeout in force (see Config).
+func (n *Node) writeTimeout() time.Duration {
+	if n.cfg.WriteTimeout > 0 {
+		return n.cfg.WriteTimeout
+	}
+	if l := n.meta.Lease(); l > 0 {
+		return l + time.Second
+	}
+	return 4 * time.Second
 }
 
 // refreshTable asks meta for a newer table after a data node refused a

@@ -111,7 +111,7 @@ func (c *clientConn) lookup(l *proto.Lookup) {
 	// The lookup waits on the data node; release the writer meanwhile so
 	// pushes to this connection are not held up.
 	c.wmu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.writeTimeout())
 	d, err := c.n.router.lookup(ctx, id)
 	cancel()
 	c.wmu.Lock()
