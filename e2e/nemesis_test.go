@@ -35,6 +35,16 @@ func (n nemesisTarget) IDs(_ context.Context, role string) ([]string, error) {
 	return ids, nil
 }
 
+func (n nemesisTarget) Addrs(_ context.Context, role string) ([]string, error) {
+	var addrs []string
+	for _, p := range n.c.byRole(role) {
+		if p.up {
+			addrs = append(addrs, p.addr)
+		}
+	}
+	return addrs, nil
+}
+
 func (n nemesisTarget) MetaLeader(context.Context) (string, error) {
 	return metaLeader(n.c.t, n.c.byRole("meta")).id, nil
 }

@@ -2,11 +2,16 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/slotreg/slotreg/metaclient"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // Cluster is what the nemesis needs of a running cluster: the nodes by
@@ -21,6 +26,9 @@ type Cluster interface {
 	Pause(ctx context.Context, id string) error
 	Resume(ctx context.Context, id string) error
 	Slow(ctx context.Context, id, delay, loss string) error
+	// Addrs lists the running nodes' addresses of a role (for meta, the
+	// RPC address).
+	Addrs(ctx context.Context, role string) ([]string, error)
 }
 
 // A Fault is one kind of trouble: inject starts it and returns what ends
@@ -49,6 +57,7 @@ var Faults = []Fault{
 	{"split-session-meta", splitRoles("session", "meta")},
 	{"slow-data", slowLink("data")},
 	{"lossy-session", lossyLink("session")},
+	{"move-slots", moveSlots},
 }
 
 // FaultsNamed picks faults by name; an unknown name is an error naming
@@ -162,6 +171,37 @@ func restartAfter(role string) func(context.Context, Cluster, *rand.Rand, time.D
 		}
 		return killRestart(ctx, c, id, hold, log)
 	}
+}
+
+// moveSlots moves the leadership of a few random slots to random data
+// nodes (MOVESLOT, as registryctl move does) under the load: handoffs,
+// with their freeze and drain, in the middle of everything. Moves meta
+// refuses (the node leads the slot already, a move is under way) are
+// logged and skipped.
+func moveSlots(ctx context.Context, c Cluster, rng *rand.Rand, hold time.Duration, log func(string, ...any)) error {
+	metas, err := c.Addrs(ctx, "meta")
+	if err != nil {
+		return err
+	}
+	data, err := c.IDs(ctx, "data")
+	if err != nil {
+		return err
+	}
+	if len(metas) == 0 || len(data) == 0 {
+		return errors.New("chaos: move-slots: no meta or no data node running")
+	}
+	l := metaclient.NewLeader(metaclient.LeaderOptions{Metas: metas})
+	defer l.Close()
+	for range 4 {
+		m := proto.MoveSlot{Slot: rng.IntN(slot.Count), To: data[rng.IntN(len(data))]}
+		if _, err := l.Do(ctx, m.Args()...); err != nil {
+			log("nemesis: move slot %d to %s: %v", m.Slot, m.To, err)
+			continue
+		}
+		log("nemesis: moving slot %d to %s", m.Slot, m.To)
+	}
+	sleep(ctx, hold)
+	return nil
 }
 
 func killRestart(ctx context.Context, c Cluster, id string, hold time.Duration, log func(string, ...any)) error {
