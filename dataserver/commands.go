@@ -42,7 +42,7 @@ var commands = newCommandTable([]command{
 	{proto.CmdDPull, 4, parsed(proto.ParseDPull, (*Node).handlePull)},
 	{proto.CmdDReconcile, -3, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
 	{proto.CmdDSync, -4, parsed(proto.ParseDSync, (*Node).handleSync)},
-	{proto.CmdDAlive, 2, parsed(proto.ParseDAlive, (*Node).handleAlive)},
+	{proto.CmdDAlive, -2, parsed(proto.ParseDAlive, (*Node).handleAlive)},
 	{proto.CmdDStats, -1, (*Node).handleStats},
 	// A session's change stream; a bare SUBSCRIBE opens one that watches
 	// nothing yet, as it always has.

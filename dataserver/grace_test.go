@@ -2,6 +2,7 @@ package dataserver_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,30 @@ wait:
 	})
 	if d := time.Since(left); d < grace {
 		t.Fatalf("p1 dropped %v after s1 left, before the %v grace", d, grace)
+	}
+
+	// s1 comes back (it was paused): d1 refuses its writes and DALIVE
+	// with DROPPED, so that it closes its clients' connections (they
+	// thought they were still published), until it says so with RESET.
+	write := func() error {
+		vals, err := rdb.Do(ctx, w.Args()...).Slice()
+		if err == nil {
+			if e, ok := vals[0].(error); ok {
+				err = e
+			}
+		}
+		return err
+	}
+	if err := write(); err == nil || !strings.HasPrefix(err.Error(), "DROPPED") {
+		t.Fatalf("write of a dropped session: %v, want DROPPED", err)
+	}
+	if err := rdb.Do(ctx, (&proto.DAlive{Session: "s1"}).Args()...).Err(); err == nil || !strings.HasPrefix(err.Error(), "DROPPED") {
+		t.Fatalf("DALIVE of a dropped session: %v, want DROPPED", err)
+	}
+	if v, err := rdb.Do(ctx, (&proto.DAlive{Session: "s1", Reset: true}).Args()...).Int64(); err != nil || v != int64(grace/time.Millisecond) {
+		t.Fatalf("DALIVE RESET = %d, %v; want the grace", v, err)
+	}
+	if err := write(); err != nil {
+		t.Fatalf("write after RESET: %v", err)
 	}
 }

@@ -49,6 +49,10 @@ func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 		conn.WriteError(proto.ToRESP(err))
 		return
 	}
+	if err := n.droppedErr(s.Session); err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
 	changed, target, ok := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Pubs)
 	if !ok {
 		conn.WriteError(proto.ToRESP(n.refusal(s.Slot, target)))

@@ -142,6 +142,10 @@ type Node struct {
 	// while a later look at departing sessions is scheduled. Under sessMu.
 	heard   map[string]time.Time
 	recheck bool
+	// dropped holds the sessions whose publishers this node dropped, and
+	// when, until they DALIVE RESET: their writes and syncs are refused
+	// with ErrDropped meanwhile. Under sessMu.
+	dropped map[string]time.Time
 
 	pulls   atomic.Uint64 // pull round trips done as a follower
 	repairs atomic.Uint64 // publishers repaired by reconciliation
@@ -289,6 +293,12 @@ func (n *Node) catchUp(epoch uint64) {
 func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 	n.catchUp(w.Epoch)
 	if err := n.fenced(); err != nil {
+		n.refuseAll(conn, len(w.Ops), err)
+		return
+	}
+	if err := n.droppedErr(w.SessionID); err != nil {
+		// The session's clients still think they are published, and
+		// would go on writing as if nothing had happened.
 		n.refuseAll(conn, len(w.Ops), err)
 		return
 	}

@@ -159,17 +159,44 @@ func (n *Node) onSessions(_ uint64, sessions []proto.Member) {
 	}()
 }
 
-// handleAlive notes that a session is alive (see proto.DAlive).
+// handleAlive notes that a session is alive (see proto.DAlive). A session
+// whose publishers this node dropped is told so (ErrDropped) until it says
+// it has closed its clients' connections (RESET).
 func (n *Node) handleAlive(conn redcon.Conn, a *proto.DAlive) {
 	n.sessMu.Lock()
 	if n.heard == nil {
 		n.heard = map[string]time.Time{}
 	}
 	n.heard[a.Session] = time.Now()
+	if a.Reset {
+		delete(n.dropped, a.Session)
+	}
+	err := n.droppedLocked(a.Session)
 	n.sessMu.Unlock()
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
+		return
+	}
 	// The grace, so that the session knows how long it may go unheard
 	// (sessionserver/fence.go).
 	conn.WriteInt64(n.cfg.SessionGrace.Milliseconds())
+}
+
+// droppedErr is ErrDropped when this node dropped the session's
+// publishers and the session has not reset since, else nil.
+func (n *Node) droppedErr(session string) error {
+	n.sessMu.Lock()
+	defer n.sessMu.Unlock()
+	return n.droppedLocked(session)
+}
+
+func (n *Node) droppedLocked(session string) error {
+	at, ok := n.dropped[session]
+	if !ok {
+		return nil
+	}
+	return proto.Errorf(proto.ErrDropped, "%d session %s: this data node dropped its publishers; close the clients' connections, then DALIVE RESET",
+		at.UnixMilli(), session)
 }
 
 // departingSessions lists the sessions within their grace.
@@ -198,6 +225,10 @@ func (n *Node) dropDeparted() {
 		}
 		delete(n.departing, id)
 		gone = append(gone, id)
+		if n.dropped == nil {
+			n.dropped = map[string]time.Time{}
+		}
+		n.dropped[id] = now
 	}
 	again := len(kept) > 0 && !n.recheck
 	n.recheck = n.recheck || again

@@ -40,6 +40,7 @@ var prefixes = []struct {
 	{"TIMEOUT", ErrTimeout},
 	{"NOAUTH", ErrNoAuth},
 	{"WRONGPASS", ErrWrongPass},
+	{"DROPPED", ErrDropped},
 }
 
 // Error is a sentinel with the detail a reader of the reply needs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tidwall/redcon"
@@ -30,22 +31,44 @@ const (
 // fences itself by (sessionserver/fence.go).
 type DAlive struct {
 	Session string
+	// Reset says the session has closed every client connection after a
+	// data node answered it ErrDropped: the node takes its writes again.
+	Reset bool
 }
 
 // Args builds the command.
-func (a *DAlive) Args() []any { return []any{CmdDAlive, a.Session} }
+func (a *DAlive) Args() []any {
+	if a.Reset {
+		return []any{CmdDAlive, a.Session, "RESET"}
+	}
+	return []any{CmdDAlive, a.Session}
+}
 
-// ParseDAlive parses DALIVE session.
+// ParseDAlive parses DALIVE session [RESET].
 func ParseDAlive(args [][]byte) (*DAlive, error) {
-	if len(args) != 2 {
+	if len(args) != 2 && len(args) != 3 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDAlive)
 	}
 	a := &DAlive{Session: string(args[1])}
+	if len(args) == 3 {
+		if !strings.EqualFold(string(args[2]), "RESET") {
+			return nil, Errorf(ErrInvalid, "%s: unknown option %q (want RESET)", CmdDAlive, args[2])
+		}
+		a.Reset = true
+	}
 	if err := checkNodeID(a.Session); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
+
+// ErrDropped is a data node refusing a session's write, sync or DALIVE
+// because it dropped the session's connection-bound publishers (meta had
+// evicted the session and it went unheard for the node's grace, as when
+// it was paused) and the session has not yet said, by DALIVE RESET, that
+// it closed its clients' connections. The detail is when the node
+// dropped them (unix milliseconds), so the session fences once per drop.
+var ErrDropped = errors.New("session dropped")
 
 // OpTouch is a log-only op: the new leader of a slot raises every datum's
 // version to the entry's, so subscribers converge on its state even where

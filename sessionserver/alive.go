@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -18,16 +19,19 @@ func (n *Node) aliveLoop() {
 	tick := time.NewTicker(n.cfg.Heartbeat)
 	defer tick.Stop()
 	req := (&proto.DAlive{Session: n.cfg.NodeID}).Args()
+	reset := (&proto.DAlive{Session: n.cfg.NodeID, Reset: true}).Args()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-tick.C:
+		case <-n.alive.kick:
 		}
 		t := n.table.Load()
 		if t == nil {
 			continue
 		}
+		resets := n.alive.takeResets()
 		var wg sync.WaitGroup
 		for _, d := range t.Nodes {
 			wg.Add(1)
@@ -35,13 +39,27 @@ func (n *Node) aliveLoop() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Heartbeat)
 				defer cancel()
+				args := req
+				if resets[d.Addr] {
+					args = reset
+				}
 				sent := time.Now()
-				v, err := n.router.link(d.Addr).rdb.Do(ctx, req...).Result()
-				if err == nil {
+				v, err := n.router.link(d.Addr).rdb.Do(ctx, args...).Result()
+				switch {
+				case err == nil:
 					// The reply is the node's session grace in ms (OK
 					// from a node that does not say).
 					ms, _ := v.(int64)
 					n.alive.note(d.Addr, sent, time.Duration(ms)*time.Millisecond)
+				case errors.Is(fromRedis(err), proto.ErrDropped):
+					n.onDropped(d.Addr, fromRedis(err))
+				case resets[d.Addr]:
+					n.alive.mu.Lock() // not told: tell it next time
+					if n.alive.reset == nil {
+						n.alive.reset = map[string]bool{}
+					}
+					n.alive.reset[d.Addr] = true
+					n.alive.mu.Unlock()
 				}
 			}()
 		}

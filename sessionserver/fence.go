@@ -1,8 +1,11 @@
 package sessionserver
 
 import (
+	"errors"
 	"net"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +35,12 @@ type aliveBook struct {
 	at     map[string]time.Time // by data node address: when the DALIVE was sent
 	grace  map[string]time.Duration
 	fenced bool // the session has fenced itself and not yet recovered
+	// closedAt is when the session last closed every client connection
+	// (fenced, or told it was dropped); reset holds the data nodes to
+	// send DALIVE RESET to; kick wakes the alive loop for it.
+	closedAt time.Time
+	reset    map[string]bool
+	kick     chan struct{}
 }
 
 func (b *aliveBook) note(addr string, sent time.Time, grace time.Duration) {
@@ -84,13 +93,9 @@ func (n *Node) checkFence() {
 	n.alive.mu.Unlock()
 	switch {
 	case len(risk) > 0 && !was:
-		n.stats.fenced.Add(1)
-		conns := n.clientConns()
 		n.log.Warn("cut off from meta and from data nodes: closing every client connection so that the clients publish again elsewhere",
-			"lease_over_by", (-left).Round(time.Millisecond), "data_nodes_not_reached", risk, "clients", len(conns))
-		for _, c := range conns {
-			c.nc.Close()
-		}
+			"lease_over_by", (-left).Round(time.Millisecond), "data_nodes_not_reached", risk)
+		n.closeClients(t)
 	case len(risk) == 0 && was:
 		n.log.Info("in touch with meta and the data nodes again; taking clients")
 	}
@@ -109,4 +114,86 @@ func (n *Node) refuseFenced(nc net.Conn) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write([]byte("-" + msg + "\r\n"))
 	nc.Close()
+}
+
+// closeClients closes every client connection (their publishers go with
+// them, and the clients publish again) and has the alive loop tell every
+// data node of t that it did (DALIVE RESET).
+func (n *Node) closeClients(t *slot.Table) {
+	n.stats.fenced.Add(1)
+	conns := n.clientConns()
+	n.alive.mu.Lock()
+	n.alive.closedAt = time.Now()
+	if n.alive.reset == nil {
+		n.alive.reset = map[string]bool{}
+	}
+	if t != nil {
+		for _, d := range t.Nodes {
+			n.alive.reset[d.Addr] = true
+		}
+	}
+	n.alive.mu.Unlock()
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	n.log.Warn("closed every client connection", "clients", len(conns))
+	select {
+	case n.alive.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onDropped handles a data node's ErrDropped: it dropped this session's
+// publishers (the session was evicted and unheard for its grace: paused,
+// or cut off) while clients whose publishers they were may still be
+// connected, and would be told nothing. A drop after the session last
+// closed its clients' connections closes them all now; one from before
+// (that close already covered it) only needs the node told (RESET).
+func (n *Node) onDropped(addr string, err error) {
+	at := droppedAt(err)
+	n.alive.mu.Lock()
+	covered := !at.IsZero() && at.Before(n.alive.closedAt)
+	if covered {
+		if n.alive.reset == nil {
+			n.alive.reset = map[string]bool{}
+		}
+		n.alive.reset[addr] = true
+	}
+	n.alive.mu.Unlock()
+	if covered {
+		select {
+		case n.alive.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	n.log.Warn("a data node dropped this session's publishers while it was out of touch (paused, or cut off); closing every client connection so that the clients publish again",
+		"data_node", addr, "dropped_at", at.Format(time.RFC3339Nano))
+	n.closeClients(n.table.Load())
+}
+
+// droppedAt is the drop time an ErrDropped carries (zero if none).
+func droppedAt(err error) time.Time {
+	var pe *proto.Error
+	if !errors.As(err, &pe) {
+		return time.Time{}
+	}
+	f := strings.Fields(pe.Detail)
+	if len(f) == 0 {
+		return time.Time{}
+	}
+	ms, perr := strconv.ParseInt(f[0], 10, 64)
+	if perr != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// takeResets returns the data nodes owed a DALIVE RESET, and forgets them.
+func (b *aliveBook) takeResets() map[string]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.reset
+	b.reset = nil
+	return r
 }

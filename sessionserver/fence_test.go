@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,9 @@ type fenceRig struct {
 	s                  *Node
 	metaDown, dataDown atomic.Bool
 	alives             atomic.Int64
+	// droppedAt, when set, makes the data node answer DALIVE with
+	// DROPPED (unix ms) until a DALIVE RESET; resets counts those.
+	droppedAt, resets atomic.Int64
 }
 
 func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
@@ -42,6 +46,19 @@ func newFenceRig(t *testing.T) *fenceRig {
 		}
 		if strings.EqualFold(string(cmd.Args[0]), proto.CmdDAlive) {
 			r.alives.Add(1)
+			a, err := proto.ParseDAlive(cmd.Args)
+			if err != nil {
+				conn.WriteError("ERR " + err.Error())
+				return
+			}
+			if a.Reset {
+				r.resets.Add(1)
+				r.droppedAt.Store(0)
+			}
+			if at := r.droppedAt.Load(); at != 0 {
+				conn.WriteError(fmt.Sprintf("DROPPED %d session %s dropped", at, a.Session))
+				return
+			}
 			conn.WriteInt64(400)
 			return
 		}
@@ -155,4 +172,30 @@ func TestSessionFencesWhenCutOffFromMetaAndData(t *testing.T) {
 		_, rep := ping(t, r.s.Addr())
 		return rep == "+PONG", "a new client got " + rep
 	})
+}
+
+// TestSessionClosesClientsWhenADataNodeDroppedIt: a session that a data
+// node says it dropped (it was paused past lease and grace, say) closes
+// every client connection, whose publishers went, tells the node
+// (RESET), and takes clients again at once.
+func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
+	r := newFenceRig(t)
+	c1, rep := ping(t, r.s.Addr())
+	if rep != "+PONG" {
+		t.Fatalf("PING = %q", rep)
+	}
+	r.droppedAt.Store(time.Now().UnixMilli())
+	c1.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := bufio.NewReader(c1).ReadString('\n'); err == nil {
+		t.Fatal("the client's connection got data instead of being closed")
+	}
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return r.resets.Load() > 0 && r.droppedAt.Load() == 0, "no DALIVE RESET"
+	})
+	if _, rep := ping(t, r.s.Addr()); rep != "+PONG" {
+		t.Fatalf("a new client after the reset got %q", rep)
+	}
+	if n := r.s.stats.fenced.Load(); n != 1 {
+		t.Fatalf("closed its clients %d times, want 1", n)
+	}
 }

@@ -2,6 +2,7 @@ package sessionserver
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -171,6 +172,9 @@ func (n *Node) syncSlot(l *link, sd proto.SlotDigest) bool {
 	req := proto.DSync{Session: n.cfg.NodeID, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Pubs: n.pubs.syncList(sd.Slot)}
 	changes, err := l.rdb.Do(ctx, req.Args()...).Int()
 	if err != nil {
+		if perr := fromRedis(err); errors.Is(perr, proto.ErrDropped) {
+			n.onDropped(l.addr, perr)
+		}
 		n.log.Warn("sync slot", "slot", sd.Slot, "leader", l.addr, "err", err)
 		return false
 	}

@@ -312,6 +312,9 @@ func (r *router) send(l *link, batch []*writeReq) {
 			}
 			return
 		}
+		if errors.Is(err, proto.ErrDropped) {
+			r.n.onDropped(l.addr, err)
+		}
 		r.retry(append([]*writeReq(nil), batch...), err)
 		return
 	}
@@ -331,6 +334,9 @@ func (r *router) send(l *link, batch []*writeReq) {
 			if r.moved(e, batch[i].slot) {
 				moved = append(moved, batch[i])
 				continue
+			}
+			if errors.Is(e, proto.ErrDropped) && lastErr == nil {
+				r.n.onDropped(l.addr, e) // once a batch
 			}
 			again = append(again, batch[i])
 			lastErr = e

@@ -150,6 +150,7 @@ func New(cfg Config) (*Node, error) {
 		kick:        make(chan []int, 16),
 		started:     time.Now(),
 	}
+	n.alive.kick = make(chan struct{}, 1)
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
 	}
