@@ -99,11 +99,11 @@ type Violation struct {
 
 // Report is what a run found.
 type Report struct {
-	Ops, Acked, Failed   int64
-	Pushes               int64
-	Reconnects           int64 // writer connections opened again (their publishers go legitimately)
-	LongestWait          time.Duration
-	Lost, FalseRemovals  int
+	Ops, Acked, Failed  int64
+	Pushes              int64
+	Reconnects          int64 // writer connections opened again (their publishers go legitimately)
+	LongestWait         time.Duration
+	Lost, FalseRemovals int
 	// Fenced are removals of a writer's publishers that its session then
 	// explained by closing the writer's connection before the writer had
 	// any other write through (a session that fenced itself, cut off or
