@@ -130,6 +130,22 @@ func fakeData(t *testing.T, reply func(op proto.Op) any) (addr string, writes *a
 	return ln.Addr().String(), writes
 }
 
+// routedNode is a session node whose router writes, with the given write
+// timeout, and whose meta client reaches no meta: the table is the test's.
+func routedNode(t *testing.T, writeTimeout time.Duration) *Node {
+	t.Helper()
+	n := mustNode(t, Limits{})
+	n.cfg.WriteTimeout, n.cfg.MaxBatch = writeTimeout, 16
+	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: "s-test", Addr: "127.0.0.1:1",
+		Metas: []string{"127.0.0.1:1"}, OnTable: n.onTable, AttemptTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.meta = mc
+	t.Cleanup(mc.Close)
+	return n
+}
+
 // A write refused with NOTOWNER naming an owner with a newer table goes
 // to that owner at once: the session's table never changes here (meta
 // does not answer), so only the hint can get it applied.
@@ -138,15 +154,7 @@ func TestRefusedWriteFollowsTheNamedOwner(t *testing.T) {
 	oldAddr, oldWrites := fakeData(t, func(op proto.Op) any {
 		return &proto.NotOwnerError{Slot: slot.Of(op.DataInfoID), Owner: "d2", Addr: newAddr, Epoch: 9}
 	})
-	n := mustNode(t, Limits{})
-	n.cfg.WriteTimeout, n.cfg.MaxBatch = 3*time.Second, 16
-	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: "s-test", Addr: "127.0.0.1:1",
-		Metas: []string{"127.0.0.1:1"}, OnTable: n.onTable, AttemptTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.meta = mc
-	defer mc.Close()
+	n := routedNode(t, 3*time.Second)
 	n.table.Store(leadAll(5, "d1", oldAddr))
 	defer n.router.close()
 
@@ -182,15 +190,7 @@ func TestWriteLeavesAHungNodeThatLeftTheTable(t *testing.T) {
 	}
 	defer hung.Close()
 	newAddr, newWrites := fakeData(t, func(proto.Op) any { return int64(42) })
-	n := mustNode(t, Limits{})
-	n.cfg.WriteTimeout, n.cfg.MaxBatch = 20*time.Second, 16
-	mc, err := metaclient.NewClient(metaclient.Config{Kind: proto.KindSession, NodeID: "s-test", Addr: "127.0.0.1:1",
-		Metas: []string{"127.0.0.1:1"}, OnTable: n.onTable, AttemptTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.meta = mc
-	defer mc.Close()
+	n := routedNode(t, 20*time.Second)
 	t5, t6 := leadAll(5, "d1", hung.Addr().String()), leadAll(6, "d2", newAddr)
 	n.table.Store(t5)
 	defer n.router.close()
