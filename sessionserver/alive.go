@@ -29,8 +29,12 @@ func (n *Node) aliveLoop() {
 		}
 		t := n.table.Load()
 		if t == nil {
+			if check := n.alive.takeCheck(); check != nil {
+				close(check)
+			}
 			continue
 		}
+		check := n.alive.takeCheck()
 		resets := n.alive.takeResets()
 		var wg sync.WaitGroup
 		for _, d := range t.Nodes {
@@ -65,5 +69,8 @@ func (n *Node) aliveLoop() {
 		}
 		wg.Wait()
 		n.checkFence()
+		if check != nil {
+			close(check)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -41,6 +42,11 @@ type aliveBook struct {
 	closedAt time.Time
 	reset    map[string]bool
 	kick     chan struct{}
+	// tick is when the stall watch last ran (unix nanos); check, while
+	// set, is closed by the next DALIVE round that starts after a stall
+	// was seen (see awaitStallCheck).
+	tick  atomic.Int64
+	check chan struct{}
 }
 
 func (b *aliveBook) note(addr string, sent time.Time, grace time.Duration) {
@@ -196,4 +202,78 @@ func (b *aliveBook) takeResets() map[string]bool {
 	r := b.reset
 	b.reset = nil
 	return r
+}
+
+// A session process that stalled (SIGSTOP, a frozen VM, a long GC pause)
+// may wake to find that the data nodes dropped its publishers meanwhile.
+// Until a DALIVE round after the wake has said whether they did (and the
+// session has closed its clients' connections if so), it must not tell a
+// client that a write went through: that client would go on believing it
+// is published while subscribers were told otherwise.
+const (
+	stallTick = 50 * time.Millisecond
+	stallGap  = time.Second // a gap in the watch's ticks this long is a stall
+)
+
+// stallLoop notices stalls of the process by the gaps in its own ticks.
+func (n *Node) stallLoop() {
+	defer n.bgWg.Done()
+	t := time.NewTicker(stallTick)
+	defer t.Stop()
+	n.alive.tick.Store(time.Now().UnixNano())
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, n.alive.tick.Load())) > stallGap {
+			n.stalled()
+		}
+		n.alive.tick.Store(time.Now().UnixNano())
+	}
+}
+
+// stalled asks for a DALIVE round now and returns the channel it closes.
+func (n *Node) stalled() chan struct{} {
+	n.alive.mu.Lock()
+	if n.alive.check == nil {
+		n.alive.check = make(chan struct{})
+	}
+	ch := n.alive.check
+	n.alive.mu.Unlock()
+	select {
+	case n.alive.kick <- struct{}{}:
+	default:
+	}
+	return ch
+}
+
+// awaitStallCheck holds a write's reply while a stall is being looked
+// into (or is seen here first), up to 2 s; a session that turns out to be
+// dropped has closed the connection by then, and the reply goes nowhere.
+func (n *Node) awaitStallCheck() {
+	n.alive.mu.Lock()
+	ch := n.alive.check
+	n.alive.mu.Unlock()
+	if ch == nil {
+		if last := n.alive.tick.Load(); last == 0 || time.Since(time.Unix(0, last)) <= stallGap {
+			return
+		}
+		ch = n.stalled() // woke here before the watch did
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+	case <-n.stop:
+	}
+}
+
+// takeCheck is the stall check a starting DALIVE round answers.
+func (b *aliveBook) takeCheck() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := b.check
+	b.check = nil
+	return ch
 }

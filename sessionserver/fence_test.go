@@ -199,3 +199,26 @@ func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
 		t.Fatalf("closed its clients %d times, want 1", n)
 	}
 }
+
+// TestStalledSessionChecksBeforeReplying: after a stall of the process
+// (here simulated: the stall watch's last tick 2 s ago), a write's reply
+// waits for a DALIVE round; when a data node answers that it dropped the
+// session meanwhile, the client's connection is closed before the wait
+// ends, so the client is never told its write went through.
+func TestStalledSessionChecksBeforeReplying(t *testing.T) {
+	r := newFenceRig(t)
+	c1, rep := ping(t, r.s.Addr())
+	if rep != "+PONG" {
+		t.Fatalf("PING = %q", rep)
+	}
+	r.droppedAt.Store(time.Now().UnixMilli())
+	r.s.alive.tick.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	r.s.awaitStallCheck()
+	if n := r.s.stats.fenced.Load(); n != 1 {
+		t.Fatalf("the stall check returned with the clients closed %d times, want 1 (before it returned)", n)
+	}
+	c1.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bufio.NewReader(c1).ReadString('\n'); err == nil {
+		t.Fatal("the client's connection got data instead of being closed")
+	}
+}

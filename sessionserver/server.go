@@ -172,9 +172,10 @@ func New(cfg Config) (*Node, error) {
 	n.meta = mc
 	mc.Start()
 	n.cfgs.start()
-	n.bgWg.Add(2)
+	n.bgWg.Add(3)
 	go n.reconcileLoop()
 	go n.aliveLoop()
+	go n.stallLoop()
 	n.wg.Add(1)
 	go n.acceptLoop()
 	return n, nil

@@ -66,6 +66,9 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 			}
 		}
 	}
+	// After a stall of this process, not before the data nodes have said
+	// whether they dropped this session (fence.go).
+	c.n.awaitStallCheck()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	took := time.Since(start)
