@@ -93,6 +93,9 @@ func Chaos(ctx context.Context, cfg ChaosConfig) (*Result, error) {
 	r.Add("resurrected", float64(rep.Resurrected), "publishers")
 	r.Add("convergence after the last fault", rep.Convergence.Seconds()*1000, "ms")
 	r.Add("longest client wait", rep.LongestWait.Seconds()*1000, "ms")
+	if !rep.LongestWaitAt.IsZero() {
+		r.Note("the longest wait began at %s (line it up with the faults above)", rep.LongestWaitAt.Format("15:04:05.000"))
+	}
 	r.Add("pushes", float64(rep.Pushes), "")
 	r.Add("writer reconnects", float64(rep.Reconnects), "")
 	for k, n := range kinds {

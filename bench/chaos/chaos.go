@@ -103,6 +103,7 @@ type Report struct {
 	Pushes              int64
 	Reconnects          int64 // writer connections opened again (their publishers go legitimately)
 	LongestWait         time.Duration
+	LongestWaitAt       time.Time // when that write was sent
 	Lost, FalseRemovals int
 	// Fenced are removals of a writer's publishers that its session then
 	// explained by closing the writer's connection before the writer had
@@ -236,11 +237,13 @@ func (r *Run) writer(w int, addr string) {
 		if r.ctx.Err() != nil {
 			return
 		}
-		for {
-			old := r.longest.Load()
-			if int64(wait) <= old || r.longest.CompareAndSwap(old, int64(wait)) {
-				break
+		if int64(wait) > r.longest.Load() {
+			r.mu.Lock()
+			if int64(wait) > r.longest.Load() {
+				r.longest.Store(int64(wait))
+				r.rep.LongestWaitAt = start
 			}
+			r.mu.Unlock()
 		}
 		r.mu.Lock()
 		switch {
