@@ -204,7 +204,7 @@ func (r *Run) writer(w int, addr string) {
 			r.reconnects.Add(1)
 			r.forget(w)
 			r.mu.Lock()
-			r.judge(w, true)
+			r.judge(w, true, time.Now())
 			r.mu.Unlock()
 		}
 	})
@@ -257,7 +257,7 @@ func (r *Run) writer(w int, addr string) {
 			k.state, k.version, k.at = present, uint64(v), time.Now()
 		}
 		if err == nil {
-			r.judge(w, false)
+			r.judge(w, false, start)
 		}
 		r.mu.Unlock()
 		select {
@@ -357,18 +357,29 @@ func (r *Run) onPush(sub int, payload string) {
 }
 
 // judge settles writer w's pending removals: as false removals when it
-// had a write acknowledged after them on the same connection, as fenced
-// when its session closed the connection first. r.mu is held.
-func (r *Run) judge(w int, reconnected bool) {
+// had a write acknowledged on the same connection that it sent after them
+// (the session was serving it then: one sent before says nothing, as when
+// a paused session answers, on waking, a write it took before the pause),
+// as fenced when its session closed the connection first. before bounds
+// the removals judged. r.mu is held.
+func (r *Run) judge(w int, reconnected bool, before time.Time) {
+	var keep []Violation
 	for _, v := range r.pending[w] {
-		if reconnected {
+		switch {
+		case reconnected:
 			r.rep.Fenced++
-			continue
+		case v.At.Before(before):
+			r.rep.FalseRemovals++
+			r.note(v)
+		default:
+			keep = append(keep, v)
 		}
-		r.rep.FalseRemovals++
-		r.note(v)
 	}
-	delete(r.pending, w)
+	if len(keep) == 0 {
+		delete(r.pending, w)
+		return
+	}
+	r.pending[w] = keep
 }
 
 func (r *Run) note(v Violation) {
@@ -408,7 +419,7 @@ func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for w := range r.pending {
-		r.judge(w, false) // never explained by a closed connection
+		r.judge(w, false, time.Now()) // never explained by a closed connection
 	}
 	r.rep.Converged = lost == 0 && resurrected == 0
 	r.rep.Convergence = time.Since(start)
