@@ -30,9 +30,12 @@ type Options struct {
 	// DialTimeout bounds opening one connection (default 2s).
 	DialTimeout time.Duration
 	// CommandTimeout bounds one reply on the registration connection
-	// (default 15s). It must exceed the session's own wait for a slot
-	// leader (its --write-timeout, 10s by default): a timeout here ends
-	// the connection, and with it every publisher the client holds there.
+	// (default 5s). It must exceed the session's own wait for a slot
+	// leader (its --write-timeout, meta's lease + 1 s by default, 4 s): a
+	// timeout here ends the connection, and with it every publisher the
+	// client holds there. It is also how long a client waits on a session
+	// that hangs (paused, cut off from its clients) before it goes to
+	// another.
 	CommandTimeout time.Duration
 	// HealthCheckInterval is how often the client checks that the session
 	// still answers and that its registration connection is the one it
@@ -64,7 +67,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.DialTimeout, 2*time.Second)
-	def(&o.CommandTimeout, 15*time.Second)
+	def(&o.CommandTimeout, 5*time.Second)
 	def(&o.HealthCheckInterval, time.Second)
 	def(&o.MinBackoff, 50*time.Millisecond)
 	def(&o.MaxBackoff, 2*time.Second)
