@@ -145,6 +145,7 @@ type Run struct {
 	ops, acked, failed, pushes, reconnects atomic.Int64
 	longest                                atomic.Int64
 	clients                                []*redis.Client
+	writers                                []*redis.Client // the writers' own, also in clients
 	subs                                   []*redis.PubSub
 }
 
@@ -210,6 +211,7 @@ func (r *Run) writer(w int, addr string) {
 	})
 	r.mu.Lock()
 	r.clients = append(r.clients, rdb)
+	r.writers = append(r.writers, rdb)
 	r.mu.Unlock()
 	for r.ctx.Err() == nil {
 		svc := r.service(rng.IntN(r.o.Services))
@@ -402,6 +404,24 @@ func (r *Run) StopWriters() {
 func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 	start := time.Now()
 	deadline := start.Add(within)
+	// Each writer looks at its connection, as a client's health check
+	// does: one its session closed (fenced, while it was cut off) fails a
+	// PING, and the next PING connects again, which forgets the writer's
+	// keys and explains their removal. Writers stopped right at a heal
+	// would not find out otherwise.
+	r.mu.Lock()
+	writers := slices.Clone(r.writers)
+	r.mu.Unlock()
+	for _, c := range writers {
+		for range 2 {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.Ping(pctx).Err()
+			cancel()
+			if err == nil {
+				break
+			}
+		}
+	}
 	look := make([]*redis.Client, len(r.o.Sessions))
 	for i, addr := range r.o.Sessions {
 		look[i] = newClient(addr, 5*time.Second, nil)
