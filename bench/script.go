@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -171,7 +172,18 @@ func (s *ScriptCluster) Kill(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return syscall.Kill(pid, syscall.SIGKILL)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	// Until the process is gone, `cluster.sh start` finds it running and
+	// then sees it exit: a restart right after the kill would fail.
+	for deadline := time.Now().Add(10 * time.Second); !processGone(pid); {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (pid %d) still exists 10 s after SIGKILL", id, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 // Pid is the process id of a running node. Look it up before timing a
@@ -220,4 +232,19 @@ func (s *ScriptCluster) remove() {
 	if s.ownDir && !s.keep {
 		os.RemoveAll(s.Dir)
 	}
+}
+
+// processGone says whether pid has exited: it no longer exists, or it is a
+// zombie its parent (init, for a node cluster.sh started) has not reaped.
+func processGone(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
 }

@@ -165,7 +165,14 @@ nodes() {
 }
 
 pid_of() { cat "$DIR/$1.pid" 2>/dev/null || true; }
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# alive PID: the process exists and is not a zombie (a killed node whose
+# parent, init here, has not reaped it yet is gone for our purposes).
+alive() {
+	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+	[ "$st" != Z ]
+}
 
 # ready ADDR: the node's /readyz answers 200.
 ready() {
