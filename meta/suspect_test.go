@@ -18,6 +18,9 @@ import (
 func TestSuspectEvictsOnlyARefusingNode(t *testing.T) {
 	n := mustSingle(t, time.Minute)
 	alive := testutil.MustListen(t) // never accepts: like a paused process
+	// Kept open (and reachable: a listener the collector finalizes is
+	// closed, and then refuses) until the test ends.
+	t.Cleanup(func() { alive.Close() })
 	gone := testutil.MustListen(t)
 	goneAddr := gone.Addr().String()
 	gone.Close() // nothing listens there: the process died
