@@ -25,24 +25,23 @@ func (n nemesisTarget) do(args ...string) error {
 	return nil
 }
 
-func (n nemesisTarget) IDs(_ context.Context, role string) ([]string, error) {
-	var ids []string
+// running lists a field of the role's running nodes.
+func (n nemesisTarget) running(role string, field func(procNode) string) []string {
+	var out []string
 	for _, p := range n.c.byRole(role) {
 		if p.up {
-			ids = append(ids, p.id)
+			out = append(out, field(p))
 		}
 	}
-	return ids, nil
+	return out
+}
+
+func (n nemesisTarget) IDs(_ context.Context, role string) ([]string, error) {
+	return n.running(role, func(p procNode) string { return p.id }), nil
 }
 
 func (n nemesisTarget) Addrs(_ context.Context, role string) ([]string, error) {
-	var addrs []string
-	for _, p := range n.c.byRole(role) {
-		if p.up {
-			addrs = append(addrs, p.addr)
-		}
-	}
-	return addrs, nil
+	return n.running(role, func(p procNode) string { return p.addr }), nil
 }
 
 func (n nemesisTarget) MetaLeader(context.Context) (string, error) {

@@ -59,10 +59,7 @@ func (n *Node) aliveLoop() {
 					n.onDropped(d.Addr, fromRedis(err))
 				case resets[d.Addr]:
 					n.alive.mu.Lock() // not told: tell it next time
-					if n.alive.reset == nil {
-						n.alive.reset = map[string]bool{}
-					}
-					n.alive.reset[d.Addr] = true
+					n.alive.owe(d.Addr)
 					n.alive.mu.Unlock()
 				}
 			}()

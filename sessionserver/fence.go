@@ -116,10 +116,7 @@ func (n *Node) isFenced() bool {
 
 // refuseFenced turns away a client while the session is fenced.
 func (n *Node) refuseFenced(nc net.Conn) {
-	msg := proto.ToRESP(proto.Errorf(proto.ErrUnavailable, "session %s is cut off from the cluster; connect to another session", n.cfg.NodeID))
-	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write([]byte("-" + msg + "\r\n"))
-	nc.Close()
+	turnAway(nc, proto.Errorf(proto.ErrUnavailable, "session %s is cut off from the cluster; connect to another session", n.cfg.NodeID))
 }
 
 // closeClients closes every client connection (their publishers go with
@@ -130,12 +127,9 @@ func (n *Node) closeClients(t *slot.Table) {
 	conns := n.clientConns()
 	n.alive.mu.Lock()
 	n.alive.closedAt = time.Now()
-	if n.alive.reset == nil {
-		n.alive.reset = map[string]bool{}
-	}
 	if t != nil {
 		for _, d := range t.Nodes {
-			n.alive.reset[d.Addr] = true
+			n.alive.owe(d.Addr)
 		}
 	}
 	n.alive.mu.Unlock()
@@ -143,8 +137,22 @@ func (n *Node) closeClients(t *slot.Table) {
 		c.nc.Close()
 	}
 	n.log.Warn("closed every client connection", "clients", len(conns))
+	n.alive.wake()
+}
+
+// owe notes that the data node at addr is owed a DALIVE RESET; b.mu is
+// held.
+func (b *aliveBook) owe(addr string) {
+	if b.reset == nil {
+		b.reset = map[string]bool{}
+	}
+	b.reset[addr] = true
+}
+
+// wake asks the alive loop for a round now.
+func (b *aliveBook) wake() {
 	select {
-	case n.alive.kick <- struct{}{}:
+	case b.kick <- struct{}{}:
 	default:
 	}
 }
@@ -160,17 +168,11 @@ func (n *Node) onDropped(addr string, err error) {
 	n.alive.mu.Lock()
 	covered := !at.IsZero() && at.Before(n.alive.closedAt)
 	if covered {
-		if n.alive.reset == nil {
-			n.alive.reset = map[string]bool{}
-		}
-		n.alive.reset[addr] = true
+		n.alive.owe(addr)
 	}
 	n.alive.mu.Unlock()
 	if covered {
-		select {
-		case n.alive.kick <- struct{}{}:
-		default:
-		}
+		n.alive.wake()
 		return
 	}
 	n.log.Warn("a data node dropped this session's publishers while it was out of touch (paused, or cut off); closing every client connection so that the clients publish again",
@@ -242,10 +244,7 @@ func (n *Node) stalled() chan struct{} {
 	}
 	ch := n.alive.check
 	n.alive.mu.Unlock()
-	select {
-	case n.alive.kick <- struct{}{}:
-	default:
-	}
+	n.alive.wake()
 	return ch
 }
 

@@ -342,9 +342,13 @@ func (n *Node) Shutdown(grace time.Duration) error {
 func (n *Node) refuse(nc net.Conn) {
 	n.stats.refused.Add(1)
 	n.log.Warn("client refused", "remote", nc.RemoteAddr().String(), "limit", LimitConnections, "max", n.cfg.Limits.MaxConnections)
-	msg := proto.ToRESP(proto.LimitError(LimitConnections, n.cfg.Limits.MaxConnections, "the session has too many clients"))
+	turnAway(nc, proto.LimitError(LimitConnections, n.cfg.Limits.MaxConnections, "the session has too many clients"))
+}
+
+// turnAway answers a client it will not serve with err, and closes it.
+func turnAway(nc net.Conn, err error) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write([]byte("-" + msg + "\r\n"))
+	nc.Write([]byte("-" + proto.ToRESP(err) + "\r\n"))
 	nc.Close()
 }
 
