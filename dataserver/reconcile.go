@@ -1,6 +1,8 @@
 package dataserver
 
 import (
+	"errors"
+
 	"github.com/slotreg/slotreg/proto"
 	"github.com/tidwall/redcon"
 )
@@ -53,9 +55,12 @@ func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 		conn.WriteError(proto.ToRESP(err))
 		return
 	}
-	changed, target, ok := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Pubs)
-	if !ok {
-		conn.WriteError(proto.ToRESP(n.refusal(s.Slot, target)))
+	changed, target, err := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Stamp, s.Pubs)
+	if errors.Is(err, errNotLeading) {
+		err = n.refusal(s.Slot, target)
+	}
+	if err != nil {
+		conn.WriteError(proto.ToRESP(err))
 		return
 	}
 	if len(changed) > 0 {

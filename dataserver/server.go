@@ -314,7 +314,7 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		op := &w.Ops[i]
 		s := slot.Of(op.DataInfoID)
 		u := n.slots[s]
-		res, target, ok := u.write(w.SessionID, op, now)
+		res, target, ok := u.write(w.SessionID, w.Stamp, op, now)
 		if !ok {
 			if refused == nil {
 				refused = make([]error, len(w.Ops))

@@ -1,6 +1,7 @@
 package dataserver
 
 import (
+	"errors"
 	"log/slog"
 	"sort"
 	"sync"
@@ -43,6 +44,10 @@ type slotUnit struct {
 	acked    map[string]uint64   // follower -> seq it has applied
 	ackCh    chan struct{}       // closed and replaced when acked grows and someone waits
 	ackWait  bool                // a writer waits on ackCh: pulls answer without lingering
+	// stamps holds, by session, the stamp of the newest write batch or
+	// sync of that session applied here as leader: a DSYNC stamped
+	// before it is refused (see proto.Stamp).
+	stamps map[string]proto.Stamp
 
 	// watchers maps the slot's dataInfoIds to the session streams that
 	// watch them; kept across role changes, since a stream subscribes
@@ -57,6 +62,7 @@ func newSlotUnit(id, logSize int, log *slog.Logger) *slotUnit {
 		log:      log,
 		acked:    make(map[string]uint64),
 		ackCh:    make(chan struct{}),
+		stamps:   make(map[string]proto.Stamp),
 		watchers: make(map[string]map[*stream]struct{}),
 	}
 }
@@ -143,7 +149,7 @@ type written struct {
 // write applies op as the slot's leader at now (unix nanos). ok is false
 // when this node does not lead the slot; target is then set when it is
 // handing the slot off, to the node it hands it to.
-func (u *slotUnit) write(session string, op *proto.Op, now int64) (w written, target string, ok bool) {
+func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now int64) (w written, target string, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.store == nil || !u.leading {
@@ -152,6 +158,7 @@ func (u *slotUnit) write(session string, op *proto.Op, now int64) (w written, ta
 	if u.frozen {
 		return w, u.target, false
 	}
+	u.stamped(session, stamp)
 	res, changed, ttl := u.store.apply(session, op, now)
 	w.result, w.changed = res, changed
 	if ttl {
@@ -332,29 +339,47 @@ func (u *slotUnit) compareDigest(session string, epoch uint64, dg proto.Digest) 
 	return true, true
 }
 
+// stamped notes that something the session stamped st was applied.
+func (u *slotUnit) stamped(session string, st proto.Stamp) {
+	if cur, ok := u.stamps[session]; !ok || !st.Before(cur) {
+		u.stamps[session] = st
+	}
+}
+
+// errNotLeading says the node does not lead a slot, or is handing it off.
+var errNotLeading = errors.New("not leading the slot")
+
 // syncSession answers a session's DSYNC: its connection-bound publishers
 // in the slot become exactly pubs, and the session counts as reconciled.
-// It returns the dataInfoIds that changed (their watchers are told). ok
-// is false when the node does not lead the slot at epoch, or is handing
-// it off (target is then set, as for a write): the target has caught up
-// with the log, and what a sync changed now would not reach it, so the
-// session syncs with whichever node leads next.
-func (u *slotUnit) syncSession(session string, epoch uint64, pubs []proto.SyncPub) (changed []string, target string, ok bool) {
+// It returns the dataInfoIds that changed (their watchers are told).
+// errNotLeading says the node does not lead the slot at epoch, or is
+// handing it off (target is then set, as for a write): the target has
+// caught up with the log, and what a sync changed now would not reach it,
+// so the session syncs with whichever node leads next. A sync whose list
+// was taken before a write or sync of the session applied here is
+// refused: it would undo that write (the session sends a newer one).
+func (u *slotUnit) syncSession(session string, epoch uint64, stamp proto.Stamp, pubs []proto.SyncPub) (changed []string, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.leads(epoch) {
-		return nil, "", false
+		return nil, "", errNotLeading
 	}
 	if u.frozen {
-		return nil, u.target, false
+		return nil, u.target, errNotLeading
 	}
+	if cur := u.stamps[session]; stamp.Before(cur) {
+		u.log.Info("refused a sync older than what the leader applied", "slot", u.id, "session", session, "sync_seq", stamp.Seq, "applied_seq", cur.Seq)
+		return nil, "", proto.Errorf(proto.ErrUnavailable, "slot %d: this sync of session %s is older (seq %d) than a write or sync of it already applied (seq %d); send a newer one",
+			u.id, session, stamp.Seq, cur.Seq)
+	}
+	u.stamped(session, stamp)
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])
 	changed = u.store.sync(session, pubs)
 	for _, id := range changed {
 		u.notify(id)
 	}
 	u.reconciled(session)
-	return changed, "", true
+	return changed, "", nil
 }
 
 // dropSessions removes, as the leader, the connection-bound publishers of
@@ -374,6 +399,7 @@ func (u *slotUnit) dropSessions(sessions []string) int {
 		}
 		changed += len(ids)
 		u.reconciled(id)
+		delete(u.stamps, id)
 	}
 	return changed
 }

@@ -1,6 +1,7 @@
 package dataserver
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,13 +54,13 @@ func writable(u *slotUnit) bool {
 }
 
 func writeTarget(u *slotUnit) (bool, string) {
-	_, target, ok := u.write("s1", &proto.Op{Type: proto.OpUnregister, DataInfoID: "none", RegisterID: "1"}, 0)
+	_, target, ok := u.write("s1", proto.Stamp{}, &proto.Op{Type: proto.OpUnregister, DataInfoID: "none", RegisterID: "1"}, 0)
 	return ok, target
 }
 
 func mustWrite(t *testing.T, u *slotUnit, session string, op *proto.Op) written {
 	t.Helper()
-	w, target, ok := u.write(session, op, 0)
+	w, target, ok := u.write(session, proto.Stamp{}, op, 0)
 	if !ok {
 		t.Fatalf("write %+v refused (target %q)", op, target)
 	}
@@ -334,8 +335,8 @@ func TestUnitReconcile(t *testing.T) {
 		{"s1 digest differs", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && !eq }, false},
 		{"s1 at another epoch", func() bool { _, ok := u.compareDigest("s1", 1, one); return !ok }, false},
 		{"s1 syncs", func() bool {
-			ch, _, ok := u.syncSession("s1", 2, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
-			return ok && len(ch) == 1
+			ch, _, err := u.syncSession("s1", 2, proto.Stamp{}, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
+			return err == nil && len(ch) == 1
 		}, false},
 		{"s1 digest now equal", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && eq }, false},
 		{"s2 has nothing and neither has the leader", func() bool { eq, ok := u.compareDigest("s2", 2, proto.Digest{}); return ok && eq }, false},
@@ -370,7 +371,7 @@ func TestUnitReconcile(t *testing.T) {
 func TestUnitLastSessionMakesItReady(t *testing.T) {
 	for name, last := range map[string]func(u *slotUnit){
 		"compare": func(u *slotUnit) { u.compareDigest("s1", 1, proto.Digest{}) },
-		"sync":    func(u *slotUnit) { u.syncSession("s1", 1, nil) },
+		"sync":    func(u *slotUnit) { u.syncSession("s1", 1, proto.Stamp{}, nil) },
 		"drop":    func(u *slotUnit) { u.dropSessions([]string{"s1"}) },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -455,16 +456,57 @@ func TestUnitHandoffStep(t *testing.T) {
 	}
 	// A frozen slot refuses a session's sync as it refuses writes.
 	u.handoffStep(true, now)
-	if _, target, ok := u.syncSession("s1", 1, nil); ok || target != "d2" {
-		t.Fatalf("sync while frozen: ok %v target %q", ok, target)
+	if _, target, err := u.syncSession("s1", 1, proto.Stamp{}, nil); !errors.Is(err, errNotLeading) || target != "d2" {
+		t.Fatalf("sync while frozen: err %v target %q", err, target)
 	}
 	u.thaw()
-	if _, _, ok := u.syncSession("s1", 1, nil); !ok {
-		t.Fatal("sync refused once thawed")
+	if _, _, err := u.syncSession("s1", 1, proto.Stamp{}, nil); err != nil {
+		t.Fatalf("sync refused once thawed: %v", err)
 	}
 	// Not the target's slot any more, or not led: nothing to do.
 	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 1}, nil)
 	if step := u.handoffStep(true, now); step.action != stepNone || frozen() {
 		t.Fatalf("no target: %+v", step)
+	}
+}
+
+// A DSYNC whose list was taken before a write the leader has applied (it
+// was held up on the way, and the session went on writing) is refused:
+// applied, it would remove the publisher that write added.
+func TestUnitRefusesASyncOlderThanAWrite(t *testing.T) {
+	u := mustLeader(t)
+	run := uint64(7)
+	reg := &proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "a", ConnID: "c1"}
+	if _, _, ok := u.write("s1", proto.Stamp{Run: run, Seq: 5}, reg, 0); !ok {
+		t.Fatal("write refused")
+	}
+	has := func() bool { return len(u.store.snapshot("svc").Entries) == 1 }
+
+	_, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 4}, nil)
+	if !errors.Is(err, proto.ErrUnavailable) || !has() {
+		t.Fatalf("a sync stamped before the write: err %v, publisher kept %v", err, has())
+	}
+	// Another session's stamps are its own.
+	if _, _, err := u.syncSession("s2", 1, proto.Stamp{Run: 1, Seq: 1}, nil); err != nil {
+		t.Fatalf("s2's sync: %v", err)
+	}
+	// A newer list (with the publisher) is applied, and then an older one
+	// than it is refused too, though no write came between.
+	list := []proto.SyncPub{{DataInfoID: "svc", RegisterID: "r1", Data: "a", Conn: "c1"}}
+	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 8}, list); err != nil || !has() {
+		t.Fatalf("a newer sync: err %v, publisher kept %v", err, has())
+	}
+	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 6}, nil); !errors.Is(err, proto.ErrUnavailable) || !has() {
+		t.Fatalf("a sync older than the last: err %v, publisher kept %v", err, has())
+	}
+	// A restarted session (a new run) is not held to the old run's seqs.
+	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run + 1, Seq: 1}, nil); err != nil || has() {
+		t.Fatalf("a new run's sync: err %v, publisher kept %v", err, has())
+	}
+	// Nor is a session that left and came back.
+	u.write("s1", proto.Stamp{Run: run, Seq: 100}, reg, 0)
+	u.dropSessions([]string{"s1"})
+	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 9}, list); err != nil || !has() {
+		t.Fatalf("after the session left: err %v, publisher restored %v", err, has())
 	}
 }

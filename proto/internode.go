@@ -201,19 +201,55 @@ type Op struct {
 const opArgs = 6
 
 // DWrite is a batch of ops from one session to one data node, tagged with
-// the table epoch the session routed by. The reply is an array with one
-// element per op: an integer (the version for OpRegister, 1/0 for the
-// others) or an error (NOTOWNER for a slot the node does not lead).
+// the table epoch the session routed by and the session's stamp for the
+// batch. The reply is an array with one element per op: an integer (the
+// version for OpRegister, 1/0 for the others) or an error (NOTOWNER for a
+// slot the node does not lead).
 type DWrite struct {
 	Epoch     uint64
 	SessionID string
+	Stamp     Stamp
 	Ops       []Op
+}
+
+// Stamp orders what one session sends its slot leaders: its write batches
+// and its DSYNCs. Run is drawn at random when the session starts; Seq
+// counts up within the run. A leader refuses a DSYNC stamped before a
+// write of the same run it has already applied to the slot: the sync's
+// list was taken before that write, and applying it would undo the write.
+type Stamp struct {
+	Run, Seq uint64
+}
+
+// Before reports whether s was stamped before o in the same run.
+func (s Stamp) Before(o Stamp) bool { return s.Run == o.Run && s.Seq < o.Seq }
+
+// stampArgs is how many arguments a Stamp takes on the wire.
+const stampArgs = 2
+
+func (s Stamp) appendArgs(a []any) []any {
+	return append(a, strconv.FormatUint(s.Run, 10), strconv.FormatUint(s.Seq, 10))
+}
+
+func (s Stamp) appendRESP(dst []byte) []byte {
+	var num [20]byte
+	dst = redcon.AppendBulk(dst, strconv.AppendUint(num[:0], s.Run, 10))
+	return redcon.AppendBulk(dst, strconv.AppendUint(num[:0], s.Seq, 10))
+}
+
+func parseStamp(args [][]byte) (s Stamp, err error) {
+	if s.Run, err = parseUint(args[0], "run"); err != nil {
+		return s, err
+	}
+	s.Seq, err = parseUint(args[1], "seq")
+	return s, err
 }
 
 // Args builds the command.
 func (d *DWrite) Args() []any {
-	a := make([]any, 0, 3+opArgs*len(d.Ops))
+	a := make([]any, 0, dwriteHead+opArgs*len(d.Ops))
 	a = append(a, CmdDWrite, strconv.FormatUint(d.Epoch, 10), d.SessionID)
+	a = d.Stamp.appendArgs(a)
 	for i := range d.Ops {
 		o := &d.Ops[i]
 		a = append(a, string(rune(o.Type)), o.DataInfoID, o.RegisterID, o.Data, o.ConnID,
@@ -225,11 +261,12 @@ func (d *DWrite) Args() []any {
 // AppendRESP appends the command as a RESP array, the same bytes a RESP
 // client would send for Args(), without boxing every argument.
 func (d *DWrite) AppendRESP(dst []byte) []byte {
-	dst = redcon.AppendArray(dst, 3+opArgs*len(d.Ops))
+	dst = redcon.AppendArray(dst, dwriteHead+opArgs*len(d.Ops))
 	dst = redcon.AppendBulkString(dst, CmdDWrite)
-	dst = redcon.AppendBulk(dst, strconv.AppendUint(nil, d.Epoch, 10))
-	dst = redcon.AppendBulkString(dst, d.SessionID)
 	var num [20]byte
+	dst = redcon.AppendBulk(dst, strconv.AppendUint(num[:0], d.Epoch, 10))
+	dst = redcon.AppendBulkString(dst, d.SessionID)
+	dst = d.Stamp.appendRESP(dst)
 	for i := range d.Ops {
 		o := &d.Ops[i]
 		dst = redcon.AppendBulk(dst, []byte{byte(o.Type)})
@@ -242,9 +279,13 @@ func (d *DWrite) AppendRESP(dst []byte) []byte {
 	return dst
 }
 
-// ParseDWrite parses DWRITE epoch sessionId [type id registerId data connId ttl]...
+// dwriteHead is how many arguments come before a DWRITE's ops: the
+// command, the epoch, the session and its stamp.
+const dwriteHead = 3 + stampArgs
+
+// ParseDWrite parses DWRITE epoch sessionId run seq [type id registerId data connId ttl]...
 func ParseDWrite(args [][]byte) (*DWrite, error) {
-	if len(args) < 3 || (len(args)-3)%opArgs != 0 {
+	if len(args) < dwriteHead || (len(args)-dwriteHead)%opArgs != 0 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDWrite)
 	}
 	d := &DWrite{SessionID: string(args[2])}
@@ -255,9 +296,12 @@ func ParseDWrite(args [][]byte) (*DWrite, error) {
 	if err := checkNodeID(d.SessionID); err != nil {
 		return nil, err
 	}
-	d.Ops = make([]Op, (len(args)-3)/opArgs)
+	if d.Stamp, err = parseStamp(args[3:]); err != nil {
+		return nil, err
+	}
+	d.Ops = make([]Op, (len(args)-dwriteHead)/opArgs)
 	for i := range d.Ops {
-		a := args[3+i*opArgs:]
+		a := args[dwriteHead+i*opArgs:]
 		o := &d.Ops[i]
 		if len(a[0]) != 1 {
 			return nil, Errorf(ErrInvalid, "op %d: bad type %q", i, a[0])

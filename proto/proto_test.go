@@ -120,7 +120,7 @@ func TestSuspectRoundTripAndRefusals(t *testing.T) {
 }
 
 func TestDWriteRoundTrip(t *testing.T) {
-	in := &DWrite{Epoch: 7, SessionID: "s1", Ops: []Op{
+	in := &DWrite{Epoch: 7, SessionID: "s1", Stamp: Stamp{Run: 1 << 63, Seq: 12}, Ops: []Op{
 		{Type: OpRegister, DataInfoID: "svc#@#DEFAULT", RegisterID: "r1", Data: "10.0.0.1:80", ConnID: "c.1"},
 		{Type: OpRegister, DataInfoID: "svc", RegisterID: "r2", Data: "", TTL: 30},
 		{Type: OpUnregister, DataInfoID: "svc", RegisterID: "r1", ConnID: "c.1"},
@@ -140,15 +140,20 @@ func TestDWriteRoundTrip(t *testing.T) {
 }
 
 func TestDWriteRejects(t *testing.T) {
-	good := []any{CmdDWrite, "1", "s1", "R", "svc", "r1", "d", "c", "0"}
+	good := []any{CmdDWrite, "1", "s1", "5", "6", "R", "svc", "r1", "d", "c", "0"}
 	cases := map[string]func([]any){
 		"arity":     func(a []any) { a[len(a)-1] = nil },
-		"type":      func(a []any) { a[3] = "X" },
-		"empty key": func(a []any) { a[4] = "" },
-		"long key":  func(a []any) { a[4] = strings.Repeat("k", MaxKeyLen+1) },
-		"long data": func(a []any) { a[6] = strings.Repeat("d", MaxDataLen+1) },
-		"ttl":       func(a []any) { a[8] = "x" },
+		"type":      func(a []any) { a[5] = "X" },
+		"empty key": func(a []any) { a[6] = "" },
+		"long key":  func(a []any) { a[6] = strings.Repeat("k", MaxKeyLen+1) },
+		"long data": func(a []any) { a[8] = strings.Repeat("d", MaxDataLen+1) },
+		"ttl":       func(a []any) { a[10] = "x" },
 		"epoch":     func(a []any) { a[1] = "e" },
+		"run":       func(a []any) { a[3] = "-1" },
+		"seq":       func(a []any) { a[4] = "s" },
+	}
+	if _, err := ParseDWrite(ArgsBytes(good)); err != nil {
+		t.Fatalf("the good batch: %v", err)
 	}
 	for name, mutate := range cases {
 		a := append([]any(nil), good...)
@@ -261,7 +266,7 @@ func BenchmarkParseDWrite(b *testing.B) {
 // TestDWriteAppendRESP: the hand-encoded command is what a RESP client
 // would send for Args(), and parses back to the same batch.
 func TestDWriteAppendRESP(t *testing.T) {
-	w := &DWrite{Epoch: 42, SessionID: "s1", Ops: []Op{
+	w := &DWrite{Epoch: 42, SessionID: "s1", Stamp: Stamp{Run: 9, Seq: 1<<64 - 1}, Ops: []Op{
 		{Type: OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "d\r\nx", ConnID: "c.1"},
 		{Type: OpRegister, DataInfoID: "svc2", RegisterID: "r2", Data: "", TTL: 30},
 		{Type: OpUnregister, DataInfoID: "svc", RegisterID: "r1"},
@@ -315,5 +320,31 @@ func TestDPullRoundTrip(t *testing.T) {
 		if _, err := ParseDPull([][]byte{[]byte(CmdDPull), []byte("d2"), []byte("10"), blob}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want an ErrInvalid", name, err)
 		}
+	}
+}
+
+func TestDSyncRoundTrip(t *testing.T) {
+	in := &DSync{Session: "s1", Slot: 255, LeaderEpoch: 4, Stamp: Stamp{Run: 77, Seq: 3}, Pubs: []SyncPub{
+		{DataInfoID: "svc", RegisterID: "r1", Data: "10.0.0.1:80", Conn: "c.1"},
+		{DataInfoID: "svc2", RegisterID: "r2", Data: "", Conn: "c.2"},
+	}}
+	out, err := ParseDSync(ArgsBytes(in.Args()))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v; want %+v", out, err, in)
+	}
+	short := ArgsBytes(in.Args())[:5] // the stamp's seq missing
+	if _, err := ParseDSync(short); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("without a stamp: want ErrInvalid, got %v", err)
+	}
+}
+
+func TestStampBefore(t *testing.T) {
+	a, b := Stamp{Run: 1, Seq: 5}, Stamp{Run: 1, Seq: 6}
+	if !a.Before(b) || b.Before(a) || a.Before(a) {
+		t.Fatal("within a run, the lower seq comes first")
+	}
+	// Another run (the session restarted) is not ordered against this one.
+	if c := (Stamp{Run: 2, Seq: 9}); a.Before(c) || c.Before(a) {
+		t.Fatal("stamps of different runs are not ordered")
 	}
 }

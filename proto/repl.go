@@ -461,27 +461,33 @@ type SyncPub struct {
 
 // DSync replaces a session's connection-bound publishers in one slot with
 // the list it holds: the leader adds what is missing and removes what the
-// session no longer has. The reply is the number of changes made.
+// session no longer has. The reply is the number of changes made. Stamp
+// says when the list was taken (see Stamp).
 type DSync struct {
 	Session     string
 	Slot        int
 	LeaderEpoch uint64
+	Stamp       Stamp
 	Pubs        []SyncPub
 }
 
+// dsyncHead is how many arguments come before a DSYNC's publishers.
+const dsyncHead = 4 + stampArgs
+
 // Args builds the command.
 func (s *DSync) Args() []any {
-	a := make([]any, 0, 4+4*len(s.Pubs))
+	a := make([]any, 0, dsyncHead+4*len(s.Pubs))
 	a = append(a, CmdDSync, s.Session, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10))
+	a = s.Stamp.appendArgs(a)
 	for _, p := range s.Pubs {
 		a = append(a, p.DataInfoID, p.RegisterID, p.Data, p.Conn)
 	}
 	return a
 }
 
-// ParseDSync parses DSYNC session slot leaderEpoch [id registerId data conn]...
+// ParseDSync parses DSYNC session slot leaderEpoch run seq [id registerId data conn]...
 func ParseDSync(args [][]byte) (*DSync, error) {
-	if len(args) < 4 || (len(args)-4)%4 != 0 {
+	if len(args) < dsyncHead || (len(args)-dsyncHead)%4 != 0 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDSync)
 	}
 	s := &DSync{Session: string(args[1])}
@@ -495,7 +501,10 @@ func ParseDSync(args [][]byte) (*DSync, error) {
 	if s.LeaderEpoch, err = parseUint(args[3], "leaderEpoch"); err != nil {
 		return nil, err
 	}
-	for i := 4; i < len(args); i += 4 {
+	if s.Stamp, err = parseStamp(args[4:]); err != nil {
+		return nil, err
+	}
+	for i := dsyncHead; i < len(args); i += 4 {
 		p := SyncPub{DataInfoID: string(args[i]), RegisterID: string(args[i+1]), Data: string(args[i+2]), Conn: string(args[i+3])}
 		if err := CheckKey(p.DataInfoID); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package sessionserver
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,8 +54,12 @@ type router struct {
 	hints [slot.Count]atomic.Pointer[hint]
 	// refreshing says a background table refresh is on its way.
 	refreshing atomic.Bool
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	// run and seq stamp what the session sends slot leaders, in the
+	// order it sends it (see proto.Stamp).
+	run  uint64
+	seq  atomic.Uint64
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // hint is a slot's owner as a data node with a newer table than the
@@ -81,7 +86,12 @@ type link struct {
 }
 
 func newRouter(n *Node) *router {
-	return &router{n: n, links: make(map[string]*link), stop: make(chan struct{})}
+	return &router{n: n, links: make(map[string]*link), run: rand.Uint64(), stop: make(chan struct{})}
+}
+
+// stamp stamps a write batch or a sync about to be sent.
+func (r *router) stamp() proto.Stamp {
+	return proto.Stamp{Run: r.run, Seq: r.seq.Add(1)}
 }
 
 // newDataClient returns a go-redis client for a data node, shared by the
@@ -277,7 +287,7 @@ func (r *router) send(l *link, batch []*writeReq) {
 		r.retry(append([]*writeReq(nil), batch...), proto.Errorf(proto.ErrUnavailable, "data node %s left the table", l.addr))
 		return
 	}
-	l.w.SessionID, l.w.Epoch = r.n.cfg.NodeID, 0
+	l.w.SessionID, l.w.Epoch, l.w.Stamp = r.n.cfg.NodeID, 0, r.stamp()
 	if t != nil {
 		l.w.Epoch = t.Epoch
 	}
