@@ -101,17 +101,10 @@ func (n *Node) handle(conn redcon.Conn, cmd redcon.Command) {
 	c := commands.lookup(cmd.Args[0])
 	switch {
 	case c == nil:
-		conn.WriteError(fmt.Sprintf("ERR unknown command '%s'", truncate(cmd.Args[0])))
+		conn.WriteError(fmt.Sprintf("ERR unknown command '%s'", proto.Clip(cmd.Args[0])))
 	case !c.arityOK(len(cmd.Args)):
 		conn.WriteError(proto.ToRESP(proto.Errorf(proto.ErrInvalid, "wrong number of arguments for '%s' command", c.name)))
 	default:
 		c.run(n, conn, cmd)
 	}
-}
-
-func truncate(b []byte) string {
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
 }

@@ -97,7 +97,7 @@ func TestDispatch(t *testing.T) {
 		{args: args("ping", "hi"), want: "[+PONG]"},
 		{args: args("quit"), want: "[+OK]", closed: true},
 		{args: args("nosuch", "a"), want: "[-ERR unknown command 'nosuch']"},
-		{args: args(long), want: "[-ERR unknown command '" + long[:64] + "']"},
+		{args: args(long), want: "[-ERR unknown command '" + long[:64] + "...']"},
 		{args: args("dlookup", "1"), want: "[-ERR wrong number of arguments for 'dlookup' command]"},
 		{args: args("DWRITE", "1"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
 		{args: args("dwrite", "1", "s1", "R"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},

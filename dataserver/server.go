@@ -314,12 +314,15 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		op := &w.Ops[i]
 		s := slot.Of(op.DataInfoID)
 		u := n.slots[s]
-		res, target, ok := u.write(w.SessionID, w.Stamp, op, now)
-		if !ok {
+		res, target, err := u.write(w.SessionID, w.Stamp, op, now)
+		if errors.Is(err, errNotLeading) {
+			err = n.refusal(s, target)
+		}
+		if err != nil {
 			if refused == nil {
 				refused = make([]error, len(w.Ops))
 			}
-			refused[i] = n.refusal(s, target)
+			refused[i] = err
 			continue
 		}
 		n.countOp(op.Type)

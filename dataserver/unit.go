@@ -146,17 +146,22 @@ type written struct {
 	durable uint64
 }
 
-// write applies op as the slot's leader at now (unix nanos). ok is false
-// when this node does not lead the slot; target is then set when it is
-// handing the slot off, to the node it hands it to.
-func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now int64) (w written, target string, ok bool) {
+// write applies op as the slot's leader at now (unix nanos), from a
+// batch the session stamped stamp. errNotLeading says this node does not
+// lead the slot; target is then set when it is handing the slot off, to
+// the node it hands it to. A batch stamped before one of the session's
+// already applied to the slot is refused (see stale).
+func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now int64) (w written, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.store == nil || !u.leading {
-		return w, "", false
+		return w, "", errNotLeading
 	}
 	if u.frozen {
-		return w, u.target, false
+		return w, u.target, errNotLeading
+	}
+	if cur := u.stamps[session]; stamp.Before(cur) {
+		return w, "", u.stale("write batch", session, stamp, cur)
 	}
 	u.stamped(session, stamp)
 	res, changed, ttl := u.store.apply(session, op, now)
@@ -171,7 +176,7 @@ func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now in
 	if changed {
 		u.notify(op.DataInfoID)
 	}
-	return w, "", true
+	return w, "", nil
 }
 
 // read returns a datum as subscribers see it. leading is false when this
@@ -349,6 +354,15 @@ func (u *slotUnit) stamped(session string, st proto.Stamp) {
 // errNotLeading says the node does not lead a slot, or is handing it off.
 var errNotLeading = errors.New("not leading the slot")
 
+// stale refuses a write batch or sync of the session stamped st, older
+// than cur, the newest applied: the session gave up on it (a timeout, a
+// connection it closed) and has sent what came after, which it would undo.
+func (u *slotUnit) stale(what, session string, st, cur proto.Stamp) error {
+	u.log.Debug("refused a "+what+" older than one the leader applied", "slot", u.id, "session", session, "seq", st.Seq, "applied_seq", cur.Seq)
+	return proto.Errorf(proto.ErrUnavailable, "slot %d: this %s of session %s is older (seq %d) than a write or sync of it already applied (seq %d)",
+		u.id, what, session, st.Seq, cur.Seq)
+}
+
 // syncSession answers a session's DSYNC: its connection-bound publishers
 // in the slot become exactly pubs, and the session counts as reconciled.
 // It returns the dataInfoIds that changed (their watchers are told).
@@ -368,9 +382,7 @@ func (u *slotUnit) syncSession(session string, epoch uint64, stamp proto.Stamp, 
 		return nil, u.target, errNotLeading
 	}
 	if cur := u.stamps[session]; stamp.Before(cur) {
-		u.log.Info("refused a sync older than what the leader applied", "slot", u.id, "session", session, "sync_seq", stamp.Seq, "applied_seq", cur.Seq)
-		return nil, "", proto.Errorf(proto.ErrUnavailable, "slot %d: this sync of session %s is older (seq %d) than a write or sync of it already applied (seq %d); send a newer one",
-			u.id, session, stamp.Seq, cur.Seq)
+		return nil, "", u.stale("sync", session, stamp, cur)
 	}
 	u.stamped(session, stamp)
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])

@@ -54,15 +54,15 @@ func writable(u *slotUnit) bool {
 }
 
 func writeTarget(u *slotUnit) (bool, string) {
-	_, target, ok := u.write("s1", proto.Stamp{}, &proto.Op{Type: proto.OpUnregister, DataInfoID: "none", RegisterID: "1"}, 0)
-	return ok, target
+	_, target, err := u.write("s1", proto.Stamp{}, &proto.Op{Type: proto.OpUnregister, DataInfoID: "none", RegisterID: "1"}, 0)
+	return err == nil, target
 }
 
 func mustWrite(t *testing.T, u *slotUnit, session string, op *proto.Op) written {
 	t.Helper()
-	w, target, ok := u.write(session, proto.Stamp{}, op, 0)
-	if !ok {
-		t.Fatalf("write %+v refused (target %q)", op, target)
+	w, target, err := u.write(session, proto.Stamp{}, op, 0)
+	if err != nil {
+		t.Fatalf("write %+v refused (target %q): %v", op, target, err)
 	}
 	return w
 }
@@ -477,8 +477,8 @@ func TestUnitRefusesASyncOlderThanAWrite(t *testing.T) {
 	u := mustLeader(t)
 	run := uint64(7)
 	reg := &proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "a", ConnID: "c1"}
-	if _, _, ok := u.write("s1", proto.Stamp{Run: run, Seq: 5}, reg, 0); !ok {
-		t.Fatal("write refused")
+	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 5}, reg, 0); err != nil {
+		t.Fatalf("write refused: %v", err)
 	}
 	has := func() bool { return len(u.store.snapshot("svc").Entries) == 1 }
 
@@ -508,5 +508,38 @@ func TestUnitRefusesASyncOlderThanAWrite(t *testing.T) {
 	u.dropSessions([]string{"s1"})
 	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 9}, list); err != nil || !has() {
 		t.Fatalf("after the session left: err %v, publisher restored %v", err, has())
+	}
+}
+
+// A write batch the session gave up on (its connection timed out while
+// the leader was held up) and sent again arrives after what the session
+// wrote next: applied then, its UNREGISTER would remove the publisher the
+// next batch registered.
+func TestUnitRefusesAWriteBatchOlderThanOneApplied(t *testing.T) {
+	u := mustLeader(t)
+	run := uint64(3)
+	unreg := &proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "r1"}
+	reg := &proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "a", ConnID: "c1"}
+	// Batch 10 (the UNREGISTER) timed out; sent again as batch 11; the
+	// REGISTER went in batch 12.
+	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 11}, unreg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 12}, reg, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 10}, unreg, 0)
+	if !errors.Is(err, proto.ErrUnavailable) || len(u.store.snapshot("svc").Entries) != 1 {
+		t.Fatalf("the late batch: err %v, entries %v", err, u.store.snapshot("svc").Entries)
+	}
+	// The ops of one batch share its stamp, and all apply.
+	other := &proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r2", Data: "b", ConnID: "c1"}
+	for _, op := range []*proto.Op{other, unreg} {
+		if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 13}, op, 0); err != nil {
+			t.Fatalf("an op of batch 13: %v", err)
+		}
+	}
+	if got := u.store.snapshot("svc").Entries; len(got) != 1 || got[0].RegisterID != "r2" {
+		t.Fatalf("after batch 13: %v", got)
 	}
 }

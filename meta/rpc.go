@@ -113,7 +113,7 @@ func (n *Node) startRPC() {
 func (n *Node) dispatch(conn redcon.Conn, cmd redcon.Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			n.log.Error("rpc handler panicked", "cmd", safeName(cmd.Args), "panic", r)
+			n.log.Error("rpc handler panicked", "cmd", proto.Clip(cmd.Args[0]), "panic", r)
 			conn.WriteError("ERR internal error")
 		}
 	}()
@@ -126,7 +126,7 @@ func (n *Node) dispatch(conn redcon.Conn, cmd redcon.Command) {
 	}
 	c, ok := n.rpc[strings.ToLower(string(cmd.Args[0]))]
 	if !ok {
-		writeErr(conn, proto.Errorf(proto.ErrInvalid, "unknown command '%s'", safeName(cmd.Args)))
+		writeErr(conn, proto.Errorf(proto.ErrInvalid, "unknown command '%s'", proto.Clip(cmd.Args[0])))
 		return
 	}
 	if err := n.serve(conn, c, cmd.Args); err != nil {
@@ -162,23 +162,6 @@ func (n *Node) commit(c *command, refused string) (result, error) {
 		err = proto.Errorf(proto.ErrInvalid, "%s: %v", refused, res.Err)
 	}
 	return res, err
-}
-
-// safeName is the command name fit for a log line or an error reply.
-func safeName(args [][]byte) string {
-	if len(args) == 0 {
-		return ""
-	}
-	s := string(args[0])
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // writeErr writes err as a RESP error; line breaks would end the reply

@@ -56,12 +56,24 @@ func WrongArity(name string) error {
 	return Errorf(ErrInvalid, "wrong number of arguments for '%s' command", name)
 }
 
-// Clip shortens a client's argument for an error reply.
+// Clip makes an argument from the wire fit for an error reply or a log
+// line: at most 64 bytes ("..." says it was cut), and no control
+// characters (a line break would end a RESP error reply early).
 func Clip(b []byte) string {
-	if len(b) > 64 {
-		return string(b[:64]) + "..."
+	cut := len(b) > 64
+	if cut {
+		b = b[:64]
 	}
-	return string(b)
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, string(b))
+	if cut {
+		s += "..."
+	}
+	return s
 }
 
 // ReplyError is a refusal whose reply text is fixed, prefix included, as

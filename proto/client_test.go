@@ -162,3 +162,16 @@ func TestCommandDocsShape(t *testing.T) {
 		t.Fatalf("RESP2:\n%q\nwant\n%q", got, want2)
 	}
 }
+
+func TestClip(t *testing.T) {
+	for in, want := range map[string]string{
+		"get":                   "get",
+		"a\r\nb\x00\x7f":        "a??b??",
+		strings.Repeat("x", 64): strings.Repeat("x", 64),
+		strings.Repeat("y", 65): strings.Repeat("y", 64) + "...",
+	} {
+		if got := Clip([]byte(in)); got != want {
+			t.Errorf("Clip(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

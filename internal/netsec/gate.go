@@ -106,7 +106,7 @@ func (g *Gate) Allow(conn redcon.Conn, args [][]byte) bool {
 	// worth a log line.
 	if name != proto.CmdHello && !st.logged {
 		st.logged = true
-		g.log.Warn("refused an unauthenticated inter-node command", "remote", conn.RemoteAddr(), "cmd", safeName(args[0]))
+		g.log.Warn("refused an unauthenticated inter-node command", "remote", conn.RemoteAddr(), "cmd", proto.Clip(args[0]))
 	}
 	conn.WriteError(replyNoAuth)
 	return false
@@ -136,17 +136,4 @@ func (g *Gate) auth(conn redcon.Conn, args [][]byte) {
 	g.log.Warn("refused a wrong cluster secret", "remote", conn.RemoteAddr())
 	time.Sleep(g.delay)
 	conn.WriteError(replyWrongPass)
-}
-
-// safeName is a command name fit for a log line.
-func safeName(b []byte) string {
-	if len(b) > 32 {
-		b = b[:32]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, string(b))
 }
