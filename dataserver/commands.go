@@ -40,7 +40,7 @@ var commands = newCommandTable([]command{
 	{proto.CmdDWrite, -5, parsed(proto.ParseDWrite, (*Node).handleWrite)},
 	{proto.CmdDLookup, 3, parsed(proto.ParseDLookup, (*Node).handleLookup)},
 	{proto.CmdDPull, 4, parsed(proto.ParseDPull, (*Node).handlePull)},
-	{proto.CmdDReconcile, -3, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
+	{proto.CmdDReconcile, -5, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
 	{proto.CmdDSync, -6, parsed(proto.ParseDSync, (*Node).handleSync)},
 	{proto.CmdDAlive, -2, parsed(proto.ParseDAlive, (*Node).handleAlive)},
 	{proto.CmdDStats, -1, (*Node).handleStats},

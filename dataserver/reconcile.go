@@ -18,7 +18,7 @@ func (n *Node) handleReconcile(conn redcon.Conn, r *proto.DReconcile) {
 	n.catchUpSlots(r.Slots)
 	conn.WriteArray(len(r.Slots))
 	for _, sd := range r.Slots {
-		equal, ok := n.slots[sd.Slot].compareDigest(r.Session, sd.LeaderEpoch, sd.Digest)
+		equal, ok := n.slots[sd.Slot].compareDigest(r.Session, r.Stamp, sd.LeaderEpoch, sd.Digest)
 		switch {
 		case !ok:
 			conn.WriteInt(-1)

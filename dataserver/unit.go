@@ -326,13 +326,16 @@ func (u *slotUnit) leads(epoch uint64) bool {
 // compareDigest answers a session's DRECONCILE for the slot: whether its
 // digest of its connection-bound publishers equals the leader's (an
 // equal one counts as the session reconciled). ok is false when the node
-// does not lead the slot at epoch.
-func (u *slotUnit) compareDigest(session string, epoch uint64, dg proto.Digest) (equal, ok bool) {
+// does not lead the slot at epoch. Either way the session's writes
+// stamped before stamp are refused from now on: the session's digest
+// already has what they did, or has it undone.
+func (u *slotUnit) compareDigest(session string, stamp proto.Stamp, epoch uint64, dg proto.Digest) (equal, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.leads(epoch) {
 		return false, false
 	}
+	u.stamped(session, stamp)
 	var have proto.Digest
 	if d := u.store.digests[session]; d != nil {
 		have = *d

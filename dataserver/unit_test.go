@@ -332,14 +332,14 @@ func TestUnitReconcile(t *testing.T) {
 		do    func() (ok bool)
 		ready bool
 	}{
-		{"s1 digest differs", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && !eq }, false},
-		{"s1 at another epoch", func() bool { _, ok := u.compareDigest("s1", 1, one); return !ok }, false},
+		{"s1 digest differs", func() bool { eq, ok := u.compareDigest("s1", proto.Stamp{}, 2, one); return ok && !eq }, false},
+		{"s1 at another epoch", func() bool { _, ok := u.compareDigest("s1", proto.Stamp{}, 1, one); return !ok }, false},
 		{"s1 syncs", func() bool {
 			ch, _, err := u.syncSession("s1", 2, proto.Stamp{}, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
 			return err == nil && len(ch) == 1
 		}, false},
-		{"s1 digest now equal", func() bool { eq, ok := u.compareDigest("s1", 2, one); return ok && eq }, false},
-		{"s2 has nothing and neither has the leader", func() bool { eq, ok := u.compareDigest("s2", 2, proto.Digest{}); return ok && eq }, false},
+		{"s1 digest now equal", func() bool { eq, ok := u.compareDigest("s1", proto.Stamp{}, 2, one); return ok && eq }, false},
+		{"s2 has nothing and neither has the leader", func() bool { eq, ok := u.compareDigest("s2", proto.Stamp{}, 2, proto.Digest{}); return ok && eq }, false},
 		{"s3 left the cluster", func() bool { return u.dropSessions([]string{"s3"}) == 0 }, false},
 		{"timeout at another epoch", func() bool { _, ok := u.giveUpWaiting(1); return !ok }, false},
 		{"timeout", func() bool { missing, ok := u.giveUpWaiting(2); return ok && fmt.Sprint(missing) == "[s4]" }, true},
@@ -370,7 +370,7 @@ func TestUnitReconcile(t *testing.T) {
 // compare, a sync or a departure.
 func TestUnitLastSessionMakesItReady(t *testing.T) {
 	for name, last := range map[string]func(u *slotUnit){
-		"compare": func(u *slotUnit) { u.compareDigest("s1", 1, proto.Digest{}) },
+		"compare": func(u *slotUnit) { u.compareDigest("s1", proto.Stamp{}, 1, proto.Digest{}) },
 		"sync":    func(u *slotUnit) { u.syncSession("s1", 1, proto.Stamp{}, nil) },
 		"drop":    func(u *slotUnit) { u.dropSessions([]string{"s1"}) },
 	} {
@@ -541,5 +541,32 @@ func TestUnitRefusesAWriteBatchOlderThanOneApplied(t *testing.T) {
 	}
 	if got := u.store.snapshot("svc").Entries; len(got) != 1 || got[0].RegisterID != "r2" {
 		t.Fatalf("after batch 13: %v", got)
+	}
+}
+
+// A new leader has applied nothing of the session's yet; the session's
+// DRECONCILE, stamped when it took its digests, fences the batches it gave
+// up on before (a retransmission from a connection the session closed
+// while this node was cut off, say).
+func TestUnitReconcileFencesOlderWrites(t *testing.T) {
+	u := mustLeader(t)
+	run := uint64(5)
+	var none proto.Digest
+	if _, ok := u.compareDigest("s1", proto.Stamp{Run: run, Seq: 20}, 1, none); !ok {
+		t.Fatal("compareDigest: not leading")
+	}
+	unreg := &proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "r1"}
+	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 19}, unreg, 0); !errors.Is(err, proto.ErrUnavailable) {
+		t.Fatalf("a batch stamped before the reconcile: %v", err)
+	}
+	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 21}, unreg, 0); err != nil {
+		t.Fatalf("a batch stamped after it: %v", err)
+	}
+	// At a leader epoch this node does not lead, nothing is fenced.
+	if _, ok := u.compareDigest("s2", proto.Stamp{Run: run, Seq: 30}, 9, none); ok {
+		t.Fatal("compareDigest at another leader epoch answered")
+	}
+	if _, _, err := u.write("s2", proto.Stamp{Run: run, Seq: 29}, unreg, 0); err != nil {
+		t.Fatalf("s2's batch after a reconcile at another epoch: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ func FuzzParseCommands(f *testing.F) {
 		(&DWrite{Epoch: 1, SessionID: "s1", Ops: []Op{{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "d", ConnID: "c", TTL: 3}}}).Args(),
 		(&DLookup{Epoch: 1, DataInfoID: "svc"}).Args(),
 		(&DPull{Follower: "d2", WaitMs: 10, Pos: []PullPos{{Slot: 3, LeaderEpoch: 1, Seq: 9}}}).Args(),
-		(&DReconcile{Session: "s1", Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
+		(&DReconcile{Session: "s1", Stamp: Stamp{Run: 1, Seq: 2}, Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
 		(&DSync{Session: "s1", Slot: 1, LeaderEpoch: 2, Stamp: Stamp{Run: 3, Seq: 4}, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
 		(&Leave{Kind: KindSession, NodeID: "s1"}).Args(),
 		(&Suspect{Kind: KindData, NodeID: "d1", Reporter: "s1"}).Args(),

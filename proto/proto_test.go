@@ -348,3 +348,19 @@ func TestStampBefore(t *testing.T) {
 		t.Fatal("stamps of different runs are not ordered")
 	}
 }
+
+func TestDReconcileRoundTrip(t *testing.T) {
+	in := &DReconcile{Session: "s1", Stamp: Stamp{Run: 8, Seq: 9}, Slots: []SlotDigest{
+		{Slot: 3, LeaderEpoch: 2, Digest: Digest{Count: 4, Sum: 1 << 60}},
+		{Slot: 255, LeaderEpoch: 1},
+	}}
+	out, err := ParseDReconcile(ArgsBytes(in.Args()))
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("got %+v, %v; want %+v", out, err, in)
+	}
+	bad := ArgsBytes(in.Args())
+	bad[4] = []byte("3") // more slots than it carries
+	if _, err := ParseDReconcile(bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a wrong slot count: %v", err)
+	}
+}

@@ -401,16 +401,25 @@ type SlotDigest struct {
 // DReconcile compares a session's digests with the leader's for some
 // slots. The reply has one integer per slot: 1 equal, 0 different (the
 // session then sends DSYNC), -1 the node does not lead the slot at that
-// leader epoch.
+// leader epoch. Stamp is when the digests were taken: a leader refuses
+// the session's writes stamped before it in those slots (see Stamp), so
+// that a batch the session gave up on before the slot changed leader
+// cannot reach the new leader after what the session sent since.
 type DReconcile struct {
 	Session string
+	Stamp   Stamp
 	Slots   []SlotDigest
 }
 
+// dreconcileHead is how many arguments come before a DRECONCILE's slots.
+const dreconcileHead = 3 + stampArgs
+
 // Args builds the command.
 func (r *DReconcile) Args() []any {
-	a := make([]any, 0, 3+4*len(r.Slots))
-	a = append(a, CmdDReconcile, r.Session, strconv.Itoa(len(r.Slots)))
+	a := make([]any, 0, dreconcileHead+4*len(r.Slots))
+	a = append(a, CmdDReconcile, r.Session)
+	a = r.Stamp.appendArgs(a)
+	a = append(a, strconv.Itoa(len(r.Slots)))
 	for _, s := range r.Slots {
 		a = append(a, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10),
 			strconv.FormatUint(s.Count, 10), strconv.FormatUint(s.Sum, 10))
@@ -418,21 +427,25 @@ func (r *DReconcile) Args() []any {
 	return a
 }
 
-// ParseDReconcile parses DRECONCILE session n [slot leaderEpoch count sum]...
+// ParseDReconcile parses DRECONCILE session run seq n [slot leaderEpoch count sum]...
 func ParseDReconcile(args [][]byte) (*DReconcile, error) {
-	if len(args) < 3 {
+	if len(args) < dreconcileHead {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDReconcile)
 	}
 	r := &DReconcile{Session: string(args[1])}
 	if err := checkNodeID(r.Session); err != nil {
 		return nil, err
 	}
-	n, err := parseUint(args[2], "count")
-	if err != nil || n > 256 || uint64(len(args)) != 3+4*n {
+	var err error
+	if r.Stamp, err = parseStamp(args[2:]); err != nil {
+		return nil, err
+	}
+	n, err := parseUint(args[4], "count")
+	if err != nil || n > 256 || uint64(len(args)) != dreconcileHead+4*n {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDReconcile)
 	}
 	for i := 0; i < int(n); i++ {
-		a := args[3+4*i:]
+		a := args[dreconcileHead+4*i:]
 		var sd SlotDigest
 		if sd.Slot, err = parseSlot(a[0]); err != nil {
 			return nil, err

@@ -136,7 +136,7 @@ func (n *Node) reconcile(slots []int, timeout time.Duration) (failed map[int]boo
 // reconcileWith settles sds with one leader and returns the slots it could
 // not.
 func (n *Node) reconcileWith(l *link, sds []proto.SlotDigest, timeout time.Duration) (failed []int) {
-	req := proto.DReconcile{Session: n.cfg.NodeID, Slots: sds}
+	req := proto.DReconcile{Session: n.cfg.NodeID, Stamp: n.router.stamp(), Slots: sds}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	vals, err := l.rdb.Do(ctx, req.Args()...).Slice()
 	cancel()
