@@ -40,6 +40,7 @@ func (n *Node) newMetrics() *prometheus.Registry {
 	counter("slotreg_data_pull_round_trips_total", "Pull round trips done as a follower.", nil, n.pulls.Load)
 	counter("slotreg_data_reconcile_repairs_total", "Publishers repaired by reconciliation with sessions.", nil, n.repairs.Load)
 	counter("slotreg_data_handoffs_total", "Slots handed off to another node (planned moves).", nil, n.handoffs.Load)
+	counter("slotreg_data_stale_refused_total", "Write ops and syncs refused because the session had sent newer ones since (a request that outlived the session's wait for it).", nil, n.stale.Load)
 	counter("slotreg_data_fenced_total", "Write batches and syncs refused because the node's lease with meta was over (a pause, or meta out of reach).", nil, n.fences.Load)
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "slotreg_data_table_epoch", Help: "Epoch of the slot table this node has (0 before the first).",

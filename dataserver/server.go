@@ -154,7 +154,10 @@ type Node struct {
 	handoffs atomic.Uint64
 	// fences counts write batches and syncs refused because the node's
 	// lease with meta was over (see fenced).
-	fences  atomic.Uint64
+	fences atomic.Uint64
+	// stale counts ops and syncs refused as older than what a session
+	// sent since (see slotUnit.stale).
+	stale   atomic.Uint64
 	ops     [len(opKinds)]atomic.Uint64
 	metrics *prometheus.Registry // the node's own: several nodes may share a process
 
@@ -197,6 +200,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	for s := range n.slots {
 		n.slots[s] = newSlotUnit(s, cfg.OpLogSize, n.log)
+		n.slots[s].staleCount = &n.stale
 	}
 	mc, err := metaclient.NewClient(metaclient.Config{
 		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,

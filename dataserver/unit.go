@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
@@ -48,6 +49,8 @@ type slotUnit struct {
 	// sync of that session applied here as leader: a DSYNC stamped
 	// before it is refused (see proto.Stamp).
 	stamps map[string]proto.Stamp
+	// staleCount counts the requests refused for that (the node's).
+	staleCount *atomic.Uint64
 
 	// watchers maps the slot's dataInfoIds to the session streams that
 	// watch them; kept across role changes, since a stream subscribes
@@ -361,6 +364,9 @@ var errNotLeading = errors.New("not leading the slot")
 // than cur, the newest applied: the session gave up on it (a timeout, a
 // connection it closed) and has sent what came after, which it would undo.
 func (u *slotUnit) stale(what, session string, st, cur proto.Stamp) error {
+	if u.staleCount != nil {
+		u.staleCount.Add(1)
+	}
 	u.log.Debug("refused a "+what+" older than one the leader applied", "slot", u.id, "session", session, "seq", st.Seq, "applied_seq", cur.Seq)
 	return proto.Errorf(proto.ErrUnavailable, "slot %d: this %s of session %s is older (seq %d) than a write or sync of it already applied (seq %d)",
 		u.id, what, session, st.Seq, cur.Seq)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,9 +529,14 @@ func TestUnitRefusesAWriteBatchOlderThanOneApplied(t *testing.T) {
 	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 12}, reg, 0); err != nil {
 		t.Fatal(err)
 	}
+	var refused atomic.Uint64
+	u.staleCount = &refused
 	_, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 10}, unreg, 0)
 	if !errors.Is(err, proto.ErrUnavailable) || len(u.store.snapshot("svc").Entries) != 1 {
 		t.Fatalf("the late batch: err %v, entries %v", err, u.store.snapshot("svc").Entries)
+	}
+	if refused.Load() != 1 {
+		t.Fatalf("stale refusals counted: %d, want 1", refused.Load())
 	}
 	// The ops of one batch share its stamp, and all apply.
 	other := &proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r2", Data: "b", ConnID: "c1"}
