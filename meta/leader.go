@@ -184,16 +184,20 @@ func leaseIDs(ks []leaseKey) []string {
 // registerLoop makes sure this node's RPC address is recorded in the FSM:
 // a follower asks the leader with METAJOIN until it sees its own record
 // applied. (A leader records itself in prepareLeadership.)
-func (n *Node) registerLoop() {
+func (n *Node) registerLoop() { n.every(n.cfg.RaftHeartbeatTimeout, n.registerSelf) }
+
+// every calls f every d until the node stops; it is a background loop
+// counted in n.wg.
+func (n *Node) every(d time.Duration, f func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RaftHeartbeatTimeout)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.registerSelf()
+			f()
 		}
 	}
 }

@@ -163,17 +163,7 @@ const lockCheckInterval = 100 * time.Millisecond
 // lockLoop proposes an expiry entry whenever, by the leader's clock, a
 // held lock has expired.
 func (n *Node) lockLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(lockCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-			n.expireLocks(time.Now().UnixMilli())
-		}
-	}
+	n.every(lockCheckInterval, func() { n.expireLocks(time.Now().UnixMilli()) })
 }
 
 func (n *Node) expireLocks(now int64) {
