@@ -30,7 +30,7 @@ test: build
 # network namespaces), PARTITION_RUNS times; as root.
 PARTITION_RUNS ?= 20
 partitions: build
-	SLOTREG_PARTITION_TEST=1 $(GO) test -count=$(PARTITION_RUNS) -timeout 60m -run '^TestPartitionDataThenMetaLeader$$' -v ./e2e/
+	$(GO) test -count=$(PARTITION_RUNS) -timeout 60m -run '^TestPartitionDataThenMetaLeader$$' -v ./e2e/
 
 # Each fuzz target for a few seconds (make test), or FUZZTIME each (make fuzz).
 fuzz-brief:
