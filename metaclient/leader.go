@@ -38,8 +38,11 @@ type LeaderOptions struct {
 	// Cooldown: see DefaultCooldown.
 	Cooldown time.Duration
 	// DialRetries is how many times one connection attempt dials before
-	// it fails; 0 is go-redis's default (5, 100 ms apart). A caller that
-	// moves on to the next meta itself (registryctl) sets 1.
+	// it fails; default 1. Leader moves on to the next meta itself, and
+	// go-redis's own default (5 dials, 100 ms apart) made a silently cut
+	// off meta cost 5 DialTimeouts: nodes redirected back to it by a
+	// follower that still named it lost 5 s finding the new leader, and
+	// their leases lapsed meanwhile.
 	DialRetries int
 }
 
@@ -95,6 +98,9 @@ func NewLeader(opts LeaderOptions) *Leader {
 	}
 	if opts.Cooldown == 0 {
 		opts.Cooldown = DefaultCooldown
+	}
+	if opts.DialRetries == 0 {
+		opts.DialRetries = 1
 	}
 	opts.Metas = append([]string(nil), opts.Metas...)
 	return &Leader{opts: opts, cur: opts.Metas[0], next: 1 % len(opts.Metas),

@@ -72,8 +72,6 @@ func newMetaConn(addrs []string, p *pool) *metaConn {
 	lead := metaclient.NewLeader(metaclient.LeaderOptions{
 		Metas: addrs, Secret: p.secret, TLS: p.internodeTLS,
 		ReadTimeout: p.timeout, DialTimeout: min(p.timeout, 2*time.Second),
-		// registryctl moves on to the next meta itself.
-		DialRetries: 1,
 	})
 	return &metaConn{addrs: addrs, pool: p, lead: lead}
 }
