@@ -7,13 +7,18 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // aliveLoop tells every data node in the table, once a heartbeat, that
 // this session is alive (DALIVE). A data node drops the publishers of a
 // session meta evicted only if it has not heard from it either, so a
 // session cut off from meta alone, which goes on serving its clients,
-// keeps their publishers.
+// keeps their publishers. A data node that answers again after a gap
+// (a partition between them healed) has its slots reconciled at once
+// (writes whose outcome the session never learned may have left the two
+// apart, and the periodic check would take up to ReconcileInterval), and
+// its feed of changes opened again (see renewFeed).
 func (n *Node) aliveLoop() {
 	defer n.bgWg.Done()
 	tick := time.NewTicker(n.cfg.Heartbeat)
@@ -54,7 +59,10 @@ func (n *Node) aliveLoop() {
 					// The reply is the node's session grace in ms (OK
 					// from a node that does not say).
 					ms, _ := v.(int64)
-					n.alive.note(d.Addr, sent, time.Duration(ms)*time.Millisecond)
+					if n.alive.note(d.Addr, sent, time.Duration(ms)*time.Millisecond, 3*n.cfg.Heartbeat) {
+						n.reconcileLedBy(t, d.ID)
+						n.subs.renewFeed(n, d.Addr)
+					}
 				case errors.Is(fromRedis(err), proto.ErrDropped):
 					n.onDropped(d.Addr, fromRedis(err))
 				case resets[d.Addr]:
@@ -69,5 +77,20 @@ func (n *Node) aliveLoop() {
 		if check != nil {
 			close(check)
 		}
+	}
+}
+
+// reconcileLedBy asks the reconcile loop to check every slot node leads
+// in t.
+func (n *Node) reconcileLedBy(t *slot.Table, node string) {
+	var slots []int
+	for s := range t.Slots {
+		if t.Slots[s].Leader == node {
+			slots = append(slots, s)
+		}
+	}
+	if len(slots) > 0 {
+		n.log.Info("data node answers again; reconciling its slots", "node", node, "slots", len(slots))
+		go n.kickReconcile(slots)
 	}
 }

@@ -49,13 +49,19 @@ type aliveBook struct {
 	check chan struct{}
 }
 
-func (b *aliveBook) note(addr string, sent time.Time, grace time.Duration) {
+// note records a DALIVE to addr, sent at sent, acknowledged with the
+// node's grace. back says the node had acknowledged one before, but none
+// sent in the gap before this one: it was out of reach (or this session
+// was), and is back.
+func (b *aliveBook) note(addr string, sent time.Time, grace, gap time.Duration) (back bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.at == nil {
 		b.at, b.grace = map[string]time.Time{}, map[string]time.Duration{}
 	}
+	last, ok := b.at[addr]
 	b.at[addr], b.grace[addr] = sent, grace
+	return ok && sent.Sub(last) > gap
 }
 
 // atRisk lists the data nodes of t that may drop this session's

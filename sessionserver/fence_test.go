@@ -222,3 +222,30 @@ func TestStalledSessionChecksBeforeReplying(t *testing.T) {
 		t.Fatal("the client's connection got data instead of being closed")
 	}
 }
+
+// A data node that acknowledges a DALIVE again after a gap is back: the
+// session reconciles its slots then rather than at the next periodic
+// check.
+func TestAliveNoteSaysWhenANodeIsBack(t *testing.T) {
+	var b aliveBook
+	t0 := time.Now()
+	gap := 1500 * time.Millisecond
+	steps := []struct {
+		sent time.Duration
+		back bool
+	}{
+		{0, false},                      // the first answer: nothing to come back from
+		{500 * time.Millisecond, false}, // the next round
+		{time.Second, false},
+		{4 * time.Second, true}, // 3 s without one: a partition healed
+		{4500 * time.Millisecond, false},
+	}
+	for _, st := range steps {
+		if got := b.note("d1", t0.Add(st.sent), time.Second, gap); got != st.back {
+			t.Fatalf("DALIVE sent at +%v: back %v, want %v", st.sent, got, st.back)
+		}
+	}
+	if b.note("d2", t0.Add(10*time.Second), time.Second, gap) {
+		t.Fatal("another node's first answer counts as back")
+	}
+}

@@ -367,7 +367,9 @@ func (r *router) send(l *link, batch []*writeReq) {
 // by the next batch; the failure is a network one, so the ops are retried.
 func (l *link) do(n *Node, cmd []byte, deadline time.Time) (*rlink.Reply, error) {
 	if l.raw == nil {
-		c, err := rlink.Dial(l.addr, rlink.Options{Password: n.cfg.ClusterSecret, TLS: n.cfg.PeerTLS, Timeout: time.Second})
+		// A dial waits no longer than the batch may.
+		timeout := min(time.Second, max(time.Until(deadline), 10*time.Millisecond))
+		c, err := rlink.Dial(l.addr, rlink.Options{Password: n.cfg.ClusterSecret, TLS: n.cfg.PeerTLS, Timeout: timeout})
 		if err != nil {
 			var re rlink.Error
 			if errors.As(err, &re) {
@@ -447,7 +449,20 @@ func (r *router) retry(reqs []*writeReq, cause error) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// The table refresh takes no longer than the latest caller may
+		// still wait: a write is answered at its deadline, not a refresh
+		// later.
+		last := time.Now()
+		for _, req := range reqs {
+			if req.deadline.After(last) {
+				last = req.deadline
+			}
+		}
+		refreshBy := time.Now().Add(time.Second)
+		if last.Before(refreshBy) {
+			refreshBy = last
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), refreshBy)
 		r.n.refreshTable(ctx)
 		cancel()
 		wait := 10 * time.Millisecond
@@ -455,6 +470,9 @@ func (r *router) retry(reqs []*writeReq, cause error) {
 			if req.backoff > wait {
 				wait = req.backoff
 			}
+		}
+		if until := time.Until(last); until < wait {
+			wait = max(until, 0)
 		}
 		select {
 		case <-time.After(wait):
@@ -466,7 +484,7 @@ func (r *router) retry(reqs []*writeReq, cause error) {
 		}
 		now := time.Now()
 		for _, req := range reqs {
-			if now.After(req.deadline) {
+			if !now.Before(req.deadline) {
 				r.complete(req, 0, proto.Errorf(proto.ErrTimeout, "no slot leader accepted the write in time: %v", cause))
 				continue
 			}

@@ -33,9 +33,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// WriteTimeout bounds how long a REGISTER/UNREGISTER/RENEW (and a
 	// LOOKUP) waits for the slot leader, retries included. 0: meta's
-	// lease + 1 s (4 s before meta has said it), long enough to outlast
-	// the failover of a hung leader and short enough that no client waits
-	// in silence longer than that (issue 14).
+	// lease + 1 s less replyMargin (3.9 s before meta has said it), long
+	// enough to outlast the failover of a hung leader and short enough
+	// that no client waits in silence longer than lease + 1 s (issue 14).
 	WriteTimeout time.Duration
 	// MaxBatch bounds the ops sent to one data node in one request.
 	MaxBatch int
@@ -358,10 +358,14 @@ func (n *Node) writeTimeout() time.Duration {
 		return n.cfg.WriteTimeout
 	}
 	if l := n.meta.Lease(); l > 0 {
-		return l + time.Second
+		return l + time.Second - replyMargin
 	}
-	return 4 * time.Second
+	return 4*time.Second - replyMargin
 }
+
+// replyMargin is what the default write timeout keeps in hand, within
+// lease + 1 s, for the reply to reach the client once the session gives up.
+const replyMargin = 100 * time.Millisecond
 
 // refreshTable asks meta for a newer table after a data node refused a
 // slot, at most once per 50ms however many requests were refused.

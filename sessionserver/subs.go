@@ -48,7 +48,8 @@ type subRegistry struct {
 type watchReq struct {
 	id    string
 	add   bool
-	table bool // re-target every watched id by the current table
+	table bool   // re-target every watched id by the current table
+	renew string // a data node whose feed to open again (see renewFeed)
 }
 
 // feed is the pub/sub stream from one data node.
@@ -166,6 +167,17 @@ func (r *subRegistry) retarget(n *Node, _ *slot.Table) {
 	r.request(watchReq{table: true})
 }
 
+// renewFeed opens the feed from the data node at addr again, with every
+// id watched there: after a partition between the two heals, the old
+// connection may be one the data node has closed without this side
+// knowing (the FIN was dropped), and TCP would find out only at its next
+// retransmission, seconds later. A new SUBSCRIBE answers with the current
+// state of each id, so subscribers catch up at once.
+func (r *subRegistry) renewFeed(n *Node, addr string) {
+	r.start(n)
+	r.request(watchReq{renew: addr})
+}
+
 // manage owns which data node each watched id is subscribed on; one
 // goroutine, so watch, unwatch and re-targeting never race.
 func (r *subRegistry) manage() {
@@ -179,6 +191,17 @@ func (r *subRegistry) manage() {
 			return
 		}
 		switch {
+		case w.renew != "":
+			var ids []string
+			for id, addr := range watched {
+				if addr == w.renew {
+					ids = append(ids, id)
+				}
+			}
+			r.closeFeed(w.renew)
+			if len(ids) > 0 {
+				r.watch(w.renew, ids)
+			}
 		case w.table:
 			byAddr := make(map[string][]string)
 			oldBy := make(map[string][]string)

@@ -408,19 +408,27 @@ func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 	// does: one its session closed (fenced, while it was cut off) fails a
 	// PING, and the next PING connects again, which forgets the writer's
 	// keys and explains their removal. Writers stopped right at a heal
-	// would not find out otherwise.
+	// would not find out otherwise. A PING waits behind the writer's last
+	// write, which may still be waiting out its timeout: the views are
+	// compared meanwhile (that write's key is unknown until it ends), so
+	// convergence is the cluster's, not the client's wait.
 	r.mu.Lock()
 	writers := slices.Clone(r.writers)
 	r.mu.Unlock()
+	var pinged sync.WaitGroup
 	for _, c := range writers {
-		for range 2 {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := c.Ping(pctx).Err()
-			cancel()
-			if err == nil {
-				break
+		pinged.Add(1)
+		go func() {
+			defer pinged.Done()
+			for range 2 {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := c.Ping(pctx).Err()
+				cancel()
+				if err == nil {
+					break
+				}
 			}
-		}
+		}()
 	}
 	look := make([]*redis.Client, len(r.o.Sessions))
 	for i, addr := range r.o.Sessions {
@@ -436,13 +444,15 @@ func (r *Run) Settle(ctx context.Context, within time.Duration) *Report {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	convergence := time.Since(start)
+	pinged.Wait() // before judging: a PING may explain removals yet
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for w := range r.pending {
 		r.judge(w, false, time.Now()) // never explained by a closed connection
 	}
 	r.rep.Converged = lost == 0 && resurrected == 0
-	r.rep.Convergence = time.Since(start)
+	r.rep.Convergence = convergence
 	r.rep.Lost, r.rep.Resurrected = lost, resurrected
 	for _, v := range detail {
 		r.note(v)

@@ -242,7 +242,7 @@ func sessionCommand() *cli.Command {
 		flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
 		&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 		&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
-		&cli.DurationFlag{Name: "write-timeout", Usage: "how long a write or lookup may wait for its slot leader (default: meta's lease + 1 s)"},
+		&cli.DurationFlag{Name: "write-timeout", Usage: "how long a write or lookup may wait for its slot leader (default: meta's lease + 0.9 s, so a client has its answer within lease + 1 s)"},
 		&cli.DurationFlag{Name: "reconcile-interval", Value: 5 * time.Second, Usage: "how often every slot leader's view of this session's publishers is checked"},
 		flagRequirePass, flagUsersFile,
 		&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
