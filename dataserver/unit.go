@@ -157,16 +157,9 @@ type written struct {
 func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now int64) (w written, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.store == nil || !u.leading {
-		return w, "", errNotLeading
+	if target, err := u.admit("write batch", session, stamp, u.store != nil && u.leading); err != nil {
+		return w, target, err
 	}
-	if u.frozen {
-		return w, u.target, errNotLeading
-	}
-	if cur := u.stamps[session]; stamp.Before(cur) {
-		return w, "", u.stale("write batch", session, stamp, cur)
-	}
-	u.stamped(session, stamp)
 	res, changed, ttl := u.store.apply(session, op, now)
 	w.result, w.changed = res, changed
 	if ttl {
@@ -350,6 +343,24 @@ func (u *slotUnit) compareDigest(session string, stamp proto.Stamp, epoch uint64
 	return true, true
 }
 
+// admit says, with u.mu held, whether a session's write batch or sync
+// stamped stamp may apply to the slot, and notes its stamp if so: not
+// where the node does not lead it, nor while it hands it off (target is
+// then set), nor when the session has sent newer since (see stale).
+func (u *slotUnit) admit(what, session string, stamp proto.Stamp, leading bool) (target string, err error) {
+	if !leading {
+		return "", errNotLeading
+	}
+	if u.frozen {
+		return u.target, errNotLeading
+	}
+	if cur := u.stamps[session]; stamp.Before(cur) {
+		return "", u.stale(what, session, stamp, cur)
+	}
+	u.stamped(session, stamp)
+	return "", nil
+}
+
 // stamped notes that something the session stamped st was applied.
 func (u *slotUnit) stamped(session string, st proto.Stamp) {
 	if cur, ok := u.stamps[session]; !ok || !st.Before(cur) {
@@ -384,16 +395,9 @@ func (u *slotUnit) stale(what, session string, st, cur proto.Stamp) error {
 func (u *slotUnit) syncSession(session string, epoch uint64, stamp proto.Stamp, pubs []proto.SyncPub) (changed []string, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.leads(epoch) {
-		return nil, "", errNotLeading
+	if target, err := u.admit("sync", session, stamp, u.leads(epoch)); err != nil {
+		return nil, target, err
 	}
-	if u.frozen {
-		return nil, u.target, errNotLeading
-	}
-	if cur := u.stamps[session]; stamp.Before(cur) {
-		return nil, "", u.stale("sync", session, stamp, cur)
-	}
-	u.stamped(session, stamp)
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])
 	changed = u.store.sync(session, pubs)
 	for _, id := range changed {
