@@ -14,25 +14,28 @@ import (
 // takes the list and holds the writes back until the leader has answered;
 // a write that was waiting then goes out after the list, as it should.
 type slotGate struct {
-	mu     sync.Mutex
-	writes int           // in flight: submitted, not yet settled
-	idle   chan struct{} // closed when writes drops to 0 while a sync waits
-	sync   chan struct{} // non-nil while a sync runs; closed at its end
+	mu      sync.Mutex
+	writes  int           // in flight: submitted, not yet settled
+	waiting int           // held back by a sync, not yet in
+	idle    chan struct{} // closed when writes drops to 0 while a sync waits
+	sync    chan struct{} // non-nil while a sync runs; closed at its end
 }
 
 // enterWrite counts a write in, after any sync of the slot has finished.
+// A write held back goes before the next sync: syncs one after another
+// (a leader slow to answer them) must not hold it past its deadline.
 func (g *slotGate) enterWrite() {
-	for {
-		g.mu.Lock()
-		if g.sync == nil {
-			g.writes++
-			g.mu.Unlock()
-			return
-		}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.sync != nil {
 		wait := g.sync
+		g.waiting++
 		g.mu.Unlock()
 		<-wait
+		g.mu.Lock()
+		g.waiting--
 	}
+	g.writes++
 }
 
 // exitWrite counts a settled write out.
@@ -47,11 +50,12 @@ func (g *slotGate) exitWrite() {
 }
 
 // beginSync holds new writes back and waits until no write is in flight.
-// If ctx ends first it lets the writes go again and returns false: the
-// sync is tried again later. On true the caller must call endSync.
+// If ctx ends first, or writes held back by the last sync have not gone
+// in yet, it lets the writes go and returns false: the sync is tried
+// again later. On true the caller must call endSync.
 func (g *slotGate) beginSync(ctx context.Context) bool {
 	g.mu.Lock()
-	if g.sync != nil {
+	if g.sync != nil || g.waiting > 0 {
 		g.mu.Unlock()
 		return false
 	}

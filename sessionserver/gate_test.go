@@ -61,3 +61,44 @@ func TestSlotGate(t *testing.T) {
 	}
 	g.endSync()
 }
+
+// A write held back by a sync goes before the next sync, however soon
+// that one is asked for.
+func TestSlotGateWriteBeforeNextSync(t *testing.T) {
+	var g slotGate
+	if !g.beginSync(context.Background()) {
+		t.Fatal("first sync did not begin")
+	}
+	entered := make(chan struct{})
+	go func() { g.enterWrite(); close(entered) }()
+	// Wait until the write is held back (a condition, not a sleep).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.mu.Lock()
+		w := g.waiting
+		g.mu.Unlock()
+		if w == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write was never held back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The next sync, asked for at once: refused while the write is still
+	// waking (before the fix it began and held the write back again), or,
+	// if the write got in first, waiting for it and giving up at its
+	// deadline. Either way the write is not held back twice.
+	g.endSync()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if g.beginSync(ctx) {
+		t.Fatal("a sync began before the write it had held back went in")
+	}
+	<-entered
+	g.exitWrite()
+	if !g.beginSync(context.Background()) {
+		t.Fatal("a sync with nothing waiting or in flight did not begin")
+	}
+	g.endSync()
+}
