@@ -3,6 +3,7 @@ package sessionserver
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // slotGate orders a slot's DSYNC against its writes. A DSYNC carries the
@@ -21,21 +22,36 @@ type slotGate struct {
 	sync    chan struct{} // non-nil while a sync runs; closed at its end
 }
 
-// enterWrite counts a write in, after any sync of the slot has finished.
-// A write held back goes before the next sync: syncs one after another
-// (a leader slow to answer them) must not hold it past its deadline.
-func (g *slotGate) enterWrite() {
+// enterWrite counts a write in, after any sync of the slot has finished,
+// and says so; false if deadline came first (the write is not sent). A
+// write held back goes before the next sync: syncs one after another (a
+// leader slow to answer them) must not hold it back twice.
+func (g *slotGate) enterWrite(deadline time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	var timer *time.Timer
 	for g.sync != nil {
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
 		wait := g.sync
 		g.waiting++
 		g.mu.Unlock()
-		<-wait
+		expired := false
+		select {
+		case <-wait:
+		case <-timer.C:
+			expired = true
+		}
 		g.mu.Lock()
 		g.waiting--
+		if expired {
+			return false
+		}
 	}
 	g.writes++
+	return true
 }
 
 // exitWrite counts a settled write out.

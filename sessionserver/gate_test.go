@@ -10,7 +10,7 @@ import (
 // ends, and gives up (letting writes go) when its context ends first.
 func TestSlotGate(t *testing.T) {
 	var g slotGate
-	g.enterWrite() // one write in flight
+	g.enterWrite(time.Now().Add(time.Minute)) // one write in flight
 
 	began := make(chan bool, 1)
 	go func() { began <- g.beginSync(context.Background()) }()
@@ -22,7 +22,7 @@ func TestSlotGate(t *testing.T) {
 
 	// A new write now waits for the sync.
 	entered := make(chan struct{})
-	go func() { g.enterWrite(); close(entered) }()
+	go func() { g.enterWrite(time.Now().Add(time.Minute)); close(entered) }()
 
 	g.exitWrite()
 	if ok := <-began; !ok {
@@ -48,7 +48,7 @@ func TestSlotGate(t *testing.T) {
 		t.Fatal("sync began with a write in flight")
 	}
 	done := make(chan struct{})
-	go func() { g.enterWrite(); close(done) }()
+	go func() { g.enterWrite(time.Now().Add(time.Minute)); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -70,7 +70,7 @@ func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 		t.Fatal("first sync did not begin")
 	}
 	entered := make(chan struct{})
-	go func() { g.enterWrite(); close(entered) }()
+	go func() { g.enterWrite(time.Now().Add(time.Minute)); close(entered) }()
 	// Wait until the write is held back (a condition, not a sleep).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -101,4 +101,26 @@ func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 		t.Fatal("a sync with nothing waiting or in flight did not begin")
 	}
 	g.endSync()
+}
+
+// A write held back past its deadline is not counted in, and the sync
+// then runs on unhindered by it.
+func TestSlotGateWriteGivesUpAtItsDeadline(t *testing.T) {
+	var g slotGate
+	if !g.beginSync(context.Background()) {
+		t.Fatal("sync did not begin")
+	}
+	if g.enterWrite(time.Now().Add(20 * time.Millisecond)) {
+		t.Fatal("a write went in while the sync ran")
+	}
+	g.mu.Lock()
+	writes, waiting := g.writes, g.waiting
+	g.mu.Unlock()
+	if writes != 0 || waiting != 0 {
+		t.Fatalf("after giving up: %d writes in flight, %d waiting", writes, waiting)
+	}
+	g.endSync()
+	if !g.enterWrite(time.Now().Add(time.Second)) {
+		t.Fatal("a write with no sync running did not go in")
+	}
 }

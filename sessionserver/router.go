@@ -138,7 +138,10 @@ func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
 		timeout *= 3
 	}
 	req := &writeReq{op: *op, deadline: time.Now().Add(timeout), done: done, slot: slot.Of(op.DataInfoID)}
-	r.gates[req.slot].enterWrite()
+	if !r.gates[req.slot].enterWrite(req.deadline) {
+		req.finish(0, proto.Errorf(proto.ErrTimeout, "slot %d was being reconciled with its leader until the write's deadline; not sent", req.slot))
+		return req
+	}
 	r.inflight.Add(1)
 	r.slotInflight[req.slot].Add(1)
 	r.route(req)

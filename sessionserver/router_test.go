@@ -3,6 +3,7 @@ package sessionserver
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -219,5 +220,40 @@ func TestWriteLeavesAHungNodeThatLeftTheTable(t *testing.T) {
 	<-req.done
 	if req.err != nil || newWrites.Load() != 2 {
 		t.Fatalf("second write: %v; the new leader got %d writes", req.err, newWrites.Load())
+	}
+}
+
+// A client's write queued behind a batch to a node that does not answer
+// (a clean-up write, whose deadline is three write timeouts) is answered
+// with a timeout at its own deadline, not when that batch gives up.
+func TestClientWriteAnsweredByItsDeadline(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: the kernel does the handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	n := routedNode(t, time.Second)
+	n.table.Store(leadAll(5, "d1", hung.Addr().String()))
+	defer n.router.close()
+
+	bg := proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "old"}
+	n.router.submit(&bg, nil) // nobody waits: deadline 3 s
+	l := n.router.link(hung.Addr().String())
+	deadline := time.Now().Add(5 * time.Second)
+	for l.cur.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the clean-up write never went out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := mustConn(t, n)
+	start := time.Now()
+	got := do(t, c, "REGISTER", "svc", "r1", "10.0.0.1:80")
+	took := time.Since(start)
+	if len(got) != 1 || !strings.HasPrefix(errText(got[0]), "TIMEOUT") {
+		t.Fatalf("reply %#v, want a TIMEOUT error", got)
+	}
+	if took >= 2500*time.Millisecond {
+		t.Fatalf("the client waited %v; its write timeout is 1 s, the batch ahead of it 3 s", took)
 	}
 }

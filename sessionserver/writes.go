@@ -56,14 +56,35 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 		}
 		ws[i].req = c.n.router.submit(&op, make(chan struct{}))
 	}
+	// Each write is answered by its deadline, whatever holds it up inside
+	// the session (a queue behind a batch to a node that does not answer,
+	// a slot's sync): past it the client hears a timeout, as for any write
+	// whose outcome is unknown, and the write goes on without a listener.
+	var timer *time.Timer
 	for i := range ws {
 		w := &ws[i]
-		if w.req != nil {
-			<-w.req.done
-			w.err = w.req.err
-			if w.err != nil && w.own && errors.Is(w.err, proto.ErrInvalid) {
-				c.disown(w.key)
+		if w.req == nil {
+			continue
+		}
+		select {
+		case <-w.req.done:
+		default:
+			if timer == nil {
+				timer = time.NewTimer(time.Until(w.req.deadline))
+				defer timer.Stop()
+			} else {
+				timer.Reset(time.Until(w.req.deadline))
 			}
+			select {
+			case <-w.req.done:
+			case <-timer.C:
+				w.err = proto.Errorf(proto.ErrTimeout, "no slot leader answered within %v", c.n.writeTimeout())
+				continue
+			}
+		}
+		w.err = w.req.err
+		if w.err != nil && w.own && errors.Is(w.err, proto.ErrInvalid) {
+			c.disown(w.key)
 		}
 	}
 	// After a stall of this process, not before the data nodes have said
