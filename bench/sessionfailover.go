@@ -36,7 +36,11 @@ type SessionFailoverConfig struct {
 	// default).
 	HealthCheck time.Duration
 	Window      time.Duration // longest wait for the providers after a kill
-	Progress    *Progress
+	// Pause, when set, stops the session with SIGSTOP for that long
+	// instead of killing it: a hung session rather than a dead one. It
+	// is resumed, not restarted, once every provider is back.
+	Pause    time.Duration
+	Progress *Progress
 }
 
 func (c *SessionFailoverConfig) defaults() {
@@ -206,10 +210,14 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 		if err != nil {
 			return res, err
 		}
-		cfg.Progress.Logf("round %d: kill -9 %s (pid %d), which holds every provider", rd, holder.ID, pid)
+		sig, what := syscall.SIGKILL, "kill -9"
+		if cfg.Pause > 0 {
+			sig, what = syscall.SIGSTOP, fmt.Sprintf("SIGSTOP for %v", cfg.Pause)
+		}
+		cfg.Progress.Logf("round %d: %s %s (pid %d), which holds every provider", rd, what, holder.ID, pid)
 		kill := time.Now()
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return res, fmt.Errorf("kill %s (pid %d): %w", holder.ID, pid, err)
+		if err := syscall.Kill(pid, sig); err != nil {
+			return res, fmt.Errorf("%s %s (pid %d): %w", what, holder.ID, pid, err)
 		}
 		var worst time.Duration
 		for i, p := range provs {
@@ -242,13 +250,28 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 			return res, err
 		}
 		missing += lost
+		if cfg.Pause > 0 {
+			// Resumed once the pause is over, after meta evicted it: it
+			// finds it was dropped and must not bring anything back
+			// (the consumer would see publishers vanish).
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(time.Until(kill.Add(cfg.Pause))):
+			}
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				return res, fmt.Errorf("resume %s (pid %d): %w", holder.ID, pid, err)
+			}
+		}
 		cfg.Progress.Logf("round %d: every provider back through %s after %v (evicted after %v, %d publishers missing)",
 			rd, other.ID, worst.Round(time.Millisecond), evicted.Sub(kill).Round(time.Millisecond), lost)
-		res.Note("round %d: killed %s; all %d providers re-registered through %s after %.1f ms; %s evicted %.0f ms after the kill; %d publishers missing after that",
-			rd, holder.ID, len(provs), other.ID, ms(worst), holder.ID, ms(evicted.Sub(kill)), lost)
-		cfg.Progress.Logf("round %d: restarting %s", rd, holder.ID)
-		if err := sc.Start(ctx, holder.ID); err != nil {
-			return res, err
+		res.Note("round %d: %s %s; all %d providers re-registered through %s after %.1f ms; %s evicted %.0f ms after it; %d publishers missing after that",
+			rd, what, holder.ID, len(provs), other.ID, ms(worst), holder.ID, ms(evicted.Sub(kill)), lost)
+		if cfg.Pause == 0 {
+			cfg.Progress.Logf("round %d: restarting %s", rd, holder.ID)
+			if err := sc.Start(ctx, holder.ID); err != nil {
+				return res, err
+			}
 		}
 		if err := waitSessionReady(ctx, holder.Addr, 30*time.Second); err != nil {
 			return res, err
@@ -258,13 +281,17 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 	res.Seconds = time.Since(start).Seconds()
 	res.Ops = hist.Count()
 	res.setHist(hist)
-	addSpread(res, "kill -9 to every provider back (per round)", allBack)
+	fault := "kill -9"
+	if cfg.Pause > 0 {
+		fault = "SIGSTOP"
+	}
+	addSpread(res, fault+" to every provider back (per round)", allBack)
 	res.Add("provider publishers missing after the victim's eviction (expected 0)", float64(missing), "")
 	cons.mu.Lock()
 	res.Add("provider publishers seen vanishing by a consumer (expected 0)", float64(cons.vanished), "")
 	cons.mu.Unlock()
-	res.Note("latency = kill -9 of the session holding the provider -> the provider's client ready on the other session " +
-		"(every publisher's REGISTER acknowledged there), one sample per provider per round")
+	res.Note("latency = %s of the session holding the provider -> the provider's client ready on the other session "+
+		"(every publisher's REGISTER acknowledged there), one sample per provider per round", fault)
 	return res, nil
 }
 

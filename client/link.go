@@ -47,6 +47,10 @@ type link struct {
 	goawayOnce sync.Once
 
 	lastRecv atomic.Int64 // unix nanos of the last frame on the PubSub
+	// pinChecking is set while a health check's CLIENT ID runs on the
+	// pinned connection (see check); close waits for it on pinWg.
+	pinChecking atomic.Bool
+	pinWg       sync.WaitGroup
 	// receiving is set, by the manager, once the receiver runs; recvDone
 	// is closed when it has returned.
 	receiving bool
@@ -166,6 +170,7 @@ func (l *link) err() error {
 func (l *link) close() {
 	l.fail(errLinkClosed)
 	l.cancel()
+	l.pinWg.Wait() // a check's CLIENT ID ends with the context
 	l.ps.Close()
 	l.pin.Close()
 	l.rdb.Close()
@@ -227,22 +232,34 @@ func (l *link) receive() {
 	}
 }
 
-// check is the health check: the pinned connection must still be the one
-// the client registered on, and the subscription connection must have
-// answered a recent PING.
+// check is the health check: the subscription connection must have
+// answered a recent PING (one of the last two), and the pinned connection
+// must still be the one the client registered on. The second is checked
+// in the background: the pinned connection may be busy with a write that
+// waits out a data leader's failover (up to the session's write timeout),
+// and a session that hangs must be noticed by the first within two checks,
+// well before meta evicts it and its publishers are dropped.
 func (l *link) check(every time.Duration) error {
-	id, err := l.pin.ClientID(l.ctx).Result()
-	if err != nil {
-		return fmt.Errorf("session %s: health check: %w", l.addr, err)
-	}
-	if id != l.pinID {
-		return fmt.Errorf("session %s: the registration connection changed (client id %d, was %d)", l.addr, id, l.pinID)
-	}
-	if age := time.Since(time.Unix(0, l.lastRecv.Load())); age > 3*every {
+	if age := time.Since(time.Unix(0, l.lastRecv.Load())); age > 2*every {
 		return fmt.Errorf("session %s: subscription connection silent for %v", l.addr, age.Round(time.Millisecond))
 	}
 	if err := l.ps.Ping(l.ctx); err != nil {
 		return fmt.Errorf("session %s: subscription PING: %w", l.addr, err)
+	}
+	if l.pinChecking.CompareAndSwap(false, true) {
+		l.pinWg.Add(1)
+		go func() {
+			defer l.pinWg.Done()
+			defer l.pinChecking.Store(false)
+			id, err := l.pin.ClientID(l.ctx).Result()
+			switch {
+			case l.ctx.Err() != nil:
+			case err != nil:
+				l.fail(fmt.Errorf("session %s: health check: %w", l.addr, err))
+			case id != l.pinID:
+				l.fail(fmt.Errorf("session %s: the registration connection changed (client id %d, was %d)", l.addr, id, l.pinID))
+			}
+		}()
 	}
 	return nil
 }

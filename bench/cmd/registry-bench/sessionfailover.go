@@ -19,13 +19,15 @@ func sessionFailoverCommand() *cli.Command {
 			&cli.IntFlag{Name: "services", Value: 20, Usage: "services the publishers spread over"},
 			&cli.DurationFlag{Name: "health-check", Usage: "the clients' HealthCheckInterval (default: the client's)"},
 			&cli.DurationFlag{Name: "window", Value: 30 * time.Second, Usage: "longest wait for the providers after a kill"},
+			&cli.DurationFlag{Name: "pause", Usage: "SIGSTOP the session for this long (longer than the lease) instead of kill -9: a hung session, resumed once evicted"},
 		}, scriptFlags(2*time.Second), outputFlags()),
 		Action: scripted(func(c *cli.Context, e *env) error {
 			r, err := bench.SessionFailover(e.ctx, bench.SessionFailoverConfig{
 				Script:    scriptOptions(c),
 				Rounds:    c.Int("rounds"),
 				Providers: c.Int("providers"), PerProvider: c.Int("per-provider"), Services: c.Int("services"),
-				HealthCheck: c.Duration("health-check"), Window: c.Duration("window"), Progress: e.progress,
+				HealthCheck: c.Duration("health-check"), Window: c.Duration("window"), Pause: c.Duration("pause"),
+				Progress: e.progress,
 			})
 			e.add(r)
 			return err
