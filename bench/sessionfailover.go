@@ -210,6 +210,9 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 		if err != nil {
 			return res, err
 		}
+		cons.mu.Lock()
+		vanishedBefore := cons.vanished
+		cons.mu.Unlock()
 		sig, what := syscall.SIGKILL, "kill -9"
 		if cfg.Pause > 0 {
 			sig, what = syscall.SIGSTOP, fmt.Sprintf("SIGSTOP for %v", cfg.Pause)
@@ -265,8 +268,6 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 		}
 		cfg.Progress.Logf("round %d: every provider back through %s after %v (evicted after %v, %d publishers missing)",
 			rd, other.ID, worst.Round(time.Millisecond), evicted.Sub(kill).Round(time.Millisecond), lost)
-		res.Note("round %d: %s %s; all %d providers re-registered through %s after %.1f ms; %s evicted %.0f ms after it; %d publishers missing after that",
-			rd, what, holder.ID, len(provs), other.ID, ms(worst), holder.ID, ms(evicted.Sub(kill)), lost)
 		if cfg.Pause == 0 {
 			cfg.Progress.Logf("round %d: restarting %s", rd, holder.ID)
 			if err := sc.Start(ctx, holder.ID); err != nil {
@@ -276,6 +277,11 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 		if err := waitSessionReady(ctx, holder.Addr, 30*time.Second); err != nil {
 			return res, err
 		}
+		cons.mu.Lock()
+		vanished := cons.vanished - vanishedBefore
+		cons.mu.Unlock()
+		res.Note("round %d: %s %s; all %d providers re-registered through %s after %.1f ms; %s evicted %.0f ms after it; %d publishers missing after that; the consumer (on %s first) saw %d vanish by the time the victim served again",
+			rd, what, holder.ID, len(provs), other.ID, ms(worst), holder.ID, ms(evicted.Sub(kill)), lost, second, vanished)
 		holder, other = other, holder
 	}
 	res.Seconds = time.Since(start).Seconds()
