@@ -1,8 +1,6 @@
 package dataserver
 
 import (
-	"errors"
-
 	"github.com/slotreg/slotreg/proto"
 	"github.com/tidwall/redcon"
 )
@@ -56,11 +54,8 @@ func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 		return
 	}
 	changed, target, err := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Stamp, s.Pubs)
-	if errors.Is(err, errNotLeading) {
-		err = n.refusal(s.Slot, target)
-	}
 	if err != nil {
-		conn.WriteError(proto.ToRESP(err))
+		conn.WriteError(proto.ToRESP(n.refused(s.Slot, target, err)))
 		return
 	}
 	if len(changed) > 0 {

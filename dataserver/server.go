@@ -319,14 +319,11 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		s := slot.Of(op.DataInfoID)
 		u := n.slots[s]
 		res, target, err := u.write(w.SessionID, w.Stamp, op, now)
-		if errors.Is(err, errNotLeading) {
-			err = n.refusal(s, target)
-		}
 		if err != nil {
 			if refused == nil {
 				refused = make([]error, len(w.Ops))
 			}
-			refused[i] = err
+			refused[i] = n.refused(s, target, err)
 			continue
 		}
 		n.countOp(op.Type)
@@ -395,6 +392,16 @@ func (n *Node) refuseAll(conn redcon.Conn, ops int, err error) {
 // refusal is the error for a write or sync to slot s that its unit
 // refused: NOTOWNER naming the handoff target when it has one, else the
 // owner by this node's table.
+// refused is the reply for a unit's refusal err of slot s: NOTOWNER
+// (naming target, or the table's owner) where the node does not lead it,
+// else err as it is.
+func (n *Node) refused(s int, target string, err error) error {
+	if errors.Is(err, errNotLeading) {
+		return n.refusal(s, target)
+	}
+	return err
+}
+
 func (n *Node) refusal(s int, target string) error {
 	if target == "" {
 		return n.ownerError(s)

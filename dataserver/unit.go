@@ -354,10 +354,13 @@ func (u *slotUnit) admit(what, session string, stamp proto.Stamp, leading bool) 
 	if u.frozen {
 		return u.target, errNotLeading
 	}
-	if cur := u.stamps[session]; stamp.Before(cur) {
+	cur, ok := u.stamps[session]
+	switch {
+	case ok && stamp.Before(cur):
 		return "", u.stale(what, session, stamp, cur)
+	case !ok || cur != stamp: // the ops of one batch share its stamp
+		u.stamps[session] = stamp
 	}
-	u.stamped(session, stamp)
 	return "", nil
 }
 

@@ -83,13 +83,7 @@ func (n *Node) aliveLoop() {
 // reconcileLedBy asks the reconcile loop to check every slot node leads
 // in t.
 func (n *Node) reconcileLedBy(t *slot.Table, node string) {
-	var slots []int
-	for s := range t.Slots {
-		if t.Slots[s].Leader == node {
-			slots = append(slots, s)
-		}
-	}
-	if len(slots) > 0 {
+	if slots := t.LedBy(node); len(slots) > 0 {
 		n.log.Info("data node answers again; reconciling its slots", "node", node, "slots", len(slots))
 		go n.kickReconcile(slots)
 	}

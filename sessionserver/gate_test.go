@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // A sync waits for the writes in flight, holds new ones back until it
@@ -71,20 +73,11 @@ func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 	}
 	entered := make(chan struct{})
 	go func() { g.enterWrite(time.Now().Add(time.Minute)); close(entered) }()
-	// Wait until the write is held back (a condition, not a sleep).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		g.mu.Lock()
-		w := g.waiting
-		g.mu.Unlock()
-		if w == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the write was never held back")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer g.mu.Unlock()
+		return g.waiting == 1, "the write was never held back"
+	})
 	// The next sync, asked for at once: refused while the write is still
 	// waking (before the fix it began and held the write back again), or,
 	// if the write got in first, waiting for it and giving up at its

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/slotreg/slotreg/internal/testutil"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -199,13 +200,7 @@ func TestWriteLeavesAHungNodeThatLeftTheTable(t *testing.T) {
 	op := proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "r1", Data: "d", TTL: 10}
 	req := n.router.submit(&op, make(chan struct{}))
 	l := n.router.link(hung.Addr().String())
-	deadline := time.Now().Add(5 * time.Second)
-	for l.cur.Load() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the write never went out to the hung node")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitDialed(t, l, "the write out to the hung node")
 	left := time.Now()
 	n.table.Store(t6) // as onTable adopts it
 	n.router.leftTable(t5, t6)
@@ -239,13 +234,7 @@ func TestClientWriteAnsweredByItsDeadline(t *testing.T) {
 	bg := proto.Op{Type: proto.OpUnregister, DataInfoID: "svc", RegisterID: "old"}
 	n.router.submit(&bg, nil) // nobody waits: deadline 3 s
 	l := n.router.link(hung.Addr().String())
-	deadline := time.Now().Add(5 * time.Second)
-	for l.cur.Load() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the clean-up write never went out")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitDialed(t, l, "the clean-up write out")
 	c := mustConn(t, n)
 	start := time.Now()
 	got := do(t, c, "REGISTER", "svc", "r1", "10.0.0.1:80")
@@ -256,4 +245,13 @@ func TestClientWriteAnsweredByItsDeadline(t *testing.T) {
 	if took >= 2500*time.Millisecond {
 		t.Fatalf("the client waited %v; its write timeout is 1 s, the batch ahead of it 3 s", took)
 	}
+}
+
+// awaitDialed waits until the link has dialed its write connection: what
+// (a batch) is on its way to the node.
+func awaitDialed(t *testing.T, l *link, what string) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		return l.cur.Load() != nil, what + ": never sent"
+	})
 }
