@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -47,6 +48,9 @@ type clientConn struct {
 	wake    chan struct{}
 	pushing bool
 	quit    bool
+	// fenced says a fenced session ended the connection: its socket
+	// lingers after cleanup (see fenceClose).
+	fenced atomic.Bool
 }
 
 func newClientConn(n *Node, nc net.Conn) *clientConn {
@@ -150,7 +154,11 @@ func (c *clientConn) cleanup() {
 		close(c.wake)
 	}
 	c.mu.Unlock()
-	c.nc.Close()
+	if c.fenced.Load() {
+		c.n.linger(c.nc)
+	} else {
+		c.nc.Close()
+	}
 	if len(owned) > 0 {
 		c.n.log.Debug("connection closed; unregistering its publishers", "conn", c.id, "publishers", len(owned))
 	}

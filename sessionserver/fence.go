@@ -110,6 +110,75 @@ func (n *Node) checkFence() {
 		n.closeClients(t)
 	case len(risk) == 0 && was:
 		n.log.Info("in touch with meta and the data nodes again; taking clients")
+		n.abortLingering()
+	}
+}
+
+// fenceClose ends a client connection of a fenced session. The session
+// may be cut off from its clients too (a partition of the session alone),
+// and then nothing it sends them arrives before the heal, and what it
+// sent last arrives only at TCP's next retransmission, seconds after the
+// heal with exponential backoff: a plain close would leave such a client
+// waiting on a dead connection until it next sends. So the connection is
+// half-closed (a FIN: a client that can reach the session leaves at once),
+// its goroutine stops reading and cleans up as on any close, and the socket
+// lingers until the session is back in touch. It is then reset (RST, sent
+// at once whatever the FIN's backoff), so that a client cut off with the
+// session learns within a round trip of the heal (abortLingering).
+func (c *clientConn) fenceClose() {
+	tc := tcpOf(c.nc)
+	if tc == nil {
+		c.nc.Close()
+		return
+	}
+	c.fenced.Store(true)
+	tc.CloseWrite()
+	c.nc.SetReadDeadline(time.Unix(1, 0)) // the read loop returns, then cleanup
+}
+
+// linger keeps a fenced connection's socket open until abortLingering; at
+// once if the session is no longer fenced.
+func (n *Node) linger(nc net.Conn) {
+	n.mu.Lock()
+	if n.lingering == nil {
+		n.lingering = map[net.Conn]struct{}{}
+	}
+	n.lingering[nc] = struct{}{}
+	n.mu.Unlock()
+	if !n.isFenced() || n.closing.Load() {
+		n.abortLingering()
+	}
+}
+
+// abortLingering resets every socket a fence left lingering.
+func (n *Node) abortLingering() {
+	n.mu.Lock()
+	l := n.lingering
+	n.lingering = nil
+	n.mu.Unlock()
+	for nc := range l {
+		if tc := tcpOf(nc); tc != nil {
+			tc.SetLinger(0)
+		}
+		nc.Close()
+	}
+	if len(l) > 0 {
+		n.log.Info("reset the client connections closed while cut off", "clients", len(l))
+	}
+}
+
+// tcpOf is the TCP connection under nc (through TLS and the request size
+// guard), or nil.
+func tcpOf(nc net.Conn) *net.TCPConn {
+	for {
+		switch c := nc.(type) {
+		case *net.TCPConn:
+			return c
+		case interface{ NetConn() net.Conn }:
+			nc = c.NetConn()
+		default:
+			return nil
+		}
 	}
 }
 
@@ -138,9 +207,14 @@ func (n *Node) closeClients(t *slot.Table) {
 			n.alive.owe(d.Addr)
 		}
 	}
+	fenced := n.alive.fenced
 	n.alive.mu.Unlock()
 	for _, c := range conns {
-		c.nc.Close()
+		if fenced {
+			c.fenceClose()
+		} else {
+			c.nc.Close()
+		}
 	}
 	n.log.Warn("closed every client connection", "clients", len(conns))
 	n.alive.wake()

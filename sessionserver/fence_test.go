@@ -2,10 +2,13 @@ package sessionserver
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,6 +175,59 @@ func TestSessionFencesWhenCutOffFromMetaAndData(t *testing.T) {
 		_, rep := ping(t, r.s.Addr())
 		return rep == "+PONG", "a new client got " + rep
 	})
+}
+
+// TestFencedSessionResetsItsClientsWhenBackInTouch: a fencing session
+// half-closes its clients' connections (a FIN: a client that can reach it
+// leaves) and keeps the sockets until it is back in touch, then resets
+// them, so that a client cut off along with the session, which the FIN
+// did not reach, learns of the close right after the heal instead of at
+// TCP's next retransmission.
+func TestFencedSessionResetsItsClientsWhenBackInTouch(t *testing.T) {
+	r := newFenceRig(t)
+	c1, rep := ping(t, r.s.Addr())
+	if rep != "+PONG" {
+		t.Fatalf("PING = %q", rep)
+	}
+	r.metaDown.Store(true)
+	r.dataDown.Store(true)
+	c1.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	if n, err := c1.Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("fenced: the client read %q, %v; want the end of the stream (a FIN)", buf[:n], err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		r.s.mu.Lock()
+		defer r.s.mu.Unlock()
+		return len(r.s.lingering) == 1, fmt.Sprintf("%d sockets lingering, want 1", len(r.s.lingering))
+	})
+	// The socket is open: what the client sends is taken, not reset.
+	if _, err := c1.Write([]byte("PING\r\n")); err != nil {
+		t.Fatalf("write to the half-closed connection: %v", err)
+	}
+	if _, err := c1.Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after writing to the lingering socket: %v, want EOF", err)
+	}
+
+	r.metaDown.Store(false)
+	r.dataDown.Store(false)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		// The client here got the FIN, so the reset shows as EPIPE on a
+		// write; one that did not (cut off) gets ECONNRESET.
+		c1.SetDeadline(time.Now().Add(time.Second))
+		_, err := c1.Write([]byte("PING\r\n"))
+		if err == nil {
+			_, err = c1.Read(buf)
+		}
+		reset := errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+		return reset, fmt.Sprintf("the client got %v, want a reset (fenced %v)", err, r.s.isFenced())
+	})
+	r.s.mu.Lock()
+	left := len(r.s.lingering)
+	r.s.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d sockets still lingering once back in touch", left)
+	}
 }
 
 // TestSessionClosesClientsWhenADataNodeDroppedIt: a session that a data

@@ -111,6 +111,9 @@ type Node struct {
 
 	mu    sync.Mutex
 	conns map[*clientConn]struct{}
+	// lingering holds the sockets of connections a fence ended, until the
+	// session is back in touch (see fenceClose).
+	lingering map[net.Conn]struct{}
 	// alive is what the DALIVEs found, and whether the session fenced
 	// itself (fence.go).
 	alive   aliveBook
@@ -232,6 +235,7 @@ func (n *Node) Close() error {
 	}
 	// Connection goroutines unregister their publishers on the way out.
 	n.wg.Wait()
+	n.abortLingering()
 	n.router.drain(2 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = n.meta.Leave(ctx)

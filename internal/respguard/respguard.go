@@ -212,6 +212,9 @@ func Wrap(c net.Conn, name string, max int64, onLimit func(net.Conn, *LimitError
 	return &Conn{Conn: c, s: NewScanner(name, max), onLimit: onLimit}
 }
 
+// NetConn is the connection it guards (as tls.Conn's NetConn).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Read implements net.Conn.
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.err != nil {
