@@ -74,6 +74,9 @@ type sfConsumer struct {
 	last      map[string]client.Snapshot
 	vanished  int
 	snapshots int
+	// seen names the first vanished publishers, for the notes: which,
+	// when, and between which versions.
+	seen []string
 }
 
 func (s *sfConsumer) fn(snap client.Snapshot) {
@@ -88,6 +91,10 @@ func (s *sfConsumer) fn(snap client.Snapshot) {
 		for _, p := range prev.Publishers {
 			if !have[p.RegisterID] {
 				s.vanished++
+				if len(s.seen) < 10 {
+					s.seen = append(s.seen, fmt.Sprintf("%s %s/%s: in v%d, not in v%d (%d publishers)",
+						time.Now().UTC().Format("15:04:05.000"), snap.DataInfoID, p.RegisterID, prev.Version, snap.Version, len(snap.Publishers)))
+				}
 			}
 		}
 	}
@@ -295,6 +302,9 @@ func SessionFailover(ctx context.Context, cfg SessionFailoverConfig) (*Result, e
 	res.Add("provider publishers missing after the victim's eviction (expected 0)", float64(missing), "")
 	cons.mu.Lock()
 	res.Add("provider publishers seen vanishing by a consumer (expected 0)", float64(cons.vanished), "")
+	for _, v := range cons.seen {
+		res.Note("vanished: %s", v)
+	}
 	cons.mu.Unlock()
 	res.Note("latency = %s of the session holding the provider -> the provider's client ready on the other session "+
 		"(every publisher's REGISTER acknowledged there), one sample per provider per round", fault)

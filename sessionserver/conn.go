@@ -39,15 +39,18 @@ type clientConn struct {
 	// only the read loop touches it.
 	failed bool
 
-	mu      sync.Mutex
-	closed  bool
-	owned   map[pubKey]struct{}
-	topics  map[string]*topic
-	pending map[*topic]struct{}
-	sent    map[*topic]uint64
-	wake    chan struct{}
-	pushing bool
-	quit    bool
+	mu     sync.Mutex
+	closed bool
+	owned  map[pubKey]struct{}
+	// released are publishers release took out of the registry, for
+	// cleanup to unregister.
+	released []pubKey
+	topics   map[string]*topic
+	pending  map[*topic]struct{}
+	sent     map[*topic]uint64
+	wake     chan struct{}
+	pushing  bool
+	quit     bool
 	// fenced says a fenced session ended the connection: its socket
 	// lingers after cleanup (see fenceClose).
 	fenced atomic.Bool
@@ -146,8 +149,8 @@ func (c *clientConn) writeError(msg string) {
 func (c *clientConn) cleanup() {
 	c.mu.Lock()
 	c.closed = true
-	owned := c.owned
-	c.owned = nil
+	owned, released := c.owned, c.released
+	c.owned, c.released = nil, nil
 	topics := c.topics
 	c.topics = nil
 	if c.wake != nil {
@@ -159,15 +162,7 @@ func (c *clientConn) cleanup() {
 	} else {
 		c.nc.Close()
 	}
-	if len(owned) > 0 {
-		c.n.log.Debug("connection closed; unregistering its publishers", "conn", c.id, "publishers", len(owned))
-	}
-	for k := range owned {
-		if c.n.pubs.remove(k, c) {
-			op := proto.Op{Type: proto.OpUnregister, DataInfoID: k.dataInfoID, RegisterID: k.registerID, ConnID: c.id}
-			c.n.router.submit(&op, nil)
-		}
-	}
+	c.unregister(owned, released)
 	for _, t := range topics {
 		if t != nil {
 			c.n.subs.remove(c, t)
@@ -177,4 +172,46 @@ func (c *clientConn) cleanup() {
 	c.n.mu.Lock()
 	delete(c.n.conns, c)
 	c.n.mu.Unlock()
+}
+
+// release marks the connection closed and takes its publishers out of the
+// session's registry now, before its goroutine gets to cleanup (which
+// unregisters them from the slot leaders): a session closing every client
+// connection (fence.go) must not let a reconcile that runs meanwhile
+// restore them from its registry, only for the cleanup to remove them
+// again (subscribers would see them vanish). It does not wait on the
+// data nodes.
+func (c *clientConn) release() {
+	c.mu.Lock()
+	c.closed = true
+	owned := c.owned
+	c.owned = nil
+	c.mu.Unlock()
+	var gone []pubKey
+	for k := range owned {
+		if c.n.pubs.remove(k, c) {
+			gone = append(gone, k)
+		}
+	}
+	c.mu.Lock()
+	c.released = append(c.released, gone...)
+	c.mu.Unlock()
+}
+
+// unregister removes owned from the session's registry, where this
+// connection still holds them, and sends the slot leaders an UNREGISTER
+// for those and for released (taken out of the registry by release).
+func (c *clientConn) unregister(owned map[pubKey]struct{}, released []pubKey) {
+	for k := range owned {
+		if c.n.pubs.remove(k, c) {
+			released = append(released, k)
+		}
+	}
+	if len(released) > 0 {
+		c.n.log.Debug("connection closed; unregistering its publishers", "conn", c.id, "publishers", len(released))
+	}
+	for _, k := range released {
+		op := proto.Op{Type: proto.OpUnregister, DataInfoID: k.dataInfoID, RegisterID: k.registerID, ConnID: c.id}
+		c.n.router.submit(&op, nil)
+	}
 }

@@ -202,20 +202,25 @@ func (n *Node) closeClients(t *slot.Table) {
 	conns := n.clientConns()
 	n.alive.mu.Lock()
 	n.alive.closedAt = time.Now()
-	if t != nil {
-		for _, d := range t.Nodes {
-			n.alive.owe(d.Addr)
-		}
-	}
 	fenced := n.alive.fenced
 	n.alive.mu.Unlock()
 	for _, c := range conns {
+		c.release()
 		if fenced {
 			c.fenceClose()
 		} else {
 			c.nc.Close()
 		}
 	}
+	// Only now, with their publishers out of the registry, may the data
+	// nodes take this session's syncs again.
+	n.alive.mu.Lock()
+	if t != nil {
+		for _, d := range t.Nodes {
+			n.alive.owe(d.Addr)
+		}
+	}
+	n.alive.mu.Unlock()
 	n.log.Warn("closed every client connection", "clients", len(conns))
 	n.alive.wake()
 }

@@ -28,6 +28,11 @@ type fenceRig struct {
 	// droppedAt, when set, makes the data node answer DALIVE with
 	// DROPPED (unix ms) until a DALIVE RESET; resets counts those.
 	droppedAt, resets atomic.Int64
+	// pubsAtReset is how many publishers the session's registry held
+	// when the data node was first told RESET (-1 before).
+	pubsAtReset atomic.Int64
+	// hold, while open, holds every DWRITE's reply.
+	hold chan struct{}
 }
 
 func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
@@ -41,7 +46,9 @@ func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
 
 func newFenceRig(t *testing.T) *fenceRig {
 	t.Helper()
-	r := &fenceRig{}
+	r := &fenceRig{hold: make(chan struct{})}
+	t.Cleanup(func() { close(r.hold) })
+	r.pubsAtReset.Store(-1)
 	dataAddr := serveFake(t, func(conn redcon.Conn, cmd redcon.Command) {
 		if r.dataDown.Load() {
 			conn.WriteError("UNAVAILABLE cut off")
@@ -55,6 +62,7 @@ func newFenceRig(t *testing.T) *fenceRig {
 				return
 			}
 			if a.Reset {
+				r.pubsAtReset.CompareAndSwap(-1, int64(r.s.pubs.count()))
 				r.resets.Add(1)
 				r.droppedAt.Store(0)
 			}
@@ -64,6 +72,9 @@ func newFenceRig(t *testing.T) *fenceRig {
 			}
 			conn.WriteInt64(400)
 			return
+		}
+		if strings.EqualFold(string(cmd.Args[0]), proto.CmdDWrite) && r.hold != nil {
+			<-r.hold
 		}
 		conn.WriteError("ERR fake data node")
 	})
@@ -240,6 +251,13 @@ func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
 	if rep != "+PONG" {
 		t.Fatalf("PING = %q", rep)
 	}
+	// The client registers a publisher, whose write the data node holds:
+	// the connection's goroutine waits on it, and cannot clean up.
+	c1.Write([]byte("REGISTER svc p1 10.0.0.1:80\r\n"))
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		return r.s.pubs.count() == 1, "the REGISTER is not in the session's registry"
+	})
+
 	r.droppedAt.Store(time.Now().UnixMilli())
 	c1.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := bufio.NewReader(c1).ReadString('\n'); err == nil {
@@ -248,6 +266,13 @@ func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		return r.resets.Load() > 0 && r.droppedAt.Load() == 0, "no DALIVE RESET"
 	})
+	// Before the session let the data node take its syncs again (RESET),
+	// the closed connection's publisher had left its registry: a
+	// reconcile could not bring it back only for the connection's cleanup
+	// to remove it again.
+	if n := r.pubsAtReset.Load(); n != 0 {
+		t.Fatalf("the session's registry held %d publishers when it sent RESET, want 0", n)
+	}
 	if _, rep := ping(t, r.s.Addr()); rep != "+PONG" {
 		t.Fatalf("a new client after the reset got %q", rep)
 	}
