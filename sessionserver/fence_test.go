@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -33,6 +34,18 @@ type fenceRig struct {
 	pubsAtReset atomic.Int64
 	// hold, while open, holds every DWRITE's reply.
 	hold chan struct{}
+	// subscribes and unsubscribes count the change stream's commands
+	// per id; every SUBSCRIBE is answered with the id's datum at
+	// version 7, as a data node sends the current state.
+	streamMu                sync.Mutex
+	subscribes, unsubscribe map[string]int
+}
+
+// streamCounts returns how often id was subscribed and unsubscribed.
+func (r *fenceRig) streamCounts(id string) (sub, unsub int) {
+	r.streamMu.Lock()
+	defer r.streamMu.Unlock()
+	return r.subscribes[id], r.unsubscribe[id]
 }
 
 func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
@@ -46,7 +59,7 @@ func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
 
 func newFenceRig(t *testing.T) *fenceRig {
 	t.Helper()
-	r := &fenceRig{hold: make(chan struct{})}
+	r := &fenceRig{hold: make(chan struct{}), subscribes: map[string]int{}, unsubscribe: map[string]int{}}
 	t.Cleanup(func() { close(r.hold) })
 	r.pubsAtReset.Store(-1)
 	dataAddr := serveFake(t, func(conn redcon.Conn, cmd redcon.Command) {
@@ -71,6 +84,37 @@ func newFenceRig(t *testing.T) *fenceRig {
 				return
 			}
 			conn.WriteInt64(400)
+			return
+		}
+		switch strings.ToLower(string(cmd.Args[0])) {
+		case "subscribe", "unsubscribe":
+			kind := strings.ToLower(string(cmd.Args[0]))
+			for _, a := range cmd.Args[1:] {
+				id := string(a)
+				r.streamMu.Lock()
+				if kind == "subscribe" {
+					r.subscribes[id]++
+				} else {
+					r.unsubscribe[id]++
+				}
+				r.streamMu.Unlock()
+				conn.WriteArray(3)
+				conn.WriteBulkString(kind)
+				conn.WriteBulkString(id)
+				conn.WriteInt(1)
+				if kind == "subscribe" {
+					d := proto.Datum{DataInfoID: id, Version: 7, Entries: []proto.Entry{{RegisterID: "p1", Data: "10.0.0.1:80"}}}
+					conn.WriteArray(3)
+					conn.WriteBulkString("message")
+					conn.WriteBulkString(id)
+					conn.WriteBulk(d.AppendBinary(nil))
+				}
+			}
+			return
+		case "ping":
+			conn.WriteArray(2)
+			conn.WriteBulkString("pong")
+			conn.WriteBulkString("")
 			return
 		}
 		if strings.EqualFold(string(cmd.Args[0]), proto.CmdDWrite) && r.hold != nil {

@@ -230,18 +230,26 @@ func (r *subRegistry) manage() {
 				r.watch(addr, ids)
 			}
 		case w.add:
-			if _, ok := watched[w.id]; ok {
+			// Requests can arrive out of order (a topic's last subscriber
+			// leaves, a new one makes a new topic, and the two requests
+			// race), so each is checked against the topics as they are.
+			if !r.has(w.id) {
 				continue
 			}
-			addr, _ := r.n.router.leaderAddr(w.id)
-			watched[w.id] = addr
+			addr, ok := watched[w.id]
+			if !ok {
+				addr, _ = r.n.router.leaderAddr(w.id)
+				watched[w.id] = addr
+			}
+			// Subscribed again even where still watched: the answer is
+			// the current state, which a new topic has not got.
 			if addr != "" {
 				r.watch(addr, []string{w.id})
 			}
 		default:
 			addr, ok := watched[w.id]
-			if !ok {
-				continue
+			if !ok || r.has(w.id) {
+				continue // a new topic took the old one's place
 			}
 			delete(watched, w.id)
 			if addr != "" {
@@ -249,6 +257,15 @@ func (r *subRegistry) manage() {
 			}
 		}
 	}
+}
+
+// has says whether some client of this session subscribes to id.
+func (r *subRegistry) has(id string) bool {
+	sl := &r.slots[slot.Of(id)]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	_, ok := sl.topics[id]
+	return ok
 }
 
 func (r *subRegistry) feed(addr string) *feed {
