@@ -48,6 +48,18 @@ func (r *fenceRig) streamCounts(id string) (sub, unsub int) {
 	return r.subscribes[id], r.unsubscribe[id]
 }
 
+// newFenceRigClient is a fence rig with one client connected, its PING
+// answered.
+func newFenceRigClient(t *testing.T) (*fenceRig, net.Conn) {
+	t.Helper()
+	r := newFenceRig(t)
+	c, rep := ping(t, r.s.Addr())
+	if rep != "+PONG" {
+		t.Fatalf("PING = %q", rep)
+	}
+	return r, c
+}
+
 func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
 	t.Helper()
 	ln := testutil.MustListen(t)
@@ -187,11 +199,7 @@ func ping(t *testing.T, addr string) (net.Conn, string) {
 // closes its clients' connections and turns new ones away, so they
 // publish again elsewhere, until it is back in touch.
 func TestSessionFencesWhenCutOffFromMetaAndData(t *testing.T) {
-	r := newFenceRig(t)
-	c1, rep := ping(t, r.s.Addr())
-	if rep != "+PONG" {
-		t.Fatalf("PING = %q", rep)
-	}
+	r, c1 := newFenceRigClient(t)
 
 	// Cut off from meta alone: well past lease + grace, the client stays.
 	r.metaDown.Store(true)
@@ -239,11 +247,7 @@ func TestSessionFencesWhenCutOffFromMetaAndData(t *testing.T) {
 // did not reach, learns of the close right after the heal instead of at
 // TCP's next retransmission.
 func TestFencedSessionResetsItsClientsWhenBackInTouch(t *testing.T) {
-	r := newFenceRig(t)
-	c1, rep := ping(t, r.s.Addr())
-	if rep != "+PONG" {
-		t.Fatalf("PING = %q", rep)
-	}
+	r, c1 := newFenceRigClient(t)
 	r.metaDown.Store(true)
 	r.dataDown.Store(true)
 	c1.SetDeadline(time.Now().Add(10 * time.Second))
@@ -290,11 +294,7 @@ func TestFencedSessionResetsItsClientsWhenBackInTouch(t *testing.T) {
 // every client connection, whose publishers went, tells the node
 // (RESET), and takes clients again at once.
 func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
-	r := newFenceRig(t)
-	c1, rep := ping(t, r.s.Addr())
-	if rep != "+PONG" {
-		t.Fatalf("PING = %q", rep)
-	}
+	r, c1 := newFenceRigClient(t)
 	// The client registers a publisher, whose write the data node holds:
 	// the connection's goroutine waits on it, and cannot clean up.
 	c1.Write([]byte("REGISTER svc p1 10.0.0.1:80\r\n"))
@@ -331,11 +331,7 @@ func TestSessionClosesClientsWhenADataNodeDroppedIt(t *testing.T) {
 // session meanwhile, the client's connection is closed before the wait
 // ends, so the client is never told its write went through.
 func TestStalledSessionChecksBeforeReplying(t *testing.T) {
-	r := newFenceRig(t)
-	c1, rep := ping(t, r.s.Addr())
-	if rep != "+PONG" {
-		t.Fatalf("PING = %q", rep)
-	}
+	r, c1 := newFenceRigClient(t)
 	r.droppedAt.Store(time.Now().UnixMilli())
 	r.s.alive.tick.Store(time.Now().Add(-2 * time.Second).UnixNano())
 	r.s.awaitStallCheck()
