@@ -110,6 +110,15 @@ func (n *Node) checkFence() {
 		n.closeClients(t)
 	case len(risk) == 0 && was:
 		n.log.Info("in touch with meta and the data nodes again; taking clients")
+		// Every feed may be a connection the partition broke without
+		// this side knowing (a data node not heard from since before the
+		// cut is not seen as back by the DALIVE gap), and the clients
+		// about to subscribe again must get the current state.
+		if t != nil {
+			for _, d := range t.Nodes {
+				n.subs.renewFeed(n, d.Addr)
+			}
+		}
 		n.abortLingering()
 	}
 }
