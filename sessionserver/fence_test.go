@@ -25,7 +25,10 @@ import (
 type fenceRig struct {
 	s                  *Node
 	metaDown, dataDown atomic.Bool
-	alives             atomic.Int64
+	// aliveDown fails DALIVE alone: the data node's change stream
+	// still answers.
+	aliveDown atomic.Bool
+	alives    atomic.Int64
 	// droppedAt, when set, makes the data node answer DALIVE with
 	// DROPPED (unix ms) until a DALIVE RESET; resets counts those.
 	droppedAt, resets atomic.Int64
@@ -71,7 +74,17 @@ func serveFake(t *testing.T, handle func(redcon.Conn, redcon.Command)) string {
 
 func newFenceRig(t *testing.T) *fenceRig {
 	t.Helper()
+	return newFenceRigWith(t, nil)
+}
+
+// newFenceRigWith is newFenceRig with set applied to the rig before the
+// session starts.
+func newFenceRigWith(t *testing.T, set func(*fenceRig)) *fenceRig {
+	t.Helper()
 	r := &fenceRig{hold: make(chan struct{}), subscribes: map[string]int{}, unsubscribe: map[string]int{}}
+	if set != nil {
+		set(r)
+	}
 	t.Cleanup(func() { close(r.hold) })
 	r.pubsAtReset.Store(-1)
 	dataAddr := serveFake(t, func(conn redcon.Conn, cmd redcon.Command) {
@@ -81,6 +94,10 @@ func newFenceRig(t *testing.T) *fenceRig {
 		}
 		if strings.EqualFold(string(cmd.Args[0]), proto.CmdDAlive) {
 			r.alives.Add(1)
+			if r.aliveDown.Load() {
+				conn.WriteError("UNAVAILABLE cut off")
+				return
+			}
 			a, err := proto.ParseDAlive(cmd.Args)
 			if err != nil {
 				conn.WriteError("ERR " + err.Error())

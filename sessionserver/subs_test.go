@@ -1,6 +1,7 @@
 package sessionserver
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -47,4 +48,32 @@ func TestSubscriptionSurvivesOutOfOrderWatchRequests(t *testing.T) {
 	if sub, unsub := r.streamCounts("svc"); sub != 2 || unsub != 0 {
 		t.Fatalf("svc subscribed %d times and unsubscribed %d, want 2 and 0", sub, unsub)
 	}
+}
+
+// TestFenceEndRenewsEveryFeed: a session fenced before it ever heard a
+// data node answer a DALIVE (so the node's first answer after the heal is
+// not a gap it would notice) opens that node's change feed again when the
+// fence ends: the feed may be a connection the cut broke without this
+// side knowing.
+func TestFenceEndRenewsEveryFeed(t *testing.T) {
+	r := newFenceRigWith(t, func(r *fenceRig) { r.aliveDown.Store(true) })
+	n := r.s
+	n.subs.add(n, &clientConn{n: n, id: "c"}, "svc")
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		sub, _ := r.streamCounts("svc")
+		return sub == 1, "svc not yet watched"
+	})
+	r.metaDown.Store(true)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return n.isFenced(), "not fenced"
+	})
+	if sub, _ := r.streamCounts("svc"); sub != 1 {
+		t.Fatalf("svc subscribed %d times while fenced, want 1", sub)
+	}
+	r.metaDown.Store(false)
+	r.aliveDown.Store(false)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		sub, _ := r.streamCounts("svc")
+		return !n.isFenced() && sub == 2, fmt.Sprintf("fenced %v, svc subscribed %d times, want a second time once the fence ended", n.isFenced(), sub)
+	})
 }
