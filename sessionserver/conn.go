@@ -132,7 +132,11 @@ func (c *clientConn) flush() error {
 			c.n.log.Warn("client disconnected: it left its output unread", "conn", c.id,
 				"remote", c.nc.RemoteAddr().String(), "limit", LimitClientStall, "timeout", c.n.cfg.Limits.ClientStallTimeout)
 		}
-		c.nc.Close()
+		// A connection a fence half-closed fails every write; its
+		// socket is kept for the reset (fenceClose), not closed here.
+		if !c.fenced.Load() {
+			c.nc.Close()
+		}
 	}
 	return err
 }
