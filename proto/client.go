@@ -127,17 +127,26 @@ func ParseRegister(args [][]byte, lim *ClientLimits) (Op, error) {
 		if !strings.EqualFold(string(args[4]), OptTTL) {
 			return op, Errorf(ErrInvalid, "syntax error: expected TTL <seconds>, got %q", Clip(args[4]))
 		}
-		ttl, err := strconv.ParseUint(string(args[5]), 10, 32)
-		if err != nil || ttl == 0 || ttl > MaxTTL {
-			return op, Errorf(ErrInvalid, "TTL must be a whole number of seconds from 1 to %d", MaxTTL)
+		ttl, err := parseTTL(args[5])
+		if err != nil {
+			return op, err
 		}
-		op.TTL = uint32(ttl)
+		op.TTL = ttl
 	}
 	op.Data = string(args[3])
 	if len(op.Data) > lim.MaxDataSize {
 		return op, LimitError(LimitDataSize, lim.MaxDataSize, fmt.Sprintf("data is %d bytes", len(op.Data)))
 	}
 	return op, parsePublisher(&op, args, lim)
+}
+
+// parseTTL parses a publisher's TTL in seconds.
+func parseTTL(b []byte) (uint32, error) {
+	ttl, err := strconv.ParseUint(string(b), 10, 32)
+	if err != nil || ttl == 0 || ttl > MaxTTL {
+		return 0, Errorf(ErrInvalid, "TTL must be a whole number of seconds from 1 to %d", MaxTTL)
+	}
+	return uint32(ttl), nil
 }
 
 // ParseUnregister parses UNREGISTER dataInfoId registerId.

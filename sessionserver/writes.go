@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -131,16 +133,8 @@ func (c *clientConn) disown(k pubKey) {
 // lookup answers LOOKUP: the datum's version, then its [registerId,
 // data] pairs.
 func (c *clientConn) lookup(l *proto.Lookup) {
-	id := l.DataInfoID
-	// The lookup waits on the data node; release the writer meanwhile so
-	// pushes to this connection are not held up.
-	c.wmu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.n.writeTimeout())
-	d, err := c.n.router.lookup(ctx, id)
-	cancel()
-	c.wmu.Lock()
-	if err != nil {
-		c.replyErr(err)
+	d, ok := c.fetch(l.DataInfoID)
+	if !ok {
 		return
 	}
 	c.wr.WriteArray(2)
@@ -151,4 +145,40 @@ func (c *clientConn) lookup(l *proto.Lookup) {
 		c.wr.WriteBulkString(e.RegisterID)
 		c.wr.WriteBulkString(e.Data)
 	}
+}
+
+// get answers GET path: the version of the path's parent datum and the
+// path's value, or null.
+func (c *clientConn) get(g *proto.Get) {
+	d, ok := c.fetch(g.Parent)
+	if !ok {
+		return
+	}
+	i, found := slices.BinarySearchFunc(d.Entries, g.Name, func(e proto.Entry, name string) int {
+		return strings.Compare(e.RegisterID, name)
+	})
+	if !found {
+		c.wr.WriteNull()
+		return
+	}
+	c.wr.WriteArray(2)
+	c.wr.WriteUint64(d.Version)
+	c.wr.WriteBulkString(d.Entries[i].Data)
+}
+
+// fetch reads a datum from its slot leader, or replies the error and
+// returns false.
+func (c *clientConn) fetch(id string) (*proto.Datum, bool) {
+	// The lookup waits on the data node; release the writer meanwhile so
+	// pushes to this connection are not held up.
+	c.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.writeTimeout())
+	d, err := c.n.router.lookup(ctx, id)
+	cancel()
+	c.wmu.Lock()
+	if err != nil {
+		c.replyErr(err)
+		return nil, false
+	}
+	return d, true
 }

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotreg/slotreg/internal/testutil"
+)
+
+// get runs GET path and returns the version and value, ok false for null.
+func get(t *testing.T, c *redis.Client, path string) (version uint64, value string, ok bool) {
+	t.Helper()
+	v, err := c.Do(ctxT(t), "GET", path).Slice()
+	if errors.Is(err, redis.Nil) {
+		return 0, "", false
+	}
+	if err != nil || len(v) != 2 {
+		t.Fatalf("GET %s: %v %v", path, v, err)
+	}
+	return uint64(v[0].(int64)), v[1].(string), true
+}
+
+// Paths are publishers: PUT /a/b/c is registerId c under dataInfoId /a/b,
+// seen by GET and LOOKUP on another session, and REGISTER's entries are
+// paths too; DEL removes whoever set the value; an EPHEMERAL value goes
+// with its connection, a TTL one stays.
+func TestPathsArePublishers(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
+	cl := mustCluster(t, 2)
+	a := mustClient(t, cl.Sessions[0].Addr())
+	b := mustClient(t, cl.Sessions[1].Addr())
+
+	v, err := a.Do(ctxT(t), "PUT", "/nodes/master/10.0.0.1:5678", "up").Uint64()
+	if err != nil || v == 0 {
+		t.Fatalf("PUT: %d, %v", v, err)
+	}
+	if ver, val, ok := get(t, b, "/nodes/master/10.0.0.1:5678"); !ok || ver != v || val != "up" {
+		t.Fatalf("GET via the other session: %d %q %v, want %d up", ver, val, ok, v)
+	}
+	if ver, set := lookup(t, b, "/nodes/master"); ver != v || fmt.Sprint(set) != "[10.0.0.1:5678=up]" {
+		t.Fatalf("LOOKUP /nodes/master: %d %v", ver, set)
+	}
+	register(t, b, "/nodes/master", "10.0.0.2:5678", "standby")
+	if _, val, ok := get(t, a, "/nodes/master/10.0.0.2:5678"); !ok || val != "standby" {
+		t.Fatalf("GET of a REGISTERed path: %q %v", val, ok)
+	}
+	if _, _, ok := get(t, a, "/nodes/master/10.0.0.3:5678"); ok {
+		t.Fatal("GET of a path never set is not null")
+	}
+
+	// DEL removes it whoever set it: 1, then 0.
+	for _, want := range []int64{1, 0} {
+		if n, err := a.Do(ctxT(t), "DEL", "/nodes/master/10.0.0.2:5678").Int64(); err != nil || n != want {
+			t.Fatalf("DEL: %d, %v; want %d", n, err, want)
+		}
+	}
+	if _, _, ok := get(t, b, "/nodes/master/10.0.0.2:5678"); ok {
+		t.Fatal("GET after DEL is not null")
+	}
+
+	// EPHEMERAL goes with its connection; TTL does not.
+	e := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
+	if err := e.Do(ctxT(t), "PUT", "/workers/w1", "x", "EPHEMERAL").Err(); err != nil {
+		t.Fatalf("PUT EPHEMERAL: %v", err)
+	}
+	if err := e.Do(ctxT(t), "PUT", "/workers/w2", "y", "TTL", "60").Err(); err != nil {
+		t.Fatalf("PUT TTL: %v", err)
+	}
+	e.Close()
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, _, ok := get(t, b, "/workers/w1")
+		return !ok, "the ephemeral path outlived its connection"
+	})
+	if _, val, ok := get(t, b, "/workers/w2"); !ok || val != "y" {
+		t.Fatalf("the TTL path went with its connection: %q %v", val, ok)
+	}
+
+	// Bad paths get a clear error and change nothing.
+	for _, cmd := range [][]any{
+		{"PUT", "nodes/x", "v"}, {"PUT", "/", "v"}, {"PUT", "/a//b", "v"}, {"GET", "/a/"},
+		{"DEL", "x"}, {"PUT", "/a", "v", "FOREVER"}, {"PUT", "/a", "v", "TTL", "-1"},
+	} {
+		err := a.Do(ctxT(t), cmd...).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "ERR ") {
+			t.Errorf("%v: %v, want an ERR reply", cmd, err)
+		}
+	}
+	if ver, set := lookup(t, b, "/nodes/master"); ver == 0 || fmt.Sprint(set) != "[10.0.0.1:5678=up]" {
+		t.Fatalf("after the bad commands, LOOKUP /nodes/master: %d %v", ver, set)
+	}
+}
