@@ -58,9 +58,7 @@ func TestSlotGate(t *testing.T) {
 	}
 	g.exitWrite()
 	g.exitWrite()
-	if !g.beginSync(context.Background()) {
-		t.Fatal("sync with nothing in flight did not begin")
-	}
+	mustBeginSync(t, &g, "sync with nothing in flight did not begin")
 	g.endSync()
 }
 
@@ -68,9 +66,7 @@ func TestSlotGate(t *testing.T) {
 // that one is asked for.
 func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 	var g slotGate
-	if !g.beginSync(context.Background()) {
-		t.Fatal("first sync did not begin")
-	}
+	mustBeginSync(t, &g, "first sync did not begin")
 	entered := make(chan struct{})
 	go func() { g.enterWrite(time.Now().Add(time.Minute)); close(entered) }()
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
@@ -90,9 +86,7 @@ func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 	}
 	<-entered
 	g.exitWrite()
-	if !g.beginSync(context.Background()) {
-		t.Fatal("a sync with nothing waiting or in flight did not begin")
-	}
+	mustBeginSync(t, &g, "a sync with nothing waiting or in flight did not begin")
 	g.endSync()
 }
 
@@ -100,9 +94,7 @@ func TestSlotGateWriteBeforeNextSync(t *testing.T) {
 // then runs on unhindered by it.
 func TestSlotGateWriteGivesUpAtItsDeadline(t *testing.T) {
 	var g slotGate
-	if !g.beginSync(context.Background()) {
-		t.Fatal("sync did not begin")
-	}
+	mustBeginSync(t, &g, "sync did not begin")
 	if g.enterWrite(time.Now().Add(20 * time.Millisecond)) {
 		t.Fatal("a write went in while the sync ran")
 	}
@@ -115,5 +107,14 @@ func TestSlotGateWriteGivesUpAtItsDeadline(t *testing.T) {
 	g.endSync()
 	if !g.enterWrite(time.Now().Add(time.Second)) {
 		t.Fatal("a write with no sync running did not go in")
+	}
+}
+
+// mustBeginSync begins a sync that nothing should hold up; why says what
+// failed otherwise.
+func mustBeginSync(t *testing.T, g *slotGate, why string) {
+	t.Helper()
+	if !g.beginSync(context.Background()) {
+		t.Fatal(why)
 	}
 }
