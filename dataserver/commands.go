@@ -39,6 +39,7 @@ func parsed[T any](parse func([][]byte) (T, error), h func(*Node, redcon.Conn, T
 var commands = newCommandTable([]command{
 	{proto.CmdDWrite, -5, parsed(proto.ParseDWrite, (*Node).handleWrite)},
 	{proto.CmdDLookup, 3, parsed(proto.ParseDLookup, (*Node).handleLookup)},
+	{proto.CmdDChildren, 3, parsed(proto.ParseDChildren, (*Node).handleChildren)},
 	{proto.CmdDPull, 4, parsed(proto.ParseDPull, (*Node).handlePull)},
 	{proto.CmdDReconcile, -5, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
 	{proto.CmdDSync, -6, parsed(proto.ParseDSync, (*Node).handleSync)},

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,6 +447,26 @@ func (n *Node) handleLookup(conn redcon.Conn, l *proto.DLookup) {
 		return
 	}
 	conn.WriteBulk(d.AppendBinary(nil))
+}
+
+// handleChildren answers DCHILDREN: the slots this node answers for and
+// the children of the path in them, sorted.
+func (n *Node) handleChildren(conn redcon.Conn, c *proto.DChildren) {
+	n.catchUp(c.Epoch)
+	var served proto.SlotSet
+	names := make(map[string]struct{})
+	add := func(name string) { names[name] = struct{}{} }
+	for s, u := range n.slots {
+		if u.children(c.Path, add) {
+			served.Add(s)
+		}
+	}
+	sorted := slices.Sorted(maps.Keys(names))
+	conn.WriteArray(1 + len(sorted))
+	conn.WriteBulk(served[:])
+	for _, name := range sorted {
+		conn.WriteBulkString(name)
+	}
 }
 
 // snapshot reads a datum from the unit of its slot, or says who owns it.

@@ -487,6 +487,36 @@ func (s *slotStore) snapshot(dataInfoID string) *proto.Datum {
 	return out
 }
 
+// children calls fn with the name of each child of path held in this
+// slot: the registerIds of path's own datum, and the first segment below
+// path of every dataInfoId under it that has publishers. A name can come
+// more than once. The scan skips each child's subtree once it has named
+// the child, so it costs a seek per child, not a step per descendant.
+func (s *slotStore) children(path string, fn func(name string)) {
+	if d, ok := s.datums.Get(path); ok {
+		for i := range d.pubs {
+			fn(d.pubs[i].registerID())
+		}
+	}
+	pre := proto.ChildPrefix(path)
+	it := s.datums.Iter()
+	for ok := it.Seek(pre); ok && strings.HasPrefix(it.Key(), pre); {
+		rest := it.Key()[len(pre):]
+		seg, _, deeper := strings.Cut(rest, "/")
+		if rest == "" || len(it.Value().pubs) == 0 {
+			ok = it.Next()
+			continue
+		}
+		fn(seg)
+		if deeper {
+			// Past every id that starts with pre+seg+"/" ('0' follows '/').
+			ok = it.Seek(pre + seg + "0")
+		} else {
+			ok = it.Next()
+		}
+	}
+}
+
 // dump is the whole slot for a follower that must start over.
 func (s *slotStore) dump(now int64) *proto.SlotSnapshot {
 	out := &proto.SlotSnapshot{LeaderEpoch: s.leaderEpoch, Seq: s.seq, Datums: make([]proto.SnapDatum, 0, s.datums.Len())}

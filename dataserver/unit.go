@@ -190,6 +190,19 @@ func (u *slotUnit) read(id string) (d *proto.Datum, leading, ready bool) {
 	return u.store.snapshot(id), true, true
 }
 
+// children calls fn with the children of path in this slot (see
+// slotStore.children), if this node leads the slot and has reconciled
+// it; ok says whether it did.
+func (u *slotUnit) children(path string, fn func(string)) (ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading || !u.ready {
+		return false
+	}
+	u.store.children(path, fn)
+	return true
+}
+
 // expire removes, as the leader, the TTL publishers due at now and tells
 // their watchers; it says whether anything changed. A slot being handed
 // off waits: its writes are frozen.

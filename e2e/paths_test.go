@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +93,97 @@ func TestPathsArePublishers(t *testing.T) {
 	}
 	if ver, set := lookup(t, b, "/nodes/master"); ver == 0 || fmt.Sprint(set) != "[10.0.0.1:5678=up]" {
 		t.Fatalf("after the bad commands, LOOKUP /nodes/master: %d %v", ver, set)
+	}
+}
+
+// strs runs a command whose reply is an array of strings.
+func strs(t *testing.T, c *redis.Client, args ...any) []string {
+	t.Helper()
+	v, err := c.Do(ctxT(t), args...).StringSlice()
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return v
+}
+
+// CHILDREN lists the names below a path whose subtrees hold a value,
+// gathered from every slot; EXISTS is true for a value or any
+// descendant; both follow DEL and a connection's end.
+func TestChildrenAndExists(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
+	cl := mustCluster(t, 2)
+	a := mustClient(t, cl.Sessions[0].Addr())
+	b := mustClient(t, cl.Sessions[1].Addr())
+
+	// 40 workers under two groups, so their parents hash to many slots.
+	want := make([]string, 0, 20)
+	for i := range 20 {
+		g := fmt.Sprintf("g%02d", i)
+		want = append(want, g)
+		for j := range 2 {
+			if err := a.Do(ctxT(t), "PUT", fmt.Sprintf("/sched/workers/%s/10.0.0.%d:1234", g, j), "idle").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.Do(ctxT(t), "PUT", "/sched/masters/m1", "active", "TTL", "60").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strs(t, b, "CHILDREN", "/sched/workers"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("CHILDREN /sched/workers = %v, want %v", got, want)
+	}
+	if got := strs(t, b, "CHILDREN", "/sched"); fmt.Sprint(got) != "[masters workers]" {
+		t.Fatalf("CHILDREN /sched = %v", got)
+	}
+	if got := strs(t, b, "CHILDREN", "/sched/workers/g03"); fmt.Sprint(got) != "[10.0.0.0:1234 10.0.0.1:1234]" {
+		t.Fatalf("CHILDREN of a leaf's parent = %v", got)
+	}
+	if got := strs(t, b, "CHILDREN", "/"); !slices.Contains(got, "sched") {
+		t.Fatalf("CHILDREN / = %v, want sched among them", got)
+	}
+	exists := func(path string) int64 {
+		n, err := b.Do(ctxT(t), "EXISTS", path).Int64()
+		if err != nil {
+			t.Fatalf("EXISTS %s: %v", path, err)
+		}
+		return n
+	}
+	for path, want := range map[string]int64{
+		"/sched": 1, "/sched/workers/g07": 1, "/sched/workers/g07/10.0.0.1:1234": 1,
+		"/sched/masters/m1": 1, "/sched/nothing": 0, "/sched/workers/g07/10.0.0.9:1234": 0, "/": 1,
+	} {
+		if got := exists(path); got != want {
+			t.Errorf("EXISTS %s = %d, want %d", path, got, want)
+		}
+	}
+
+	// An emptied subtree is no child, and no longer exists.
+	for j := range 2 {
+		if err := a.Do(ctxT(t), "DEL", fmt.Sprintf("/sched/workers/g05/10.0.0.%d:1234", j)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strs(t, b, "CHILDREN", "/sched/workers"); slices.Contains(got, "g05") || len(got) != 19 {
+		t.Fatalf("after DEL, CHILDREN /sched/workers = %v", got)
+	}
+	if exists("/sched/workers/g05") != 0 {
+		t.Fatal("an emptied path still exists")
+	}
+	// Ephemeral children go with their connection.
+	a.Close()
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := strs(t, b, "CHILDREN", "/sched")
+		return fmt.Sprint(got) == "[masters]", fmt.Sprintf("CHILDREN /sched = %v", got)
+	})
+
+	// Bad paths: a clear error.
+	for _, cmd := range [][]any{
+		{"CHILDREN", "sched"}, {"CHILDREN", "/sched/"}, {"EXISTS", "//"}, {"CHILDREN", "/" + strings.Repeat("x", 600)},
+		{"EXISTS"}, {"CHILDREN", "/a", "/b"},
+	} {
+		err := b.Do(ctxT(t), cmd...).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "ERR ") {
+			t.Errorf("%v: %v, want an ERR reply", cmd, err)
+		}
 	}
 }

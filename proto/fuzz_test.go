@@ -25,6 +25,7 @@ func FuzzParseCommands(f *testing.F) {
 		(&Heartbeat{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:1", Epoch: 3, MembersEpoch: 2, Progress: map[int]uint64{1: 5}}).Args(),
 		(&DWrite{Epoch: 1, SessionID: "s1", Ops: []Op{{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "d", ConnID: "c", TTL: 3}}}).Args(),
 		(&DLookup{Epoch: 1, DataInfoID: "svc"}).Args(),
+		(&DChildren{Epoch: 1, Path: "/a/b"}).Args(),
 		(&DPull{Follower: "d2", WaitMs: 10, Pos: []PullPos{{Slot: 3, LeaderEpoch: 1, Seq: 9}}}).Args(),
 		(&DReconcile{Session: "s1", Stamp: Stamp{Run: 1, Seq: 2}, Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
 		(&DSync{Session: "s1", Slot: 1, LeaderEpoch: 2, Stamp: Stamp{Run: 3, Seq: 4}, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
@@ -53,6 +54,7 @@ func FuzzParseCommands(f *testing.F) {
 			}
 		}
 		ParseDLookup(args)
+		roundTrip(t, "dchildren", args, ParseDChildren, (*DChildren).Args)
 		ParseLeave(args)
 		roundTrip(t, "suspect", args, ParseSuspect, (*Suspect).Args)
 		if p, err := ParseDPull(args); err == nil {

@@ -63,8 +63,9 @@ const (
 // the pub/sub commands above on the data node's port: the channel is the
 // dataInfoId and the payload a Datum in binary form.
 const (
-	CmdDWrite  = "dwrite"
-	CmdDLookup = "dlookup"
+	CmdDWrite    = "dwrite"
+	CmdDLookup   = "dlookup"
+	CmdDChildren = "dchildren"
 )
 
 // Node kinds as they appear in heartbeats and membership listings.

@@ -2,6 +2,7 @@ package proto
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -13,26 +14,53 @@ import (
 
 // Path commands.
 const (
-	CmdPut = "put"
-	CmdGet = "get"
-	CmdDel = "del"
+	CmdPut          = "put"
+	CmdGet          = "get"
+	CmdDel          = "del"
+	CmdExists       = "exists"
+	CmdChildren     = "children"
+	CmdPSubscribe   = "psubscribe"
+	CmdPUnsubscribe = "punsubscribe"
 
 	OptEphemeral = "ephemeral"
+
+	// MaxPathLen bounds a path, as a dataInfoId is bounded.
+	MaxPathLen = 512
 )
+
+// Push kinds of prefix watches (Redis pub/sub framing).
+const (
+	PushPSubscribe   = "psubscribe"
+	PushPUnsubscribe = "punsubscribe"
+	PushPMessage     = "pmessage"
+)
+
+// CheckPath validates a path: it starts with "/", has no empty segment,
+// no trailing "/" (but "/" itself, the root, is a path) and is at most
+// MaxPathLen bytes.
+func CheckPath(path string) error {
+	if !strings.HasPrefix(path, "/") {
+		return Errorf(ErrInvalid, "a path starts with /, got %q", Clip([]byte(path)))
+	}
+	if len(path) > MaxPathLen {
+		return Errorf(ErrInvalid, "path is %d bytes, over the %d byte limit", len(path), MaxPathLen)
+	}
+	if path != "/" && (strings.HasSuffix(path, "/") || strings.Contains(path, "//")) {
+		return Errorf(ErrInvalid, "path %q has an empty segment (a trailing / or //)", Clip([]byte(path)))
+	}
+	return nil
+}
 
 // SplitPath splits a path into its parent's dataInfoId and its last
 // segment: /a/b/c into /a/b and c, /a into / and a. A path starts with
 // "/", has no empty segment and no trailing "/"; "/" itself has no
 // parent and is refused.
 func SplitPath(path string) (parent, name string, err error) {
-	if !strings.HasPrefix(path, "/") {
-		return "", "", Errorf(ErrInvalid, "a path starts with /, got %q", Clip([]byte(path)))
+	if err := CheckPath(path); err != nil {
+		return "", "", err
 	}
 	if path == "/" {
 		return "", "", Errorf(ErrInvalid, "the root / holds no value: name a path under it")
-	}
-	if strings.HasSuffix(path, "/") || strings.Contains(path, "//") {
-		return "", "", Errorf(ErrInvalid, "path %q has an empty segment (a trailing / or //)", Clip([]byte(path)))
 	}
 	i := strings.LastIndexByte(path, '/')
 	parent, name = path[:i], path[i+1:]
@@ -104,4 +132,121 @@ func ParseGet(args [][]byte, lim *ClientLimits) (*Get, error) {
 		return nil, err
 	}
 	return &Get{Parent: op.DataInfoID, Name: op.RegisterID}, nil
+}
+
+// JoinPath is SplitPath's inverse: the path of registerId name under the
+// dataInfoId parent.
+func JoinPath(parent, name string) string {
+	if parent == "/" {
+		return "/" + name
+	}
+	return parent + "/" + name
+}
+
+// ChildPrefix is what the dataInfoIds below path start with: "/" for the
+// root, path+"/" for any other.
+func ChildPrefix(path string) string {
+	if path == "/" {
+		return path
+	}
+	return path + "/"
+}
+
+// ParsePathArg parses a command whose one argument is a path, the root
+// included (EXISTS, CHILDREN).
+func ParsePathArg(name string) func(args [][]byte) (string, error) {
+	return func(args [][]byte) (string, error) {
+		if len(args) != 2 {
+			return "", WrongArity(name)
+		}
+		p := string(args[1])
+		return p, CheckPath(p)
+	}
+}
+
+// ParsePattern parses a PSUBSCRIBE pattern: a path prefix followed by *
+// ("/nodes/*", "/nodes/wor*", "/*"). It returns the prefix.
+func ParsePattern(pattern []byte) (string, error) {
+	p := string(pattern)
+	prefix, star := strings.CutSuffix(p, "*")
+	if !star || !strings.HasPrefix(prefix, "/") || strings.ContainsAny(prefix, "*?[]\\") {
+		return "", Errorf(ErrInvalid, "PSUBSCRIBE takes a path prefix followed by *, as /nodes/*; got %q", Clip(pattern))
+	}
+	if len(prefix) > MaxPathLen {
+		return "", Errorf(ErrInvalid, "prefix is %d bytes, over the %d byte limit", len(prefix), MaxPathLen)
+	}
+	if strings.Contains(prefix, "//") {
+		return "", Errorf(ErrInvalid, "prefix %q has an empty segment (//)", Clip(pattern))
+	}
+	return prefix, nil
+}
+
+// PrefixDir is the dataInfoId whose registerIds can complete prefix to a
+// path: "/nodes" for "/nodes/wor" and for "/nodes/", "/" for "/n".
+func PrefixDir(prefix string) string {
+	i := strings.LastIndexByte(prefix, '/')
+	if i <= 0 {
+		return "/"
+	}
+	return prefix[:i]
+}
+
+// PrefixHolds says whether the dataInfoId id can hold a path that starts
+// with prefix: id starts with prefix, or is the prefix's directory.
+func PrefixHolds(prefix, id string) bool {
+	return strings.HasPrefix(id, prefix) || id == PrefixDir(prefix)
+}
+
+// DChildren asks a data node for the children of a path in the slots it
+// leads: the registerIds of the path's own datum and the first segment
+// of every dataInfoId below it, counting only datums with publishers.
+// The reply is [slots, names...]: a SlotSet of the slots answered for
+// (led here and reconciled), then the names, sorted and unique.
+type DChildren struct {
+	Epoch uint64
+	Path  string
+}
+
+// Args builds the command.
+func (c *DChildren) Args() []any {
+	return []any{CmdDChildren, strconv.FormatUint(c.Epoch, 10), c.Path}
+}
+
+// ParseDChildren parses DCHILDREN epoch path.
+func ParseDChildren(args [][]byte) (*DChildren, error) {
+	if err := arity(args, CmdDChildren, 3); err != nil {
+		return nil, err
+	}
+	c := &DChildren{Path: string(args[2])}
+	var err error
+	if c.Epoch, err = parseUint(args[1], "epoch"); err != nil {
+		return nil, err
+	}
+	return c, CheckPath(c.Path)
+}
+
+// SlotSet is a set of slots, one bit each, as it travels in a reply.
+type SlotSet [256 / 8]byte
+
+// Add puts slot s in the set.
+func (b *SlotSet) Add(s int) { b[s/8] |= 1 << (s % 8) }
+
+// Has says whether slot s is in the set.
+func (b *SlotSet) Has(s int) bool { return b[s/8]&(1<<(s%8)) != 0 }
+
+// Union adds every slot of o.
+func (b *SlotSet) Union(o *SlotSet) {
+	for i := range b {
+		b[i] |= o[i]
+	}
+}
+
+// ParseSlotSet reads a SlotSet from its bytes.
+func ParseSlotSet(p []byte) (SlotSet, error) {
+	var b SlotSet
+	if len(p) != len(b) {
+		return b, Errorf(ErrInvalid, "slot set is %d bytes, want %d", len(p), len(b))
+	}
+	copy(b[:], p)
+	return b, nil
 }

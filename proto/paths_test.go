@@ -85,3 +85,77 @@ func TestParsePathCommands(t *testing.T) {
 		t.Error("GET of an over-long name: no error")
 	}
 }
+
+func TestParsePattern(t *testing.T) {
+	for _, c := range []struct{ pattern, prefix, err string }{
+		{"/nodes/*", "/nodes/", ""},
+		{"/nodes/wor*", "/nodes/wor", ""},
+		{"/*", "/", ""},
+		{"/nodes", "", "path prefix followed by *"},
+		{"nodes/*", "", "path prefix followed by *"},
+		{"*", "", "path prefix followed by *"},
+		{"/a*b*", "", "path prefix followed by *"},
+		{"/a?/*", "", "path prefix followed by *"},
+		{"/a//*", "", "empty segment"},
+		{"/" + strings.Repeat("x", MaxPathLen) + "*", "", "byte limit"},
+	} {
+		prefix, err := ParsePattern([]byte(c.pattern))
+		if c.err != "" {
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParsePattern(%q): %v, want an error about %q", c.pattern, err, c.err)
+			}
+			continue
+		}
+		if err != nil || prefix != c.prefix {
+			t.Errorf("ParsePattern(%q) = %q, %v; want %q", c.pattern, prefix, err, c.prefix)
+		}
+	}
+}
+
+// PrefixHolds finds every dataInfoId that can hold a path under a
+// prefix: JoinPath(id, rid) starts with the prefix only if it does.
+func TestPrefixHolds(t *testing.T) {
+	ids := []string{"/", "/a", "/ab", "/a/b", "/a/bc", "/a/b/c", "/b", "svc"}
+	rids := []string{"a", "b", "bc", "x"}
+	for _, prefix := range []string{"/", "/a", "/a/", "/a/b", "/a/b/", "/ab", "/z"} {
+		for _, id := range ids {
+			some := false
+			for _, rid := range rids {
+				some = some || (strings.HasPrefix(id, "/") && strings.HasPrefix(JoinPath(id, rid), prefix))
+			}
+			if some && !PrefixHolds(prefix, id) {
+				t.Errorf("PrefixHolds(%q, %q) = false, but a path of it starts with the prefix", prefix, id)
+			}
+		}
+	}
+	if PrefixHolds("/a/b/", "/a") || PrefixHolds("/a/b/", "/ab") {
+		t.Error("PrefixHolds holds ids none of whose paths can match")
+	}
+}
+
+func TestCheckPathAndDChildren(t *testing.T) {
+	for path, ok := range map[string]bool{"/": true, "/a": true, "/a/b": true, "a": false, "/a/": false, "//": false, "": false,
+		"/" + strings.Repeat("x", MaxPathLen): false} {
+		if err := CheckPath(path); (err == nil) != ok {
+			t.Errorf("CheckPath(%q) = %v", path, err)
+		}
+	}
+	in := &DChildren{Epoch: 7, Path: "/a/b"}
+	out, err := ParseDChildren(ArgsBytes(in.Args()))
+	if err != nil || *out != *in {
+		t.Fatalf("DChildren round trip: %+v %v", out, err)
+	}
+	if _, err := ParseDChildren(ArgsBytes((&DChildren{Path: "a/"}).Args())); err == nil {
+		t.Fatal("DCHILDREN of a bad path parsed")
+	}
+	var s SlotSet
+	s.Add(0)
+	s.Add(255)
+	back, err := ParseSlotSet(s[:])
+	if err != nil || !back.Has(0) || !back.Has(255) || back.Has(1) {
+		t.Fatalf("SlotSet round trip: %v %v", back, err)
+	}
+	if _, err := ParseSlotSet([]byte("short")); err == nil {
+		t.Fatal("a short slot set parsed")
+	}
+}

@@ -170,7 +170,12 @@ func (r *router) complete(req *writeReq, res uint64, err error) {
 }
 
 func (r *router) leaderAddr(id string) (string, error) {
-	s := slot.Of(id)
+	return r.slotLeaderAddr(slot.Of(id))
+}
+
+// slotLeaderAddr is the address of slot s's leader: a hint newer than the
+// table, else the table's.
+func (r *router) slotLeaderAddr(s int) (string, error) {
 	t := r.n.table.Load()
 	if h := r.hints[s].Load(); h != nil && (t == nil || h.epoch > t.Epoch) {
 		return h.addr, nil

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -145,25 +143,6 @@ func (c *clientConn) lookup(l *proto.Lookup) {
 		c.wr.WriteBulkString(e.RegisterID)
 		c.wr.WriteBulkString(e.Data)
 	}
-}
-
-// get answers GET path: the version of the path's parent datum and the
-// path's value, or null.
-func (c *clientConn) get(g *proto.Get) {
-	d, ok := c.fetch(g.Parent)
-	if !ok {
-		return
-	}
-	i, found := slices.BinarySearchFunc(d.Entries, g.Name, func(e proto.Entry, name string) int {
-		return strings.Compare(e.RegisterID, name)
-	})
-	if !found {
-		c.wr.WriteNull()
-		return
-	}
-	c.wr.WriteArray(2)
-	c.wr.WriteUint64(d.Version)
-	c.wr.WriteBulkString(d.Entries[i].Data)
 }
 
 // fetch reads a datum from its slot leader, or replies the error and
