@@ -48,6 +48,7 @@ var commands = newCommandTable([]command{
 	// A session's change stream; a bare SUBSCRIBE opens one that watches
 	// nothing yet, as it always has.
 	{proto.CmdSubscribe, -1, (*Node).startStream},
+	{proto.CmdPSubscribe, -1, (*Node).startStream},
 	{proto.CmdPing, -1, func(_ *Node, conn redcon.Conn, _ redcon.Command) { conn.WriteString("PONG") }},
 	{proto.CmdQuit, -1, func(_ *Node, conn redcon.Conn, _ redcon.Command) {
 		conn.WriteString("OK")

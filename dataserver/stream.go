@@ -21,6 +21,7 @@ type stream struct {
 	wmu  sync.Mutex // guards writes to dc
 	mu   sync.Mutex
 	subs map[string]struct{}
+	pats map[string]struct{} // path prefixes (PSUBSCRIBE prefix*)
 	pend map[string]struct{}
 	wake chan struct{}
 	done chan struct{}
@@ -33,6 +34,7 @@ func (n *Node) startStream(conn redcon.Conn, cmd redcon.Command) {
 		n:    n,
 		dc:   conn.Detach(),
 		subs: make(map[string]struct{}),
+		pats: make(map[string]struct{}),
 		pend: make(map[string]struct{}),
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
@@ -67,6 +69,23 @@ func (s *stream) mark(id string) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// channel says how a change of id is sent: as a message if the stream
+// subscribes to id, else as a pmessage of the first prefix that holds it
+// (pattern is that prefix with its *); ok is false for neither.
+func (s *stream) channel(id string) (pattern string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, sub := s.subs[id]; sub {
+		return "", true
+	}
+	for p := range s.pats {
+		if proto.PrefixHolds(p, id) {
+			return p + "*", true
+		}
+	}
+	return "", false
 }
 
 func (s *stream) readLoop(first redcon.Command) {
@@ -123,6 +142,53 @@ func (s *stream) command(args [][]byte) bool {
 			s.dc.WriteBulk(a)
 			s.dc.WriteInt(n)
 		}
+	case proto.CmdPSubscribe:
+		for _, a := range args[1:] {
+			prefix, err := proto.ParsePattern(a)
+			if err != nil {
+				s.dc.WriteError(proto.ToRESP(err))
+				continue
+			}
+			s.mu.Lock()
+			_, had := s.pats[prefix]
+			s.pats[prefix] = struct{}{}
+			n := len(s.subs) + len(s.pats)
+			s.mu.Unlock()
+			s.dc.WriteArray(3)
+			s.dc.WriteBulkString(proto.PushPSubscribe)
+			s.dc.WriteBulk(a)
+			s.dc.WriteInt(n)
+			// Again where already watched: the answer is everything
+			// under the prefix, as a SUBSCRIBE answers the state.
+			for _, u := range s.n.slots {
+				if had {
+					u.mu.Lock()
+					u.markPrefix(prefix, s)
+					u.mu.Unlock()
+				} else {
+					u.pwatch(prefix, s)
+				}
+			}
+		}
+	case proto.CmdPUnsubscribe:
+		for _, a := range args[1:] {
+			prefix, err := proto.ParsePattern(a)
+			if err != nil {
+				s.dc.WriteError(proto.ToRESP(err))
+				continue
+			}
+			s.mu.Lock()
+			delete(s.pats, prefix)
+			n := len(s.subs) + len(s.pats)
+			s.mu.Unlock()
+			for _, u := range s.n.slots {
+				u.punwatch(prefix, s)
+			}
+			s.dc.WriteArray(3)
+			s.dc.WriteBulkString(proto.PushPUnsubscribe)
+			s.dc.WriteBulk(a)
+			s.dc.WriteInt(n)
+		}
 	case proto.CmdPing:
 		s.dc.WriteArray(2)
 		s.dc.WriteBulkString("pong")
@@ -132,7 +198,7 @@ func (s *stream) command(args [][]byte) bool {
 			s.dc.WriteBulkString("")
 		}
 	default:
-		s.dc.WriteError("ERR only SUBSCRIBE, UNSUBSCRIBE and PING are allowed on a change stream")
+		s.dc.WriteError("ERR only (P)SUBSCRIBE, (P)UNSUBSCRIBE and PING are allowed on a change stream")
 	}
 	return s.dc.Flush() == nil
 }
@@ -144,9 +210,18 @@ func (s *stream) cleanup() {
 	for id := range s.subs {
 		ids = append(ids, id)
 	}
+	pats := make([]string, 0, len(s.pats))
+	for p := range s.pats {
+		pats = append(pats, p)
+	}
 	s.mu.Unlock()
 	for _, id := range ids {
 		s.n.slots[slot.Of(id)].unwatch(id, s)
+	}
+	for _, p := range pats {
+		for _, u := range s.n.slots {
+			u.punwatch(p, s)
+		}
 	}
 	s.n.mu.Lock()
 	delete(s.n.streams, s)
@@ -168,6 +243,10 @@ func (s *stream) writeLoop() {
 		s.mu.Unlock()
 		s.wmu.Lock()
 		for id := range pend {
+			pattern, ok := s.channel(id)
+			if !ok {
+				continue // unsubscribed meanwhile
+			}
 			d, err := s.n.snapshot(id)
 			if err != nil {
 				// Not led here (any more): the session follows the
@@ -175,8 +254,14 @@ func (s *stream) writeLoop() {
 				continue
 			}
 			buf = d.AppendBinary(buf[:0])
-			s.dc.WriteArray(3)
-			s.dc.WriteBulkString(proto.PushMessage)
+			if pattern == "" {
+				s.dc.WriteArray(3)
+				s.dc.WriteBulkString(proto.PushMessage)
+			} else {
+				s.dc.WriteArray(4)
+				s.dc.WriteBulkString(proto.PushPMessage)
+				s.dc.WriteBulkString(pattern)
+			}
 			s.dc.WriteBulkString(id)
 			s.dc.WriteBulk(buf)
 		}

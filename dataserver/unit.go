@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type slotUnit struct {
 	// watch them; kept across role changes, since a stream subscribes
 	// once and follows whichever node leads.
 	watchers map[string]map[*stream]struct{}
+	// prefixes maps the path prefixes session streams watch (PSUBSCRIBE)
+	// to those streams; every stream's prefixes are in all 256 units.
+	prefixes map[string]map[*stream]struct{}
 }
 
 func newSlotUnit(id, logSize int, log *slog.Logger) *slotUnit {
@@ -67,6 +71,7 @@ func newSlotUnit(id, logSize int, log *slog.Logger) *slotUnit {
 		ackCh:    make(chan struct{}),
 		stamps:   make(map[string]proto.Stamp),
 		watchers: make(map[string]map[*stream]struct{}),
+		prefixes: make(map[string]map[*stream]struct{}),
 	}
 }
 
@@ -469,10 +474,21 @@ func (u *slotUnit) unwatch(id string, s *stream) {
 	}
 }
 
-// notify marks id changed for every stream watching it; u.mu is held.
+// notify marks id changed for every stream watching it or a prefix of
+// it; u.mu is held.
 func (u *slotUnit) notify(id string) {
 	for s := range u.watchers[id] {
 		s.mark(id)
+	}
+	if len(u.prefixes) == 0 || id[0] != '/' {
+		return
+	}
+	for prefix, m := range u.prefixes {
+		if proto.PrefixHolds(prefix, id) {
+			for s := range m {
+				s.mark(id)
+			}
+		}
 	}
 }
 
@@ -482,6 +498,55 @@ func (u *slotUnit) notifyAll() {
 	for id, m := range u.watchers {
 		for s := range m {
 			s.mark(id)
+		}
+	}
+	for prefix, m := range u.prefixes {
+		for s := range m {
+			u.markPrefix(prefix, s)
+		}
+	}
+}
+
+// markPrefix marks for s every dataInfoId of the slot that can hold a
+// path under prefix, emptied ones included (their version says a path
+// went away), if this node serves the slot; u.mu is held.
+func (u *slotUnit) markPrefix(prefix string, s *stream) {
+	if u.store == nil || !u.leading || !u.ready {
+		return
+	}
+	if dir := proto.PrefixDir(prefix); !strings.HasPrefix(dir, prefix) {
+		if _, ok := u.store.datums.Get(dir); ok {
+			s.mark(dir)
+		}
+	}
+	it := u.store.datums.Iter()
+	for ok := it.Seek(prefix); ok && strings.HasPrefix(it.Key(), prefix); ok = it.Next() {
+		s.mark(it.Key())
+	}
+}
+
+// pwatch adds a stream as a watcher of a path prefix and marks what the
+// slot holds under it, so the stream sends it all first.
+func (u *slotUnit) pwatch(prefix string, s *stream) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := u.prefixes[prefix]
+	if m == nil {
+		m = make(map[*stream]struct{}, 1)
+		u.prefixes[prefix] = m
+	}
+	m[s] = struct{}{}
+	u.markPrefix(prefix, s)
+}
+
+// punwatch removes a stream as a watcher of a path prefix.
+func (u *slotUnit) punwatch(prefix string, s *stream) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if m := u.prefixes[prefix]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(u.prefixes, prefix)
 		}
 	}
 }

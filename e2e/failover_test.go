@@ -18,6 +18,7 @@ type failoverRig struct {
 	c        *scriptCluster
 	f        *fleet
 	ws       []*watcher
+	pvs      []*pathView // a prefix watch of the whole fleet per session
 	lookups  []*redis.Client
 	sessions []procNode
 }
@@ -37,8 +38,12 @@ func mustRig(t *testing.T, env ...string) *failoverRig {
 		w := mustWatch(t, cl, r.f.services...)
 		w.guardRemovals(func(string, string) bool { return false })
 		r.ws = append(r.ws, w)
+		pv := mustPathView(t, a, "/fleet/*")
+		pv.guardRemovals(func(string) bool { return false })
+		r.pvs = append(r.pvs, pv)
 	}
 	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.f.convergePaths(15*time.Second, r.pvs)
 	return r
 }
 
@@ -156,9 +161,11 @@ func TestSessionKilledRemovesExactlyItsPublishers(t *testing.T) {
 		}
 	}
 	w.guardRemovals(func(_, rid string) bool { return deadRids[rid] })
+	r.pvs[1].guardRemovals(func(path string) bool { return deadRids[path[strings.LastIndexByte(path, '/')+1:]] })
 	kill(t, dead)
 	r.f.dropSession(dead.addr)
 	r.f.converge(20*time.Second, r.ws[1:], r.lookups[1:])
+	r.f.convergePaths(20*time.Second, r.pvs[1:])
 	for _, svc := range r.f.services {
 		for _, p := range w.all(svc) {
 			for _, e := range p.Publishers {

@@ -45,7 +45,8 @@ func mustFleet(t *testing.T, sessions []string, services, perSession int) *fleet
 	t.Helper()
 	f := &fleet{t: t, truth: map[string]map[string]string{}, owner: map[string]*pubClient{}, stop: make(chan struct{})}
 	for i := 0; i < services; i++ {
-		svc := fmt.Sprintf("svc-%02d", i)
+		// Paths, so that prefix watches follow the same load.
+		svc := fmt.Sprintf("/fleet/svc-%02d", i)
 		f.services = append(f.services, svc)
 		f.truth[svc] = map[string]string{}
 	}

@@ -53,6 +53,7 @@ func (r *failoverRig) stopAndCheck() {
 	r.f.stopWriters()
 	r.f.assertNoFailures()
 	r.f.converge(15*time.Second, r.ws, r.lookups)
+	r.f.convergePaths(15*time.Second, r.pvs)
 }
 
 // waitGone waits until meta's table no longer holds the data node id.

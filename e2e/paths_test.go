@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -185,5 +186,139 @@ func TestChildrenAndExists(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "ERR ") {
 			t.Errorf("%v: %v, want an ERR reply", cmd, err)
 		}
+	}
+}
+
+// pathEvent is a PSUBSCRIBE event.
+type pathEvent struct {
+	Type, Path, Value string
+	Version           uint64
+}
+
+// watchPaths PSUBSCRIBEs pattern on a session and returns the events as
+// they come.
+func watchPaths(t *testing.T, addr, pattern string) <-chan pathEvent {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	ps := c.PSubscribe(ctxT(t), pattern)
+	t.Cleanup(func() { ps.Close() })
+	if _, err := ps.Receive(ctxT(t)); err != nil {
+		t.Fatalf("PSUBSCRIBE %s: %v", pattern, err)
+	}
+	out := make(chan pathEvent, 1024)
+	go func() {
+		defer close(out)
+		for m := range ps.Channel() {
+			var ev pathEvent
+			if err := json.Unmarshal([]byte(m.Payload), &ev); err != nil || ev.Path != m.Channel || m.Pattern != pattern {
+				ev = pathEvent{Type: fmt.Sprintf("BAD pattern %q channel %q payload %q: %v", m.Pattern, m.Channel, m.Payload, err)}
+			}
+			out <- ev
+		}
+	}()
+	return out
+}
+
+// nextEvents reads n events, or fails at the deadline.
+func nextEvents(t *testing.T, ch <-chan pathEvent, n int) []pathEvent {
+	t.Helper()
+	var got []pathEvent
+	deadline := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case ev := <-ch:
+			got = append(got, ev)
+		case <-deadline:
+			t.Fatalf("got %d events of %d: %+v", len(got), n, got)
+		}
+	}
+	return got
+}
+
+func brief(evs []pathEvent) string {
+	var parts []string
+	for _, ev := range evs {
+		parts = append(parts, ev.Type+" "+ev.Path+"="+ev.Value)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// PSUBSCRIBE prefix* sends an ADD for every path under the prefix, then
+// every ADD, UPDATE and REMOVE below it, from any slot and either
+// session, parents created after the watch included; versions grow per
+// path; a bad pattern is refused.
+func TestPrefixWatch(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
+	cl := mustCluster(t, 2)
+	a := mustClient(t, cl.Sessions[0].Addr())
+	for _, p := range []string{"/ds/nodes/master/m1", "/ds/nodes/worker/default/w1", "/ds/other/x", "/dsx/y"} {
+		if err := a.Do(ctxT(t), "PUT", p, "v0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := watchPaths(t, cl.Sessions[1].Addr(), "/ds/nodes/*")
+	if got := brief(nextEvents(t, evs, 2)); got != "ADD /ds/nodes/master/m1=v0, ADD /ds/nodes/worker/default/w1=v0" {
+		t.Fatalf("initial events: %s", got)
+	}
+	// A narrower prefix that cuts a segment, on the first session.
+	narrow := watchPaths(t, cl.Sessions[0].Addr(), "/ds/nodes/wor*")
+	if got := brief(nextEvents(t, narrow, 1)); got != "ADD /ds/nodes/worker/default/w1=v0" {
+		t.Fatalf("initial events of /ds/nodes/wor*: %s", got)
+	}
+
+	last := map[string]uint64{}
+	check := func(want string, evs []pathEvent) {
+		t.Helper()
+		if got := brief(evs); got != want {
+			t.Fatalf("events %s, want %s", got, want)
+		}
+		for _, ev := range evs {
+			if ev.Version <= last[ev.Path] {
+				t.Fatalf("%s: version %d after %d", ev.Path, ev.Version, last[ev.Path])
+			}
+			last[ev.Path] = ev.Version
+		}
+	}
+	// A parent created after the watch began, on the other session.
+	b := mustClient(t, cl.Sessions[1].Addr())
+	if err := b.Do(ctxT(t), "PUT", "/ds/nodes/worker/gpu/w9", "v1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("ADD /ds/nodes/worker/gpu/w9=v1", nextEvents(t, evs, 1))
+	if got := brief(nextEvents(t, narrow, 1)); got != "ADD /ds/nodes/worker/gpu/w9=v1" {
+		t.Fatalf("narrow watch: %s", got)
+	}
+	if err := a.Do(ctxT(t), "PUT", "/ds/nodes/worker/gpu/w9", "v2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("UPDATE /ds/nodes/worker/gpu/w9=v2", nextEvents(t, evs, 1))
+	if err := a.Do(ctxT(t), "DEL", "/ds/nodes/master/m1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("REMOVE /ds/nodes/master/m1=v0", nextEvents(t, evs, 1))
+	// Paths outside the prefix send nothing: the next event is the
+	// ephemeral worker going with its connection.
+	if err := a.Do(ctxT(t), "PUT", "/ds/other/y", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
+	if err := e.Do(ctxT(t), "PUT", "/ds/nodes/worker/default/w2", "up").Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("ADD /ds/nodes/worker/default/w2=up", nextEvents(t, evs, 1))
+	e.Close()
+	check("REMOVE /ds/nodes/worker/default/w2=up", nextEvents(t, evs, 1))
+
+	// Bad patterns: a clear error naming the form, and nothing watched.
+	for _, pat := range []string{"/ds/nodes", "ds/*", "/a*b*", "*", "/a//*"} {
+		err := b.Do(ctxT(t), "PSUBSCRIBE", pat).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "ERR ") {
+			t.Errorf("PSUBSCRIBE %s: %v, want an ERR reply", pat, err)
+		}
+	}
+	if err := b.Ping(ctxT(t)).Err(); err != nil {
+		t.Fatalf("after bad patterns the connection is not in subscribed mode: %v", err)
 	}
 }

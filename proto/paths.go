@@ -250,3 +250,72 @@ func ParseSlotSet(p []byte) (SlotSet, error) {
 	copy(b[:], p)
 	return b, nil
 }
+
+// Path event types (PSUBSCRIBE).
+const (
+	EventAdd    = "ADD"
+	EventUpdate = "UPDATE"
+	EventRemove = "REMOVE"
+)
+
+// AppendPathEventJSON encodes a prefix watch's event:
+// {"type":..,"path":..,"value":..,"version":..}.
+func AppendPathEventJSON(dst []byte, typ, path, value string, version uint64) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","path":`...)
+	dst = appendJSONString(dst, path)
+	dst = append(dst, `,"value":`...)
+	dst = appendJSONString(dst, value)
+	dst = append(dst, `,"version":`...)
+	dst = strconv.AppendUint(dst, version, 10)
+	return append(dst, '}')
+}
+
+// DiffEntries calls fn for each path of the dataInfoId id under prefix
+// that changed from old to cur (sorted entries, either may be nil): ADD
+// for a new registerId, UPDATE for a new value, REMOVE for one gone.
+func DiffEntries(prefix, id string, old, cur []Entry, fn func(typ, path, value string)) {
+	emit := func(typ string, e *Entry) {
+		if path := JoinPath(id, e.RegisterID); strings.HasPrefix(path, prefix) {
+			fn(typ, path, e.Data)
+		}
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		switch {
+		case j == len(cur) || (i < len(old) && old[i].RegisterID < cur[j].RegisterID):
+			emit(EventRemove, &old[i])
+			i++
+		case i == len(old) || cur[j].RegisterID < old[i].RegisterID:
+			emit(EventAdd, &cur[j])
+			j++
+		default:
+			if old[i].Data != cur[j].Data {
+				emit(EventUpdate, &cur[j])
+			}
+			i++
+			j++
+		}
+	}
+}
+
+// ParsePatterns parses PSUBSCRIBE pattern... (at least one) or
+// PUNSUBSCRIBE [pattern...] (min 0): the prefixes, in order. One bad
+// pattern refuses the whole command.
+func ParsePatterns(name string, min int) func(args [][]byte) ([]string, error) {
+	return func(args [][]byte) ([]string, error) {
+		if len(args)-1 < min {
+			return nil, WrongArity(name)
+		}
+		out := make([]string, 0, len(args)-1)
+		for _, a := range args[1:] {
+			p, err := ParsePattern(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+}

@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -157,5 +159,35 @@ func TestCheckPathAndDChildren(t *testing.T) {
 	}
 	if _, err := ParseSlotSet([]byte("short")); err == nil {
 		t.Fatal("a short slot set parsed")
+	}
+}
+
+func TestDiffEntries(t *testing.T) {
+	e := func(kv ...string) []Entry {
+		var out []Entry
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, Entry{RegisterID: kv[i], Data: kv[i+1]})
+		}
+		return out
+	}
+	var got []string
+	DiffEntries("/w/", "/w", e("a", "1", "b", "2", "d", "4"), e("b", "2", "c", "3", "d", "5"), func(typ, path, value string) {
+		got = append(got, typ+" "+path+"="+value)
+	})
+	if want := "[REMOVE /w/a=1 ADD /w/c=3 UPDATE /w/d=5]"; fmt.Sprint(got) != want {
+		t.Fatalf("diff = %v, want %s", got, want)
+	}
+	got = nil
+	DiffEntries("/w/b", "/w", nil, e("a", "1", "b", "2", "bc", "3"), func(typ, path, value string) { got = append(got, path) })
+	if fmt.Sprint(got) != "[/w/b /w/bc]" {
+		t.Fatalf("a prefix inside the last segment selects %v", got)
+	}
+	b := AppendPathEventJSON(nil, EventAdd, "/w/\"x\"", "v\n", 7)
+	var ev struct {
+		Type, Path, Value string
+		Version           uint64
+	}
+	if err := json.Unmarshal(b, &ev); err != nil || ev.Type != "ADD" || ev.Path != `/w/"x"` || ev.Value != "v\n" || ev.Version != 7 {
+		t.Fatalf("event JSON %s: %+v %v", b, ev, err)
 	}
 }

@@ -46,11 +46,16 @@ type clientConn struct {
 	// cleanup to unregister.
 	released []pubKey
 	topics   map[string]*topic
-	pending  map[*topic]struct{}
-	sent     map[*topic]uint64
-	wake     chan struct{}
-	pushing  bool
-	quit     bool
+	// pats are the path prefixes the connection watches (PSUBSCRIBE);
+	// events are their events not yet written, evBytes their size.
+	pats    map[string]struct{}
+	events  []pevent
+	evBytes int
+	pending map[*topic]struct{}
+	sent    map[*topic]uint64
+	wake    chan struct{}
+	pushing bool
+	quit    bool
 	// fenced says a fenced session ended the connection: its socket
 	// lingers after cleanup (see fenceClose).
 	fenced atomic.Bool
@@ -65,6 +70,7 @@ func newClientConn(n *Node, nc net.Conn) *clientConn {
 		wr:     newRespWriter(nc),
 		owned:  make(map[pubKey]struct{}),
 		topics: make(map[string]*topic),
+		pats:   make(map[string]struct{}),
 		authed: n.cfg.Auth == nil,
 	}
 }
@@ -155,8 +161,8 @@ func (c *clientConn) cleanup() {
 	c.closed = true
 	owned, released := c.owned, c.released
 	c.owned, c.released = nil, nil
-	topics := c.topics
-	c.topics = nil
+	topics, pats := c.topics, c.pats
+	c.topics, c.pats, c.events = nil, nil, nil
 	if c.wake != nil {
 		close(c.wake)
 	}
@@ -171,6 +177,9 @@ func (c *clientConn) cleanup() {
 		if t != nil {
 			c.n.subs.remove(c, t)
 		}
+	}
+	for p := range pats {
+		c.n.pwatchRemove(c, p)
 	}
 	c.n.locksConnClosed(c)
 	c.n.mu.Lock()

@@ -2,6 +2,8 @@ package sessionserver
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,7 +16,30 @@ import (
 func (c *clientConn) subscribed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.topics) > 0
+	return len(c.topics)+len(c.pats) > 0
+}
+
+// startPush readies the connection for pushes; start says the caller
+// must start the push loop. c.mu is held.
+func (c *clientConn) startPush() (start bool) {
+	if c.wake == nil {
+		c.wake = make(chan struct{}, 1)
+		c.pending = make(map[*topic]struct{})
+		c.sent = make(map[*topic]uint64)
+	}
+	start = !c.pushing
+	c.pushing = true
+	return start
+}
+
+// subLimit refuses a subscription past the connection's limit; c.mu is
+// held.
+func (c *clientConn) subLimit(what []byte) error {
+	if n := len(c.topics) + len(c.pats); n >= c.n.cfg.Limits.MaxSubscriptionsPerConn {
+		return proto.LimitError(LimitSubscriptions, c.n.cfg.Limits.MaxSubscriptionsPerConn,
+			fmt.Sprintf("subscribing to %q would make %d subscriptions", proto.Clip(what), n+1))
+	}
+	return nil
 }
 
 func (c *clientConn) writePushHeader(n int) {
@@ -36,23 +61,16 @@ func (c *clientConn) subscribe(s *proto.Subscribe) {
 		}
 		c.mu.Lock()
 		_, had := c.topics[id]
-		if !had && len(c.topics) >= c.n.cfg.Limits.MaxSubscriptionsPerConn {
-			c.mu.Unlock()
-			c.replyErr(proto.LimitError(LimitSubscriptions, c.n.cfg.Limits.MaxSubscriptionsPerConn,
-				fmt.Sprintf("subscribing to %q would make %d subscriptions", proto.Clip(a), len(c.topics)+1)))
-			continue
-		}
 		if !had {
+			if err := c.subLimit(a); err != nil {
+				c.mu.Unlock()
+				c.replyErr(err)
+				continue
+			}
 			c.topics[id] = nil // reserved; set below
 		}
-		count := len(c.topics)
-		if c.wake == nil {
-			c.wake = make(chan struct{}, 1)
-			c.pending = make(map[*topic]struct{})
-			c.sent = make(map[*topic]uint64)
-		}
-		start := !c.pushing
-		c.pushing = true
+		count := len(c.topics) + len(c.pats)
+		start := c.startPush()
 		c.mu.Unlock()
 		// The confirmation goes into the buffer before the topic can
 		// mark this connection, so the first message always follows it.
@@ -105,7 +123,7 @@ func (c *clientConn) unsubscribe(args [][]byte) {
 			delete(c.pending, t)
 			delete(c.sent, t)
 		}
-		count := len(c.topics)
+		count := len(c.topics) + len(c.pats)
 		c.mu.Unlock()
 		if had && t != nil {
 			c.n.subs.remove(c, t)
@@ -114,6 +132,104 @@ func (c *clientConn) unsubscribe(args [][]byte) {
 		c.wr.WriteBulkString(proto.PushUnsubscribe)
 		c.wr.WriteBulkString(id)
 		c.wr.WriteInt(count)
+	}
+}
+
+// psubscribe answers PSUBSCRIBE: a confirmation per pattern, then an ADD
+// for every path under its prefix and every change, as the push loop
+// sends them.
+func (c *clientConn) psubscribe(prefixes []string) {
+	for _, prefix := range prefixes {
+		c.mu.Lock()
+		_, had := c.pats[prefix]
+		if !had {
+			if err := c.subLimit([]byte(prefix + "*")); err != nil {
+				c.mu.Unlock()
+				c.replyErr(err)
+				continue
+			}
+			c.pats[prefix] = struct{}{}
+		}
+		count := len(c.topics) + len(c.pats)
+		start := c.startPush()
+		c.mu.Unlock()
+		// As for SUBSCRIBE: the confirmation is in the buffer before
+		// the first event can be queued.
+		c.writePushHeader(3)
+		c.wr.WriteBulkString(proto.PushPSubscribe)
+		c.wr.WriteBulkString(prefix + "*")
+		c.wr.WriteInt(count)
+		if start {
+			c.n.wg.Add(1)
+			go c.pushLoop()
+		}
+		if !had {
+			c.n.pwatchAdd(c, prefix)
+		}
+	}
+}
+
+// punsubscribe answers PUNSUBSCRIBE: the prefixes named, or all.
+func (c *clientConn) punsubscribe(prefixes []string) {
+	if len(prefixes) == 0 {
+		c.mu.Lock()
+		prefixes = slices.Sorted(maps.Keys(c.pats))
+		c.mu.Unlock()
+	}
+	if len(prefixes) == 0 {
+		c.writePushHeader(3)
+		c.wr.WriteBulkString(proto.PushPUnsubscribe)
+		c.wr.WriteNull()
+		c.wr.WriteInt(0)
+		return
+	}
+	for _, prefix := range prefixes {
+		c.mu.Lock()
+		_, had := c.pats[prefix]
+		delete(c.pats, prefix)
+		count := len(c.topics) + len(c.pats)
+		c.mu.Unlock()
+		if had {
+			c.n.pwatchRemove(c, prefix)
+		}
+		c.writePushHeader(3)
+		c.wr.WriteBulkString(proto.PushPUnsubscribe)
+		c.wr.WriteBulkString(prefix + "*")
+		c.wr.WriteInt(count)
+	}
+}
+
+// maxEventBacklog bounds the prefix-watch events a connection has not
+// yet been sent; a client that falls further behind is disconnected, as
+// Redis does with a pub/sub client past its output buffer limit (events
+// cannot be coalesced as datum pushes are).
+const maxEventBacklog = 64 << 20
+
+// queueEvents queues prefix-watch events for the push loop; the caller
+// holds the prefix watches' lock, so each connection gets a prefix's
+// events in the order they happened.
+func (c *clientConn) queueEvents(evs []pevent) {
+	if len(evs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.wake == nil {
+		return
+	}
+	c.events = append(c.events, evs...)
+	for i := range evs {
+		c.evBytes += len(evs[i].path) + len(evs[i].payload) + 48
+	}
+	if c.evBytes > maxEventBacklog {
+		c.n.log.Warn("client disconnected: it fell too far behind its prefix watches", "conn", c.id, "backlog_bytes", c.evBytes)
+		c.events, c.evBytes = nil, 0
+		c.nc.Close()
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -173,6 +289,8 @@ func (c *clientConn) pushLoop() {
 			batch = append(batch, t)
 			delete(c.pending, t)
 		}
+		events := c.events
+		c.events, c.evBytes = nil, 0
 		c.mu.Unlock()
 		c.wmu.Lock()
 		for _, t := range batch {
@@ -199,6 +317,20 @@ func (c *clientConn) pushLoop() {
 			c.wr.WriteBulkString(proto.PushMessage)
 			c.wr.WriteBulkString(t.id)
 			c.wr.WriteBulk(st.payload)
+			if c.wr.Len() >= c.n.cfg.Limits.MaxOutputBuffer {
+				if c.flush() != nil {
+					break
+				}
+			}
+		}
+		for i := range events {
+			ev := &events[i]
+			c.writePushHeader(4)
+			c.wr.WriteBulkString(proto.PushPMessage)
+			c.wr.WriteBulkString(ev.pattern)
+			c.wr.WriteBulkString(ev.path)
+			c.wr.WriteBulk(ev.payload)
+			pushed++
 			if c.wr.Len() >= c.n.cfg.Limits.MaxOutputBuffer {
 				if c.flush() != nil {
 					break

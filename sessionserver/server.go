@@ -106,6 +106,7 @@ type Node struct {
 	router *router
 	pubs   pubRegistry
 	subs   subRegistry
+	pwatch prefixWatches
 	cfgs   configCache  // config.go
 	locks  lockRegistry // locks.go
 
@@ -160,6 +161,7 @@ func New(cfg Config) (*Node, error) {
 	n.ln = respguard.Listen(n.ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
 	n.pubs.init()
 	n.subs.init()
+	n.pwatch.init()
 	n.cfgs.init(n)
 	n.locks.init(n)
 	n.router = newRouter(n)

@@ -2,6 +2,8 @@ package sessionserver
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,10 +48,11 @@ type subRegistry struct {
 }
 
 type watchReq struct {
-	id    string
-	add   bool
-	table bool   // re-target every watched id by the current table
-	renew string // a data node whose feed to open again (see renewFeed)
+	id      string
+	pattern string // a path prefix to watch (add) or stop watching
+	add     bool
+	table   bool   // re-target every watched id by the current table
+	renew   string // a data node whose feed to open again (see renewFeed)
 }
 
 // feed is the pub/sub stream from one data node.
@@ -183,6 +186,25 @@ func (r *subRegistry) renewFeed(n *Node, addr string) {
 func (r *subRegistry) manage() {
 	defer r.mgrWg.Done()
 	watched := make(map[string]string) // id -> data node address ("" = unrouted)
+	prefixes := make(map[string]struct{})
+	// pwatched are the data nodes whose feed watches every prefix.
+	pwatched := make(map[string]bool)
+	// pwatchAll has each data node of the table watch every prefix.
+	pwatchAll := func() {
+		if len(prefixes) == 0 {
+			return
+		}
+		t := r.n.table.Load()
+		if t == nil {
+			return
+		}
+		for _, nd := range t.Nodes {
+			if !pwatched[nd.Addr] {
+				pwatched[nd.Addr] = true
+				r.pwatch(nd.Addr, slices.Collect(maps.Keys(prefixes)))
+			}
+		}
+	}
 	for {
 		var w watchReq
 		select {
@@ -191,6 +213,26 @@ func (r *subRegistry) manage() {
 			return
 		}
 		switch {
+		case w.pattern != "" && w.add:
+			if !r.n.pwatch.has(w.pattern) {
+				continue // its last client left meanwhile
+			}
+			prefixes[w.pattern] = struct{}{}
+			// Every node that has a feed watches it again (its answer
+			// is all it holds under the prefix, which a new group has
+			// not got); the others get all prefixes.
+			for addr := range pwatched {
+				r.pwatch(addr, []string{w.pattern})
+			}
+			pwatchAll()
+		case w.pattern != "":
+			if r.n.pwatch.has(w.pattern) {
+				continue // a new client took the old one's place
+			}
+			delete(prefixes, w.pattern)
+			for addr := range pwatched {
+				r.punwatch(addr, w.pattern)
+			}
 		case w.renew != "":
 			var ids []string
 			for id, addr := range watched {
@@ -199,9 +241,11 @@ func (r *subRegistry) manage() {
 				}
 			}
 			r.closeFeed(w.renew)
+			delete(pwatched, w.renew)
 			if len(ids) > 0 {
 				r.watch(w.renew, ids)
 			}
+			pwatchAll()
 		case w.table:
 			byAddr := make(map[string][]string)
 			oldBy := make(map[string][]string)
@@ -222,6 +266,7 @@ func (r *subRegistry) manage() {
 			for addr, ids := range oldBy {
 				if t != nil && !hasAddr(t, addr) {
 					r.closeFeed(addr) // the node left the cluster
+					delete(pwatched, addr)
 					continue
 				}
 				r.unwatch(addr, ids)
@@ -229,6 +274,13 @@ func (r *subRegistry) manage() {
 			for addr, ids := range byAddr {
 				r.watch(addr, ids)
 			}
+			for addr := range pwatched {
+				if t != nil && !hasAddr(t, addr) {
+					r.closeFeed(addr)
+					delete(pwatched, addr)
+				}
+			}
+			pwatchAll()
 		case w.add:
 			// Requests can arrive out of order (a topic's last subscriber
 			// leaves, a new one makes a new topic, and the two requests
@@ -288,6 +340,7 @@ func (r *subRegistry) feed(addr string) *feed {
 				continue
 			}
 			r.deliver(d)
+			r.n.pwatch.deliver(d)
 		}
 	}()
 	return f
@@ -322,6 +375,27 @@ func (r *subRegistry) watch(addr string, ids []string) {
 	// it reconnects, so the error is only worth a log line.
 	if err := r.feed(addr).ps.Subscribe(ctx, ids...); err != nil {
 		r.n.log.Warn("watch", "data", addr, "ids", len(ids), "err", err)
+	}
+}
+
+// pwatch has the feed from addr watch path prefixes.
+func (r *subRegistry) pwatch(addr string, prefixes []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pats := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		pats[i] = p + "*"
+	}
+	if err := r.feed(addr).ps.PSubscribe(ctx, pats...); err != nil {
+		r.n.log.Warn("prefix watch", "data", addr, "prefixes", len(pats), "err", err)
+	}
+}
+
+func (r *subRegistry) punwatch(addr, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.feed(addr).ps.PUnsubscribe(ctx, prefix+"*"); err != nil {
+		r.n.log.Debug("prefix unwatch", "data", addr, "err", err)
 	}
 }
 
