@@ -88,6 +88,8 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, lock, err = applyLockRelease(s, c)
 	case cmdLockExpire:
 		next, err = applyLockExpire(s, c)
+	case cmdLockCancel:
+		next, lock, err = applyLockCancel(s, c)
 	case cmdEvenFollowers:
 		next, err = applyEvenFollowers(s)
 	default:
@@ -173,7 +175,7 @@ func applyRemove(s *state, c *command) (*state, error) {
 	if c.Kind == proto.KindSession {
 		next, err := withMembers(s, c.Kind, m, nil)
 		if err == nil {
-			withoutSessionLocks(next, c.ID)
+			withoutSessionLocks(next, c.ID, lockNow(s, c))
 		}
 		return next, err
 	}

@@ -123,6 +123,12 @@ func restoreConfigAndLocks(s *state, sj *stateJSON) error {
 		}
 		s.Locks[name] = l
 	}
+	for name, q := range sj.LockQueues {
+		if err := proto.CheckLockName(name); err != nil || len(q) == 0 {
+			return fmt.Errorf("lock queue %q: bad name or empty", name)
+		}
+	}
+	s.LockQueues = sj.LockQueues
 	return nil
 }
 

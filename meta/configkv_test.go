@@ -128,6 +128,7 @@ func TestSnapshotRestoreConfigAndLocks(t *testing.T) {
 	mustApply(t, src, &command{Type: cmdConfigDel, Key: "gone"})
 	mustApply(t, src, &command{Type: cmdLockAcquire, Name: "job", Owner: "w1", TTLMs: 5000, Now: 1000, Session: "s1", Conn: "c.1"})
 	mustApply(t, src, &command{Type: cmdLockAcquire, Name: "job2", Owner: "w2", TTLMs: 5000, Now: 2000})
+	mustApply(t, src, &command{Type: cmdLockAcquire, Name: "job", Owner: "w9", TTLMs: 5000, Now: 2100, Session: "s1", Conn: "c.9", WaitMs: 60_000})
 
 	var buf bytes.Buffer
 	if err := src.state().writeTo(&buf); err != nil {
@@ -140,6 +141,9 @@ func TestSnapshotRestoreConfigAndLocks(t *testing.T) {
 	got, want := dst.state(), src.state()
 	if !reflect.DeepEqual(got.Config, want.Config) || got.ConfigRev != want.ConfigRev {
 		t.Fatalf("restored config differs:\n got %+v rev %d\nwant %+v rev %d", got.Config, got.ConfigRev, want.Config, want.ConfigRev)
+	}
+	if !reflect.DeepEqual(got.LockQueues, want.LockQueues) || len(got.LockQueues["job"]) != 1 {
+		t.Fatalf("restored lock queues differ:\n got %+v\nwant %+v", got.LockQueues, want.LockQueues)
 	}
 	if !reflect.DeepEqual(got.Locks, want.Locks) || got.FenceSeq != want.FenceSeq || got.Clock != want.Clock {
 		t.Fatalf("restored locks differ:\n got %+v seq %d clock %d\nwant %+v seq %d clock %d",

@@ -51,6 +51,9 @@ const (
 	// cmdEvenFollowers spreads the follower places evenly again
 	// (slot.EvenFollowers) when no slot is moving.
 	cmdEvenFollowers cmdType = 15
+	// cmdLockCancel takes a waiter out of a lock's queue (its WAIT
+	// passed).
+	cmdLockCancel cmdType = 16
 )
 
 func (t cmdType) String() string {
@@ -85,6 +88,8 @@ func (t cmdType) String() string {
 		return "lock-release"
 	case cmdLockExpire:
 		return "lock-expire"
+	case cmdLockCancel:
+		return "lock-cancel"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }
@@ -140,6 +145,9 @@ type command struct {
 	// client connections.
 	Session string `json:"session,omitempty"`
 	Conn    string `json:"conn,omitempty"`
+	// WaitMs, for a lock-acquire, queues the owner behind the holder
+	// for that long rather than refusing it.
+	WaitMs int64 `json:"waitMs,omitempty"`
 }
 
 // moveSpec is one move of a start-moves command: Slot's leadership is to
@@ -180,4 +188,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdEvenFollowers }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdLockCancel }

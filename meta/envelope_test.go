@@ -26,6 +26,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdLockRelease, Name: "job", Owner: "w1", Conn: "abc.3", Now: 1_700_000_000_500},
 		{Type: cmdLockExpire, Now: 1_700_000_001_000},
 		{Type: cmdEvenFollowers},
+		{Type: cmdLockAcquire, Name: "job", Owner: "w2", TTLMs: 3000, Now: 1_700_000_000_000, Session: "s1", Conn: "abc.4", WaitMs: 5000},
+		{Type: cmdLockCancel, Name: "job", Owner: "w2", Conn: "abc.4", Now: 1_700_000_005_000},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -53,7 +55,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
-		{byte(cmdEvenFollowers) + 1, '{', '}'},
+		{byte(cmdLockCancel) + 1, '{', '}'},
 		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},

@@ -31,6 +31,8 @@ type store struct {
 	changed chan struct{}
 	// cfg wakes CONFWATCH long polls when the config revision changes.
 	cfg configSignal
+	// changes wakes whoever waits for any new state (LOCK ... WAIT).
+	changes configSignal
 }
 
 func newStore() *store {
@@ -46,6 +48,7 @@ func (s *store) publish(st *state) {
 		return
 	}
 	s.cfg.notify(old, st)
+	s.changes.notify(nil, st)
 	select {
 	case s.changed <- struct{}{}:
 	default:

@@ -200,3 +200,138 @@ func TestLockSurvivesMetaLeaderLoss(t *testing.T) {
 		t.Fatalf("a grant under the new leader: %+v, want a token above %d", r, first.Token)
 	}
 }
+
+func wait(t *testing.T, s *store, name, owner, conn string, ttl, waitMs, now int64) *lockResult {
+	t.Helper()
+	return mustApply(t, s, &command{Type: cmdLockAcquire, Name: name, Owner: owner, TTLMs: ttl, Now: now,
+		Session: "s1", Conn: conn, WaitMs: waitMs}).Lock
+}
+
+// Waiters queue in arrival order; a release, an expiry or the holder's
+// session leaving hands the lock to the first waiter still waiting, with
+// a new token, in the same entry; a waiter whose wait passed is skipped;
+// a try without WAIT does not jump the queue; asking again keeps one's
+// place; a cancel after the grant reports the grant.
+func TestApplierLockQueue(t *testing.T) {
+	s := newStore()
+	if r := wait(t, s, "master", "m1", "c1", 1000, 5000, 10_000); !r.Granted || r.Token != 1 {
+		t.Fatalf("free lock with WAIT: %+v", r)
+	}
+	for i, o := range []string{"m2", "m3", "m4"} {
+		if r := wait(t, s, "master", o, "c"+o, 1000, 5000, int64(10_001+i)); r.Granted || !r.Queued || r.Holder != "m1" {
+			t.Fatalf("%s: %+v, want queued behind m1", o, r)
+		}
+	}
+	// m2 asks again: still first, not moved to the back.
+	if r := wait(t, s, "master", "m2", "cm2", 1000, 6000, 10_010); !r.Queued {
+		t.Fatalf("m2 again: %+v", r)
+	}
+	if q := s.state().LockQueues["master"]; len(q) != 3 || q[0].Owner != "m2" || q[0].Until != 16_010 {
+		t.Fatalf("queue %+v", q)
+	}
+	// Release: m2 holds it at once, token 2.
+	mustApply(t, s, &command{Type: cmdLockRelease, Name: "master", Owner: "m1", Now: 10_100})
+	if l := s.state().Locks["master"]; l == nil || l.Owner != "m2" || l.Token != 2 || l.Expires != 11_100 || l.Conn != "cm2" {
+		t.Fatalf("after release: %+v", l)
+	}
+	// A try without WAIT from a newcomer is refused even once the lock
+	// is free, while m3 waits.
+	mustApply(t, s, &command{Type: cmdLockRelease, Name: "master", Owner: "m2", Now: 10_200})
+	if l := s.state().Locks["master"]; l == nil || l.Owner != "m3" {
+		t.Fatalf("after m2's release: %+v", l)
+	}
+	// m4's wait passes (until 15_003) while m3 holds it; m3 expires at
+	// 11_200; an expiry entry at 15_500 finds no one to give it to.
+	if r := mustApply(t, s, &command{Type: cmdLockExpire, Now: 15_500}); !r.Changed {
+		t.Fatal("expiry changed nothing")
+	}
+	if l, q := s.state().Locks["master"], s.state().LockQueues["master"]; l != nil || len(q) != 0 {
+		t.Fatalf("after expiry with only a lapsed waiter: lock %+v queue %+v", l, q)
+	}
+	// Expiry hands over too.
+	wait(t, s, "job", "a", "ca", 1000, 0, 20_000)
+	wait(t, s, "job", "b", "cb", 1000, 9000, 20_001)
+	mustApply(t, s, &command{Type: cmdLockExpire, Now: 21_000})
+	if l := s.state().Locks["job"]; l == nil || l.Owner != "b" || l.Expires != 22_000 {
+		t.Fatalf("expiry handover: %+v", l)
+	}
+	// A cancel that comes after the grant reports it; a cancel of a
+	// waiter takes it out.
+	if r := mustApply(t, s, &command{Type: cmdLockCancel, Name: "job", Owner: "b", Conn: "cb", Now: 21_001}).Lock; !r.Granted {
+		t.Fatalf("cancel after grant: %+v", r)
+	}
+	wait(t, s, "job", "c", "cc", 1000, 9000, 21_002)
+	if r := mustApply(t, s, &command{Type: cmdLockCancel, Name: "job", Owner: "c", Conn: "cc", Now: 21_003}); r.Lock.Granted || len(s.state().LockQueues["job"]) != 0 {
+		t.Fatalf("cancel of a waiter: %+v, queue %+v", r.Lock, s.state().LockQueues["job"])
+	}
+	// The holder's session leaving hands the lock to a waiter of another
+	// session, and drops the session's own waiters.
+	mustApply(t, s, &command{Type: cmdLockAcquire, Name: "job", Owner: "d", TTLMs: 1000, Now: 21_004, Session: "s2", Conn: "cd", WaitMs: 9000})
+	mustApply(t, s, &command{Type: cmdLockAcquire, Name: "job", Owner: "e", TTLMs: 1000, Now: 21_005, Session: "s1", Conn: "ce", WaitMs: 9000})
+	next := *s.state()
+	withoutSessionLocks(&next, "s1", 21_006) // b (holder) and e are s1's
+	if l, q := next.Locks["job"], next.LockQueues["job"]; l == nil || l.Owner != "d" || len(q) != 0 {
+		t.Fatalf("after s1 left: lock %+v queue %+v", l, q)
+	}
+	if r := applyRaw(s, &command{Type: cmdLockAcquire, Name: "n", Owner: "w", TTLMs: 1000, WaitMs: proto.MaxLockWait + 1}); !errors.Is(r.Err, errBadCommand) {
+		t.Fatalf("WAIT past the limit: %v", r.Err)
+	}
+}
+
+// MLOCK with a wait blocks until the holder releases, and the waiter
+// then holds it; one whose wait passes gets a refusal and leaves the
+// queue.
+func TestMLockWaitIsHandedOver(t *testing.T) {
+	n, _ := leaderOf(t, mustCluster(t, 1, 30*time.Second))
+	ctx := context.Background()
+	rpc := func(args ...any) any {
+		t.Helper()
+		v, err := rawClient(t, n.RPCAddr()).Do(ctx, args...).Result()
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return v
+	}
+	lock := func(m proto.MLock) *proto.LockReply {
+		r, err := proto.ParseLockReply(rpc(m.Args()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := lock(proto.MLock{Name: "m", Owner: "a", TTLMs: 60_000, Session: "s", Conn: "ca"}); !r.Granted {
+		t.Fatalf("a: %+v", r)
+	}
+	got := make(chan *proto.LockReply, 1)
+	go func() {
+		r, _ := proto.ParseLockReply(func() any {
+			v, _ := rawClient(t, n.RPCAddr()).Do(ctx, (&proto.MLock{Name: "m", Owner: "b", TTLMs: 60_000, Session: "s", Conn: "cb", WaitMs: 20_000}).Args()...).Result()
+			return v
+		}())
+		got <- r
+	}()
+	waitFor(t, "b queued", func() (bool, string) { return len(n.store.state().LockQueues["m"]) == 1, "b is not queued" })
+	select {
+	case r := <-got:
+		t.Fatalf("b answered while a holds the lock: %+v", r)
+	default:
+	}
+	released := time.Now()
+	if v := rpc((&proto.MUnlock{Name: "m", Owner: "a"}).Args()...); v != int64(1) {
+		t.Fatalf("MUNLOCK: %v", v)
+	}
+	select {
+	case r := <-got:
+		if r == nil || !r.Granted || r.Token != 2 {
+			t.Fatalf("b after the release: %+v", r)
+		}
+		t.Logf("handed over %v after the release", time.Since(released))
+	case <-time.After(10 * time.Second):
+		t.Fatal("b was not granted after the release")
+	}
+	// c waits 300 ms behind b and gives up: refused, out of the queue.
+	r := lock(proto.MLock{Name: "m", Owner: "c", TTLMs: 60_000, Session: "s", Conn: "cc", WaitMs: 300})
+	if r.Granted || r.Holder != "b" || len(n.store.state().LockQueues["m"]) != 0 {
+		t.Fatalf("c after its wait: %+v, queue %+v", r, n.store.state().LockQueues["m"])
+	}
+}

@@ -73,7 +73,7 @@ func (n *Node) rpcCommands() []rpcCommand {
 		rpc(proto.CmdConfList, -1, leaderOnly, proto.ParseConfList, n.handleConfList),
 		rpc(proto.CmdConfHistory, 2, leaderOnly, confKey(proto.CmdConfHistory), n.handleConfHistory),
 		rpc(proto.CmdConfWatch, 3, leaderOnly, proto.ParseConfWatch, n.handleConfWatch),
-		rpc(proto.CmdMLock, 6, leaderOnly, proto.ParseMLock, n.handleMLock),
+		rpc(proto.CmdMLock, -6, leaderOnly, proto.ParseMLock, n.handleMLock),
 		rpc(proto.CmdMUnlock, 4, leaderOnly, proto.ParseMUnlock, n.handleMUnlock),
 		rpc(proto.CmdMLockInfo, 2, leaderOnly, lockInfo(proto.CmdMLockInfo), n.handleMLockInfo),
 	}

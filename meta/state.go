@@ -43,9 +43,12 @@ type state struct {
 	// last fencing token granted. Clock is the latest leader time any
 	// lock entry carried (Unix ms): it never goes back, whatever the
 	// clocks of successive leaders say.
-	Locks    map[string]*lockState
-	FenceSeq uint64
-	Clock    int64
+	Locks map[string]*lockState
+	// LockQueues are, by lock, the owners waiting for it (LOCK ... WAIT)
+	// in arrival order.
+	LockQueues map[string][]lockWaiter `json:"lockQueues,omitempty"`
+	FenceSeq   uint64
+	Clock      int64
 }
 
 func newState() *state {
@@ -143,14 +146,16 @@ type stateJSON struct {
 	Config    map[string][]configRev `json:"config,omitempty"`
 	ConfigRev uint64                 `json:"configRev,omitempty"`
 	Locks     map[string]*lockState  `json:"locks,omitempty"`
-	FenceSeq  uint64                 `json:"fenceSeq,omitempty"`
-	Clock     int64                  `json:"clock,omitempty"`
+	// LockQueues is absent before waiting locks.
+	LockQueues map[string][]lockWaiter `json:"lockQueues,omitempty"`
+	FenceSeq   uint64                  `json:"fenceSeq,omitempty"`
+	Clock      int64                   `json:"clock,omitempty"`
 }
 
 // writeTo persists s in the snapshot format.
 func (s *state) writeTo(w io.Writer) error {
 	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch,
-		Draining: s.drainingList(), ConfigRev: s.ConfigRev, Locks: s.Locks, FenceSeq: s.FenceSeq, Clock: s.Clock}
+		Draining: s.drainingList(), ConfigRev: s.ConfigRev, Locks: s.Locks, LockQueues: s.LockQueues, FenceSeq: s.FenceSeq, Clock: s.Clock}
 	if len(s.Config) > 0 {
 		sj.Config = make(map[string][]configRev, len(s.Config))
 		for k, ck := range s.Config {

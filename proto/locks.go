@@ -36,6 +36,12 @@ const (
 	// hold a lock without renewing it.
 	MinLockTTL = 100
 	MaxLockTTL = 86_400_000
+	// MaxLockWait bounds LOCK ... WAIT, in milliseconds: a client that
+	// must wait longer asks again, which keeps its place in the queue.
+	MaxLockWait = 600_000
+
+	// OptWait is LOCK's WAIT option.
+	OptWait = "wait"
 )
 
 // CheckLockName validates a lock name: 1..MaxLockNameLen bytes.
@@ -70,23 +76,51 @@ func truncateArg(b []byte) string {
 	return string(b)
 }
 
-// Lock is the client's LOCK name owner ttlMs.
+// Lock is the client's LOCK name owner ttlMs [WAIT ms].
 type Lock struct {
 	Name, Owner string
 	TTLMs       int64
+	// WaitMs, when above 0, makes the call wait in line for the lock
+	// that long.
+	WaitMs int64
 }
 
 // Args builds the command.
 func (l *Lock) Args() []any {
-	return []any{CmdLock, l.Name, l.Owner, strconv.FormatInt(l.TTLMs, 10)}
+	args := []any{CmdLock, l.Name, l.Owner, strconv.FormatInt(l.TTLMs, 10)}
+	if l.WaitMs > 0 {
+		args = append(args, "WAIT", strconv.FormatInt(l.WaitMs, 10))
+	}
+	return args
 }
 
-// ParseLock parses LOCK name owner ttlMs.
+// parseLockWait parses WAIT's milliseconds: 1..MaxLockWait.
+func parseLockWait(b []byte) (int64, error) {
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || v < 1 || v > MaxLockWait {
+		return 0, Errorf(ErrInvalid, "WAIT must be a whole number of milliseconds from 1 to %d, got %q", MaxLockWait, truncateArg(b))
+	}
+	return v, nil
+}
+
+// ParseLock parses LOCK name owner ttlMs [WAIT ms].
 func ParseLock(args [][]byte) (*Lock, error) {
-	if err := arity(args, CmdLock, 4); err != nil {
-		return nil, err
+	switch {
+	case len(args) == 6 && strings.EqualFold(string(args[4]), OptWait):
+	case len(args) == 6 || len(args) == 5:
+		return nil, Errorf(ErrInvalid, "syntax error: LOCK name owner ttl-ms [WAIT ms], got %q", truncateArg(args[4]))
+	default:
+		if err := arity(args, CmdLock, 4); err != nil {
+			return nil, err
+		}
 	}
 	l := &Lock{Name: string(args[1]), Owner: string(args[2])}
+	if len(args) == 6 {
+		var err error
+		if l.WaitMs, err = parseLockWait(args[5]); err != nil {
+			return nil, err
+		}
+	}
 	if err := CheckLockName(l.Name); err != nil {
 		return nil, err
 	}
@@ -143,19 +177,34 @@ type MLock struct {
 	Name, Owner   string
 	TTLMs         int64
 	Session, Conn string
+	// WaitMs above 0 queues the request behind the holder and earlier
+	// waiters; the reply comes when it is granted or WaitMs passed.
+	WaitMs int64
 }
 
 // Args builds the command; an empty Session or Conn travels as "-".
 func (m *MLock) Args() []any {
-	return []any{CmdMLock, m.Name, m.Owner, strconv.FormatInt(m.TTLMs, 10), dash(m.Session), dash(m.Conn)}
+	args := []any{CmdMLock, m.Name, m.Owner, strconv.FormatInt(m.TTLMs, 10), dash(m.Session), dash(m.Conn)}
+	if m.WaitMs > 0 {
+		args = append(args, strconv.FormatInt(m.WaitMs, 10))
+	}
+	return args
 }
 
-// ParseMLock parses MLOCK name owner ttlMs session conn.
+// ParseMLock parses MLOCK name owner ttlMs session conn [waitMs].
 func ParseMLock(args [][]byte) (*MLock, error) {
-	if err := arity(args, CmdMLock, 6); err != nil {
-		return nil, err
+	if len(args) != 7 {
+		if err := arity(args, CmdMLock, 6); err != nil {
+			return nil, err
+		}
 	}
 	m := &MLock{Name: string(args[1]), Owner: string(args[2]), Session: undash(args[4]), Conn: undash(args[5])}
+	if len(args) == 7 {
+		var err error
+		if m.WaitMs, err = parseLockWait(args[6]); err != nil {
+			return nil, err
+		}
+	}
 	if err := CheckLockName(m.Name); err != nil {
 		return nil, err
 	}
@@ -273,14 +322,17 @@ type LockInfo struct {
 	Owner string
 	Token uint64
 	TTLMs int64
+	// Waiters counts the owners waiting for the lock (LOCK ... WAIT).
+	Waiters int
 }
 
-// AppendRESP appends the reply [$owner, :token, :ttlMs].
+// AppendRESP appends the reply [$owner, :token, :ttlMs, :waiters].
 func (l *LockInfo) AppendRESP(dst []byte) []byte {
-	dst = append(dst, "*3\r\n"...)
+	dst = append(dst, "*4\r\n"...)
 	dst = appendRESPBulk(dst, []byte(l.Owner))
 	dst = appendRESPInt(dst, l.Token)
-	return appendRESPInt(dst, uint64(max(l.TTLMs, 0)))
+	dst = appendRESPInt(dst, uint64(max(l.TTLMs, 0)))
+	return appendRESPInt(dst, uint64(l.Waiters))
 }
 
 // ParseLockInfoReply decodes a (M)LOCKINFO reply; nil means the lock is
@@ -290,8 +342,8 @@ func ParseLockInfoReply(v any) (*LockInfo, error) {
 		return nil, nil
 	}
 	a, ok := v.([]any)
-	if !ok || len(a) != 3 {
-		return nil, fmt.Errorf("%s reply: want a 3-element array or nil, got %T", CmdLockInfo, v)
+	if !ok || len(a) != 3 && len(a) != 4 {
+		return nil, fmt.Errorf("%s reply: want a 3- or 4-element array or nil, got %T", CmdLockInfo, v)
 	}
 	o, err := replyBulk(a[0], "owner")
 	if err != nil {
@@ -306,5 +358,12 @@ func ParseLockInfoReply(v any) (*LockInfo, error) {
 		return nil, fmt.Errorf("%s reply: %w", CmdLockInfo, err)
 	}
 	l.TTLMs = int64(ttl)
+	if len(a) == 4 {
+		w, err := replyUint(a[3], "waiters")
+		if err != nil {
+			return nil, fmt.Errorf("%s reply: %w", CmdLockInfo, err)
+		}
+		l.Waiters = int(w)
+	}
 	return l, nil
 }

@@ -32,7 +32,10 @@ type lockKey struct{ name, owner string }
 // lockRegistry records which locks each client connection holds, so they
 // can be released when it closes.
 type lockRegistry struct {
-	rpc    *metaclient.Leader
+	rpc *metaclient.Leader
+	// waits carries LOCK ... WAIT, each of which holds a connection to
+	// meta while it waits.
+	waits  *metaclient.Leader
 	mu     sync.Mutex
 	byConn map[*clientConn]map[lockKey]struct{}
 }
@@ -41,10 +44,18 @@ func (l *lockRegistry) init(n *Node) {
 	// Pool: one connection per concurrent lock command, up to a point;
 	// beyond it commands queue for a connection.
 	l.rpc = n.metaLeader(lockTimeout, 32)
+	l.waits = n.metaLeader(lockTimeout, maxLockWaiters)
 	l.byConn = map[*clientConn]map[lockKey]struct{}{}
 }
 
-func (l *lockRegistry) close() { l.rpc.Close() }
+func (l *lockRegistry) close() {
+	l.rpc.Close()
+	l.waits.Close()
+}
+
+// maxLockWaiters bounds the LOCK ... WAIT calls a session has at meta at
+// once; more wait for one of them to end.
+const maxLockWaiters = 1024
 
 // bind records that c holds k; false if c has closed meanwhile (its
 // cleanup has run, so the caller must release the lock itself).
@@ -128,11 +139,43 @@ func (c *clientConn) metaCall(args []any) (any, error) {
 	return c.n.locks.rpc.Do(ctx, args...)
 }
 
+// metaWait sends a LOCK ... WAIT to meta, which answers when the lock is
+// granted or the wait passed. If meta's leader changes meanwhile, it is
+// sent again for the wait that is left: the queue is in meta's log, so
+// the request keeps its place.
+func (c *clientConn) metaWait(ml *proto.MLock) (any, error) {
+	c.wmu.Unlock()
+	defer c.wmu.Lock()
+	until := time.Now().Add(time.Duration(ml.WaitMs) * time.Millisecond)
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), until.Add(lockTimeout))
+		v, err := c.n.locks.waits.Do(ctx, ml.Args()...)
+		cancel()
+		left := time.Until(until)
+		if err == nil || errors.Is(err, proto.ErrInvalid) || left < time.Millisecond {
+			return v, err
+		}
+		c.n.log.Debug("lock wait interrupted; asking again", "lock", ml.Name, "owner", ml.Owner, "left", left, "err", err)
+		select {
+		case <-c.n.stop:
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+		ml.WaitMs = max(time.Until(until).Milliseconds(), 1)
+	}
+}
+
 // lock answers LOCK name owner ttlMs: :token when granted (a renewal by
 // the holder keeps its token), null when another owner holds it.
 func (c *clientConn) lock(l *proto.Lock) {
-	ml := &proto.MLock{Name: l.Name, Owner: l.Owner, TTLMs: l.TTLMs, Session: c.n.cfg.NodeID, Conn: c.id}
-	v, err := c.metaCall(ml.Args())
+	ml := &proto.MLock{Name: l.Name, Owner: l.Owner, TTLMs: l.TTLMs, Session: c.n.cfg.NodeID, Conn: c.id, WaitMs: l.WaitMs}
+	var v any
+	var err error
+	if l.WaitMs > 0 {
+		v, err = c.metaWait(ml)
+	} else {
+		v, err = c.metaCall(ml.Args())
+	}
 	var rep *proto.LockReply
 	if err == nil {
 		rep, err = proto.ParseLockReply(v)
