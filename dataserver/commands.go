@@ -40,6 +40,7 @@ var commands = newCommandTable([]command{
 	{proto.CmdDWrite, -5, parsed(proto.ParseDWrite, (*Node).handleWrite)},
 	{proto.CmdDLookup, 3, parsed(proto.ParseDLookup, (*Node).handleLookup)},
 	{proto.CmdDChildren, 3, parsed(proto.ParseDChildren, (*Node).handleChildren)},
+	{proto.CmdDPSync, 4, parsed(proto.ParseDPSync, (*Node).handleDPSync)},
 	{proto.CmdDPull, 4, parsed(proto.ParseDPull, (*Node).handlePull)},
 	{proto.CmdDReconcile, -5, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
 	{proto.CmdDSync, -6, parsed(proto.ParseDSync, (*Node).handleSync)},

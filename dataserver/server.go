@@ -134,6 +134,9 @@ type Node struct {
 	appendMu sync.Mutex
 	appendCh chan struct{} // closed when any led slot appends to its log
 
+	// persistKick hands persistLoop slots to sync (persist.go).
+	persistKick chan []int
+
 	sessMu   sync.Mutex
 	sessions map[string]struct{} // live session nodes, nil before meta said
 	// departing holds the sessions gone from meta's list whose publishers
@@ -190,6 +193,8 @@ func New(cfg Config) (*Node, error) {
 		streams:  make(map[*stream]struct{}),
 		stop:     make(chan struct{}),
 		appendCh: make(chan struct{}),
+
+		persistKick: make(chan []int, 16),
 	}
 	n.ln = respguard.Listen(n.ln, LimitMessageSize, cfg.MaxMessageSize, func(c net.Conn, e *respguard.LimitError) {
 		n.log.Warn("peer disconnected: request over a limit", "remote", c.RemoteAddr().String(), "limit", e.Limit, "bytes", e.Got)
@@ -214,8 +219,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
 	}
 	n.meta = mc
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.handoffLoop()
+	go n.persistLoop()
 	go func() {
 		defer n.wg.Done()
 		err := redcon.Serve(n.ln, n.handle, func(redcon.Conn) bool {

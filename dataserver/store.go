@@ -264,6 +264,12 @@ func (s *slotStore) touchAll(v uint64) {
 	})
 }
 
+// persistent says whether the publisher is a PERSISTENT path's.
+func (s *slotStore) persistent(id, rid string) bool {
+	p := s.get(id, rid)
+	return p != nil && p.own.session == proto.PersistentOwner
+}
+
 // get returns the publisher, valid until the datum next changes.
 func (s *slotStore) get(id, rid string) *publisher {
 	d, ok := s.datums.Get(id)
@@ -453,7 +459,7 @@ func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
 		k := pubKey{p.DataInfoID, p.RegisterID}
 		cur, had := have[k]
 		delete(have, k)
-		if had && cur.data() == p.Data && cur.own.conn == p.Conn {
+		if had && cur.data() == p.Data && cur.own.conn == p.Conn || s.persistent(k.id, k.rid) {
 			continue
 		}
 		op := proto.Op{Type: proto.OpRegister, DataInfoID: p.DataInfoID, RegisterID: p.RegisterID, Data: p.Data, ConnID: p.Conn}

@@ -65,6 +65,7 @@ func (n *Node) onTable(t *slot.Table) {
 	for _, s := range reconciling {
 		n.startReconcile(s)
 	}
+	n.kickPersist(append(slices.Clone(ready), reconciling...))
 	for _, s := range ready {
 		n.slots[s].announce()
 	}

@@ -52,6 +52,9 @@ type slotUnit struct {
 	stamps map[string]proto.Stamp
 	// staleCount counts the requests refused for that (the node's).
 	staleCount *atomic.Uint64
+	// persistRev is the meta revision of PERSISTENT paths the slot holds
+	// as leader (persist.go); 0 until it first synced.
+	persistRev uint64
 
 	// watchers maps the slot's dataInfoIds to the session streams that
 	// watch them; kept across role changes, since a stream subscribes
@@ -93,6 +96,7 @@ func (u *slotUnit) lead(a *slot.Assignment, from *slot.Assignment) (promoted, re
 	if !u.leading {
 		planned := from != nil && st.leaderEpoch == from.LeaderEpoch
 		u.leading = true
+		u.persistRev = 0
 		st.leaderEpoch = a.LeaderEpoch
 		clear(u.acked)
 		promoted = true
@@ -165,6 +169,13 @@ func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now in
 	if target, err := u.admit("write batch", session, stamp, u.store != nil && u.leading); err != nil {
 		return w, target, err
 	}
+	// A PERSISTENT path changes only through meta (persist.go); a
+	// connection's closing leaves it, as the owners differ.
+	overwrite := op.Type == proto.OpRegister || op.Type == proto.OpUnregister && op.ConnID == ""
+	if overwrite && u.store.persistent(op.DataInfoID, op.RegisterID) {
+		return w, "", proto.Errorf(proto.ErrInvalid, "%s is a PERSISTENT path: DEL it first, or PUT it PERSISTENT",
+			proto.JoinPath(op.DataInfoID, op.RegisterID))
+	}
 	res, changed, ttl := u.store.apply(session, op, now)
 	w.result, w.changed = res, changed
 	if ttl {
@@ -193,6 +204,57 @@ func (u *slotUnit) read(id string) (d *proto.Datum, leading, ready bool) {
 		return nil, true, false
 	}
 	return u.store.snapshot(id), true, true
+}
+
+// syncPersist makes the slot's PERSISTENT paths, as its leader, exactly
+// paths, meta's list as of revision rev, unless the slot holds that
+// revision or a later one already or is frozen for a handoff (its next
+// leader syncs). The changes are ordinary logged writes of the owner
+// proto.PersistentOwner, so followers get them and watchers hear of
+// them. It returns the revision the slot holds after it.
+func (u *slotUnit) syncPersist(rev uint64, paths []proto.PersistPath, now int64) uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.store == nil || !u.leading || u.frozen || rev <= u.persistRev {
+		return u.persistRev
+	}
+	want := make(map[pubKey]string, len(paths))
+	for _, p := range paths {
+		parent, name, err := proto.SplitPath(p.Path)
+		if err == nil {
+			want[pubKey{parent, name}] = p.Value
+		}
+	}
+	var ops []proto.Op
+	u.store.datums.Scan(func(id string, d *datum) bool {
+		for i := range d.pubs {
+			p := &d.pubs[i]
+			if p.own.session != proto.PersistentOwner {
+				continue
+			}
+			rid := p.registerID()
+			if _, keep := want[pubKey{id, rid}]; !keep {
+				ops = append(ops, proto.Op{Type: proto.OpUnregister, DataInfoID: id, RegisterID: rid})
+			}
+		}
+		return true
+	})
+	for k, v := range want {
+		p := u.store.get(k.id, k.rid)
+		if p == nil || p.own.session != proto.PersistentOwner || p.data() != v {
+			ops = append(ops, proto.Op{Type: proto.OpRegister, DataInfoID: k.id, RegisterID: k.rid, Data: v})
+		}
+	}
+	for i := range ops {
+		if _, changed, _ := u.store.apply(proto.PersistentOwner, &ops[i], now); changed {
+			u.notify(ops[i].DataInfoID)
+		}
+	}
+	if len(ops) > 0 {
+		u.log.Debug("PERSISTENT paths synced from meta", "slot", u.id, "rev", rev, "changes", len(ops))
+	}
+	u.persistRev = rev
+	return rev
 }
 
 // children calls fn with the children of path in this slot (see

@@ -322,3 +322,70 @@ func TestPrefixWatch(t *testing.T) {
 		t.Fatalf("after bad patterns the connection is not in subscribed mode: %v", err)
 	}
 }
+
+// A PERSISTENT path outlives its connection, is seen as any path (GET,
+// LOOKUP, CHILDREN, a prefix watch), cannot be overwritten by an
+// ephemeral PUT or removed by UNREGISTER, and goes with DEL.
+func TestPersistentPaths(t *testing.T) {
+	t.Parallel() // an in-process cluster of its own
+	cl := mustCluster(t, 2)
+	b := mustClient(t, cl.Sessions[1].Addr())
+	evs := watchPaths(t, cl.Sessions[1].Addr(), "/ds/cfg/*")
+	a := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
+	v, err := a.Do(ctxT(t), "PUT", "/ds/cfg/alert", "on", "PERSISTENT").Uint64()
+	if err != nil || v == 0 {
+		t.Fatalf("PUT PERSISTENT: %d %v", v, err)
+	}
+	if ver, val, ok := get(t, b, "/ds/cfg/alert"); !ok || val != "on" || ver != v {
+		t.Fatalf("GET: %d %q %v, want %d on", ver, val, ok, v)
+	}
+	if evs := nextEvents(t, evs, 1); brief(evs) != "ADD /ds/cfg/alert=on" {
+		t.Fatalf("prefix watch: %s", brief(evs))
+	}
+	a.Close() // its connection goes; the path stays
+	if err := b.Do(ctxT(t), "PUT", "/ds/cfg/eph", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strs(t, b, "CHILDREN", "/ds/cfg"); fmt.Sprint(got) != "[alert eph]" {
+		t.Fatalf("CHILDREN = %v", got)
+	}
+	if _, val, ok := get(t, b, "/ds/cfg/alert"); !ok || val != "on" {
+		t.Fatalf("after its connection closed: %q %v", val, ok)
+	}
+	// Overwritten only as PERSISTENT; UNREGISTER cannot remove it.
+	for _, cmd := range [][]any{{"PUT", "/ds/cfg/alert", "off"}, {"PUT", "/ds/cfg/alert", "off", "TTL", "5"},
+		{"REGISTER", "/ds/cfg", "alert", "off"}, {"UNREGISTER", "/ds/cfg", "alert"}} {
+		if err := b.Do(ctxT(t), cmd...).Err(); err == nil || !strings.Contains(err.Error(), "PERSISTENT") {
+			t.Errorf("%v: %v, want an error naming PERSISTENT", cmd, err)
+		}
+	}
+	if err := b.Do(ctxT(t), "PUT", "/ds/cfg/alert", "off", "PERSISTENT").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if evs := nextEvents(t, evs, 2); brief(evs) != "ADD /ds/cfg/eph=x, UPDATE /ds/cfg/alert=off" {
+		t.Fatalf("prefix watch: %s", brief(evs))
+	}
+	// An ephemeral path made PERSISTENT stays when its connection goes.
+	e := redis.NewClient(&redis.Options{Addr: cl.Sessions[0].Addr(), PoolSize: 1})
+	if err := e.Do(ctxT(t), "PUT", "/ds/cfg/promoted", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Do(ctxT(t), "PUT", "/ds/cfg/promoted", "2", "PERSISTENT").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	for _, want := range []int64{1, 0} {
+		if n, err := b.Do(ctxT(t), "DEL", "/ds/cfg/alert").Int64(); err != nil || n != want {
+			t.Fatalf("DEL: %d %v, want %d", n, err, want)
+		}
+	}
+	if _, _, ok := get(t, b, "/ds/cfg/alert"); ok {
+		t.Fatal("GET after DEL is not null")
+	}
+	if evs := nextEvents(t, evs, 3); brief(evs) != "ADD /ds/cfg/promoted=1, REMOVE /ds/cfg/alert=off, UPDATE /ds/cfg/promoted=2" {
+		t.Fatalf("prefix watch: %s", brief(evs))
+	}
+	if _, val, ok := get(t, b, "/ds/cfg/promoted"); !ok || val != "2" {
+		t.Fatalf("the promoted path after its connection closed: %q %v", val, ok)
+	}
+}

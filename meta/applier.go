@@ -90,6 +90,10 @@ func applyCommand(s *state, c *command) (*state, result) {
 		next, err = applyLockExpire(s, c)
 	case cmdLockCancel:
 		next, lock, err = applyLockCancel(s, c)
+	case cmdPersistPut:
+		next, version, err = applyPersistPut(s, c)
+	case cmdPersistDel:
+		next, version, err = applyPersistDel(s, c)
 	case cmdEvenFollowers:
 		next, err = applyEvenFollowers(s)
 	default:

@@ -54,6 +54,10 @@ const (
 	// cmdLockCancel takes a waiter out of a lock's queue (its WAIT
 	// passed).
 	cmdLockCancel cmdType = 16
+	// cmdPersistPut and cmdPersistDel set and remove a PERSISTENT path
+	// (Key, Value).
+	cmdPersistPut cmdType = 17
+	cmdPersistDel cmdType = 18
 )
 
 func (t cmdType) String() string {
@@ -90,6 +94,10 @@ func (t cmdType) String() string {
 		return "lock-expire"
 	case cmdLockCancel:
 		return "lock-cancel"
+	case cmdPersistPut:
+		return "persist-put"
+	case cmdPersistDel:
+		return "persist-del"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }
@@ -188,4 +196,4 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
-func (t cmdType) known() bool { return t >= cmdInit && t <= cmdLockCancel }
+func (t cmdType) known() bool { return t >= cmdInit && t <= cmdPersistDel }

@@ -28,6 +28,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: cmdEvenFollowers},
 		{Type: cmdLockAcquire, Name: "job", Owner: "w2", TTLMs: 3000, Now: 1_700_000_000_000, Session: "s1", Conn: "abc.4", WaitMs: 5000},
 		{Type: cmdLockCancel, Name: "job", Owner: "w2", Conn: "abc.4", Now: 1_700_000_005_000},
+		{Type: cmdPersistPut, Key: "/a/b", Value: "v"},
+		{Type: cmdPersistDel, Key: "/a/b"},
 	} {
 		b, err := encodeCommand(in)
 		if err != nil {
@@ -55,7 +57,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		{0},
 		{0, '{', '}'},
 		{99, '{', '}'},
-		{byte(cmdLockCancel) + 1, '{', '}'},
+		{byte(cmdPersistDel) + 1, '{', '}'},
 		{byte(cmdStartMoves), '{', '"', 'm', 'o', 'v', 'e', 's', '"', ':', '1', '}'},
 		{byte(cmdJoin)},
 		{byte(cmdJoin), '{'},

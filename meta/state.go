@@ -44,6 +44,10 @@ type state struct {
 	// lock entry carried (Unix ms): it never goes back, whatever the
 	// clocks of successive leaders say.
 	Locks map[string]*lockState
+	// Persist are the PERSISTENT paths by slot (persist.go), PersistRev
+	// the revision of the last change to any.
+	Persist    [slot.Count]map[string]*persistPath
+	PersistRev uint64
 	// LockQueues are, by lock, the owners waiting for it (LOCK ... WAIT)
 	// in arrival order.
 	LockQueues map[string][]lockWaiter `json:"lockQueues,omitempty"`
@@ -146,6 +150,9 @@ type stateJSON struct {
 	Config    map[string][]configRev `json:"config,omitempty"`
 	ConfigRev uint64                 `json:"configRev,omitempty"`
 	Locks     map[string]*lockState  `json:"locks,omitempty"`
+	// Persist and PersistRev are absent before PERSISTENT paths.
+	Persist    map[string]*persistPath `json:"persist,omitempty"`
+	PersistRev uint64                  `json:"persistRev,omitempty"`
 	// LockQueues is absent before waiting locks.
 	LockQueues map[string][]lockWaiter `json:"lockQueues,omitempty"`
 	FenceSeq   uint64                  `json:"fenceSeq,omitempty"`
@@ -155,7 +162,8 @@ type stateJSON struct {
 // writeTo persists s in the snapshot format.
 func (s *state) writeTo(w io.Writer) error {
 	sj := stateJSON{Replicas: s.Replicas, Data: s.Data, Sessions: s.Sessions, Metas: s.Metas, MembersEpoch: s.MembersEpoch,
-		Draining: s.drainingList(), ConfigRev: s.ConfigRev, Locks: s.Locks, LockQueues: s.LockQueues, FenceSeq: s.FenceSeq, Clock: s.Clock}
+		Draining: s.drainingList(), ConfigRev: s.ConfigRev, Locks: s.Locks, LockQueues: s.LockQueues, FenceSeq: s.FenceSeq, Clock: s.Clock,
+		Persist: persistJSON(s), PersistRev: s.PersistRev}
 	if len(s.Config) > 0 {
 		sj.Config = make(map[string][]configRev, len(s.Config))
 		for k, ck := range s.Config {
@@ -223,6 +231,9 @@ func readState(r io.Reader) (*state, error) {
 		}
 	}
 	if err := restoreConfigAndLocks(s, &sj); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := restorePersist(s, &sj); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	return s, nil

@@ -196,6 +196,10 @@ type Op struct {
 	Data       string // OpRegister only
 	ConnID     string // the owning client connection, "" for none
 	TTL        uint32 // seconds; 0 binds the publisher to its connection
+	// Persistent marks a client's PUT ... PERSISTENT, and DEL (which may
+	// remove a PERSISTENT path): the session takes them to meta first.
+	// It never travels between nodes.
+	Persistent bool
 }
 
 const opArgs = 6

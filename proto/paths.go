@@ -84,14 +84,16 @@ func pathOp(op *Op, path []byte, lim *ClientLimits) error {
 	return lim.CheckKey(KindRegisterID, name)
 }
 
-// ParsePut parses PUT path value [EPHEMERAL | TTL seconds]: a REGISTER of
-// the path's last segment under its parent. EPHEMERAL, the default, binds
-// the value to the connection, as REGISTER does.
+// ParsePut parses PUT path value [EPHEMERAL | PERSISTENT | TTL seconds]:
+// a REGISTER of the path's last segment under its parent. EPHEMERAL, the
+// default, binds the value to the connection, as REGISTER does.
 func ParsePut(args [][]byte, lim *ClientLimits) (Op, error) {
 	op := Op{Type: OpRegister}
 	switch {
 	case len(args) == 3:
 	case len(args) == 4 && strings.EqualFold(string(args[3]), OptEphemeral):
+	case len(args) == 4 && strings.EqualFold(string(args[3]), OptPersistent):
+		op.Persistent = true
 	case len(args) == 5 && strings.EqualFold(string(args[3]), OptTTL):
 		ttl, err := parseTTL(args[4])
 		if err != nil {
@@ -99,7 +101,7 @@ func ParsePut(args [][]byte, lim *ClientLimits) (Op, error) {
 		}
 		op.TTL = ttl
 	case len(args) == 4 || len(args) == 5:
-		return op, Errorf(ErrInvalid, "syntax error: expected EPHEMERAL or TTL <seconds>, got %q", Clip(args[3]))
+		return op, Errorf(ErrInvalid, "syntax error: expected EPHEMERAL, PERSISTENT or TTL <seconds>, got %q", Clip(args[3]))
 	default:
 		return op, WrongArity(CmdPut)
 	}
@@ -110,9 +112,10 @@ func ParsePut(args [][]byte, lim *ClientLimits) (Op, error) {
 	return op, pathOp(&op, args[1], lim)
 }
 
-// ParseDel parses DEL path: an UNREGISTER of the path, whoever holds it.
+// ParseDel parses DEL path: an UNREGISTER of the path, whoever holds it,
+// PERSISTENT or not.
 func ParseDel(args [][]byte, lim *ClientLimits) (Op, error) {
-	op := Op{Type: OpUnregister}
+	op := Op{Type: OpUnregister, Persistent: true}
 	if len(args) != 2 {
 		return op, WrongArity(CmdDel)
 	}

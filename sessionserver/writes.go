@@ -40,6 +40,15 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 		op.ConnID = c.id
 		k := pubKey{op.DataInfoID, op.RegisterID}
 		ws[i].key = k
+		if op.Persistent {
+			// Not this connection's to clean up, whatever it was.
+			c.disown(k)
+			op.ConnID = ""
+			ws[i].req = &writeReq{op: op, deadline: time.Now().Add(c.n.writeTimeout()), done: make(chan struct{})}
+			c.n.bgWg.Add(1)
+			go c.n.persistWrite(op, ws[i].req)
+			continue
+		}
 		switch {
 		case op.Type == proto.OpRegister && op.TTL == 0:
 			if err := c.own(k, &op); err != nil {
