@@ -26,6 +26,11 @@ func FuzzParseCommands(f *testing.F) {
 		(&DWrite{Epoch: 1, SessionID: "s1", Ops: []Op{{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "d", ConnID: "c", TTL: 3}}}).Args(),
 		(&DLookup{Epoch: 1, DataInfoID: "svc"}).Args(),
 		(&DChildren{Epoch: 1, Path: "/a/b"}).Args(),
+		(&PathArgs{Cmd: CmdMPPut, Path: "/a/b", Value: "v"}).Args(),
+		(&PathArgs{Cmd: CmdMPDel, Path: "/a/b"}).Args(),
+		(&MPSlots{Slots: []int{0, 255}}).Args(),
+		(&DPSync{Slot: 3, Rev: 9, DataInfoID: "/a"}).Args(),
+		(&MLock{Name: "n", Owner: "o", TTLMs: 1000, Session: "s1", Conn: "c.1", WaitMs: 500}).Args(),
 		(&DPull{Follower: "d2", WaitMs: 10, Pos: []PullPos{{Slot: 3, LeaderEpoch: 1, Seq: 9}}}).Args(),
 		(&DReconcile{Session: "s1", Stamp: Stamp{Run: 1, Seq: 2}, Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
 		(&DSync{Session: "s1", Slot: 1, LeaderEpoch: 2, Stamp: Stamp{Run: 3, Seq: 4}, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
@@ -55,6 +60,10 @@ func FuzzParseCommands(f *testing.F) {
 		}
 		ParseDLookup(args)
 		roundTrip(t, "dchildren", args, ParseDChildren, (*DChildren).Args)
+		roundTrip(t, "mpput", args, ParseMPPut, (*PathArgs).Args)
+		roundTrip(t, "mpdel", args, ParseMPDel, (*PathArgs).Args)
+		roundTrip(t, "mpslots", args, ParseMPSlots, (*MPSlots).Args)
+		roundTrip(t, "dpsync", args, ParseDPSync, (*DPSync).Args)
 		ParseLeave(args)
 		roundTrip(t, "suspect", args, ParseSuspect, (*Suspect).Args)
 		if p, err := ParseDPull(args); err == nil {

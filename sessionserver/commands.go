@@ -135,9 +135,10 @@ func commandRows() []*command {
 			Args: []proto.ArgSpec{key("dataInfoId")}}),
 			kind: kindRead, run: limited(proto.ParseLookup, (*clientConn).lookup)},
 		{CommandSpec: onKey(proto.CommandSpec{Name: proto.CmdPut, Arity: -3,
-			Summary: "Sets a path's value (/a/b/c: registerId c under dataInfoId /a/b); EPHEMERAL (bound to the connection, the default) or TTL. Replies the version.",
+			Summary: "Sets a path's value (/a/b/c: registerId c under dataInfoId /a/b); EPHEMERAL (bound to the connection, the default), PERSISTENT (until DEL, through restarts) or TTL. Replies the version.",
 			Args: []proto.ArgSpec{key("path"), str("value"), opt(proto.ArgSpec{Name: "lifetime", Type: proto.ArgOneOf, Args: []proto.ArgSpec{
 				{Name: "ephemeral", Type: proto.ArgPureToken, Token: "EPHEMERAL"},
+				{Name: "persistent", Type: proto.ArgPureToken, Token: "PERSISTENT"},
 				{Name: "seconds", Type: proto.ArgInteger, Token: "TTL"}}})}}),
 			kind: kindWrite, op: proto.ParsePut},
 		{CommandSpec: onKey(proto.CommandSpec{Name: proto.CmdGet, Arity: 2, Summary: "Returns a path's version and value, or null.",
