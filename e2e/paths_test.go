@@ -262,6 +262,10 @@ func TestPrefixWatch(t *testing.T) {
 	if got := brief(nextEvents(t, evs, 2)); got != "ADD /ds/nodes/master/m1=v0, ADD /ds/nodes/worker/default/w1=v0" {
 		t.Fatalf("initial events: %s", got)
 	}
+	if info, err := mustClient(t, cl.Sessions[1].Addr()).Info(ctxT(t), "registry").Result(); err != nil ||
+		!strings.Contains(info, "watched_prefixes:1\r\n") || !strings.Contains(info, "prefix_watches:1\r\n") {
+		t.Fatalf("INFO registry does not count the prefix watch: %v\n%s", err, info)
+	}
 	// A narrower prefix that cuts a segment, on the first session.
 	narrow := watchPaths(t, cl.Sessions[0].Addr(), "/ds/nodes/wor*")
 	if got := brief(nextEvents(t, narrow, 1)); got != "ADD /ds/nodes/worker/default/w1=v0" {

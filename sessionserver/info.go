@@ -36,6 +36,7 @@ func (n *Node) info(args [][]byte) string {
 	conns := len(n.conns)
 	n.mu.Unlock()
 	topics, subs := n.subs.counts()
+	prefixes, watches := n.pwatch.counts()
 	section("Server",
 		"slotreg_version", version,
 		"role", proto.KindSession,
@@ -51,6 +52,8 @@ func (n *Node) info(args [][]byte) string {
 		"publishers", n.pubs.count(),
 		"subscribed_topics", topics,
 		"subscribers", subs,
+		"watched_prefixes", prefixes,
+		"prefix_watches", watches,
 		"writes_inflight", n.router.inflight.Load(),
 	)
 	if want == "memory" || want == "all" || want == "everything" {
