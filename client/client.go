@@ -26,8 +26,12 @@ type Client struct {
 	changed chan struct{} // closed and replaced on every change; waiters watch it
 	regs    map[regKey]*regState
 	topics  map[string]*topic
-	link    *link // the link being made or held; nil between attempts
-	ready   bool  // link has replayed everything and serves
+	// ptopics are the watched path prefixes (PSUBSCRIBE), by prefix.
+	ptopics map[string]*ptopic
+	// locks are the lock names this client takes or holds, by name.
+	locks map[string]*lockSlot
+	link  *link // the link being made or held; nil between attempts
+	ready bool  // link has replayed everything and serves
 	// readyLink is the id of the last link that became ready.
 	readyLink uint64
 	since     time.Time
@@ -35,6 +39,13 @@ type Client struct {
 	links     uint64 // links made so far; the next link's id is links+1
 	fails     int    // links lost after they were ready
 	closing   bool
+	everReady bool // a link has been ready once: the next is a reconnect
+
+	// Listeners (OnStateChange, OnLockLost), called through notify.
+	notify      *notifier
+	listenerSeq uint64
+	stateFns    map[uint64]func(State)
+	lockFns     map[uint64]func(LockLoss)
 
 	kick    chan struct{} // wakes the manager: desired state changed or a link failed
 	closeCh chan struct{}
@@ -53,59 +64,27 @@ func New(opts Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		opts:    opts,
-		log:     opts.Logger.With("component", "slotreg-client"),
-		changed: make(chan struct{}),
-		regs:    make(map[regKey]*regState),
-		topics:  make(map[string]*topic),
-		kick:    make(chan struct{}, 1),
-		closeCh: make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger.With("component", "slotreg-client"),
+		changed:  make(chan struct{}),
+		regs:     make(map[regKey]*regState),
+		topics:   make(map[string]*topic),
+		ptopics:  make(map[string]*ptopic),
+		locks:    make(map[string]*lockSlot),
+		notify:   newNotifier(),
+		stateFns: make(map[uint64]func(State)),
+		lockFns:  make(map[uint64]func(LockLoss)),
+		kick:     make(chan struct{}, 1),
+		closeCh:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.run()
+	go func() {
+		defer c.wg.Done()
+		c.notify.run(c.closeCh)
+	}()
 	return c, nil
-}
-
-// Status is a point-in-time view of a client's connection.
-type Status struct {
-	// Ready is true while the client holds a session on which every
-	// registration and subscription has been replayed.
-	Ready bool
-	// Session is the address of the session held while Ready, else "".
-	Session string
-	// ReadySince is when the client last became ready.
-	ReadySince time.Time
-	// Failovers counts sessions lost after they were ready.
-	Failovers int
-	// LastError is the latest connection or replay failure, nil if none.
-	LastError error
-}
-
-// Status reports the client's connection state.
-func (c *Client) Status() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := Status{Ready: c.ready, ReadySince: c.since, Failovers: c.fails, LastError: c.lastErr}
-	if c.ready {
-		s.Session = c.link.addr
-	}
-	return s
-}
-
-// Ready reports whether the client holds a session and has replayed
-// every registration and subscription on it. Registrations made while it
-// is not ready are held and sent once it is.
-func (c *Client) Ready() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ready
-}
-
-// WaitReady blocks until the client is ready, ctx ends or the client is
-// closed.
-func (c *Client) WaitReady(ctx context.Context) error {
-	return c.await(ctx, func() (bool, error) { return c.ready, nil })
 }
 
 // broadcast wakes every waiter; callers hold mu.
@@ -243,20 +222,30 @@ func (c *Client) connect(addr string) (*link, error) {
 		return l, err
 	}
 	l.receiving = true
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		l.receive()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.reconcileLoop(l)
 	}()
 	if err := c.replay(l); err != nil {
 		return l, err
 	}
 	c.mu.Lock()
 	c.ready, c.since, c.readyLink = true, time.Now(), l.id
-	nregs, ntopics := len(c.regs), len(c.topics)
+	if c.everReady {
+		c.emitState(StateReconnected)
+	} else {
+		c.emitState(StateConnected)
+	}
+	c.everReady = true
+	nregs, ntopics, nwatches := len(c.regs), len(c.topics), len(c.ptopics)
 	c.broadcast()
 	c.mu.Unlock()
-	c.log.Info("slotreg session ready", "session", addr, "registrations", nregs, "subscriptions", ntopics)
+	c.log.Info("slotreg session ready", "session", addr, "registrations", nregs, "subscriptions", ntopics, "watches", nwatches)
 	return l, nil
 }
 
@@ -297,6 +286,11 @@ func (c *Client) replay(l *link) error {
 		// serve, and its caller waits for that itself.
 		for _, t := range c.topics {
 			if len(t.subs) > 0 && t.sentOn == l.id && t.confirmedOn != l.id {
+				return false, nil
+			}
+		}
+		for _, pt := range c.ptopics {
+			if len(pt.watches) > 0 && pt.sentOn == l.id && pt.confirmedOn != l.id {
 				return false, nil
 			}
 		}
@@ -391,6 +385,9 @@ func (c *Client) drop(l *link, err error) {
 	if wasReady && err != nil {
 		c.fails++
 	}
+	if c.ready && !c.closing {
+		c.emitState(StateDisconnected)
+	}
 	c.ready = false
 	if err != nil && !errors.Is(err, ErrClosed) {
 		c.lastErr = err
@@ -409,10 +406,14 @@ func (c *Client) drop(l *link, err error) {
 }
 
 // flush sends on l what the desired state asks and l lacks: REGISTER or
-// UNREGISTER per registration, pipelined on the pinned connection, and
-// SUBSCRIBE or UNSUBSCRIBE per dataInfoId. An error means l is broken.
+// UNREGISTER per registration, pipelined on the pinned connection,
+// SUBSCRIBE or UNSUBSCRIBE per dataInfoId and PSUBSCRIBE or PUNSUBSCRIBE
+// per watched prefix. An error means l is broken.
 func (c *Client) flush(l *link) error {
 	ops, subs, unsubs := c.pending(l)
+	if err := c.flushWatches(l); err != nil {
+		return err
+	}
 	if len(unsubs) > 0 {
 		if err := l.ps.Unsubscribe(l.ctx, unsubs...); err != nil {
 			return fmt.Errorf("session %s: UNSUBSCRIBE: %w", l.addr, err)
@@ -543,8 +544,9 @@ func (c *Client) unregisterAll(l *link) {
 }
 
 // Close unregisters every registration, ends every subscription and
-// waits until every goroutine the client started has returned. Calls
-// waiting on the client return ErrClosed. Close is idempotent.
+// watch, releases every lock (by closing its connection) and waits until
+// every goroutine the client started has returned. Calls waiting on the
+// client return ErrClosed. Close is idempotent.
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.mu.Lock()
@@ -555,12 +557,27 @@ func (c *Client) Close() error {
 				subs = append(subs, s)
 			}
 		}
+		var watches []*Watch
+		for _, pt := range c.ptopics {
+			for w := range pt.watches {
+				watches = append(watches, w)
+			}
+		}
+		held := c.heldLocks()
 		c.broadcast()
 		c.mu.Unlock()
 		for _, s := range subs {
 			s.stop()
 		}
+		for _, w := range watches {
+			w.stop()
+		}
 		close(c.closeCh)
+		// Closing a lock's connection releases the lock on the session;
+		// no renewal may follow.
+		for _, lk := range held {
+			lk.lc.abort()
+		}
 		// The manager may be blocked on a slow reply; past the timeout,
 		// cut its connections.
 		t := time.NewTimer(c.opts.CloseTimeout + time.Second)

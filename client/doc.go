@@ -19,9 +19,22 @@
 // last state per subscription is kept, and Lookup answers from it, marked
 // Stale, when no session can be reached.
 //
-// What the package owns: the desired state (registrations, subscriptions)
-// and the goroutines that keep one session in line with it. It must never
-// reuse a connection go-redis may have replaced without replaying, never
-// deliver a version lower than one already delivered, and never leave a
-// goroutine behind after Close.
+// The path surface is DolphinScheduler's Registry on slotreg (DESIGN.md,
+// "Paths"): Put (ephemeral values are registrations of this client, so
+// they are replayed like any other; persistent and TTL values belong to
+// no connection), Get, Delete, Exists and Children; Watch, a prefix
+// watch (PSUBSCRIBE) whose ADD, UPDATE and REMOVE events are coalesced
+// per path, never go back in version, and are brought up to date after
+// a failover, removals included; AcquireLock, AcquireLockTimeout and
+// ReleaseLock, global locks held in the name of Options.Identity, each
+// on a connection of its own, renewed in the background and reported
+// lost (OnLockLost), never replayed, when their session goes; and
+// OnStateChange, which reports CONNECTED, DISCONNECTED and RECONNECTED.
+//
+// What the package owns: the desired state (registrations, subscriptions,
+// watches, held locks) and the goroutines that keep one session in line
+// with it. It must never reuse a connection go-redis may have replaced
+// without replaying, never deliver a version lower than one already
+// delivered, never keep a lock across the loss of the connection that
+// held it, and never leave a goroutine behind after Close.
 package client

@@ -16,8 +16,9 @@ import (
 )
 
 // link is the client's hold on one session: a go-redis client for
-// lookups, the pinned connection that carries every REGISTER and
-// UNREGISTER, and a PubSub for subscriptions. A link is used once: when
+// lookups and path commands, the pinned connection that carries every
+// REGISTER and UNREGISTER, a PubSub for subscriptions and watches, and
+// one connection per lock (see lockConn). A link is used once: when
 // anything on it fails, the whole link is dropped and a new one made,
 // because a replaced registration connection means lost publishers.
 type link struct {
@@ -55,11 +56,17 @@ type link struct {
 	// is closed when it has returned.
 	receiving bool
 	recvDone  chan struct{}
+
+	// recon holds the parents of watched paths to look up again on this
+	// link (see reconcileLoop); guarded by Client.mu. reconWake wakes
+	// the reconciler.
+	recon     map[reconKey]struct{}
+	reconWake chan struct{}
 }
 
 func newLink(c *Client, id uint64, addr string) *link {
 	l := &link{id: id, addr: addr, c: c, conns: make(map[*trackedConn]struct{}), failed: make(chan struct{}),
-		goaway: make(chan struct{}), recvDone: make(chan struct{})}
+		goaway: make(chan struct{}), recvDone: make(chan struct{}), reconWake: make(chan struct{}, 1)}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	o := &c.opts
 	l.rdb = redis.NewClient(&redis.Options{
@@ -218,10 +225,17 @@ func (l *link) receive() {
 		l.lastRecv.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == proto.PushSubscribe {
+			switch m.Kind {
+			case proto.PushSubscribe:
 				l.c.confirmed(l, m.Channel)
+			case proto.PushPSubscribe:
+				l.c.pconfirmed(l, m.Channel)
 			}
 		case *redis.Message:
+			if m.Pattern != "" {
+				l.c.ppushed(l, m.Pattern, m.Channel, m.Payload)
+				continue
+			}
 			if m.Channel == proto.ChanGoAway {
 				l.goawayOnce.Do(func() { close(l.goaway) })
 				l.c.kickManager()

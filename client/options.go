@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"time"
+
+	"github.com/slotreg/slotreg/proto"
 )
 
 // Options configures a Client. Only Sessions is required.
@@ -58,6 +61,24 @@ type Options struct {
 	// Logger gets failovers at Info and details at Debug (default
 	// slog.Default()).
 	Logger *slog.Logger
+
+	// Identity names this client as a lock owner (LOCK name owner). The
+	// session knows a lock's holder only by it, so two clients with the
+	// same Identity hold each other's locks: give every process its own.
+	// The default is host/pid/random, unique per Client.
+	Identity string
+	// LockTTL is the TTL of every lock this client takes (default 15s).
+	// A held lock is renewed every third of it; it lapses that long after
+	// the client stops renewing (its process hangs, or the session is
+	// cut off from meta). Between 100ms and 24h.
+	LockTTL time.Duration
+	// LockWaitChunk bounds one LOCK ... WAIT request (default and
+	// maximum 10m, the session's limit): an AcquireLock that waits longer
+	// asks again, at the end of the line if meta dropped its passed wait
+	// first. A session that fails or hangs ends the wait at once (the
+	// client closes the lock's connection with the link), so there is no
+	// reason to keep it short.
+	LockWaitChunk time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -78,6 +99,21 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	def(&o.LockTTL, 15*time.Second)
+	def(&o.LockWaitChunk, proto.MaxLockWait*time.Millisecond)
+	if o.Identity == "" {
+		o.Identity = defaultIdentity()
+	}
+}
+
+// defaultIdentity is host/pid/random: unique per Client, and telling an
+// operator reading LOCKINFO which process holds a lock.
+func defaultIdentity() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
 }
 
 // Validate says which field is wrong, if any. New calls it after filling
@@ -108,6 +144,15 @@ func (o *Options) Validate() error {
 	}
 	if o.LookupPoolSize < 0 {
 		return fmt.Errorf("client options: LookupPoolSize is negative (%d)", o.LookupPoolSize)
+	}
+	if err := proto.CheckLockOwner(o.Identity); err != nil {
+		return fmt.Errorf("client options: Identity: %w", err)
+	}
+	if ms := o.LockTTL.Milliseconds(); ms < proto.MinLockTTL || ms > proto.MaxLockTTL {
+		return fmt.Errorf("client options: LockTTL %v is outside %dms to %dms", o.LockTTL, proto.MinLockTTL, proto.MaxLockTTL)
+	}
+	if ms := o.LockWaitChunk.Milliseconds(); ms < 1 || ms > proto.MaxLockWait {
+		return fmt.Errorf("client options: LockWaitChunk %v is outside 1ms to %dms", o.LockWaitChunk, proto.MaxLockWait)
 	}
 	return nil
 }
