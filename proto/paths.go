@@ -2,6 +2,7 @@ package proto
 
 import (
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -236,6 +237,15 @@ func (b *SlotSet) Add(s int) { b[s/8] |= 1 << (s % 8) }
 
 // Has says whether slot s is in the set.
 func (b *SlotSet) Has(s int) bool { return b[s/8]&(1<<(s%8)) != 0 }
+
+// Len counts the slots in the set.
+func (b *SlotSet) Len() int {
+	n := 0
+	for _, x := range b {
+		n += bits.OnesCount8(x)
+	}
+	return n
+}
 
 // Union adds every slot of o.
 func (b *SlotSet) Union(o *SlotSet) {

@@ -155,7 +155,7 @@ func TestCheckPathAndDChildren(t *testing.T) {
 	s.Add(0)
 	s.Add(255)
 	back, err := ParseSlotSet(s[:])
-	if err != nil || !back.Has(0) || !back.Has(255) || back.Has(1) {
+	if err != nil || !back.Has(0) || !back.Has(255) || back.Has(1) || back.Len() != 2 {
 		t.Fatalf("SlotSet round trip: %v %v", back, err)
 	}
 	if _, err := ParseSlotSet([]byte("short")); err == nil {

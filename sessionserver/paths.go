@@ -144,8 +144,8 @@ func (r *router) children(ctx context.Context, path string) ([]string, error) {
 			})
 		}
 		wg.Wait()
-		if full(&got) {
-			continue // returns above
+		if got.Len() == slot.Count {
+			continue // every slot answered: the top of the loop returns
 		}
 		r.refreshSoon()
 		select {
@@ -153,7 +153,7 @@ func (r *router) children(ctx context.Context, path string) ([]string, error) {
 			if lastErr == nil {
 				lastErr = fmt.Errorf("slots were changing leader")
 			}
-			return nil, proto.Errorf(proto.ErrTimeout, "children of %q: %d slots unanswered: %v", path, slot.Count-count(&got), lastErr)
+			return nil, proto.Errorf(proto.ErrTimeout, "children of %q: %d slots unanswered: %v", path, slot.Count-got.Len(), lastErr)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 200*time.Millisecond)
@@ -184,16 +184,4 @@ func (r *router) childrenAt(ctx context.Context, addr string, epoch uint64, path
 		}
 	}
 	return served, names, nil
-}
-
-func full(b *proto.SlotSet) bool { return count(b) == slot.Count }
-
-func count(b *proto.SlotSet) int {
-	n := 0
-	for s := range slot.Count {
-		if b.Has(s) {
-			n++
-		}
-	}
-	return n
 }
