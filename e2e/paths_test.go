@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -392,4 +393,18 @@ func TestPersistentPaths(t *testing.T) {
 	if _, val, ok := get(t, b, "/ds/cfg/promoted"); !ok || val != "2" {
 		t.Fatalf("the promoted path after its connection closed: %q %v", val, ok)
 	}
+}
+
+// getE is GET without failing the test: ok is false for null or an
+// error.
+func getE(t *testing.T, c *redis.Client, path string) (uint64, string, bool) {
+	ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	v, err := c.Do(ctx, "GET", path).Slice()
+	if err != nil || len(v) != 2 {
+		return 0, "", false
+	}
+	ver, _ := v[0].(int64)
+	val, _ := v[1].(string)
+	return uint64(ver), val, true
 }

@@ -17,7 +17,8 @@ import (
 // cluster: two masters, one active through the waiting lock; three
 // workers; killing a worker (kill -9) gets its tasks reassigned; killing
 // the active master gets the standby active within the lock's TTL, and
-// it goes on reassigning.
+// it goes on reassigning. Then the whole cluster restarts: the tasks,
+// PERSISTENT paths, are still there; the workers, ephemeral, are not.
 func TestSchedulerExample(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 8 processes and 5 more")
@@ -125,4 +126,21 @@ func TestSchedulerExample(t *testing.T) {
 		}
 		return len(ran) == 12, fmt.Sprintf("w3 ran %d distinct tasks", len(ran))
 	})
+
+	for id, p := range procs {
+		if p.ProcessState == nil {
+			kill9(id)
+		}
+	}
+	if out, err := c.run("down"); err != nil {
+		t.Fatalf("cluster.sh down: %v\n%s", err, out)
+	}
+	if out, err := c.run("up"); err != nil {
+		t.Fatalf("cluster.sh up again: %v\n%s", err, out)
+	}
+	admin = mustClient(t, c.byRole("session")[1].addr)
+	assigned(30*time.Second, "w3")
+	if names, err := admin.Do(ctxT(t), "CHILDREN", "/nodes/worker/default").StringSlice(); err != nil || len(names) != 0 {
+		t.Fatalf("after the restart, CHILDREN of the workers = %v %v, want none", names, err)
+	}
 }
