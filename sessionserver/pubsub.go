@@ -203,12 +203,19 @@ func (c *clientConn) punsubscribe(prefixes []string) {
 // yet been sent; a client that falls further behind is disconnected, as
 // Redis does with a pub/sub client past its output buffer limit (events
 // cannot be coalesced as datum pushes are).
-const maxEventBacklog = 64 << 20
+var maxEventBacklog = 64 << 20
 
 // queueEvents queues prefix-watch events for the push loop; the caller
 // holds the prefix watches' lock, so each connection gets a prefix's
 // events in the order they happened.
-func (c *clientConn) queueEvents(evs []pevent) {
+func (c *clientConn) queueEvents(evs []pevent) { c.queue(evs, false) }
+
+// queueInitial queues the ADDs that give a new watch the paths under its
+// prefix: a state, like SUBSCRIBE's first message, not a backlog, so it
+// does not count against maxEventBacklog however large the prefix is.
+func (c *clientConn) queueInitial(evs []pevent) { c.queue(evs, true) }
+
+func (c *clientConn) queue(evs []pevent, initial bool) {
 	if len(evs) == 0 {
 		return
 	}
@@ -218,8 +225,10 @@ func (c *clientConn) queueEvents(evs []pevent) {
 		return
 	}
 	c.events = append(c.events, evs...)
-	for i := range evs {
-		c.evBytes += len(evs[i].path) + len(evs[i].payload) + 48
+	if !initial {
+		for i := range evs {
+			c.evBytes += len(evs[i].path) + len(evs[i].payload) + 48
+		}
 	}
 	if c.evBytes > maxEventBacklog {
 		c.n.log.Warn("client disconnected: it fell too far behind its prefix watches", "conn", c.id, "backlog_bytes", c.evBytes)

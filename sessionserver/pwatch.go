@@ -32,6 +32,9 @@ type pgroup struct {
 	// known is, by dataInfoId, the datum last turned into events
 	// (emptied ones kept, for their version).
 	known map[string]*proto.Datum
+	// adds caches, by dataInfoId, the ADDs that give a joining client
+	// known's paths: encoded once however many clients join.
+	adds map[string][]pevent
 }
 
 // prefixWatches holds the session's prefix watches.
@@ -64,15 +67,21 @@ func (n *Node) pwatchAdd(c *clientConn, prefix string) {
 	g := w.groups[prefix]
 	fresh := g == nil
 	if fresh {
-		g = &pgroup{prefix: prefix, pattern: prefix + "*", subs: make(map[*clientConn]struct{}), known: make(map[string]*proto.Datum)}
+		g = &pgroup{prefix: prefix, pattern: prefix + "*", subs: make(map[*clientConn]struct{}),
+			known: make(map[string]*proto.Datum), adds: make(map[string][]pevent)}
 		w.groups[prefix] = g
 	}
 	g.subs[c] = struct{}{}
 	var evs []pevent
 	for _, id := range slices.Sorted(maps.Keys(g.known)) {
-		evs = append(evs, g.events(nil, g.known[id])...)
+		adds, ok := g.adds[id]
+		if !ok {
+			adds = g.events(nil, g.known[id])
+			g.adds[id] = adds
+		}
+		evs = append(evs, adds...)
 	}
-	c.queueEvents(evs)
+	c.queueInitial(evs)
 	w.mu.Unlock()
 	if fresh {
 		n.subs.start(n)
@@ -125,12 +134,17 @@ func (w *prefixWatches) deliver(d *proto.Datum) {
 			continue
 		}
 		g.known[d.DataInfoID] = d
+		delete(g.adds, d.DataInfoID)
 		evs := g.events(old, d)
 		if len(evs) == 0 {
 			continue
 		}
 		for c := range g.subs {
-			c.queueEvents(evs)
+			if old == nil {
+				c.queueInitial(evs) // an id new to the prefix: its state
+			} else {
+				c.queueEvents(evs)
+			}
 		}
 	}
 }

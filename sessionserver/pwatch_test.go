@@ -2,9 +2,14 @@ package sessionserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slotreg/slotreg/proto"
 )
@@ -12,14 +17,22 @@ import (
 // eventConn is a connection whose queued prefix events the test reads
 // straight from its queue (no push loop runs).
 func eventConn(id string) *clientConn {
-	return &clientConn{id: id, wake: make(chan struct{}, 1), pats: map[string]struct{}{}}
+	nc, _ := net.Pipe()
+	return &clientConn{id: id, nc: nc, wake: make(chan struct{}, 1), pats: map[string]struct{}{}, n: &Node{log: slog.New(slog.DiscardHandler)}}
+}
+
+// cut says whether the session closed c's connection.
+func cut(c *clientConn) bool {
+	c.nc.SetWriteDeadline(time.Now().Add(time.Millisecond)) // nobody reads the pipe
+	_, err := c.nc.Write([]byte{0})
+	return errors.Is(err, io.ErrClosedPipe)
 }
 
 func takeEvents(t *testing.T, c *clientConn) string {
 	t.Helper()
 	c.mu.Lock()
 	evs := c.events
-	c.events = nil
+	c.events, c.evBytes = nil, 0
 	c.mu.Unlock()
 	var out []string
 	for _, ev := range evs {
@@ -96,5 +109,58 @@ func TestPrefixWatchEvents(t *testing.T) {
 	n.pwatchRemove(b, "/w/")
 	if p, w := n.pwatch.counts(); p != 1 || w != 1 {
 		t.Fatalf("after two leave: %d prefixes, %d watches", p, w)
+	}
+}
+
+// A client watching a prefix gets its whole state whatever its size (as
+// a SUBSCRIBE gets the whole datum), the first from the data nodes,
+// later joiners from ADDs encoded once for all; only changes it leaves
+// unread past maxEventBacklog count against it, and cut it off.
+func TestPrefixJoinIsNotABacklog(t *testing.T) {
+	defer func(v int) { maxEventBacklog = v }(maxEventBacklog)
+	maxEventBacklog = 3 << 10
+	n := &Node{}
+	n.pwatch.init()
+	n.subs.init()
+	close(n.subs.stop)
+	first := eventConn("first")
+	n.pwatchAdd(first, "/big/")
+	var kv []string
+	for i := range 200 {
+		kv = append(kv, fmt.Sprintf("p%03d", i), strings.Repeat("v", 20))
+	}
+	n.pwatch.deliver(datum("/big", 3, kv...))
+	takeEvents(t, first)
+	a, b := eventConn("a"), eventConn("b")
+	n.pwatchAdd(a, "/big/") // 200 ADDs, well over the 1 KiB backlog: still connected
+	n.pwatchAdd(b, "/big/")
+	a.mu.Lock()
+	same := len(a.events) == 200 && len(b.events) == 200 && &a.events[0].payload[0] == &b.events[0].payload[0]
+	a.mu.Unlock()
+	if !same {
+		t.Fatalf("joiners got %d and %d ADDs, or each its own encoding", len(a.events), len(b.events))
+	}
+	if got := takeEvents(t, a); !strings.HasPrefix(got, "ADD /big/p000=") || strings.Count(got, "ADD") != 200 {
+		t.Fatalf("joiner's ADDs: %.80s...", got)
+	}
+	if cut(first) || cut(a) || cut(b) {
+		t.Fatal("a watcher was cut off for its initial state")
+	}
+	// Two bursts of 15 changes (about 2 KiB each): a reads between them,
+	// b reads nothing and is cut off at the second.
+	burst := func(v uint64, value string) {
+		for i := 1; i < 30; i += 2 {
+			kv[i] = value
+		}
+		n.pwatch.deliver(datum("/big", v, kv...))
+	}
+	burst(4, strings.Repeat("w", 20))
+	if cut(a) || cut(b) {
+		t.Fatal("cut off after one burst")
+	}
+	takeEvents(t, a)
+	burst(5, strings.Repeat("x", 20))
+	if !cut(b) || cut(a) {
+		t.Fatalf("after two bursts: b cut %v (want true), a cut %v (want false)", cut(b), cut(a))
 	}
 }

@@ -1,6 +1,8 @@
 // Command etcdpeer runs registry-bench's register and push-latency
 // workloads against etcd: lease-bound puts, and a prefix watch per
-// subscriber. It is its own Go module so that slotreg's binaries never
+// subscriber; and issue 15's paths workloads: prefix watches over many
+// keys, a keys-only prefix Get as CHILDREN, and the handover of a
+// concurrency.Mutex. It is its own Go module so that slotreg's binaries never
 // link the etcd client; registry-bench runs it with `go run .` and reads
 // its --json output (a list of results in registry-bench's format).
 package main
@@ -20,6 +22,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
@@ -33,7 +36,19 @@ type result struct {
 	Seconds  float64        `json:"seconds"`
 	Rate     float64        `json:"ops_per_sec"`
 	Latency  *summary       `json:"latency,omitempty"`
+	Metrics  []metric       `json:"metrics,omitempty"`
 	Notes    []string       `json:"notes,omitempty"`
+}
+
+// metric mirrors bench.Metric.
+type metric struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+func (r *result) add(name string, v float64, unit string) {
+	r.Metrics = append(r.Metrics, metric{name, v, unit})
 }
 
 type summary struct {
@@ -78,7 +93,7 @@ func (h *hist) summary() *summary {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: etcdpeer register|push-latency --endpoints HOST:PORT [flags]")
+		fmt.Fprintln(os.Stderr, "usage: etcdpeer register|push-latency|prefix-watch|children|lock-handover --endpoints HOST:PORT [flags]")
 		os.Exit(2)
 	}
 	scenario := os.Args[1]
@@ -92,17 +107,44 @@ func main() {
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	warmup := fs.Duration("warmup", time.Second, "push-latency: time before measuring")
 	dataSize := fs.Int("data-size", 32, "bytes of value")
+	var pc pathsConfig
+	fs.IntVar(&pc.watchers, "watchers", 1000, "prefix-watch: watchers, one client each, on the run's prefix")
+	fs.IntVar(&pc.paths, "paths", 100_000, "prefix-watch: keys under the prefix, put before the watchers come")
+	fs.IntVar(&pc.parents, "parents", 1000, "prefix-watch: parents the keys spread over")
+	fs.IntVar(&pc.attach, "attach", 8, "prefix-watch: watchers getting the prefix and starting their watch at once")
+	fs.IntVar(&pc.changes, "changes", 200, "prefix-watch: timed puts, one at a time")
+	fs.DurationVar(&pc.gap, "gap", 20*time.Millisecond, "prefix-watch: pause after each change reached every watcher")
+	fs.IntVar(&pc.children, "children", 10_000, "children: keys under the parent, in each shape")
+	fs.IntVar(&pc.calls, "calls", 200, "children: keys-only prefix Gets timed in each shape")
+	fs.IntVar(&pc.contenders, "contenders", 8, "lock-handover: clients competing for one concurrency.Mutex")
+	fs.IntVar(&pc.handovers, "handovers", 300, "lock-handover: handovers to time")
+	fs.DurationVar(&pc.hold, "hold", time.Millisecond, "lock-handover: how long a holder keeps the lock")
+	fs.DurationVar(&pc.lockTTL, "lock-ttl", 10*time.Second, "lock-handover: the sessions' lease TTL")
+	fs.DurationVar(&pc.timeout, "timeout", time.Minute, "prefix-watch: longest wait for a change to reach every watcher")
 	asJSON := fs.Bool("json", false, "print JSON")
 	fs.Parse(os.Args[2:])
 	eps := strings.Split(*endpoints, ",")
 	ctx := context.Background()
-	var res *result
+	pc.eps = eps
+	var res []*result
 	var err error
+	one := func(r *result, e error) {
+		if r != nil {
+			res = []*result{r}
+		}
+		err = e
+	}
 	switch scenario {
 	case "register":
-		res, err = register(ctx, eps, *clients, *publishers, *services, *duration, *dataSize)
+		one(register(ctx, eps, *clients, *publishers, *services, *duration, *dataSize))
 	case "push-latency":
-		res, err = pushLatency(ctx, eps, *subscribers, *services, *rate, *duration, *warmup, *dataSize)
+		one(pushLatency(ctx, eps, *subscribers, *services, *rate, *duration, *warmup, *dataSize))
+	case "prefix-watch":
+		res, err = prefixWatch(ctx, pc)
+	case "children":
+		res, err = children(ctx, pc)
+	case "lock-handover":
+		one(lockHandover(ctx, pc))
 	default:
 		err = fmt.Errorf("unknown scenario %q", scenario)
 	}
@@ -111,18 +153,28 @@ func main() {
 		os.Exit(1)
 	}
 	if *asJSON {
-		json.NewEncoder(os.Stdout).Encode([]*result{res})
+		json.NewEncoder(os.Stdout).Encode(res)
 		return
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\ttarget\tops\terrors\tops/s\tp50 ms\tp99 ms\tp999 ms\tmax ms")
-	l := res.Latency
-	if l == nil {
-		l = &summary{}
+	for _, r := range res {
+		l := r.Latency
+		if l == nil {
+			l = &summary{}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\n", r.Scenario, r.Target, r.Ops, r.Errors, r.Rate,
+			l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs)
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\n", res.Scenario, res.Target, res.Ops, res.Errors, res.Rate,
-		l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs)
 	tw.Flush()
+	for _, r := range res {
+		for _, m := range r.Metrics {
+			fmt.Printf("%s: %s %g %s\n", r.Scenario, m.Name, m.Value, m.Unit)
+		}
+		for _, n := range r.Notes {
+			fmt.Printf("%s: note: %s\n", r.Scenario, n)
+		}
+	}
 }
 
 func newClient(eps []string) (*clientv3.Client, error) {
@@ -291,4 +343,368 @@ func pushLatency(ctx context.Context, eps []string, subs, services int, rate flo
 		Rate: float64(got.Load()) / el.Seconds(), Latency: h.summary(),
 		Params: map[string]any{"subscribers": subs, "services": services, "rate": rate, "duration_s": d.Seconds(),
 			"changes_sent": sent, "watch": "prefix"}}, nil
+}
+
+// pathsConfig holds the knobs of issue 15's workloads, as registry-bench's
+// bench.PathsConfig does for slotreg.
+type pathsConfig struct {
+	eps                                       []string
+	watchers, paths, parents, attach, changes int
+	gap                                       time.Duration
+	children, calls                           int
+	contenders, handovers                     int
+	hold, lockTTL, timeout                    time.Duration
+}
+
+// putAll puts n keys, keyOf(i), with the value "v", in transactions of
+// 100 puts (under etcd's default --max-txn-ops of 128) over 8 clients.
+func putAll(ctx context.Context, eps []string, n int, keyOf func(int) string) error {
+	const perTxn, conns = 100, 8
+	var wg sync.WaitGroup
+	var first atomic.Value
+	for w := range conns {
+		c, err := newClient(eps)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		wg.Go(func() {
+			for from := w * perTxn; from < n; from += perTxn * conns {
+				ops := make([]clientv3.Op, 0, perTxn)
+				for i := from; i < min(from+perTxn, n); i++ {
+					ops = append(ops, clientv3.OpPut(keyOf(i), "v"))
+				}
+				if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		return fmt.Errorf("preload: %w", e.(error))
+	}
+	return nil
+}
+
+// pathRound is one timed change being delivered to the watchers.
+type pathRound struct {
+	key, value string
+	sent       time.Time
+	got        atomic.Int64
+	done       chan struct{}
+}
+
+// prefixWatch: paths keys under the run's prefix over parents parents;
+// then watchers clients, attach at a time, each Get the prefix and watch
+// it from the revision after (the state and then every change, which is
+// what a slotreg PSUBSCRIBE gives); then changes puts of one key each,
+// one at a time, the send time in the value. Results: the put-to-event
+// latency over every watcher, and each watcher's Get and watch start.
+func prefixWatch(ctx context.Context, pc pathsConfig) ([]*result, error) {
+	root := strings.TrimSuffix(prefix("pwatch"), "/")
+	keyOf := func(i int) string {
+		return root + "/g" + strconv.Itoa(i%pc.parents) + "/p" + strconv.Itoa(i)
+	}
+	t0 := time.Now()
+	if err := putAll(ctx, pc.eps, pc.paths, keyOf); err != nil {
+		return nil, err
+	}
+	preload := time.Since(t0)
+	var cur atomic.Pointer[pathRound]
+	h, initial := newHist(), newHist()
+	var stray, short atomic.Int64
+	wctx, stopWatch := context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	var mu sync.Mutex
+	var clients []*clientv3.Client
+	defer func() {
+		stopWatch()
+		readers.Wait()
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	t0 = time.Now()
+	sem := make(chan struct{}, pc.attach)
+	var attachErr atomic.Value
+	var attachWg sync.WaitGroup
+	for range pc.watchers {
+		if attachErr.Load() != nil {
+			break
+		}
+		sem <- struct{}{}
+		attachWg.Go(func() {
+			defer func() { <-sem }()
+			sent := time.Now()
+			c, err := newClient(pc.eps)
+			if err != nil {
+				attachErr.CompareAndSwap(nil, err)
+				return
+			}
+			mu.Lock()
+			clients = append(clients, c)
+			mu.Unlock()
+			g, err := c.Get(wctx, root+"/", clientv3.WithPrefix())
+			if err != nil {
+				attachErr.CompareAndSwap(nil, fmt.Errorf("get: %w", err))
+				return
+			}
+			if len(g.Kvs) != pc.paths {
+				short.Add(1)
+			}
+			wch := c.Watch(clientv3.WithRequireLeader(wctx), root+"/", clientv3.WithPrefix(),
+				clientv3.WithRev(g.Header.Revision+1), clientv3.WithCreatedNotify())
+			if wr, ok := <-wch; !ok || !wr.Created {
+				attachErr.CompareAndSwap(nil, fmt.Errorf("watch not created: %v", wr.Err()))
+				return
+			}
+			initial.record(time.Since(sent))
+			readers.Go(func() {
+				var last *pathRound
+				for wr := range wch {
+					now := time.Now()
+					for _, ev := range wr.Events {
+						r := cur.Load()
+						if r == nil || r == last || string(ev.Kv.Key) != r.key || string(ev.Kv.Value) != r.value {
+							stray.Add(1)
+							continue
+						}
+						last = r
+						h.record(now.Sub(r.sent))
+						if r.got.Add(1) == int64(pc.watchers) {
+							close(r.done)
+						}
+					}
+				}
+			})
+		})
+	}
+	attachWg.Wait()
+	if e := attachErr.Load(); e != nil {
+		return nil, fmt.Errorf("prefix-watch: %w", e.(error))
+	}
+	attach := time.Since(t0)
+	w, err := newClient(pc.eps)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	put := newHist()
+	var errs, missed int64
+	start := time.Now()
+	for i := range pc.changes {
+		idx := (i*7919 + 13) % pc.paths
+		r := &pathRound{key: keyOf(idx), sent: time.Now(), done: make(chan struct{})}
+		r.value = stamp(r.sent, 32)
+		cur.Store(r)
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := w.Put(pctx, r.key, r.value)
+		cancel()
+		if err != nil {
+			errs++
+			continue
+		}
+		put.record(time.Since(r.sent))
+		select {
+		case <-r.done:
+		case <-time.After(pc.timeout):
+			missed += int64(pc.watchers) - r.got.Load()
+		}
+		time.Sleep(pc.gap)
+	}
+	el := time.Since(start)
+	params := map[string]any{"watchers": pc.watchers, "paths": pc.paths, "parents": pc.parents, "changes": pc.changes,
+		"gap": pc.gap.String(), "attach": pc.attach, "watch": "Get prefix, then prefix watch from the next revision"}
+	res := &result{Scenario: "prefix-watch", Target: "etcd", Ops: h.h.TotalCount(), Errors: errs + missed, Seconds: el.Seconds(),
+		Rate: float64(h.h.TotalCount()) / el.Seconds(), Latency: h.summary(), Params: params}
+	if s := put.summary(); s != nil {
+		res.add("put_p50", s.P50Ms, "ms")
+		res.add("put_p99", s.P99Ms, "ms")
+	}
+	res.add("events missed (a change not delivered to a watcher in time)", float64(missed), "")
+	res.add("stray events (not the change under way, or repeated)", float64(stray.Load()), "")
+	ini := &result{Scenario: "prefix-watch-initial", Target: "etcd", Ops: initial.h.TotalCount(), Seconds: attach.Seconds(),
+		Rate: float64(initial.h.TotalCount()) / attach.Seconds(), Latency: initial.summary(), Params: params}
+	ini.add("keys per watcher's Get", float64(pc.paths), "")
+	ini.add("Gets short of a key", float64(short.Load()), "")
+	ini.add("all watchers attached", attach.Seconds(), "s")
+	ini.add("preload", preload.Seconds(), "s")
+	ini.add("preload rate", float64(pc.paths)/preload.Seconds(), "put/s")
+	stopWatch()
+	w.Delete(ctx, root+"/", clientv3.WithPrefix())
+	return []*result{res, ini}, nil
+}
+
+// children: children keys under a parent in two shapes, parent/c<i>
+// ("children-flat") and parent/c<i>/x ("children-subtrees"); CHILDREN is
+// a keys-only prefix Get whose keys are cut to their first segment below
+// the parent (keys come sorted, so a child's keys are adjacent).
+func children(ctx context.Context, pc pathsConfig) ([]*result, error) {
+	root := strings.TrimSuffix(prefix("children"), "/")
+	c, err := newClient(pc.eps)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var out []*result
+	for _, sh := range []struct{ scenario, parent, suffix string }{
+		{"children-flat", root + "/flat", ""},
+		{"children-subtrees", root + "/tree", "/x"},
+	} {
+		if err := putAll(ctx, pc.eps, pc.children, func(i int) string {
+			return sh.parent + "/c" + strconv.Itoa(i) + sh.suffix
+		}); err != nil {
+			return out, err
+		}
+		list := func() ([]string, error) {
+			g, err := c.Get(ctx, sh.parent+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+			if err != nil {
+				return nil, err
+			}
+			var names []string
+			for _, kv := range g.Kvs {
+				name, _, _ := strings.Cut(string(kv.Key[len(sh.parent)+1:]), "/")
+				if len(names) == 0 || names[len(names)-1] != name {
+					names = append(names, name)
+				}
+			}
+			return names, nil
+		}
+		for range 3 {
+			list()
+		}
+		h := newHist()
+		var errs, wrong int64
+		start := time.Now()
+		for range pc.calls {
+			t0 := time.Now()
+			names, err := list()
+			if err != nil {
+				errs++
+				continue
+			}
+			h.record(time.Since(t0))
+			if len(names) != pc.children {
+				wrong++
+			}
+		}
+		el := time.Since(start)
+		r := &result{Scenario: sh.scenario, Target: "etcd", Ops: h.h.TotalCount(), Errors: errs, Seconds: el.Seconds(),
+			Rate: float64(h.h.TotalCount()) / el.Seconds(), Latency: h.summary(),
+			Params: map[string]any{"children": pc.children, "calls": pc.calls, "get": "prefix, keys only"}}
+		r.add("replies without every child", float64(wrong), "")
+		out = append(out, r)
+		c.Delete(ctx, sh.parent+"/", clientv3.WithPrefix())
+	}
+	return out, nil
+}
+
+// lockHandover: contenders clients, each with its own session (lease),
+// loop Lock, hold, Unlock on one concurrency.Mutex. A handover is the
+// time from the holder sending Unlock to the Lock of a contender that was
+// already waiting returning; it runs until handovers were timed.
+func lockHandover(ctx context.Context, pc pathsConfig) (*result, error) {
+	pfx := strings.TrimSuffix(prefix("lockh"), "/")
+	h, unlockHist := newHist(), newHist()
+	var unlockAt, holder atomic.Int64
+	var timed, errs, fresh, overlaps, regress atomic.Int64
+	var revMu sync.Mutex
+	var lastRev int64
+	var first atomic.Value
+	var stopped atomic.Bool
+	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(pc.handovers)*(time.Second+pc.hold))
+	defer cancel()
+	type contender struct {
+		c *clientv3.Client
+		s *concurrency.Session
+	}
+	cs := make([]contender, pc.contenders)
+	for i := range cs {
+		c, err := newClient(pc.eps)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		s, err := concurrency.NewSession(c, concurrency.WithTTL(max(int(pc.lockTTL.Seconds()), 1)))
+		if err != nil {
+			return nil, fmt.Errorf("session: %w", err)
+		}
+		defer s.Close()
+		cs[i] = contender{c, s}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, ct := range cs {
+		wg.Go(func() {
+			m := concurrency.NewMutex(ct.s, pfx)
+			id := int64(i + 1)
+			for !stopped.Load() && ctx.Err() == nil {
+				sent := time.Now()
+				if err := m.Lock(ctx); err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+						first.CompareAndSwap(nil, err.Error())
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				got := time.Now()
+				if !holder.CompareAndSwap(0, id) {
+					overlaps.Add(1)
+					holder.Store(id)
+				}
+				revMu.Lock()
+				if rev := m.Header().Revision; rev <= lastRev {
+					regress.Add(1)
+				} else {
+					lastRev = rev
+				}
+				revMu.Unlock()
+				if u := unlockAt.Swap(0); u != 0 {
+					switch {
+					case stopped.Load():
+						// the contenders leaving, one grant after another
+					case sent.UnixNano() < u:
+						h.record(got.Sub(time.Unix(0, u)))
+						if timed.Add(1) >= int64(pc.handovers) {
+							stopped.Store(true)
+						}
+					default:
+						fresh.Add(1)
+					}
+				}
+				time.Sleep(pc.hold)
+				holder.CompareAndSwap(id, 0)
+				u0 := time.Now()
+				unlockAt.Store(u0.UnixNano())
+				if err := m.Unlock(ctx); err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+						first.CompareAndSwap(nil, err.Error())
+					}
+					continue
+				}
+				unlockHist.record(time.Since(u0))
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	r := &result{Scenario: "lock-handover", Target: "etcd", Ops: h.h.TotalCount(), Errors: errs.Load(), Seconds: el.Seconds(),
+		Rate: float64(h.h.TotalCount()) / el.Seconds(), Latency: h.summary(),
+		Params: map[string]any{"contenders": pc.contenders, "handovers": pc.handovers, "hold": pc.hold.String(),
+			"session_ttl_s": pc.lockTTL.Seconds(), "lock": "concurrency.Mutex"}}
+	if s := unlockHist.summary(); s != nil {
+		r.add("unlock_p50", s.P50Ms, "ms")
+		r.add("unlock_p99", s.P99Ms, "ms")
+	}
+	r.add("grants to a Lock sent after the release (not timed)", float64(fresh.Load()), "")
+	r.add("grants overlapping another holder", float64(overlaps.Load()), "")
+	r.add("grant revisions not above the previous grant's", float64(regress.Load()), "")
+	if f := first.Load(); f != nil {
+		r.Notes = append(r.Notes, "first error: "+f.(string))
+	}
+	return r, nil
 }

@@ -29,7 +29,7 @@ func main() {
 		Commands: []*cli.Command{
 			registerCommand(), pushCommand(), lookupCommand(), fanoutCommand(), churnCommand(),
 			failoverCommand(), sessionFailoverCommand(), lagCommand(), migrateCommand(), memoryCommand(), scaleCommand(), suiteCommand(),
-			configPushCommand(), lockCommand(), chaosCommand(),
+			configPushCommand(), lockCommand(), chaosCommand(), pathsCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
