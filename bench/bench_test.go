@@ -174,6 +174,48 @@ func TestScenariosAgainstInProcessCluster(t *testing.T) {
 		t.Errorf("fanout: %d receipts, want 2 rounds x 50", fo.Ops)
 	}
 
+	// Paths: every change reaches every watcher as one UPDATE, every
+	// CHILDREN reply has every child, no lock grant overlaps another.
+	pc := PathsConfig{Addrs: addrs, LoadConns: 2, Watchers: 4, Paths: 300, Parents: 10, Attach: 2, Changes: 20,
+		Gap: time.Millisecond, Children: 200, Calls: 10, Contenders: 3, Handovers: 20, Hold: time.Millisecond,
+		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, Timeout: 20 * time.Second}
+	pw, err := PrefixWatch(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range pw {
+		checkSane(t, r)
+		for _, bad := range []string{"events missed (a change not delivered to a watcher in time)",
+			"stray events (not the change under way, or repeated)", "events of a change not typed UPDATE", "initial events other than ADD"} {
+			if v := metric(r, bad); v > 0 {
+				t.Errorf("%s: %s = %v", r.Scenario, bad, v)
+			}
+		}
+	}
+	if pw[0].Ops != 20*4 {
+		t.Errorf("prefix-watch: %d events timed, want 20 changes x 4 watchers", pw[0].Ops)
+	}
+	ch, err := PathChildren(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ch {
+		checkSane(t, r)
+		if v := metric(r, "replies without every child"); v != 0 {
+			t.Errorf("%s: %v replies without every child", r.Scenario, v)
+		}
+	}
+	lh, err := LockHandover(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSane(t, lh)
+	for _, bad := range []string{"grants overlapping another holder", "fencing tokens not above the previous grant's"} {
+		if v := metric(lh, bad); v != 0 {
+			t.Errorf("lock-handover: %s = %v", bad, v)
+		}
+	}
+
 	var table, js bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
