@@ -61,7 +61,7 @@ func (n *Node) kickPersist(slots []int) {
 // revision, up to meta's list.
 func (n *Node) syncPersist(ctx context.Context, slots []int) error {
 	if len(slots) == 0 {
-		v, err := n.meta.Do(ctx, (&proto.MPSlots{}).Args()...)
+		v, err := n.persistRPC.Do(ctx, (&proto.MPSlots{}).Args()...)
 		if err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func (n *Node) syncPersist(ctx context.Context, slots []int) error {
 			return nil
 		}
 	}
-	v, err := n.meta.Do(ctx, (&proto.MPSlots{Slots: slots}).Args()...)
+	v, err := n.persistRPC.Do(ctx, (&proto.MPSlots{Slots: slots}).Args()...)
 	if err != nil {
 		return err
 	}

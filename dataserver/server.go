@@ -134,8 +134,11 @@ type Node struct {
 	appendMu sync.Mutex
 	appendCh chan struct{} // closed when any led slot appends to its log
 
-	// persistKick hands persistLoop slots to sync (persist.go).
+	// persistKick hands persistLoop slots to sync (persist.go), which
+	// asks meta through persistRPC: connections of its own, so a slow
+	// answer never holds up a heartbeat.
 	persistKick chan []int
+	persistRPC  *metaclient.Leader
 
 	sessMu   sync.Mutex
 	sessions map[string]struct{} // live session nodes, nil before meta said
@@ -219,6 +222,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dataserver %s: %w", cfg.NodeID, err)
 	}
 	n.meta = mc
+	n.persistRPC = metaclient.NewLeader(metaclient.LeaderOptions{Metas: cfg.Metas, Secret: cfg.Secret.Current,
+		TLS: cfg.PeerTLS, ReadTimeout: 2 * time.Second, PoolSize: 1})
 	n.wg.Add(4)
 	go n.handoffLoop()
 	go n.persistLoop()
@@ -259,6 +264,7 @@ func (n *Node) Close() error {
 	_ = n.meta.Leave(ctx)
 	cancel()
 	n.meta.Close()
+	n.persistRPC.Close() // a sync under way ends with ErrClosed
 	close(n.stop)
 	n.repl.close()
 	err := n.ln.Close()

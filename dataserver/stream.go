@@ -122,10 +122,7 @@ func (s *stream) command(args [][]byte) bool {
 			if !had {
 				s.n.slots[slot.Of(id)].watch(id, s)
 			}
-			s.dc.WriteArray(3)
-			s.dc.WriteBulkString(proto.PushSubscribe)
-			s.dc.WriteBulk(a)
-			s.dc.WriteInt(n)
+			s.confirm(proto.PushSubscribe, a, n)
 			s.mark(id)
 		}
 	case proto.CmdUnsubscribe:
@@ -137,10 +134,7 @@ func (s *stream) command(args [][]byte) bool {
 			n := len(s.subs)
 			s.mu.Unlock()
 			s.n.slots[slot.Of(id)].unwatch(id, s)
-			s.dc.WriteArray(3)
-			s.dc.WriteBulkString(proto.PushUnsubscribe)
-			s.dc.WriteBulk(a)
-			s.dc.WriteInt(n)
+			s.confirm(proto.PushUnsubscribe, a, n)
 		}
 	case proto.CmdPSubscribe:
 		for _, a := range args[1:] {
@@ -154,10 +148,7 @@ func (s *stream) command(args [][]byte) bool {
 			s.pats[prefix] = struct{}{}
 			n := len(s.subs) + len(s.pats)
 			s.mu.Unlock()
-			s.dc.WriteArray(3)
-			s.dc.WriteBulkString(proto.PushPSubscribe)
-			s.dc.WriteBulk(a)
-			s.dc.WriteInt(n)
+			s.confirm(proto.PushPSubscribe, a, n)
 			// Again where already watched: the answer is everything
 			// under the prefix, as a SUBSCRIBE answers the state.
 			for _, u := range s.n.slots {
@@ -184,10 +175,7 @@ func (s *stream) command(args [][]byte) bool {
 			for _, u := range s.n.slots {
 				u.punwatch(prefix, s)
 			}
-			s.dc.WriteArray(3)
-			s.dc.WriteBulkString(proto.PushPUnsubscribe)
-			s.dc.WriteBulk(a)
-			s.dc.WriteInt(n)
+			s.confirm(proto.PushPUnsubscribe, a, n)
 		}
 	case proto.CmdPing:
 		s.dc.WriteArray(2)
@@ -201,6 +189,14 @@ func (s *stream) command(args [][]byte) bool {
 		s.dc.WriteError("ERR only (P)SUBSCRIBE, (P)UNSUBSCRIBE and PING are allowed on a change stream")
 	}
 	return s.dc.Flush() == nil
+}
+
+// confirm writes a (p)(un)subscribe confirmation.
+func (s *stream) confirm(kind string, channel []byte, n int) {
+	s.dc.WriteArray(3)
+	s.dc.WriteBulkString(kind)
+	s.dc.WriteBulk(channel)
+	s.dc.WriteInt(n)
 }
 
 func (s *stream) cleanup() {

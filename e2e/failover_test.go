@@ -183,7 +183,10 @@ func TestSessionKilledRemovesExactlyItsPublishers(t *testing.T) {
 // from the sessions before it pushes anything, so no subscriber ever sees
 // them vanish.
 func TestFailoverRestoresUnreplicatedPublishers(t *testing.T) {
-	r := mustRig(t)
+	// The follower is paused for as long as a few writes and their pushes
+	// take: a lease of 5 s keeps a slow machine from evicting it first
+	// (the leader's kill is found by refused connections, not the lease).
+	r := mustRig(t, "SLOTREG_LEASE=5s")
 	tab := metaTable(t, r.c.byRole("meta"))
 	leader := mostLeading(tab)
 	s := tab.LedBy(leader)[0]

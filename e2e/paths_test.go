@@ -98,14 +98,31 @@ func TestPathsArePublishers(t *testing.T) {
 	}
 }
 
-// strs runs a command whose reply is an array of strings.
+// strs runs a command whose reply is an array of strings. A -TIMEOUT or
+// -UNAVAILABLE reply is asked again, as the protocol tells clients to:
+// CHILDREN needs every slot's leader, and on a busy machine some slot
+// may be changing leader for longer than one call waits.
 func strs(t *testing.T, c *redis.Client, args ...any) []string {
 	t.Helper()
-	v, err := c.Do(ctxT(t), args...).StringSlice()
+	v, err := doRetry(t, c, args...).StringSlice()
 	if err != nil {
 		t.Fatalf("%v: %v", args, err)
 	}
 	return v
+}
+
+// doRetry runs a command, again while it answers -TIMEOUT or
+// -UNAVAILABLE, for up to 30 s.
+func doRetry(t *testing.T, c *redis.Client, args ...any) *redis.Cmd {
+	t.Helper()
+	var cmd *redis.Cmd
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
+		cmd = c.Do(ctxT(t), args...)
+		err := cmd.Err()
+		retry := err != nil && (strings.HasPrefix(err.Error(), "TIMEOUT") || strings.HasPrefix(err.Error(), "UNAVAILABLE"))
+		return !retry, fmt.Sprintf("%v: %v", args, err)
+	})
+	return cmd
 }
 
 // CHILDREN lists the names below a path whose subtrees hold a value,
@@ -144,7 +161,7 @@ func TestChildrenAndExists(t *testing.T) {
 		t.Fatalf("CHILDREN / = %v, want sched among them", got)
 	}
 	exists := func(path string) int64 {
-		n, err := b.Do(ctxT(t), "EXISTS", path).Int64()
+		n, err := doRetry(t, b, "EXISTS", path).Int64()
 		if err != nil {
 			t.Fatalf("EXISTS %s: %v", path, err)
 		}

@@ -81,18 +81,13 @@ func (c *clientConn) exists(path string) {
 }
 
 // childrenOf asks the data nodes for path's children, or replies the
-// error and returns false; like fetch, it lets the writer go meanwhile.
-func (c *clientConn) childrenOf(path string) ([]string, bool) {
-	c.wmu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.n.writeTimeout())
-	names, err := c.n.router.children(ctx, path)
-	cancel()
-	c.wmu.Lock()
-	if err != nil {
-		c.replyErr(err)
-		return nil, false
-	}
-	return names, true
+// error and returns false.
+func (c *clientConn) childrenOf(path string) (names []string, ok bool) {
+	ok = c.awaitNodes(func(ctx context.Context) (err error) {
+		names, err = c.n.router.children(ctx, path)
+		return err
+	})
+	return names, ok
 }
 
 // children gathers path's children from the leaders of all slots. Each

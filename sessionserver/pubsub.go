@@ -19,6 +19,20 @@ func (c *clientConn) subscribed() bool {
 	return len(c.topics)+len(c.pats) > 0
 }
 
+// confirm writes a (p)(un)subscribe confirmation: the kind, the channel
+// or pattern (null for an unsubscribe from nothing) and the count of
+// subscriptions left.
+func (c *clientConn) confirm(kind, channel string, count int) {
+	c.writePushHeader(3)
+	c.wr.WriteBulkString(kind)
+	if channel == "" {
+		c.wr.WriteNull()
+	} else {
+		c.wr.WriteBulkString(channel)
+	}
+	c.wr.WriteInt(count)
+}
+
 // startPush readies the connection for pushes; start says the caller
 // must start the push loop. c.mu is held.
 func (c *clientConn) startPush() (start bool) {
@@ -74,10 +88,7 @@ func (c *clientConn) subscribe(s *proto.Subscribe) {
 		c.mu.Unlock()
 		// The confirmation goes into the buffer before the topic can
 		// mark this connection, so the first message always follows it.
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushSubscribe)
-		c.wr.WriteBulk(a)
-		c.wr.WriteInt(count)
+		c.confirm(proto.PushSubscribe, string(a), count)
 		if start {
 			c.n.wg.Add(1)
 			go c.pushLoop()
@@ -109,10 +120,7 @@ func (c *clientConn) unsubscribe(args [][]byte) {
 	}
 	c.mu.Unlock()
 	if len(ids) == 0 {
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushUnsubscribe)
-		c.wr.WriteNull()
-		c.wr.WriteInt(0)
+		c.confirm(proto.PushUnsubscribe, "", 0)
 		return
 	}
 	for _, id := range ids {
@@ -128,10 +136,7 @@ func (c *clientConn) unsubscribe(args [][]byte) {
 		if had && t != nil {
 			c.n.subs.remove(c, t)
 		}
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushUnsubscribe)
-		c.wr.WriteBulkString(id)
-		c.wr.WriteInt(count)
+		c.confirm(proto.PushUnsubscribe, id, count)
 	}
 }
 
@@ -155,10 +160,7 @@ func (c *clientConn) psubscribe(prefixes []string) {
 		c.mu.Unlock()
 		// As for SUBSCRIBE: the confirmation is in the buffer before
 		// the first event can be queued.
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushPSubscribe)
-		c.wr.WriteBulkString(prefix + "*")
-		c.wr.WriteInt(count)
+		c.confirm(proto.PushPSubscribe, prefix+"*", count)
 		if start {
 			c.n.wg.Add(1)
 			go c.pushLoop()
@@ -177,10 +179,7 @@ func (c *clientConn) punsubscribe(prefixes []string) {
 		c.mu.Unlock()
 	}
 	if len(prefixes) == 0 {
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushPUnsubscribe)
-		c.wr.WriteNull()
-		c.wr.WriteInt(0)
+		c.confirm(proto.PushPUnsubscribe, "", 0)
 		return
 	}
 	for _, prefix := range prefixes {
@@ -192,10 +191,7 @@ func (c *clientConn) punsubscribe(prefixes []string) {
 		if had {
 			c.n.pwatchRemove(c, prefix)
 		}
-		c.writePushHeader(3)
-		c.wr.WriteBulkString(proto.PushPUnsubscribe)
-		c.wr.WriteBulkString(prefix + "*")
-		c.wr.WriteInt(count)
+		c.confirm(proto.PushPUnsubscribe, prefix+"*", count)
 	}
 }
 

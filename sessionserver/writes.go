@@ -156,17 +156,26 @@ func (c *clientConn) lookup(l *proto.Lookup) {
 
 // fetch reads a datum from its slot leader, or replies the error and
 // returns false.
-func (c *clientConn) fetch(id string) (*proto.Datum, bool) {
-	// The lookup waits on the data node; release the writer meanwhile so
-	// pushes to this connection are not held up.
+func (c *clientConn) fetch(id string) (d *proto.Datum, ok bool) {
+	ok = c.awaitNodes(func(ctx context.Context) (err error) {
+		d, err = c.n.router.lookup(ctx, id)
+		return err
+	})
+	return d, ok
+}
+
+// awaitNodes runs f, a call to the data nodes bounded by the write
+// timeout, with the writer let go meanwhile (pushes to this connection
+// are not held up), and replies its error: ok is false then.
+func (c *clientConn) awaitNodes(f func(ctx context.Context) error) (ok bool) {
 	c.wmu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.n.writeTimeout())
-	d, err := c.n.router.lookup(ctx, id)
+	err := f(ctx)
 	cancel()
 	c.wmu.Lock()
 	if err != nil {
 		c.replyErr(err)
-		return nil, false
+		return false
 	}
-	return d, true
+	return true
 }

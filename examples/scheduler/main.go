@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/client"
+	"github.com/slotreg/slotreg/proto"
 )
 
 const (
@@ -225,9 +226,20 @@ func worker(ctx context.Context, c *client.Client, id string) error {
 	return ctx.Err()
 }
 
-// call runs one registry call with its own deadline.
+// call runs one registry call with its own deadline, again while the
+// registry answers that it could not yet (a slot changing leader).
 func call(ctx context.Context, f func(context.Context) error) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	return f(cctx)
+	for {
+		err := f(cctx)
+		if !errors.Is(err, proto.ErrTimeout) && !errors.Is(err, proto.ErrUnavailable) || cctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-cctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
