@@ -3,7 +3,7 @@
 // versions, keeps the slot's op-log and streams change notices to the
 // sessions that watch a dataInfoId.
 //
-// The slot is the unit: a slotUnit (unit.go, unit_repl.go) owns one
+// The slot is the unit: a slotUnit (unit.go, unit_repl.go, unit_paths.go) owns one
 // slot's store and op-log, this node's role for it, its followers' acks,
 // its reconcile and handoff state and its watchers, under a lock no other
 // file takes; the node holds 256 of them and the rest of the package calls

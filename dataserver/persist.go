@@ -98,14 +98,6 @@ func parsePersist(v any) (*proto.PersistSlots, error) {
 	return proto.ParsePersistSlots([]byte(b))
 }
 
-// behind says whether this node leads the slot and holds an older
-// revision of its PERSISTENT paths than rev.
-func (u *slotUnit) behind(rev uint64) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.store != nil && u.leading && !u.frozen && u.persistRev < rev
-}
-
 // handleDPSync answers DPSYNC: once the slot holds its PERSISTENT paths
 // as of rev at least, the version of the datum named.
 func (n *Node) handleDPSync(conn redcon.Conn, d *proto.DPSync) {
