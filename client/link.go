@@ -69,27 +69,12 @@ func newLink(c *Client, id uint64, addr string) *link {
 		goaway: make(chan struct{}), recvDone: make(chan struct{}), reconWake: make(chan struct{}, 1)}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	o := &c.opts
-	l.rdb = redis.NewClient(&redis.Options{
-		Addr:       addr,
-		Dialer:     l.dial,
-		Username:   o.Username,
-		Password:   o.Password,
-		ClientName: o.ClientName,
-		// RESP2 is what every session speaks; no CLIENT SETINFO round
-		// trip; go-redis must never retry on its own, since a retry may
-		// run on a new connection that holds none of our publishers.
-		Protocol:        2,
-		DisableIdentity: true,
-		MaxRetries:      -1,
-		DialTimeout:     o.DialTimeout,
-		DialerRetries:   1,
-		ReadTimeout:     o.CommandTimeout,
-		WriteTimeout:    o.CommandTimeout,
-		// Lookups use the caller's deadline; the pinned connection's
-		// commands carry none, so CommandTimeout bounds them.
-		ContextTimeoutEnabled: true,
-		PoolSize:              o.LookupPoolSize + 1, // + the pinned connection
-	})
+	ro := o.redisOptions(addr, l.dial)
+	ro.ReadTimeout = o.CommandTimeout
+	// Lookups use the caller's deadline; the pinned connection's
+	// commands carry none, so CommandTimeout bounds them.
+	ro.PoolSize = o.LookupPoolSize + 1 // + the pinned connection
+	l.rdb = redis.NewClient(ro)
 	l.pin = l.rdb.Conn()
 	l.ps = l.rdb.Subscribe(l.ctx)
 	return l

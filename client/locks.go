@@ -414,24 +414,12 @@ type lockConn struct {
 func newLockConn(l *link) *lockConn {
 	lc := &lockConn{l: l}
 	o := &l.c.opts
-	lc.rdb = redis.NewClient(&redis.Options{
-		Addr:            l.addr,
-		Dialer:          lc.dial,
-		Username:        o.Username,
-		Password:        o.Password,
-		ClientName:      o.ClientName,
-		Protocol:        2,
-		DisableIdentity: true,
-		MaxRetries:      -1,
-		DialTimeout:     o.DialTimeout,
-		DialerRetries:   1,
-		// A LOCK ... WAIT answers when the lock is granted: every
-		// command carries its own deadline instead.
-		ReadTimeout:           -1,
-		WriteTimeout:          o.CommandTimeout,
-		ContextTimeoutEnabled: true,
-		PoolSize:              1,
-	})
+	ro := o.redisOptions(l.addr, lc.dial)
+	// A LOCK ... WAIT answers when the lock is granted: every command
+	// carries its own deadline instead.
+	ro.ReadTimeout = -1
+	ro.PoolSize = 1
+	lc.rdb = redis.NewClient(ro)
 	lc.cn = lc.rdb.Conn()
 	return lc
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/slotreg/slotreg/proto"
 )
@@ -174,4 +177,26 @@ func (o *Options) backoff(attempt int) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// redisOptions are the go-redis options every connection to a session
+// shares. RESP2 is what every session speaks; no CLIENT SETINFO round
+// trip; go-redis must never retry on its own, since a retry may run on a
+// new connection that holds none of this client's publishers or locks.
+// Callers set ReadTimeout and PoolSize.
+func (o *Options) redisOptions(addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *redis.Options {
+	return &redis.Options{
+		Addr:                  addr,
+		Dialer:                dial,
+		Username:              o.Username,
+		Password:              o.Password,
+		ClientName:            o.ClientName,
+		Protocol:              2,
+		DisableIdentity:       true,
+		MaxRetries:            -1,
+		DialTimeout:           o.DialTimeout,
+		DialerRetries:         1,
+		WriteTimeout:          o.CommandTimeout,
+		ContextTimeoutEnabled: true,
+	}
 }

@@ -157,6 +157,7 @@ func newEnv(c *cli.Context, target bool) (*env, error) {
 // finish prints the report and draws the plot.
 func (e *env) finish(c *cli.Context) error {
 	e.report.ComputeRatios()
+	bench.PathRatios(e.report) // the paths scenarios' ratios to etcd
 	if p := c.String("plot"); p != "" {
 		if err := bench.PlotCDF(p, e.report.Results); err != nil {
 			return err

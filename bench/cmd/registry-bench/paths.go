@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,7 +64,7 @@ func pathsCommand() *cli.Command {
 			}
 			err = runPaths(c, e, parts, cfg)
 			if len(e.report.Results) > 0 {
-				if ferr := finishPaths(c, e); err == nil {
+				if ferr := e.finish(c); err == nil {
 					err = ferr
 				}
 			}
@@ -112,21 +111,4 @@ func runPaths(c *cli.Context, e *env, parts []string, cfg bench.PathsConfig) err
 		}
 	}
 	return nil
-}
-
-// finishPaths is env.finish with the paths scenarios' ratios to etcd
-// added after ComputeRatios (which knows register and push-latency).
-func finishPaths(c *cli.Context, e *env) error {
-	e.report.ComputeRatios()
-	bench.PathRatios(e.report)
-	if p := c.String("plot"); p != "" {
-		if err := bench.PlotCDF(p, e.report.Results); err != nil {
-			return err
-		}
-		e.progress.Logf("wrote %s", p)
-	}
-	if c.Bool("json") {
-		return e.report.WriteJSON(os.Stdout)
-	}
-	return e.report.WriteTable(os.Stdout)
 }
