@@ -37,13 +37,15 @@ func parsed[T any](parse func([][]byte) (T, error), h func(*Node, redcon.Conn, T
 // commands is every command a data node serves, by lower-cased name.
 // AUTH is not here: the cluster secret's gate answers it before dispatch.
 var commands = newCommandTable([]command{
-	{proto.CmdDWrite, -5, parsed(proto.ParseDWrite, (*Node).handleWrite)},
+	{proto.CmdDWrite, -6, parsed(proto.ParseDWrite, (*Node).handleWrite)},
 	{proto.CmdDLookup, 3, parsed(proto.ParseDLookup, (*Node).handleLookup)},
 	{proto.CmdDChildren, 3, parsed(proto.ParseDChildren, (*Node).handleChildren)},
 	{proto.CmdDPSync, 4, parsed(proto.ParseDPSync, (*Node).handleDPSync)},
 	{proto.CmdDPull, 4, parsed(proto.ParseDPull, (*Node).handlePull)},
+	{proto.CmdDXPull, 4, parsed(proto.ParseDXPull, (*Node).handleXPull)},
+	{proto.CmdDXStats, 1, (*Node).handleXStats},
 	{proto.CmdDReconcile, -5, parsed(proto.ParseDReconcile, (*Node).handleReconcile)},
-	{proto.CmdDSync, -6, parsed(proto.ParseDSync, (*Node).handleSync)},
+	{proto.CmdDSync, -7, parsed(proto.ParseDSync, (*Node).handleSync)},
 	{proto.CmdDAlive, -2, parsed(proto.ParseDAlive, (*Node).handleAlive)},
 	{proto.CmdDStats, -1, (*Node).handleStats},
 	// A session's change stream; a bare SUBSCRIBE opens one that watches

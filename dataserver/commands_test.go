@@ -101,11 +101,11 @@ func TestDispatch(t *testing.T) {
 		{args: args("dlookup", "1"), want: "[-ERR wrong number of arguments for 'dlookup' command]"},
 		{args: args("DWRITE", "1"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
 		{args: args("dwrite", "1", "s1", "R"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
-		{args: args("dwrite", "1", "s1", "2", "3", "R"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
-		{args: args("dwrite", "1", "s1", "x", "3"), want: "[-ERR run is not an unsigned integer"},
+		{args: args("dwrite", "1", "s1", "z", "2", "3", "R"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
+		{args: args("dwrite", "1", "s1", "z", "x", "3"), want: "[-ERR run is not an unsigned integer"},
 		{args: args("dlookup", "x", "svc"), want: "[-ERR epoch is not an unsigned integer"},
 		{args: args("dstats", "nope"), want: "[-ERR usage: DSTATS [GC]]"},
-		{args: args("dwrite", "1", "s1", "2", "3", "R", "svc", "r", "d", "c", "0"), want: "[*1 :4294967297]"},
+		{args: args("dwrite", "1", "s1", "z", "2", "3", "R", "svc", "r", "d", "c", "0"), want: "[*1 :4294967297]"},
 	} {
 		c := &replyConn{}
 		n.handle(c, redcon.Command{Args: tc.args})

@@ -33,14 +33,14 @@ func (e *logEntry) size() int { return len(e.kv) }
 // wire is e as followers receive it.
 func (e *logEntry) wire(seq uint64) LogEntry {
 	out := LogEntry{Seq: seq, Version: e.version, Session: e.own.session,
-		Op: proto.Op{Type: e.typ, ConnID: e.own.conn, TTL: e.ttl}}
+		Op: proto.Op{Type: e.typ, ConnID: e.own.conn, TTL: e.ttl, Zone: e.own.at.zone}, DC: e.own.at.dc}
 	if e.d != nil {
 		out.Op.DataInfoID = e.d.id
 	}
 	if e.kv != "" {
 		rid, data := splitKV(e.kv)
 		out.Op.RegisterID = rid
-		if e.typ == proto.OpRegister {
+		if e.typ == proto.OpRegister || e.typ == proto.OpRemotePut {
 			out.Op.Data = data
 		}
 	}

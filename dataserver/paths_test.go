@@ -70,7 +70,7 @@ func TestUnitSyncsPersistentPaths(t *testing.T) {
 		t.Fatal("an equal revision changed the slot")
 	}
 	u.syncPersist(5, []proto.PersistPath{pp("/cfg/a", "1b")}, 0)
-	d := u.store.snapshot("/cfg")
+	d := u.store.snapshot("/cfg", "")
 	if len(d.Entries) != 1 || d.Entries[0] != (proto.Entry{RegisterID: "a", Data: "1b"}) {
 		t.Fatalf("after sync to 5: %+v", d.Entries)
 	}
@@ -90,8 +90,8 @@ func TestUnitSyncsPersistentPaths(t *testing.T) {
 		t.Fatalf("a connection's close: %+v %v", res, err)
 	}
 	// A session's DSYNC leaves it too.
-	u.store.sync("s1", []proto.SyncPub{{DataInfoID: "/cfg", RegisterID: "a", Data: "eph", Conn: "c1"}})
-	if d := u.store.snapshot("/cfg"); len(d.Entries) != 1 || d.Entries[0].Data != "1b" {
+	u.store.sync("s1", "", []proto.SyncPub{{DataInfoID: "/cfg", RegisterID: "a", Data: "eph", Conn: "c1"}})
+	if d := u.store.snapshot("/cfg", ""); len(d.Entries) != 1 || d.Entries[0].Data != "1b" {
 		t.Fatalf("after a DSYNC: %+v", d.Entries)
 	}
 	// Not leading: no sync.

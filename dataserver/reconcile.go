@@ -53,7 +53,7 @@ func (n *Node) handleSync(conn redcon.Conn, s *proto.DSync) {
 		conn.WriteError(proto.ToRESP(err))
 		return
 	}
-	changed, target, err := n.slots[s.Slot].syncSession(s.Session, s.LeaderEpoch, s.Stamp, s.Pubs)
+	changed, target, err := n.slots[s.Slot].syncSession(s.Session, s.Zone, s.LeaderEpoch, s.Stamp, s.Pubs)
 	if err != nil {
 		conn.WriteError(proto.ToRESP(n.refused(s.Slot, target, err)))
 		return

@@ -57,10 +57,26 @@ type pullResult struct {
 
 func (n *Node) handlePull(conn redcon.Conn, p *proto.DPull) {
 	n.ackPull(p)
-	deadline := time.Now().Add(time.Duration(p.WaitMs) * time.Millisecond)
+	n.awaitNews(time.Duration(p.WaitMs)*time.Millisecond, func() (int, bool) { return n.pullBacklog(p) })
+	res := n.pullOnce(p)
+	conn.WriteArray(len(res))
+	for _, r := range res {
+		conn.WriteArray(4)
+		conn.WriteInt(r.slot)
+		conn.WriteBulkString(r.kind)
+		conn.WriteUint64(r.epoch)
+		conn.WriteBulk(r.blob)
+	}
+}
+
+// awaitNews holds a long poll until backlog says there is news (then
+// lingers a moment unless the news is urgent or already a full batch),
+// for at most wait.
+func (n *Node) awaitNews(wait time.Duration, backlog func() (int, bool)) {
+	deadline := time.Now().Add(wait)
 	for {
 		sig := n.appendSignal()
-		backlog, urgent := n.pullBacklog(p)
+		backlog, urgent := backlog()
 		if backlog > 0 {
 			if backlog < pullFull && !urgent {
 				pause(min(pullLinger, time.Until(deadline)), n.stop)
@@ -81,15 +97,6 @@ func (n *Node) handlePull(conn redcon.Conn, p *proto.DPull) {
 		if n.closing.Load() {
 			break
 		}
-	}
-	res := n.pullOnce(p)
-	conn.WriteArray(len(res))
-	for _, r := range res {
-		conn.WriteArray(4)
-		conn.WriteInt(r.slot)
-		conn.WriteBulkString(r.kind)
-		conn.WriteUint64(r.epoch)
-		conn.WriteBulk(r.blob)
 	}
 }
 

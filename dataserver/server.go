@@ -64,6 +64,13 @@ type Config struct {
 	// PeerTLS, when set, dials meta and the other data nodes over TLS.
 	PeerTLS *tls.Config
 	Logger  *slog.Logger
+	// Datacenter is the cluster's datacenter (default "dc1"); local
+	// publishers are of it. Meta refuses a node of another one.
+	Datacenter string
+	// RemoteExpire drops a remote datacenter's publishers from a slot
+	// whose leader there went unheard for this long; 0 keeps them until
+	// it is back (the default, as SOFARegistry does).
+	RemoteExpire time.Duration
 }
 
 // LimitMessageSize names the inter-node message size limit, as its flag
@@ -93,6 +100,12 @@ func (c *Config) Validate() error {
 	if err := c.Secret.Validate(); err != nil {
 		return fmt.Errorf("dataserver: Secret: %w", err)
 	}
+	if err := proto.CheckPlace("datacenter", c.Datacenter, false); err != nil {
+		return fmt.Errorf("dataserver: %w", err)
+	}
+	if c.RemoteExpire < 0 {
+		return fmt.Errorf("dataserver: RemoteExpire %v is negative", c.RemoteExpire)
+	}
 	if err := netsec.CheckServerTLS(c.ServerTLS); err != nil {
 		return fmt.Errorf("dataserver: %w", err)
 	}
@@ -114,6 +127,7 @@ func (c *Config) setDefaults() {
 	c.SessionGrace = cmp.Or(c.SessionGrace, 3*time.Second)
 	c.ReplicaAckTimeout = cmp.Or(c.ReplicaAckTimeout, time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.Datacenter = cmp.Or(c.Datacenter, proto.DefaultDatacenter)
 }
 
 // Node is a running data node.
@@ -129,6 +143,7 @@ type Node struct {
 
 	tableMu sync.Mutex // serialises onTable
 	repl    *replicator
+	xdc     *xdc                  // cross-datacenter sync (xdc.go)
 	handing atomic.Pointer[[]int] // slots this node leads that have a Target
 
 	appendMu sync.Mutex
@@ -190,7 +205,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData),
+		log:      cfg.Logger.With("node", cfg.NodeID, "role", proto.KindData, "dc", cfg.Datacenter),
 		ln:       ln,
 		addr:     cfg.Advertise,
 		streams:  make(map[*stream]struct{}),
@@ -204,6 +219,7 @@ func New(cfg Config) (*Node, error) {
 	})
 	n.gate = netsec.NewGate(cfg.Secret, n.log)
 	n.repl = newReplicator(n)
+	n.xdc = newXDC(n)
 	n.metrics = n.newMetrics()
 	if n.addr == "" {
 		n.addr = ln.Addr().String()
@@ -211,9 +227,10 @@ func New(cfg Config) (*Node, error) {
 	for s := range n.slots {
 		n.slots[s] = newSlotUnit(s, cfg.OpLogSize, n.log)
 		n.slots[s].staleCount = &n.stale
+		n.slots[s].dc = cfg.Datacenter
 	}
 	mc, err := metaclient.NewClient(metaclient.Config{
-		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
+		Kind: proto.KindData, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas, Datacenter: cfg.Datacenter,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, OnSessions: n.onSessions,
 		Progress: n.progress, Secret: cfg.Secret.Current, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})
@@ -224,9 +241,10 @@ func New(cfg Config) (*Node, error) {
 	n.meta = mc
 	n.persistRPC = metaclient.NewLeader(metaclient.LeaderOptions{Metas: cfg.Metas, Secret: cfg.Secret.Current,
 		TLS: cfg.PeerTLS, ReadTimeout: 2 * time.Second, PoolSize: 1})
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.handoffLoop()
 	go n.persistLoop()
+	go n.xdc.loop()
 	go func() {
 		defer n.wg.Done()
 		err := redcon.Serve(n.ln, n.handle, func(redcon.Conn) bool {

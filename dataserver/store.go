@@ -22,12 +22,13 @@ type owner struct {
 	refs     int    // interned owners: the publishers pointing here
 	ttl      uint32 // seconds; 0 = bound to its connection
 	expireAt int64  // unix nanos; 0 when not TTL-bound
+	at       *place // where it was registered (remote.go)
 }
 
 type ownerKey struct{ session, conn string }
 
 // nobody is the owner of log entries no session wrote (expiry, touch).
-var nobody = &owner{}
+var nobody = &owner{at: placeOf("", "")}
 
 // publisher is one registration as a replica of its slot holds it: its
 // registerId and data in one string (kv) and its owner. Datums hold
@@ -123,6 +124,12 @@ type slotStore struct {
 	publishers  int
 	owners      map[ownerKey]*owner      // interned owners of connection-bound publishers
 	digests     map[string]*proto.Digest // session -> its connection-bound publishers
+	// local sums every local publisher (localHash), as the slot's
+	// leaders in other datacenters compare with what they hold of it.
+	local proto.Digest
+	// remote holds, by datacenter, the publishers the slot's leaders
+	// there sync here, apart from the local ones (remote.go).
+	remote map[string]*remoteSlot
 }
 
 func newSlotStore(leaderEpoch uint64, logSize int) *slotStore {
@@ -132,6 +139,7 @@ func newSlotStore(leaderEpoch uint64, logSize int) *slotStore {
 		log:         newOpLog(logSize, opLogMaxBytes),
 		owners:      make(map[ownerKey]*owner),
 		digests:     make(map[string]*proto.Digest),
+		remote:      make(map[string]*remoteSlot),
 	}
 }
 
@@ -185,7 +193,7 @@ func (s *slotStore) apply(session string, op *proto.Op, now int64) (result uint6
 // entry builds the log entry of op, sharing the datum d and the
 // publisher string kv where the caller has them.
 func (s *slotStore) entry(version uint64, session string, op *proto.Op, d *datum, kv string) logEntry {
-	e := logEntry{version: version, d: d, kv: kv, own: s.writer(session, op.ConnID), ttl: op.TTL, typ: op.Type}
+	e := logEntry{version: version, d: d, kv: kv, own: s.writer(session, op.ConnID, op.Zone), ttl: op.TTL, typ: op.Type}
 	if op.Type == proto.OpTouch {
 		return e
 	}
@@ -209,14 +217,14 @@ func (s *slotStore) logOp(seq, version uint64, session string, op *proto.Op, d *
 
 // writer is the owner a log entry names: the interned one when a
 // publisher of that connection is held, else a new one.
-func (s *slotStore) writer(session, conn string) *owner {
+func (s *slotStore) writer(session, conn, zone string) *owner {
 	if o := s.owners[ownerKey{session, conn}]; o != nil {
 		return o
 	}
 	if session == "" && conn == "" {
 		return nobody
 	}
-	return &owner{session: session, conn: conn}
+	return &owner{session: session, conn: conn, at: placeOf("", zone)}
 }
 
 // replay applies a leader's entry on a follower.
@@ -244,6 +252,9 @@ func (s *slotStore) replay(e *LogEntry, now int64) {
 		d, _ = s.datums.Get(e.Op.DataInfoID)
 	case proto.OpTouch:
 		s.touchAll(e.Version)
+	case proto.OpRemotePut, proto.OpRemoteDel:
+		s.replayRemote(e)
+		return
 	}
 	s.seq = e.Seq
 	s.logOp(e.Seq, e.Version, e.Session, &e.Op, d, kv)
@@ -291,12 +302,18 @@ func (s *slotStore) digest(session string) *proto.Digest {
 	return d
 }
 
-// count adds (sign 1) or removes (-1) p from its session's digest.
+// count adds (sign 1) or removes (-1) p, a local publisher, from the
+// slot's local digest and its session's.
 func (s *slotStore) count(id string, p *publisher, sign int) {
+	rid, data := splitKV(p.kv)
+	if lh := localHash(id, rid, data, p.own.at.zone); sign > 0 {
+		s.local.Add(lh)
+	} else {
+		s.local.Sub(lh)
+	}
 	if p.own.conn == "" {
 		return
 	}
-	rid, data := splitKV(p.kv)
 	h := proto.PubHash(id, rid, data, p.own.conn)
 	d := s.digest(p.own.session)
 	if sign > 0 {
@@ -311,11 +328,11 @@ func (s *slotStore) count(id string, p *publisher, sign int) {
 
 // intern returns the slot's shared owner for a connection, counting one
 // more publisher on it.
-func (s *slotStore) intern(session, conn string) *owner {
+func (s *slotStore) intern(session, conn, zone string) *owner {
 	k := ownerKey{session, conn}
 	o := s.owners[k]
 	if o == nil {
-		o = &owner{session: session, conn: conn}
+		o = &owner{session: session, conn: conn, at: placeOf("", zone)}
 		s.owners[k] = o
 	}
 	o.refs++
@@ -343,10 +360,10 @@ func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64)
 	}
 	p := publisher{kv: makeKV(op.RegisterID, op.Data)}
 	if op.TTL > 0 {
-		p.own = &owner{session: session, ttl: op.TTL, expireAt: now + int64(op.TTL)*1e9}
+		p.own = &owner{session: session, ttl: op.TTL, expireAt: now + int64(op.TTL)*1e9, at: placeOf("", op.Zone)}
 		s.expiry.Set(expiryKey{p.own.expireAt, d.id, p.registerID()})
 	} else {
-		p.own = s.intern(session, op.ConnID)
+		p.own = s.intern(session, op.ConnID, op.Zone)
 	}
 	i, found := d.find(op.RegisterID)
 	if found {
@@ -445,12 +462,13 @@ func (s *slotStore) dropSession(session string) []string {
 	if _, ok := s.digests[session]; !ok {
 		return nil
 	}
-	return s.sync(session, nil)
+	return s.sync(session, "", nil)
 }
 
 // sync makes the session's connection-bound publishers in the slot exactly
-// pubs, as the leader, and returns the dataInfoIds that changed.
-func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
+// pubs, as the leader, and returns the dataInfoIds that changed. zone is
+// the session's.
+func (s *slotStore) sync(session, zone string, pubs []proto.SyncPub) []string {
 	have := s.connPubs(session)
 	now := time.Now().UnixNano()
 	var changed []string
@@ -459,10 +477,10 @@ func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
 		k := pubKey{p.DataInfoID, p.RegisterID}
 		cur, had := have[k]
 		delete(have, k)
-		if had && cur.data() == p.Data && cur.own.conn == p.Conn || s.persistent(k.id, k.rid) {
+		if had && cur.data() == p.Data && cur.own.conn == p.Conn && cur.own.at.zone == zone || s.persistent(k.id, k.rid) {
 			continue
 		}
-		op := proto.Op{Type: proto.OpRegister, DataInfoID: p.DataInfoID, RegisterID: p.RegisterID, Data: p.Data, ConnID: p.Conn}
+		op := proto.Op{Type: proto.OpRegister, DataInfoID: p.DataInfoID, RegisterID: p.RegisterID, Data: p.Data, ConnID: p.Conn, Zone: zone}
 		s.apply(session, &op, now)
 		changed = append(changed, p.DataInfoID)
 	}
@@ -476,9 +494,11 @@ func (s *slotStore) sync(session string, pubs []proto.SyncPub) []string {
 	return slices.Compact(changed)
 }
 
-// snapshot returns the datum as subscribers see it. A dataInfoId never
-// written has version 0 and no entries.
-func (s *slotStore) snapshot(dataInfoID string) *proto.Datum {
+// snapshot returns the datum as subscribers see it: the local publishers,
+// of datacenter dc, and those of every remote datacenter, sorted by
+// proto.EntryLess. A dataInfoId never written has version 0 and no
+// entries.
+func (s *slotStore) snapshot(dataInfoID, dc string) *proto.Datum {
 	out := &proto.Datum{DataInfoID: dataInfoID}
 	d, ok := s.datums.Get(dataInfoID)
 	if !ok {
@@ -489,6 +509,10 @@ func (s *slotStore) snapshot(dataInfoID string) *proto.Datum {
 	for i := range d.pubs {
 		e := &out.Entries[i]
 		e.RegisterID, e.Data = splitKV(d.pubs[i].kv)
+		e.DC, e.Zone = dc, d.pubs[i].own.at.zone
+	}
+	if s.remoteEntries(out) {
+		sort.Slice(out.Entries, func(i, j int) bool { return proto.EntryLess(&out.Entries[i], &out.Entries[j]) })
 	}
 	return out
 }
@@ -532,7 +556,7 @@ func (s *slotStore) dump(now int64) *proto.SlotSnapshot {
 			p := &d.pubs[i]
 			sp := &sd.Pubs[i]
 			sp.RegisterID, sp.Data = splitKV(p.kv)
-			sp.Session, sp.Conn, sp.TTL = p.own.session, p.own.conn, p.own.ttl
+			sp.Session, sp.Conn, sp.TTL, sp.Zone = p.own.session, p.own.conn, p.own.ttl, p.own.at.zone
 			if p.own.expireAt > now {
 				sp.RemainMs = uint64((p.own.expireAt - now) / 1e6)
 			}
@@ -540,6 +564,7 @@ func (s *slotStore) dump(now int64) *proto.SlotSnapshot {
 		out.Datums = append(out.Datums, sd)
 		return true
 	})
+	s.dumpRemote(out)
 	return out
 }
 
@@ -549,17 +574,23 @@ func (s *slotStore) install(snap *proto.SlotSnapshot, now int64) {
 	s.expiry.Clear()
 	s.owners = make(map[ownerKey]*owner)
 	s.digests = make(map[string]*proto.Digest)
+	s.remote = make(map[string]*remoteSlot)
+	s.local = proto.Digest{}
 	s.publishers = 0
 	for _, sd := range snap.Datums {
-		d := &datum{id: sd.DataInfoID, version: sd.Version, pubs: make([]publisher, len(sd.Pubs))}
-		for i, sp := range sd.Pubs {
-			p := &d.pubs[i]
-			p.kv = makeKV(sp.RegisterID, sp.Data)
+		d := &datum{id: sd.DataInfoID, version: sd.Version, pubs: make([]publisher, 0, len(sd.Pubs))}
+		for _, sp := range sd.Pubs {
+			if sp.DC != "" {
+				s.remoteSlot(sp.DC).set(d.id, sp.RegisterID, sp.Data, sp.Zone)
+				continue
+			}
+			d.pubs = append(d.pubs, publisher{kv: makeKV(sp.RegisterID, sp.Data)})
+			p := &d.pubs[len(d.pubs)-1]
 			if sp.TTL > 0 {
-				p.own = &owner{session: sp.Session, conn: sp.Conn, ttl: sp.TTL, expireAt: now + int64(sp.RemainMs)*1e6}
+				p.own = &owner{session: sp.Session, conn: sp.Conn, ttl: sp.TTL, expireAt: now + int64(sp.RemainMs)*1e6, at: placeOf("", sp.Zone)}
 				s.expiry.Set(expiryKey{p.own.expireAt, d.id, p.registerID()})
 			} else {
-				p.own = s.intern(sp.Session, sp.Conn)
+				p.own = s.intern(sp.Session, sp.Conn, sp.Zone)
 			}
 			s.count(d.id, p, 1)
 		}

@@ -22,14 +22,14 @@ func TestStoreVersionsRiseAndEntriesSort(t *testing.T) {
 		}
 		last = v
 	}
-	d := s.snapshot("svc")
+	d := s.snapshot("svc", "")
 	if d.Version != last || len(d.Entries) != 3 || d.Entries[0].RegisterID != "a" || d.Entries[2].RegisterID != "c" {
 		t.Fatalf("snapshot %+v", d)
 	}
 	if s.publishers != 3 {
 		t.Fatalf("publishers = %d", s.publishers)
 	}
-	if e := s.snapshot("none"); e.Version != 0 || len(e.Entries) != 0 {
+	if e := s.snapshot("none", ""); e.Version != 0 || len(e.Entries) != 0 {
 		t.Fatalf("missing datum: %+v", e)
 	}
 }
@@ -52,7 +52,7 @@ func TestStoreOwnerCheckedUnregister(t *testing.T) {
 	if res, _, _ := s.apply("s1", un, 0); res != 0 {
 		t.Fatal("second remove reported success")
 	}
-	if len(s.snapshot("svc").Entries) != 0 || s.publishers != 0 {
+	if len(s.snapshot("svc", "").Entries) != 0 || s.publishers != 0 {
 		t.Fatal("publisher still there")
 	}
 }
@@ -77,7 +77,7 @@ func TestStoreTTLExpiryAndRenew(t *testing.T) {
 	if got := s.expire(3*sec + 1); len(got) != 1 || got[0] != "svc" {
 		t.Fatalf("expire = %v", got)
 	}
-	d := s.snapshot("svc")
+	d := s.snapshot("svc", "")
 	if len(d.Entries) != 1 || d.Entries[0].RegisterID != "b" {
 		t.Fatalf("after expiry: %+v", d)
 	}
@@ -96,8 +96,8 @@ func TestStoreDropSession(t *testing.T) {
 	if len(changed) != 1 || changed[0] != "a" {
 		t.Fatalf("changed = %v", changed)
 	}
-	if len(s.snapshot("a").Entries) != 0 || len(s.snapshot("b").Entries) != 2 {
-		t.Fatalf("a=%+v b=%+v", s.snapshot("a"), s.snapshot("b"))
+	if len(s.snapshot("a", "").Entries) != 0 || len(s.snapshot("b", "").Entries) != 2 {
+		t.Fatalf("a=%+v b=%+v", s.snapshot("a", ""), s.snapshot("b", ""))
 	}
 }
 
@@ -284,7 +284,7 @@ func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
 			t.Fatalf("seq %d/%d epoch %d/%d pubs %d/%d", f.seq, leader.seq, f.leaderEpoch, leader.leaderEpoch, f.publishers, leader.publishers)
 		}
 		for _, id := range []string{"a", "b"} {
-			if got, want := f.snapshot(id), leader.snapshot(id); fmt.Sprint(got) != fmt.Sprint(want) {
+			if got, want := f.snapshot(id, ""), leader.snapshot(id, ""); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("%s: follower %+v leader %+v", id, got, want)
 			}
 		}
@@ -296,7 +296,7 @@ func TestReplayAndSnapshotMatchTheLeader(t *testing.T) {
 		}
 	}
 	// The touch raised every datum to one new version.
-	if a, b := leader.snapshot("a").Version, leader.snapshot("b").Version; a != b || a != 3<<32|uint64(leader.seq) {
+	if a, b := leader.snapshot("a", "").Version, leader.snapshot("b", "").Version; a != b || a != 3<<32|uint64(leader.seq) {
 		t.Fatalf("after touch: a=%x b=%x seq=%d", a, b, leader.seq)
 	}
 	// A follower that asks past a reset log gets told to take a snapshot.
@@ -326,17 +326,17 @@ func TestSyncMakesTheSessionsSetExact(t *testing.T) {
 	s.apply("s1", reg("a", "stale", "x", "c1", 0), 0)
 	s.apply("s1", reg("a", "changed", "old", "c1", 0), 0)
 	s.apply("s2", reg("a", "other", "o", "c5", 0), 0)
-	changed := s.sync("s1", []proto.SyncPub{
+	changed := s.sync("s1", "", []proto.SyncPub{
 		{DataInfoID: "a", RegisterID: "changed", Data: "new", Conn: "c1"},
 		{DataInfoID: "b", RegisterID: "missing", Data: "m", Conn: "c2"},
 	})
 	if fmt.Sprint(changed) != "[a b]" {
 		t.Fatalf("changed = %v", changed)
 	}
-	if got := fmt.Sprint(s.snapshot("a").Entries, s.snapshot("b").Entries); got != "[{changed new} {other o}] [{missing m}]" {
+	if got := fmt.Sprint(s.snapshot("a", "").Entries, s.snapshot("b", "").Entries); got != "[{changed new  } {other o  }] [{missing m  }]" {
 		t.Fatalf("after sync: %s", got)
 	}
-	if again := s.sync("s1", []proto.SyncPub{
+	if again := s.sync("s1", "", []proto.SyncPub{
 		{DataInfoID: "a", RegisterID: "changed", Data: "new", Conn: "c1"},
 		{DataInfoID: "b", RegisterID: "missing", Data: "m", Conn: "c2"},
 	}); len(again) != 0 {

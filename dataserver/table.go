@@ -58,6 +58,7 @@ func (n *Node) onTable(t *slot.Table) {
 	n.table.Store(t)
 	n.handing.Store(&handing)
 	n.repl.update(t)
+	n.xdc.poke()
 	if promotedN > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
 		n.log.Info("table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),
 			"promoted", promotedN, "reconciling", len(reconciling))

@@ -20,7 +20,7 @@ import (
 // slot, follows it or neither.
 //
 // One mutex guards all of it, and only the methods in unit.go,
-// unit_repl.go and unit_paths.go take it: the rest of the package asks a unit to do a
+// unit_repl.go, unit_paths.go and unit_xdc.go take it: the rest of the package asks a unit to do a
 // whole step (apply a write, answer a pull, adopt a role) and gets its
 // outcome. Slots never share a lock, so writes to different slots run in
 // parallel. A step that changes a datum tells its watchers before the
@@ -30,6 +30,7 @@ type slotUnit struct {
 	id      int
 	logSize int          // the op-log entries a new store keeps
 	log     *slog.Logger // the node's
+	dc      string       // the node's datacenter, which local publishers name
 
 	// store is this node's copy of the slot, as its leader or a follower;
 	// nil while it holds none.
@@ -97,6 +98,11 @@ func (u *slotUnit) lead(a *slot.Assignment, from *slot.Assignment) (promoted, re
 		u.leading = true
 		u.persistRev = 0
 		st.leaderEpoch = a.LeaderEpoch
+		for _, r := range st.remote {
+			// Where an earlier term left the sync no longer says what
+			// the copy holds: start from a digest compare.
+			r.epoch, r.seq, r.syncedAt = 0, 0, 0
+		}
 		clear(u.acked)
 		promoted = true
 		if planned {
@@ -202,7 +208,7 @@ func (u *slotUnit) read(id string) (d *proto.Datum, leading, ready bool) {
 	if !u.ready {
 		return nil, true, false
 	}
-	return u.store.snapshot(id), true, true
+	return u.store.snapshot(id, u.dc), true, true
 }
 
 // expire removes, as the leader, the TTL publishers due at now and tells
@@ -410,14 +416,14 @@ func (u *slotUnit) stale(what, session string, st, cur proto.Stamp) error {
 // so the session syncs with whichever node leads next. A sync whose list
 // was taken before a write or sync of the session applied here is
 // refused: it would undo that write (the session sends a newer one).
-func (u *slotUnit) syncSession(session string, epoch uint64, stamp proto.Stamp, pubs []proto.SyncPub) (changed []string, target string, err error) {
+func (u *slotUnit) syncSession(session, zone string, epoch uint64, stamp proto.Stamp, pubs []proto.SyncPub) (changed []string, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if target, err := u.admit("sync", session, stamp, u.leads(epoch)); err != nil {
 		return nil, target, err
 	}
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])
-	changed = u.store.sync(session, pubs)
+	changed = u.store.sync(session, zone, pubs)
 	for _, id := range changed {
 		u.notify(id)
 	}

@@ -336,7 +336,7 @@ func TestUnitReconcile(t *testing.T) {
 		{"s1 digest differs", func() bool { eq, ok := u.compareDigest("s1", proto.Stamp{}, 2, one); return ok && !eq }, false},
 		{"s1 at another epoch", func() bool { _, ok := u.compareDigest("s1", proto.Stamp{}, 1, one); return !ok }, false},
 		{"s1 syncs", func() bool {
-			ch, _, err := u.syncSession("s1", 2, proto.Stamp{}, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
+			ch, _, err := u.syncSession("s1", "", 2, proto.Stamp{}, []proto.SyncPub{{DataInfoID: "a", RegisterID: "1", Data: "x", Conn: "c1"}})
 			return err == nil && len(ch) == 1
 		}, false},
 		{"s1 digest now equal", func() bool { eq, ok := u.compareDigest("s1", proto.Stamp{}, 2, one); return ok && eq }, false},
@@ -372,7 +372,7 @@ func TestUnitReconcile(t *testing.T) {
 func TestUnitLastSessionMakesItReady(t *testing.T) {
 	for name, last := range map[string]func(u *slotUnit){
 		"compare": func(u *slotUnit) { u.compareDigest("s1", proto.Stamp{}, 1, proto.Digest{}) },
-		"sync":    func(u *slotUnit) { u.syncSession("s1", 1, proto.Stamp{}, nil) },
+		"sync":    func(u *slotUnit) { u.syncSession("s1", "", 1, proto.Stamp{}, nil) },
 		"drop":    func(u *slotUnit) { u.dropSessions([]string{"s1"}) },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -457,11 +457,11 @@ func TestUnitHandoffStep(t *testing.T) {
 	}
 	// A frozen slot refuses a session's sync as it refuses writes.
 	u.handoffStep(true, now)
-	if _, target, err := u.syncSession("s1", 1, proto.Stamp{}, nil); !errors.Is(err, errNotLeading) || target != "d2" {
+	if _, target, err := u.syncSession("s1", "", 1, proto.Stamp{}, nil); !errors.Is(err, errNotLeading) || target != "d2" {
 		t.Fatalf("sync while frozen: err %v target %q", err, target)
 	}
 	u.thaw()
-	if _, _, err := u.syncSession("s1", 1, proto.Stamp{}, nil); err != nil {
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{}, nil); err != nil {
 		t.Fatalf("sync refused once thawed: %v", err)
 	}
 	// Not the target's slot any more, or not led: nothing to do.
@@ -481,33 +481,33 @@ func TestUnitRefusesASyncOlderThanAWrite(t *testing.T) {
 	if _, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 5}, reg, 0); err != nil {
 		t.Fatalf("write refused: %v", err)
 	}
-	has := func() bool { return len(u.store.snapshot("svc").Entries) == 1 }
+	has := func() bool { return len(u.store.snapshot("svc", "").Entries) == 1 }
 
-	_, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 4}, nil)
+	_, _, err := u.syncSession("s1", "", 1, proto.Stamp{Run: run, Seq: 4}, nil)
 	if !errors.Is(err, proto.ErrUnavailable) || !has() {
 		t.Fatalf("a sync stamped before the write: err %v, publisher kept %v", err, has())
 	}
 	// Another session's stamps are its own.
-	if _, _, err := u.syncSession("s2", 1, proto.Stamp{Run: 1, Seq: 1}, nil); err != nil {
+	if _, _, err := u.syncSession("s2", "", 1, proto.Stamp{Run: 1, Seq: 1}, nil); err != nil {
 		t.Fatalf("s2's sync: %v", err)
 	}
 	// A newer list (with the publisher) is applied, and then an older one
 	// than it is refused too, though no write came between.
 	list := []proto.SyncPub{{DataInfoID: "svc", RegisterID: "r1", Data: "a", Conn: "c1"}}
-	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 8}, list); err != nil || !has() {
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{Run: run, Seq: 8}, list); err != nil || !has() {
 		t.Fatalf("a newer sync: err %v, publisher kept %v", err, has())
 	}
-	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 6}, nil); !errors.Is(err, proto.ErrUnavailable) || !has() {
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{Run: run, Seq: 6}, nil); !errors.Is(err, proto.ErrUnavailable) || !has() {
 		t.Fatalf("a sync older than the last: err %v, publisher kept %v", err, has())
 	}
 	// A restarted session (a new run) is not held to the old run's seqs.
-	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run + 1, Seq: 1}, nil); err != nil || has() {
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{Run: run + 1, Seq: 1}, nil); err != nil || has() {
 		t.Fatalf("a new run's sync: err %v, publisher kept %v", err, has())
 	}
 	// Nor is a session that left and came back.
 	u.write("s1", proto.Stamp{Run: run, Seq: 100}, reg, 0)
 	u.dropSessions([]string{"s1"})
-	if _, _, err := u.syncSession("s1", 1, proto.Stamp{Run: run, Seq: 9}, list); err != nil || !has() {
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{Run: run, Seq: 9}, list); err != nil || !has() {
 		t.Fatalf("after the session left: err %v, publisher restored %v", err, has())
 	}
 }
@@ -532,8 +532,8 @@ func TestUnitRefusesAWriteBatchOlderThanOneApplied(t *testing.T) {
 	var refused atomic.Uint64
 	u.staleCount = &refused
 	_, _, err := u.write("s1", proto.Stamp{Run: run, Seq: 10}, unreg, 0)
-	if !errors.Is(err, proto.ErrUnavailable) || len(u.store.snapshot("svc").Entries) != 1 {
-		t.Fatalf("the late batch: err %v, entries %v", err, u.store.snapshot("svc").Entries)
+	if !errors.Is(err, proto.ErrUnavailable) || len(u.store.snapshot("svc", "").Entries) != 1 {
+		t.Fatalf("the late batch: err %v, entries %v", err, u.store.snapshot("svc", "").Entries)
 	}
 	if refused.Load() != 1 {
 		t.Fatalf("stale refusals counted: %d, want 1", refused.Load())
@@ -545,7 +545,7 @@ func TestUnitRefusesAWriteBatchOlderThanOneApplied(t *testing.T) {
 			t.Fatalf("an op of batch 13: %v", err)
 		}
 	}
-	if got := u.store.snapshot("svc").Entries; len(got) != 1 || got[0].RegisterID != "r2" {
+	if got := u.store.snapshot("svc", "").Entries; len(got) != 1 || got[0].RegisterID != "r2" {
 		t.Fatalf("after batch 13: %v", got)
 	}
 }

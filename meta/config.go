@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/internal/netsec"
+	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -91,6 +92,13 @@ type Config struct {
 	// Logger receives the node's logs (Raft's own at Warn and above).
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Datacenter is the cluster's datacenter (default "dc1"): a data or
+	// session node that says it is of another one is refused.
+	Datacenter string
+	// RemoteDatacenters are the other datacenters, with their meta
+	// addresses, as --remote-datacenters spells them (proto.ParseRemotes):
+	// this cluster's data nodes sync each slot with theirs.
+	RemoteDatacenters string
 }
 
 // Validate reports the first field that is wrong, by name. Zero values of
@@ -101,6 +109,12 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.NodeID, " \t\r\n") {
 		return fmt.Errorf("meta config: NodeID %q contains white space", c.NodeID)
+	}
+	if err := proto.CheckPlace("datacenter", c.Datacenter, true); err != nil {
+		return fmt.Errorf("meta config: %w", err)
+	}
+	if _, err := proto.ParseRemotes(c.RemoteDatacenters, cmp.Or(c.Datacenter, proto.DefaultDatacenter)); err != nil {
+		return fmt.Errorf("meta config: RemoteDatacenters: %w", err)
 	}
 	if c.RaftListener == nil && c.RaftAddr == "" {
 		return errors.New("meta config: RaftAddr is empty and no RaftListener is given")
@@ -199,5 +213,6 @@ func (c Config) withDefaults() Config {
 	c.MaxMoves = cmp.Or(c.MaxMoves, DefaultMaxMoves)
 	c.MoveTimeout = cmp.Or(c.MoveTimeout, DefaultMoveTimeout)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.Datacenter = cmp.Or(c.Datacenter, proto.DefaultDatacenter)
 	return c
 }

@@ -52,6 +52,9 @@ type Node struct {
 	gate *netsec.Gate
 
 	leases *leases
+	// zones holds each session's zone as its heartbeats say, on the
+	// leader (a new one learns them within a heartbeat).
+	zones sync.Map
 	// evictionsHeld counts lease checks that held back a mass eviction
 	// (see leases.holdMass); lastHeldLog rate-limits their log line and is
 	// the lease loop's alone.
@@ -105,7 +108,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("meta", cfg.NodeID), store: newStore(), leases: newLeases(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("meta", cfg.NodeID, "dc", cfg.Datacenter), store: newStore(), leases: newLeases(),
 		progress: newProgressBook(), rpcDone: make(chan struct{})}
 
 	var cleanup []func()
@@ -331,6 +334,14 @@ func (n *Node) Table() *slot.Table {
 // session members carry the time since their last heartbeat.
 func (n *Node) Members() proto.Members {
 	m := n.store.state().membersCopy()
+	for _, list := range [][]proto.Member{m.Data, m.Sessions, m.Metas} {
+		for i := range list {
+			list[i].Datacenter = n.cfg.Datacenter
+			if z, ok := n.zones.Load(list[i].ID); ok && list[i].Kind == proto.KindSession {
+				list[i].Zone = z.(string)
+			}
+		}
+	}
 	if !n.IsLeader() || !n.ready.Load() {
 		return m
 	}

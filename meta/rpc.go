@@ -59,6 +59,7 @@ func (n *Node) rpcCommands() []rpcCommand {
 		rpc(proto.CmdSuspect, 4, leaderOnly, proto.ParseSuspect, n.handleSuspect),
 		rpc(proto.CmdTable, 1, anyMeta, rawArgs, n.handleTable),
 		rpc(proto.CmdNodes, 1, anyMeta, rawArgs, n.handleNodes),
+		rpc(proto.CmdRemotes, 1, anyMeta, rawArgs, n.handleRemotes),
 		rpc(proto.CmdMetaJoin, 3, leaderOnly, proto.ParseMetaJoin, n.handleMetaJoin),
 		rpc(proto.CmdMetaRemove, 2, leaderOnly, proto.ParseMetaRemove, n.handleMetaRemove),
 		rpc(proto.CmdHandoff, 5, leaderOnly, proto.ParseHandoff, n.handleHandoff),
@@ -195,6 +196,10 @@ func (n *Node) parseHeartbeat(args [][]byte) (*proto.Heartbeat, error) {
 	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
 		return nil, proto.Errorf(proto.ErrInvalid, "heartbeat from %s: address %q is not host:port", h.NodeID, h.Addr)
 	}
+	if h.Datacenter != "" && h.Datacenter != n.cfg.Datacenter {
+		return nil, proto.Errorf(proto.ErrInvalid, "%s node %s is of datacenter %s; this cluster is %s's",
+			h.Kind, h.NodeID, h.Datacenter, n.cfg.Datacenter)
+	}
 	return h, nil
 }
 
@@ -204,6 +209,9 @@ func (n *Node) parseHeartbeat(args [][]byte) (*proto.Heartbeat, error) {
 // and, where the sender's differ, the table and the session list.
 func (n *Node) handleHeartbeat(conn redcon.Conn, h *proto.Heartbeat) error {
 	n.leases.touch(h.Kind, h.NodeID, time.Now())
+	if h.Kind == proto.KindSession {
+		n.zones.Store(h.NodeID, h.Zone)
+	}
 	if h.Kind == proto.KindData {
 		n.progress.set(h.NodeID, h.Progress)
 	}
@@ -277,6 +285,15 @@ func (n *Node) handleTable(conn redcon.Conn, _ [][]byte) error {
 		return n.unavailable(err.Error())
 	}
 	conn.WriteBulk(b)
+	return nil
+}
+
+// handleRemotes replies with this cluster's datacenter and the remote
+// ones, as --remote-datacenters spells them.
+func (n *Node) handleRemotes(conn redcon.Conn, _ [][]byte) error {
+	conn.WriteArray(2)
+	conn.WriteBulkString(n.cfg.Datacenter)
+	conn.WriteBulkString(n.cfg.RemoteDatacenters)
 	return nil
 }
 

@@ -29,6 +29,9 @@ var ErrClientStopped = ErrClosed
 type Config struct {
 	// Kind is proto.KindData or proto.KindSession.
 	Kind string
+	// Datacenter and Zone are what heartbeats say of the node: meta
+	// refuses a node of another datacenter. Zone is a session's.
+	Datacenter, Zone string
 	// NodeID identifies this node in the membership.
 	NodeID string
 	// Addr is this node's advertised address: the inter-node address of a
@@ -448,7 +451,7 @@ func (c *Client) beat(ctx context.Context) error {
 	defer c.beatMu.Unlock()
 	have := c.epoch()
 	hb := &proto.Heartbeat{Kind: c.cfg.Kind, NodeID: c.cfg.NodeID, Addr: c.cfg.Addr, Epoch: have,
-		MembersEpoch: c.membersEpoch(), Progress: c.progress()}
+		MembersEpoch: c.membersEpoch(), Progress: c.progress(), Datacenter: c.cfg.Datacenter, Zone: c.cfg.Zone}
 	sent := time.Now()
 	v, err := c.leader.Do(ctx, hb.Args()...)
 	if err != nil {

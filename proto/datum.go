@@ -14,10 +14,14 @@ const (
 	MaxDataLen = 64 << 10
 )
 
-// Entry is one publisher as subscribers see it.
+// Entry is one publisher as subscribers see it. DC and Zone say where it
+// was registered: the datacenter and the zone of the session that took it
+// (a PERSISTENT path has no zone).
 type Entry struct {
 	RegisterID string
 	Data       string
+	DC         string
+	Zone       string
 }
 
 // Datum is a dataInfoId's publishers at a version, sorted by RegisterID.
@@ -36,6 +40,8 @@ func (d *Datum) AppendBinary(dst []byte) []byte {
 	for _, e := range d.Entries {
 		dst = appendString(dst, e.RegisterID)
 		dst = appendString(dst, e.Data)
+		dst = appendString(dst, e.DC)
+		dst = appendString(dst, e.Zone)
 	}
 	return dst
 }
@@ -64,6 +70,12 @@ func ParseDatum(b []byte) (*Datum, error) {
 			return nil, fmt.Errorf("datum entry %d: %w", i, err)
 		}
 		if e.Data, b, err = readString(b); err != nil {
+			return nil, fmt.Errorf("datum entry %d: %w", i, err)
+		}
+		if e.DC, b, err = readString(b); err != nil {
+			return nil, fmt.Errorf("datum entry %d: %w", i, err)
+		}
+		if e.Zone, b, err = readString(b); err != nil {
 			return nil, fmt.Errorf("datum entry %d: %w", i, err)
 		}
 		d.Entries = append(d.Entries, e)
@@ -99,10 +111,13 @@ type Push struct {
 type PushEntry struct {
 	RegisterID string `json:"registerId"`
 	Data       string `json:"data"`
+	Datacenter string `json:"datacenter,omitempty"`
+	Zone       string `json:"zone,omitempty"`
 }
 
 // AppendPushJSON encodes d as the payload subscribers receive:
-// {"dataInfoId":..,"version":..,"publishers":[{"registerId":..,"data":..}]}.
+// {"dataInfoId":..,"version":..,"publishers":[{"registerId":..,"data":..,
+// "datacenter":..,"zone":..}]}.
 // It is hand-written because it runs once per push on the hot path and
 // encoding/json's reflection costs several allocations per entry.
 func (d *Datum) AppendPushJSON(dst []byte) []byte {
@@ -119,6 +134,10 @@ func (d *Datum) AppendPushJSON(dst []byte) []byte {
 		dst = appendJSONString(dst, e.RegisterID)
 		dst = append(dst, `,"data":`...)
 		dst = appendJSONString(dst, e.Data)
+		dst = append(dst, `,"datacenter":`...)
+		dst = appendJSONString(dst, e.DC)
+		dst = append(dst, `,"zone":`...)
+		dst = appendJSONString(dst, e.Zone)
 		dst = append(dst, '}')
 	}
 	return append(dst, "]}"...)

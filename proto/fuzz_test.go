@@ -107,7 +107,7 @@ func roundTrip[T any](t *testing.T, what string, args [][]byte, parse func([][]b
 // fail cleanly, and what they accept must survive an encode and a parse
 // unchanged (not byte for byte: a varint may arrive longer than needed).
 func FuzzParseBinary(f *testing.F) {
-	f.Add((&Datum{DataInfoID: "svc", Version: 1 << 32, Entries: []Entry{{"r", "d"}}}).AppendBinary(nil))
+	f.Add((&Datum{DataInfoID: "svc", Version: 1 << 32, Entries: []Entry{{RegisterID: "r", Data: "d", DC: "dc2", Zone: "z"}}}).AppendBinary(nil))
 	f.Add(AppendEntries(nil, []LogEntry{{Seq: 1, Version: 2, Session: "s", Op: Op{Type: OpRegister, DataInfoID: "a", RegisterID: "b", Data: "c", TTL: 4}}}))
 	f.Add((&SlotSnapshot{LeaderEpoch: 1, Seq: 2, Datums: []SnapDatum{{DataInfoID: "a", Version: 3, Pubs: []SnapPub{{RegisterID: "r", Session: "s", Conn: "c", TTL: 1, RemainMs: 5}}}}}).AppendBinary(nil))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})

@@ -22,6 +22,10 @@ type Heartbeat struct {
 	NodeID string
 	Addr   string // the node's inter-node (data) or client (session) address
 	Epoch  uint64 // the table epoch the node has
+	// Datacenter is the node's; meta refuses a node of another one. Zone
+	// is a session's ("" for a data node). Both are "" in the older
+	// forms.
+	Datacenter, Zone string
 	// MembersEpoch is the epoch of the session list the node has, 0 for
 	// none.
 	MembersEpoch uint64
@@ -31,18 +35,19 @@ type Heartbeat struct {
 	Progress map[int]uint64
 }
 
-// Args builds the command, always in the 7-argument form.
+// Args builds the command, always in the 9-argument form.
 func (h *Heartbeat) Args() []any {
 	return []any{CmdHeartbeat, h.Kind, h.NodeID, h.Addr, strconv.FormatUint(h.Epoch, 10),
-		strconv.FormatUint(h.MembersEpoch, 10), FormatProgress(h.Progress)}
+		strconv.FormatUint(h.MembersEpoch, 10), FormatProgress(h.Progress), h.Datacenter, h.Zone}
 }
 
 // ParseHeartbeat parses HEARTBEAT kind nodeId addr epoch [membersEpoch
-// progress]. The 5-argument form is what nodes built before the session
-// list and progress existed send; it parses with MembersEpoch 0 and no
-// Progress.
+// progress [datacenter zone]]. The 5-argument form is what nodes built
+// before the session list and progress existed send; it parses with
+// MembersEpoch 0 and no Progress. The 7-argument form predates
+// datacenters.
 func ParseHeartbeat(args [][]byte) (*Heartbeat, error) {
-	if len(args) != 5 && len(args) != 7 {
+	if len(args) != 5 && len(args) != 7 && len(args) != 9 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdHeartbeat)
 	}
 	h := &Heartbeat{Kind: string(args[1]), NodeID: string(args[2]), Addr: string(args[3])}
@@ -63,6 +68,16 @@ func ParseHeartbeat(args [][]byte) (*Heartbeat, error) {
 		return nil, err
 	}
 	if h.Progress, err = ParseProgress(string(args[6])); err != nil {
+		return nil, err
+	}
+	if len(args) == 7 {
+		return h, nil
+	}
+	h.Datacenter, h.Zone = string(args[7]), string(args[8])
+	if err := CheckPlace("datacenter", h.Datacenter, true); err != nil {
+		return nil, err
+	}
+	if err := CheckPlace("zone", h.Zone, true); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -200,6 +215,9 @@ type Op struct {
 	// remove a PERSISTENT path): the session takes them to meta first.
 	// It never travels between nodes.
 	Persistent bool
+	// Zone is the zone of the session that took the write; it travels
+	// once per DWRITE and DSYNC, not per op.
+	Zone string
 }
 
 const opArgs = 6
@@ -212,6 +230,7 @@ const opArgs = 6
 type DWrite struct {
 	Epoch     uint64
 	SessionID string
+	Zone      string // the session's zone, every op's
 	Stamp     Stamp
 	Ops       []Op
 }
@@ -252,7 +271,7 @@ func parseStamp(args [][]byte) (s Stamp, err error) {
 // Args builds the command.
 func (d *DWrite) Args() []any {
 	a := make([]any, 0, dwriteHead+opArgs*len(d.Ops))
-	a = append(a, CmdDWrite, strconv.FormatUint(d.Epoch, 10), d.SessionID)
+	a = append(a, CmdDWrite, strconv.FormatUint(d.Epoch, 10), d.SessionID, d.Zone)
 	a = d.Stamp.appendArgs(a)
 	for i := range d.Ops {
 		o := &d.Ops[i]
@@ -270,6 +289,7 @@ func (d *DWrite) AppendRESP(dst []byte) []byte {
 	var num [20]byte
 	dst = redcon.AppendBulk(dst, strconv.AppendUint(num[:0], d.Epoch, 10))
 	dst = redcon.AppendBulkString(dst, d.SessionID)
+	dst = redcon.AppendBulkString(dst, d.Zone)
 	dst = d.Stamp.appendRESP(dst)
 	for i := range d.Ops {
 		o := &d.Ops[i]
@@ -284,15 +304,15 @@ func (d *DWrite) AppendRESP(dst []byte) []byte {
 }
 
 // dwriteHead is how many arguments come before a DWRITE's ops: the
-// command, the epoch, the session and its stamp.
-const dwriteHead = 3 + stampArgs
+// command, the epoch, the session, its zone and its stamp.
+const dwriteHead = 4 + stampArgs
 
-// ParseDWrite parses DWRITE epoch sessionId run seq [type id registerId data connId ttl]...
+// ParseDWrite parses DWRITE epoch sessionId zone run seq [type id registerId data connId ttl]...
 func ParseDWrite(args [][]byte) (*DWrite, error) {
 	if len(args) < dwriteHead || (len(args)-dwriteHead)%opArgs != 0 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDWrite)
 	}
-	d := &DWrite{SessionID: string(args[2])}
+	d := &DWrite{SessionID: string(args[2]), Zone: string(args[3])}
 	var err error
 	if d.Epoch, err = parseUint(args[1], "epoch"); err != nil {
 		return nil, err
@@ -300,7 +320,10 @@ func ParseDWrite(args [][]byte) (*DWrite, error) {
 	if err := checkNodeID(d.SessionID); err != nil {
 		return nil, err
 	}
-	if d.Stamp, err = parseStamp(args[3:]); err != nil {
+	if err := CheckPlace("zone", d.Zone, true); err != nil {
+		return nil, err
+	}
+	if d.Stamp, err = parseStamp(args[4:]); err != nil {
 		return nil, err
 	}
 	d.Ops = make([]Op, (len(args)-dwriteHead)/opArgs)
@@ -316,7 +339,7 @@ func ParseDWrite(args [][]byte) (*DWrite, error) {
 		default:
 			return nil, Errorf(ErrInvalid, "op %d: bad type %q", i, a[0])
 		}
-		o.DataInfoID, o.RegisterID, o.Data, o.ConnID = string(a[1]), string(a[2]), string(a[3]), string(a[4])
+		o.DataInfoID, o.RegisterID, o.Data, o.ConnID, o.Zone = string(a[1]), string(a[2]), string(a[3]), string(a[4]), d.Zone
 		if err := CheckKey(o.DataInfoID); err != nil {
 			return nil, err
 		}
@@ -427,4 +450,26 @@ func ArgsBytes(a []any) [][]byte {
 		}
 	}
 	return out
+}
+
+// CheckPlace checks a datacenter or zone name (what says which): 1..64
+// bytes of letters, digits, '-', '_' and '.', or empty where empty is
+// allowed.
+func CheckPlace(what, name string, empty bool) error {
+	if name == "" {
+		if empty {
+			return nil
+		}
+		return Errorf(ErrInvalid, "%s name is empty", what)
+	}
+	if len(name) > 64 {
+		return Errorf(ErrInvalid, "%s name is %d bytes, over 64", what, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return Errorf(ErrInvalid, "%s name %q may hold only letters, digits, '-', '_' and '.'", what, name)
+		}
+	}
+	return nil
 }

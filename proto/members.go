@@ -19,4 +19,9 @@ type Member struct {
 	LastSeenMs int64 `json:"lastSeenMs,omitempty"`
 	// Draining is set on a data node being drained (see DRAIN).
 	Draining bool `json:"draining,omitempty"`
+	// Datacenter is the cluster's (every member's, as meta refuses any
+	// other); Zone a session's, as its heartbeats say (the meta leader
+	// learns it within a heartbeat of taking over).
+	Datacenter string `json:"datacenter,omitempty"`
+	Zone       string `json:"zone,omitempty"`
 }

@@ -271,46 +271,61 @@ const (
 	EventRemove = "REMOVE"
 )
 
-// AppendPathEventJSON encodes a prefix watch's event:
-// {"type":..,"path":..,"value":..,"version":..}.
-func AppendPathEventJSON(dst []byte, typ, path, value string, version uint64) []byte {
+// AppendPathEventJSON encodes a prefix watch's event for the path of e:
+// {"type":..,"path":..,"value":..,"version":..,"datacenter":..,"zone":..}.
+func AppendPathEventJSON(dst []byte, typ, path string, e *Entry, version uint64) []byte {
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, typ...)
 	dst = append(dst, `","path":`...)
 	dst = appendJSONString(dst, path)
 	dst = append(dst, `,"value":`...)
-	dst = appendJSONString(dst, value)
+	dst = appendJSONString(dst, e.Data)
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendUint(dst, version, 10)
+	dst = append(dst, `,"datacenter":`...)
+	dst = appendJSONString(dst, e.DC)
+	dst = append(dst, `,"zone":`...)
+	dst = appendJSONString(dst, e.Zone)
 	return append(dst, '}')
 }
 
 // DiffEntries calls fn for each path of the dataInfoId id under prefix
-// that changed from old to cur (sorted entries, either may be nil): ADD
-// for a new registerId, UPDATE for a new value, REMOVE for one gone.
-func DiffEntries(prefix, id string, old, cur []Entry, fn func(typ, path, value string)) {
+// that changed from old to cur (entries sorted by EntryLess, either may
+// be nil): ADD for a new registerId, UPDATE for a new value, REMOVE for
+// one gone. A path is a registerId in one datacenter: a global view can
+// hold the same path from two.
+func DiffEntries(prefix, id string, old, cur []Entry, fn func(typ, path string, e *Entry)) {
 	emit := func(typ string, e *Entry) {
 		if path := JoinPath(id, e.RegisterID); strings.HasPrefix(path, prefix) {
-			fn(typ, path, e.Data)
+			fn(typ, path, e)
 		}
 	}
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
-		case j == len(cur) || (i < len(old) && old[i].RegisterID < cur[j].RegisterID):
+		case j == len(cur) || (i < len(old) && EntryLess(&old[i], &cur[j])):
 			emit(EventRemove, &old[i])
 			i++
-		case i == len(old) || cur[j].RegisterID < old[i].RegisterID:
+		case i == len(old) || EntryLess(&cur[j], &old[i]):
 			emit(EventAdd, &cur[j])
 			j++
 		default:
-			if old[i].Data != cur[j].Data {
+			if old[i].Data != cur[j].Data || old[i].Zone != cur[j].Zone {
 				emit(EventUpdate, &cur[j])
 			}
 			i++
 			j++
 		}
 	}
+}
+
+// EntryLess is the order of a datum's entries: by registerId, then by
+// datacenter (a global view can hold one registerId from several).
+func EntryLess(a, b *Entry) bool {
+	if a.RegisterID != b.RegisterID {
+		return a.RegisterID < b.RegisterID
+	}
+	return a.DC < b.DC
 }
 
 // ParsePatterns parses PSUBSCRIBE pattern... (at least one) or

@@ -172,23 +172,34 @@ func TestDiffEntries(t *testing.T) {
 		return out
 	}
 	var got []string
-	DiffEntries("/w/", "/w", e("a", "1", "b", "2", "d", "4"), e("b", "2", "c", "3", "d", "5"), func(typ, path, value string) {
-		got = append(got, typ+" "+path+"="+value)
+	DiffEntries("/w/", "/w", e("a", "1", "b", "2", "d", "4"), e("b", "2", "c", "3", "d", "5"), func(typ, path string, en *Entry) {
+		got = append(got, typ+" "+path+"="+en.Data)
 	})
 	if want := "[REMOVE /w/a=1 ADD /w/c=3 UPDATE /w/d=5]"; fmt.Sprint(got) != want {
 		t.Fatalf("diff = %v, want %s", got, want)
 	}
 	got = nil
-	DiffEntries("/w/b", "/w", nil, e("a", "1", "b", "2", "bc", "3"), func(typ, path, value string) { got = append(got, path) })
+	DiffEntries("/w/b", "/w", nil, e("a", "1", "b", "2", "bc", "3"), func(typ, path string, _ *Entry) { got = append(got, path) })
 	if fmt.Sprint(got) != "[/w/b /w/bc]" {
 		t.Fatalf("a prefix inside the last segment selects %v", got)
 	}
-	b := AppendPathEventJSON(nil, EventAdd, "/w/\"x\"", "v\n", 7)
-	var ev struct {
-		Type, Path, Value string
-		Version           uint64
+	// One registerId in two datacenters is two paths of a global view:
+	// dc2's leaving removes only its own.
+	got = nil
+	both := []Entry{{RegisterID: "a", Data: "1", DC: "dc1"}, {RegisterID: "a", Data: "2", DC: "dc2"}}
+	DiffEntries("/w/", "/w", both, both[:1], func(typ, path string, en *Entry) {
+		got = append(got, typ+" "+path+"@"+en.DC+"="+en.Data)
+	})
+	if want := "[REMOVE /w/a@dc2=2]"; fmt.Sprint(got) != want {
+		t.Fatalf("diff across datacenters = %v, want %s", got, want)
 	}
-	if err := json.Unmarshal(b, &ev); err != nil || ev.Type != "ADD" || ev.Path != `/w/"x"` || ev.Value != "v\n" || ev.Version != 7 {
+	b := AppendPathEventJSON(nil, EventAdd, "/w/\"x\"", &Entry{Data: "v\n", DC: "dc2", Zone: "z1"}, 7)
+	var ev struct {
+		Type, Path, Value, Datacenter, Zone string
+		Version                             uint64
+	}
+	if err := json.Unmarshal(b, &ev); err != nil || ev.Type != "ADD" || ev.Path != `/w/"x"` || ev.Value != "v\n" || ev.Version != 7 ||
+		ev.Datacenter != "dc2" || ev.Zone != "z1" {
 		t.Fatalf("event JSON %s: %+v %v", b, ev, err)
 	}
 }

@@ -15,11 +15,12 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 		{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:7000", Epoch: 42},
 		{Kind: KindSession, NodeID: "s1", Addr: "127.0.0.1:9600", Epoch: 3, MembersEpoch: 7},
 		{Kind: KindData, NodeID: "d2", Addr: "h:1", Epoch: 1 << 40, MembersEpoch: 1,
-			Progress: map[int]uint64{0: 0, 9: 1 << 63, 255: 17, 3: 4}},
+			Progress: map[int]uint64{0: 0, 9: 1 << 63, 255: 17, 3: 4}, Datacenter: "dc2"},
+		{Kind: KindSession, NodeID: "s2", Addr: "h:2", Datacenter: "east-1", Zone: "rack.7"},
 	} {
 		args := in.Args()
-		if len(args) != 7 {
-			t.Fatalf("Args gives %d arguments, want 7: %q", len(args), args)
+		if len(args) != 9 {
+			t.Fatalf("Args gives %d arguments, want 9: %q", len(args), args)
 		}
 		out, err := ParseHeartbeat(ArgsBytes(args))
 		if err != nil {
@@ -140,17 +141,18 @@ func TestDWriteRoundTrip(t *testing.T) {
 }
 
 func TestDWriteRejects(t *testing.T) {
-	good := []any{CmdDWrite, "1", "s1", "5", "6", "R", "svc", "r1", "d", "c", "0"}
+	good := []any{CmdDWrite, "1", "s1", "z1", "5", "6", "R", "svc", "r1", "d", "c", "0"}
 	cases := map[string]func([]any){
 		"arity":     func(a []any) { a[len(a)-1] = nil },
-		"type":      func(a []any) { a[5] = "X" },
-		"empty key": func(a []any) { a[6] = "" },
-		"long key":  func(a []any) { a[6] = strings.Repeat("k", MaxKeyLen+1) },
-		"long data": func(a []any) { a[8] = strings.Repeat("d", MaxDataLen+1) },
-		"ttl":       func(a []any) { a[10] = "x" },
+		"type":      func(a []any) { a[6] = "X" },
+		"empty key": func(a []any) { a[7] = "" },
+		"long key":  func(a []any) { a[7] = strings.Repeat("k", MaxKeyLen+1) },
+		"long data": func(a []any) { a[9] = strings.Repeat("d", MaxDataLen+1) },
+		"ttl":       func(a []any) { a[11] = "x" },
 		"epoch":     func(a []any) { a[1] = "e" },
-		"run":       func(a []any) { a[3] = "-1" },
-		"seq":       func(a []any) { a[4] = "s" },
+		"run":       func(a []any) { a[4] = "-1" },
+		"seq":       func(a []any) { a[5] = "s" },
+		"zone":      func(a []any) { a[3] = "no spaces" },
 	}
 	if _, err := ParseDWrite(ArgsBytes(good)); err != nil {
 		t.Fatalf("the good batch: %v", err)
@@ -176,7 +178,7 @@ func TestDLookupRoundTrip(t *testing.T) {
 }
 
 func TestDatumBinaryRoundTrip(t *testing.T) {
-	in := &Datum{DataInfoID: "svc", Version: 5<<32 | 9, Entries: []Entry{{"a", "1"}, {"b", ""}, {"c", strings.Repeat("x", 300)}}}
+	in := &Datum{DataInfoID: "svc", Version: 5<<32 | 9, Entries: []Entry{{RegisterID: "a", Data: "1", DC: "dc1", Zone: "z1"}, {RegisterID: "b", DC: "dc2"}, {RegisterID: "c", Data: strings.Repeat("x", 300)}}}
 	out, err := ParseDatum(in.AppendBinary(nil))
 	if err != nil || !reflect.DeepEqual(in, out) {
 		t.Fatalf("got %+v, %v", out, err)
@@ -191,7 +193,7 @@ func TestDatumBinaryRoundTrip(t *testing.T) {
 
 func TestPushJSONParses(t *testing.T) {
 	d := &Datum{DataInfoID: "svc\"<\x01>", Version: 1<<32 | 2, Entries: []Entry{
-		{"r1", "10.0.0.1:80"}, {"r\\2", "line\nbreak\t\u2028"}, {"bad", "\xff\xfe"},
+		{RegisterID: "r1", Data: "10.0.0.1:80", DC: "dc1", Zone: "z1"}, {RegisterID: "r\\2", Data: "line\nbreak\t\u2028"}, {RegisterID: "bad", Data: "\xff\xfe"},
 	}}
 	var got Push
 	if err := json.Unmarshal(d.AppendPushJSON(nil), &got); err != nil {
@@ -199,6 +201,9 @@ func TestPushJSONParses(t *testing.T) {
 	}
 	if got.DataInfoID != d.DataInfoID || got.Version != d.Version || len(got.Publishers) != 3 {
 		t.Fatalf("got %+v", got)
+	}
+	if got.Publishers[0].Datacenter != "dc1" || got.Publishers[0].Zone != "z1" {
+		t.Fatalf("datacenter and zone: %+v", got.Publishers[0])
 	}
 	if got.Publishers[1].Data != "line\nbreak\t\u2028" || got.Publishers[2].Data != "\ufffd\ufffd" {
 		t.Fatalf("escaping: %+v", got.Publishers)

@@ -75,6 +75,15 @@ var ErrDropped = errors.New("session dropped")
 // it lacks a change the old leader had pushed but not replicated.
 const OpTouch OpType = 'T'
 
+// The log-only ops of cross-datacenter sync: a slot's leader stores a
+// remote datacenter's publisher (LogEntry.DC) or drops one, as that
+// datacenter's leader of the slot said, and its followers replay them.
+// They raise the datum's version here, so every view of it moves on.
+const (
+	OpRemotePut OpType = 'P'
+	OpRemoteDel OpType = 'D'
+)
+
 // LogEntry is one applied write in a slot's op-log. Seq is dense and
 // rising within a slot; Version is the datum version the write produced
 // (0 for a renew, which changes no datum).
@@ -83,6 +92,8 @@ type LogEntry struct {
 	Version uint64
 	Session string
 	Op      Op
+	// DC is the source datacenter of an OpRemotePut or OpRemoteDel.
+	DC string
 }
 
 // AppendBinary encodes e.
@@ -95,7 +106,9 @@ func (e *LogEntry) AppendBinary(dst []byte) []byte {
 	dst = appendString(dst, e.Op.RegisterID)
 	dst = appendString(dst, e.Op.Data)
 	dst = appendString(dst, e.Op.ConnID)
-	return binary.AppendUvarint(dst, uint64(e.Op.TTL))
+	dst = binary.AppendUvarint(dst, uint64(e.Op.TTL))
+	dst = appendString(dst, e.Op.Zone)
+	return appendString(dst, e.DC)
 }
 
 type reader struct {
@@ -150,6 +163,8 @@ func (r *reader) entry() LogEntry {
 		r.err = errors.New("bad ttl")
 	}
 	e.Op.TTL = uint32(ttl)
+	e.Op.Zone = r.str()
+	e.DC = r.str()
 	return e
 }
 
@@ -190,6 +205,8 @@ type SnapPub struct {
 	Conn       string
 	TTL        uint32
 	RemainMs   uint64 // time left before a TTL publisher expires
+	Zone       string
+	DC         string // "" for a local publisher, else its source datacenter
 }
 
 // SnapDatum is one datum in a slot snapshot.
@@ -223,6 +240,8 @@ func (s *SlotSnapshot) AppendBinary(dst []byte) []byte {
 			dst = appendString(dst, p.Conn)
 			dst = binary.AppendUvarint(dst, uint64(p.TTL))
 			dst = binary.AppendUvarint(dst, p.RemainMs)
+			dst = appendString(dst, p.Zone)
+			dst = appendString(dst, p.DC)
 		}
 	}
 	return dst
@@ -246,6 +265,7 @@ func ParseSlotSnapshot(b []byte) (*SlotSnapshot, error) {
 			p := SnapPub{RegisterID: r.str(), Data: r.str(), Session: r.str(), Conn: r.str()}
 			p.TTL = uint32(r.uvarint())
 			p.RemainMs = r.uvarint()
+			p.Zone, p.DC = r.str(), r.str()
 			d.Pubs = append(d.Pubs, p)
 		}
 		s.Datums = append(s.Datums, d)
@@ -478,6 +498,7 @@ type SyncPub struct {
 // says when the list was taken (see Stamp).
 type DSync struct {
 	Session     string
+	Zone        string
 	Slot        int
 	LeaderEpoch uint64
 	Stamp       Stamp
@@ -485,12 +506,12 @@ type DSync struct {
 }
 
 // dsyncHead is how many arguments come before a DSYNC's publishers.
-const dsyncHead = 4 + stampArgs
+const dsyncHead = 5 + stampArgs
 
 // Args builds the command.
 func (s *DSync) Args() []any {
 	a := make([]any, 0, dsyncHead+4*len(s.Pubs))
-	a = append(a, CmdDSync, s.Session, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10))
+	a = append(a, CmdDSync, s.Session, s.Zone, strconv.Itoa(s.Slot), strconv.FormatUint(s.LeaderEpoch, 10))
 	a = s.Stamp.appendArgs(a)
 	for _, p := range s.Pubs {
 		a = append(a, p.DataInfoID, p.RegisterID, p.Data, p.Conn)
@@ -498,23 +519,26 @@ func (s *DSync) Args() []any {
 	return a
 }
 
-// ParseDSync parses DSYNC session slot leaderEpoch run seq [id registerId data conn]...
+// ParseDSync parses DSYNC session zone slot leaderEpoch run seq [id registerId data conn]...
 func ParseDSync(args [][]byte) (*DSync, error) {
 	if len(args) < dsyncHead || (len(args)-dsyncHead)%4 != 0 {
 		return nil, Errorf(ErrInvalid, "wrong number of arguments for '%s' command", CmdDSync)
 	}
-	s := &DSync{Session: string(args[1])}
+	s := &DSync{Session: string(args[1]), Zone: string(args[2])}
 	if err := checkNodeID(s.Session); err != nil {
 		return nil, err
 	}
+	if err := CheckPlace("zone", s.Zone, true); err != nil {
+		return nil, err
+	}
 	var err error
-	if s.Slot, err = parseSlot(args[2]); err != nil {
+	if s.Slot, err = parseSlot(args[3]); err != nil {
 		return nil, err
 	}
-	if s.LeaderEpoch, err = parseUint(args[3], "leaderEpoch"); err != nil {
+	if s.LeaderEpoch, err = parseUint(args[4], "leaderEpoch"); err != nil {
 		return nil, err
 	}
-	if s.Stamp, err = parseStamp(args[4:]); err != nil {
+	if s.Stamp, err = parseStamp(args[5:]); err != nil {
 		return nil, err
 	}
 	for i := dsyncHead; i < len(args); i += 4 {

@@ -24,6 +24,14 @@
 # below speaks plain HTTP) reach every node; see docs/security.md.
 # `start data4` (up to data9) adds a data node beyond the first three.
 #
+# Datacenters: SLOTREG_DATACENTER names this cluster's datacenter (default
+# dc1) and SLOTREG_REMOTE_DATACENTERS lists the others' meta RPC addresses
+# (NAME=HOST:PORT[,HOST:PORT][;NAME=...], meta's --remote-datacenters);
+# the nodes read both from the environment. So two clusters with their own
+# SLOTREG_BASE_PORT and SLOTREG_CLUSTER_DIR form two datacenters on one
+# machine. SLOTREG_SESSION_ZONES=z1,z2 gives session1 and session2 their
+# zones (default: the datacenter's name).
+#
 # As root, SLOTREG_NETNS=1 runs every node in its own network namespace,
 # and `partition`, `slow` and `heal` cut or degrade links between them:
 # scripts/netns.sh, sourced below, describes that mode and implements it.
@@ -80,6 +88,15 @@ M1=$(ip_of meta1) M2=$(ip_of meta2) M3=$(ip_of meta3)
 META_RPCS="$M1:$((B + 21)),$M2:$((B + 22)),$M3:$((B + 23))"
 PEERS="meta1=$M1:$((B + 11)),meta2=$M2:$((B + 12)),meta3=$M3:$((B + 13))"
 
+# zone_arg I: --zone for session I from SLOTREG_SESSION_ZONES, if set.
+zone_arg() {
+	local zones z
+	[ -n "${SLOTREG_SESSION_ZONES:-}" ] || return 0
+	IFS=, read -r -a zones <<<"$SLOTREG_SESSION_ZONES"
+	z=${zones[$(($1 - 1))]:-}
+	[ -z "$z" ] || echo " --zone $z"
+}
+
 # node_line ID: role id address http extra-args
 node_line() {
 	valid_id "$1" || return 1
@@ -88,7 +105,7 @@ node_line() {
 	case "$1" in
 	meta[1-3]) echo "meta meta$i $h:$((B + 20 + i)) $h:$((B + 30 + i)) --raft $h:$((B + 10 + i)) --rpc $h:$((B + 20 + i)) --peers $PEERS --data-dir $DIR/meta$i --lease $LEASE $AUTO" ;;
 	data[1-9]) echo "data data$i $h:$((B + 40 + i)) $h:$((B + 50 + i)) --listen $h:$((B + 40 + i)) --meta $META_RPCS --heartbeat $BEAT" ;;
-	session[1-2]) echo "session session$i $h:$((B + 60 + i)) $h:$((B + 70 + i)) --listen $h:$((B + 60 + i)) --meta $META_RPCS --heartbeat $BEAT" ;;
+	session[1-2]) echo "session session$i $h:$((B + 60 + i)) $h:$((B + 70 + i)) --listen $h:$((B + 60 + i)) --meta $META_RPCS --heartbeat $BEAT$(zone_arg "$i")" ;;
 	esac
 }
 

@@ -166,6 +166,13 @@ func commandRows() []*command {
 		{CommandSpec: proto.CommandSpec{Name: proto.CmdPUnsubscribe, Arity: -1, Summary: "Stops the prefix watches named, or all.",
 			Args: []proto.ArgSpec{opt(many(str("pattern")))}},
 			kind: kindPubSub, run: parsed(proto.ParsePatterns(proto.CmdPUnsubscribe, 0), (*clientConn).punsubscribe)},
+		{CommandSpec: proto.CommandSpec{Name: proto.CmdScope, Arity: 2,
+			Summary: "Sets the view of this connection's next LOOKUP, SUBSCRIBE and PSUBSCRIBE: zone, datacenter (the default) or global.",
+			Args: []proto.ArgSpec{{Name: "scope", Type: proto.ArgOneOf, Args: []proto.ArgSpec{
+				{Name: "zone", Type: proto.ArgPureToken, Token: "ZONE"},
+				{Name: "datacenter", Type: proto.ArgPureToken, Token: "DATACENTER"},
+				{Name: "global", Type: proto.ArgPureToken, Token: "GLOBAL"}}}}},
+			kind: kindConn, run: parsed(proto.ParseScope, (*clientConn).scopeCmd)},
 		{CommandSpec: proto.CommandSpec{Name: proto.CmdInfo, Arity: -1, Summary: "Returns the session's state as Redis INFO text.",
 			Args: []proto.ArgSpec{opt(str("section"))}},
 			kind: kindAdmin, run: (*clientConn).infoCmd},

@@ -38,6 +38,9 @@ type clientConn struct {
 	// failed is set when the command being run replied with an error;
 	// only the read loop touches it.
 	failed bool
+	// scope is the view of the next LOOKUP, SUBSCRIBE and PSUBSCRIBE
+	// (SCOPE); only the read loop touches it.
+	scope proto.Scope
 
 	mu     sync.Mutex
 	closed bool
@@ -48,7 +51,7 @@ type clientConn struct {
 	topics   map[string]*topic
 	// pats are the path prefixes the connection watches (PSUBSCRIBE);
 	// events are their events not yet written, evBytes their size.
-	pats    map[string]struct{}
+	pats    map[string]proto.Scope
 	events  []pevent
 	evBytes int
 	pending map[*topic]struct{}
@@ -70,7 +73,7 @@ func newClientConn(n *Node, nc net.Conn) *clientConn {
 		wr:     newRespWriter(nc),
 		owned:  make(map[pubKey]struct{}),
 		topics: make(map[string]*topic),
-		pats:   make(map[string]struct{}),
+		pats:   make(map[string]proto.Scope),
 		authed: n.cfg.Auth == nil,
 	}
 }
@@ -178,8 +181,8 @@ func (c *clientConn) cleanup() {
 			c.n.subs.remove(c, t)
 		}
 	}
-	for p := range pats {
-		c.n.pwatchRemove(c, p)
+	for p, s := range pats {
+		c.n.pwatchRemove(c, p, s)
 	}
 	c.n.locksConnClosed(c)
 	c.n.mu.Lock()

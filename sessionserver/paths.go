@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +26,7 @@ func (c *clientConn) get(g *proto.Get) {
 	if !ok {
 		return
 	}
-	data, found := entryData(d, g.Name)
+	data, found := entryData(d, g.Name, c.n.cfg.Datacenter)
 	if !found {
 		c.wr.WriteNull()
 		return
@@ -37,10 +36,19 @@ func (c *clientConn) get(g *proto.Get) {
 	c.wr.WriteBulkString(data)
 }
 
-// entryData finds registerId name among a datum's sorted entries.
-func entryData(d *proto.Datum, name string) (string, bool) {
-	i, found := slices.BinarySearchFunc(d.Entries, name, func(e proto.Entry, name string) int {
-		return strings.Compare(e.RegisterID, name)
+// entryData finds registerId name of datacenter dc among a datum's
+// sorted entries. A path is its datacenter's: GET, EXISTS and CHILDREN
+// see no other (SCOPE is for LOOKUP, SUBSCRIBE and PSUBSCRIBE).
+func entryData(d *proto.Datum, name, dc string) (string, bool) {
+	want := proto.Entry{RegisterID: name, DC: dc}
+	i, found := slices.BinarySearchFunc(d.Entries, &want, func(e proto.Entry, w *proto.Entry) int {
+		switch {
+		case proto.EntryLess(&e, w):
+			return -1
+		case proto.EntryLess(w, &e):
+			return 1
+		}
+		return 0
 	})
 	if !found {
 		return "", false
@@ -68,7 +76,7 @@ func (c *clientConn) exists(path string) {
 		if !ok {
 			return
 		}
-		if _, found := entryData(d, name); found {
+		if _, found := entryData(d, name, c.n.cfg.Datacenter); found {
 			c.wr.WriteInt(1)
 			return
 		}

@@ -96,7 +96,7 @@ func (c *clientConn) subscribe(s *proto.Subscribe) {
 		// The goaway channel is the session's own: no datum is watched
 		// for it, and it carries nothing until the session stops.
 		if !had && id != proto.ChanGoAway {
-			t := c.n.subs.add(c.n, c, id)
+			t := c.n.subs.add(c.n, c, id, c.scope)
 			c.mu.Lock()
 			if c.topics != nil {
 				c.topics[id] = t
@@ -153,7 +153,7 @@ func (c *clientConn) psubscribe(prefixes []string) {
 				c.replyErr(err)
 				continue
 			}
-			c.pats[prefix] = struct{}{}
+			c.pats[prefix] = c.scope
 		}
 		count := len(c.topics) + len(c.pats)
 		start := c.startPush()
@@ -166,7 +166,7 @@ func (c *clientConn) psubscribe(prefixes []string) {
 			go c.pushLoop()
 		}
 		if !had {
-			c.n.pwatchAdd(c, prefix)
+			c.n.pwatchAdd(c, prefix, c.scope)
 		}
 	}
 }
@@ -184,12 +184,12 @@ func (c *clientConn) punsubscribe(prefixes []string) {
 	}
 	for _, prefix := range prefixes {
 		c.mu.Lock()
-		_, had := c.pats[prefix]
+		scope, had := c.pats[prefix]
 		delete(c.pats, prefix)
 		count := len(c.topics) + len(c.pats)
 		c.mu.Unlock()
 		if had {
-			c.n.pwatchRemove(c, prefix)
+			c.n.pwatchRemove(c, prefix, scope)
 		}
 		c.confirm(proto.PushPUnsubscribe, prefix+"*", count)
 	}

@@ -22,7 +22,7 @@ func subscribedConn(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reade
 		wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
 	tp := &topic{id: id, subs: map[*clientConn]struct{}{c: {}}}
 	c.topics[id] = tp
-	n.subs.slots[slot.Of(id)].topics[id] = tp
+	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
 	t.Cleanup(func() {
 		c.mu.Lock()
 		close(c.wake)
@@ -88,7 +88,7 @@ func TestPushesCoalesceAndNeverGoBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := mustNode(t, Limits{})
-			n.subs.init()
+			n.subs.init(n)
 			c, r, peer := subscribedConn(t, n, id)
 			started := false
 			var last uint64

@@ -25,12 +25,13 @@ type pevent struct {
 	payload []byte
 }
 
-// pgroup is a prefix some clients of this session watch.
+// pgroup is a prefix some clients of this session watch, in one scope.
 type pgroup struct {
 	prefix, pattern string
+	scope           proto.Scope
 	subs            map[*clientConn]struct{}
-	// known is, by dataInfoId, the datum last turned into events
-	// (emptied ones kept, for their version).
+	// known is, by dataInfoId, the view of the datum last turned into
+	// events (emptied ones kept, for their version).
 	known map[string]*proto.Datum
 	// adds caches, by dataInfoId, the ADDs that give a joining client
 	// known's paths: encoded once however many clients join.
@@ -40,10 +41,15 @@ type pgroup struct {
 // prefixWatches holds the session's prefix watches.
 type prefixWatches struct {
 	mu     sync.Mutex
-	groups map[string]*pgroup
+	groups map[pgroupKey]*pgroup
 }
 
-func (w *prefixWatches) init() { w.groups = make(map[string]*pgroup) }
+type pgroupKey struct {
+	prefix string
+	scope  proto.Scope
+}
+
+func (w *prefixWatches) init() { w.groups = make(map[pgroupKey]*pgroup) }
 
 // events turns old into d as g's events.
 func (g *pgroup) events(old, d *proto.Datum) []pevent {
@@ -52,8 +58,8 @@ func (g *pgroup) events(old, d *proto.Datum) []pevent {
 	if old != nil {
 		oldEntries = old.Entries
 	}
-	proto.DiffEntries(g.prefix, d.DataInfoID, oldEntries, d.Entries, func(typ, path, value string) {
-		evs = append(evs, pevent{pattern: g.pattern, path: path, payload: proto.AppendPathEventJSON(nil, typ, path, value, d.Version)})
+	proto.DiffEntries(g.prefix, d.DataInfoID, oldEntries, d.Entries, func(typ, path string, e *proto.Entry) {
+		evs = append(evs, pevent{pattern: g.pattern, path: path, payload: proto.AppendPathEventJSON(nil, typ, path, e, d.Version)})
 	})
 	return evs
 }
@@ -61,15 +67,16 @@ func (g *pgroup) events(old, d *proto.Datum) []pevent {
 // add makes c watch prefix: an ADD for each path the session knows under
 // it, then every change. The first client of a prefix starts the watch on
 // the data nodes, whose answers come as changes.
-func (n *Node) pwatchAdd(c *clientConn, prefix string) {
+func (n *Node) pwatchAdd(c *clientConn, prefix string, scope proto.Scope) {
 	w := &n.pwatch
 	w.mu.Lock()
-	g := w.groups[prefix]
+	k := pgroupKey{prefix, scope}
+	g := w.groups[k]
 	fresh := g == nil
 	if fresh {
-		g = &pgroup{prefix: prefix, pattern: prefix + "*", subs: make(map[*clientConn]struct{}),
+		g = &pgroup{prefix: prefix, pattern: prefix + "*", scope: scope, subs: make(map[*clientConn]struct{}),
 			known: make(map[string]*proto.Datum), adds: make(map[string][]pevent)}
-		w.groups[prefix] = g
+		w.groups[k] = g
 	}
 	g.subs[c] = struct{}{}
 	var evs []pevent
@@ -91,16 +98,17 @@ func (n *Node) pwatchAdd(c *clientConn, prefix string) {
 
 // pwatchRemove stops c's watch of prefix; the last client's stops the
 // watch on the data nodes.
-func (n *Node) pwatchRemove(c *clientConn, prefix string) {
+func (n *Node) pwatchRemove(c *clientConn, prefix string, scope proto.Scope) {
 	w := &n.pwatch
 	w.mu.Lock()
-	g := w.groups[prefix]
+	k := pgroupKey{prefix, scope}
+	g := w.groups[k]
 	last := false
 	if g != nil {
 		delete(g.subs, c)
 		if len(g.subs) == 0 {
-			delete(w.groups, prefix)
-			last = true
+			delete(w.groups, k)
+			last = !w.hasLocked(prefix)
 		}
 	}
 	w.mu.Unlock()
@@ -113,13 +121,22 @@ func (n *Node) pwatchRemove(c *clientConn, prefix string) {
 func (w *prefixWatches) has(prefix string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, ok := w.groups[prefix]
-	return ok
+	return w.hasLocked(prefix)
+}
+
+func (w *prefixWatches) hasLocked(prefix string) bool {
+	for _, s := range proto.Scopes {
+		if _, ok := w.groups[pgroupKey{prefix, s}]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver turns a datum from a change stream into the events of every
-// prefix that holds it, if it is newer than what the prefix has.
-func (w *prefixWatches) deliver(d *proto.Datum) {
+// prefix that holds it, if it is newer than what the prefix has: the
+// events of the view of it the prefix watch's scope sees.
+func (w *prefixWatches) deliver(n *Node, d *proto.Datum) {
 	if len(d.DataInfoID) == 0 || d.DataInfoID[0] != '/' {
 		return
 	}
@@ -133,9 +150,10 @@ func (w *prefixWatches) deliver(d *proto.Datum) {
 		if old != nil && d.Version <= old.Version {
 			continue
 		}
-		g.known[d.DataInfoID] = d
+		v, _ := n.view(d, g.scope)
+		g.known[d.DataInfoID] = v
 		delete(g.adds, d.DataInfoID)
-		evs := g.events(old, d)
+		evs := g.events(old, v)
 		if len(evs) == 0 {
 			continue
 		}

@@ -18,7 +18,7 @@ import (
 // straight from its queue (no push loop runs).
 func eventConn(id string) *clientConn {
 	nc, _ := net.Pipe()
-	return &clientConn{id: id, nc: nc, wake: make(chan struct{}, 1), pats: map[string]struct{}{}, n: &Node{log: slog.New(slog.DiscardHandler)}}
+	return &clientConn{id: id, nc: nc, wake: make(chan struct{}, 1), pats: map[string]proto.Scope{}, n: &Node{log: slog.New(slog.DiscardHandler)}}
 }
 
 // cut says whether the session closed c's connection.
@@ -63,10 +63,10 @@ func datum(id string, v uint64, kv ...string) *proto.Datum {
 func TestPrefixWatchEvents(t *testing.T) {
 	n := &Node{}
 	n.pwatch.init()
-	n.subs.init()
+	n.subs.init(n)
 	close(n.subs.stop) // no manager: requests are dropped
 	a := eventConn("a")
-	n.pwatchAdd(a, "/w/")
+	n.pwatchAdd(a, "/w/", proto.ScopeDatacenter)
 	steps := []struct {
 		d    *proto.Datum
 		want string
@@ -82,7 +82,7 @@ func TestPrefixWatchEvents(t *testing.T) {
 		{datum("/w/g1", 13), "REMOVE /w/g1/p=a2@13, REMOVE /w/g1/r=c@13"}, // emptied
 	}
 	for i, s := range steps {
-		n.pwatch.deliver(s.d)
+		n.pwatch.deliver(n, s.d)
 		if got := takeEvents(t, a); got != s.want {
 			t.Fatalf("step %d (%s v%d): events %q, want %q", i, s.d.DataInfoID, s.d.Version, got, s.want)
 		}
@@ -90,14 +90,14 @@ func TestPrefixWatchEvents(t *testing.T) {
 	// A late joiner gets what is there now; a narrower prefix on the
 	// same session only its part.
 	b := eventConn("b")
-	n.pwatchAdd(b, "/w/")
+	n.pwatchAdd(b, "/w/", proto.ScopeDatacenter)
 	if got := takeEvents(t, b); got != "ADD /w/x=1@5" {
 		t.Fatalf("late joiner's events %q", got)
 	}
 	nb := eventConn("nb")
-	n.pwatchAdd(nb, "/w/g")
-	n.pwatch.deliver(datum("/w/g2", 14, "s", "1"))
-	n.pwatch.deliver(datum("/w", 15, "x", "1", "g0", "leaf"))
+	n.pwatchAdd(nb, "/w/g", proto.ScopeDatacenter)
+	n.pwatch.deliver(n, datum("/w/g2", 14, "s", "1"))
+	n.pwatch.deliver(n, datum("/w", 15, "x", "1", "g0", "leaf"))
 	if got := takeEvents(t, nb); got != "ADD /w/g2/s=1@14, ADD /w/g0=leaf@15" {
 		t.Fatalf("narrow prefix events %q", got)
 	}
@@ -105,8 +105,8 @@ func TestPrefixWatchEvents(t *testing.T) {
 		t.Fatalf("late joiner's later events %q", got)
 	}
 	// The last client of a prefix leaving drops its state.
-	n.pwatchRemove(a, "/w/")
-	n.pwatchRemove(b, "/w/")
+	n.pwatchRemove(a, "/w/", proto.ScopeDatacenter)
+	n.pwatchRemove(b, "/w/", proto.ScopeDatacenter)
 	if p, w := n.pwatch.counts(); p != 1 || w != 1 {
 		t.Fatalf("after two leave: %d prefixes, %d watches", p, w)
 	}
@@ -121,19 +121,19 @@ func TestPrefixJoinIsNotABacklog(t *testing.T) {
 	maxEventBacklog = 3 << 10
 	n := &Node{}
 	n.pwatch.init()
-	n.subs.init()
+	n.subs.init(n)
 	close(n.subs.stop)
 	first := eventConn("first")
-	n.pwatchAdd(first, "/big/")
+	n.pwatchAdd(first, "/big/", proto.ScopeDatacenter)
 	var kv []string
 	for i := range 200 {
 		kv = append(kv, fmt.Sprintf("p%03d", i), strings.Repeat("v", 20))
 	}
-	n.pwatch.deliver(datum("/big", 3, kv...))
+	n.pwatch.deliver(n, datum("/big", 3, kv...))
 	takeEvents(t, first)
 	a, b := eventConn("a"), eventConn("b")
-	n.pwatchAdd(a, "/big/") // 200 ADDs, well over the 1 KiB backlog: still connected
-	n.pwatchAdd(b, "/big/")
+	n.pwatchAdd(a, "/big/", proto.ScopeDatacenter) // 200 ADDs, well over the 1 KiB backlog: still connected
+	n.pwatchAdd(b, "/big/", proto.ScopeDatacenter)
 	a.mu.Lock()
 	same := len(a.events) == 200 && len(b.events) == 200 && &a.events[0].payload[0] == &b.events[0].payload[0]
 	a.mu.Unlock()
@@ -152,7 +152,7 @@ func TestPrefixJoinIsNotABacklog(t *testing.T) {
 		for i := 1; i < 30; i += 2 {
 			kv[i] = value
 		}
-		n.pwatch.deliver(datum("/big", v, kv...))
+		n.pwatch.deliver(n, datum("/big", v, kv...))
 	}
 	burst(4, strings.Repeat("w", 20))
 	if cut(a) || cut(b) {

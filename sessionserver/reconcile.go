@@ -172,7 +172,7 @@ func (n *Node) syncSlot(l *link, sd proto.SlotDigest) bool {
 	// Stamped once no write of the slot is in flight and before the list
 	// is taken: a write let through later (this sync given up on, say) is
 	// stamped after it, and the leader refuses the sync if it comes late.
-	req := proto.DSync{Session: n.cfg.NodeID, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Stamp: n.router.stamp()}
+	req := proto.DSync{Session: n.cfg.NodeID, Zone: n.cfg.Zone, Slot: sd.Slot, LeaderEpoch: sd.LeaderEpoch, Stamp: n.router.stamp()}
 	req.Pubs = n.pubs.syncList(sd.Slot)
 	changes, err := l.rdb.Do(ctx, req.Args()...).Int()
 	if err != nil {

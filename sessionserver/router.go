@@ -295,7 +295,7 @@ func (r *router) send(l *link, batch []*writeReq) {
 		r.retry(append([]*writeReq(nil), batch...), proto.Errorf(proto.ErrUnavailable, "data node %s left the table", l.addr))
 		return
 	}
-	l.w.SessionID, l.w.Epoch, l.w.Stamp = r.n.cfg.NodeID, 0, r.stamp()
+	l.w.SessionID, l.w.Zone, l.w.Epoch, l.w.Stamp = r.n.cfg.NodeID, r.n.cfg.Zone, 0, r.stamp()
 	if t != nil {
 		l.w.Epoch = t.Epoch
 	}

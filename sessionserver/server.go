@@ -56,6 +56,10 @@ type Config struct {
 	// PeerTLS, when set, dials meta and the data nodes over TLS.
 	PeerTLS *tls.Config
 	Logger  *slog.Logger
+	// Datacenter is the cluster's (default "dc1"); Zone this session's
+	// (default: the datacenter's name). The publishers registered here
+	// are of both; SCOPE zone shows a client those of its session's zone.
+	Datacenter, Zone string
 }
 
 // Validate says which field is wrong.
@@ -72,6 +76,12 @@ func (c *Config) Validate() error {
 	if c.MaxBatch < 0 {
 		return fmt.Errorf("sessionserver: MaxBatch %d is negative", c.MaxBatch)
 	}
+	if err := proto.CheckPlace("datacenter", c.Datacenter, false); err != nil {
+		return fmt.Errorf("sessionserver: %w", err)
+	}
+	if err := proto.CheckPlace("zone", c.Zone, false); err != nil {
+		return fmt.Errorf("sessionserver: %w", err)
+	}
 	if err := (netsec.Secret{Current: c.ClusterSecret}).Validate(); err != nil {
 		return fmt.Errorf("sessionserver: ClusterSecret: %w", err)
 	}
@@ -86,6 +96,8 @@ func (c *Config) setDefaults() {
 	c.MaxBatch = cmp.Or(c.MaxBatch, 1024)
 	c.ReconcileInterval = cmp.Or(c.ReconcileInterval, 5*time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.Datacenter = cmp.Or(c.Datacenter, proto.DefaultDatacenter)
+	c.Zone = cmp.Or(c.Zone, c.Datacenter)
 	c.Limits.fill()
 }
 
@@ -145,7 +157,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		lim:         cfg.Limits.client(),
-		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession),
+		log:         cfg.Logger.With("node", cfg.NodeID, "role", proto.KindSession, "dc", cfg.Datacenter, "zone", cfg.Zone),
 		ln:          ln,
 		addr:        cfg.Advertise,
 		incarnation: strconv.FormatInt(time.Now().UnixNano(), 36),
@@ -160,14 +172,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ln = respguard.Listen(n.ln, LimitRequestSize, int64(cfg.Limits.MaxRequestSize), nil)
 	n.pubs.init()
-	n.subs.init()
+	n.subs.init(n)
 	n.pwatch.init()
 	n.cfgs.init(n)
 	n.locks.init(n)
 	n.router = newRouter(n)
 	n.metrics = n.newMetrics()
 	mc, err := metaclient.NewClient(metaclient.Config{
-		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas,
+		Kind: proto.KindSession, NodeID: cfg.NodeID, Addr: n.addr, Metas: cfg.Metas, Datacenter: cfg.Datacenter, Zone: cfg.Zone,
 		Interval: cfg.Heartbeat, OnTable: n.onTable, Secret: cfg.ClusterSecret, TLS: cfg.PeerTLS, Logger: cfg.Logger,
 	})
 	if err != nil {

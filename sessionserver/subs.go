@@ -20,13 +20,25 @@ type pushState struct {
 	version  uint64
 	payload  []byte
 	received time.Time // when the feed delivered it: push latency starts here
+	// hash sums the view's publishers where the view left some out
+	// (filtered), so a change it does not see pushes nothing.
+	hash     uint64
+	filtered bool
 }
 
-// topic is a dataInfoId some client of this session subscribes to.
+// topic is a dataInfoId some clients of this session subscribe to, in
+// one scope.
 type topic struct {
 	id    string
+	scope proto.Scope
 	state atomic.Pointer[pushState]
 	subs  map[*clientConn]struct{} // guarded by the registry slot's mu
+}
+
+// topicKey names a topic.
+type topicKey struct {
+	id    string
+	scope proto.Scope
 }
 
 // subRegistry holds the topics by slot and the change feeds (one per data
@@ -34,7 +46,7 @@ type topic struct {
 type subRegistry struct {
 	slots [slot.Count]struct {
 		mu     sync.Mutex
-		topics map[string]*topic
+		topics map[topicKey]*topic
 	}
 	reqs   chan watchReq
 	once   sync.Once
@@ -62,9 +74,10 @@ type feed struct {
 	ps   *redis.PubSub
 }
 
-func (r *subRegistry) init() {
+func (r *subRegistry) init(n *Node) {
+	r.n = n
 	for i := range r.slots {
-		r.slots[i].topics = make(map[string]*topic)
+		r.slots[i].topics = make(map[topicKey]*topic)
 	}
 	r.reqs = make(chan watchReq, 1024)
 	r.stop = make(chan struct{})
@@ -79,20 +92,22 @@ func (r *subRegistry) start(n *Node) {
 	})
 }
 
-// add subscribes c to id and returns the topic. The caller has already
-// written the subscribe confirmation, so the first message follows it.
-func (r *subRegistry) add(n *Node, c *clientConn, id string) *topic {
+// add subscribes c to id in scope s and returns the topic. The caller
+// has already written the subscribe confirmation, so the first message
+// follows it.
+func (r *subRegistry) add(n *Node, c *clientConn, id string, s proto.Scope) *topic {
 	if isConfigChannel(id) {
 		return n.cfgs.add(c, id)
 	}
 	r.start(n)
 	sl := &r.slots[slot.Of(id)]
 	sl.mu.Lock()
-	t := sl.topics[id]
+	k := topicKey{id, s}
+	t := sl.topics[k]
 	fresh := t == nil
 	if fresh {
-		t = &topic{id: id, subs: make(map[*clientConn]struct{})}
-		sl.topics[id] = t
+		t = &topic{id: id, scope: s, subs: make(map[*clientConn]struct{})}
+		sl.topics[k] = t
 	}
 	t.subs[c] = struct{}{}
 	if t.state.Load() != nil {
@@ -114,9 +129,10 @@ func (r *subRegistry) remove(c *clientConn, t *topic) {
 	sl := &r.slots[slot.Of(t.id)]
 	sl.mu.Lock()
 	delete(t.subs, c)
-	last := len(t.subs) == 0 && sl.topics[t.id] == t
+	k := topicKey{t.id, t.scope}
+	last := len(t.subs) == 0 && sl.topics[k] == t
 	if last {
-		delete(sl.topics, t.id)
+		delete(sl.topics, k)
 	}
 	sl.mu.Unlock()
 	if last {
@@ -131,20 +147,38 @@ func (r *subRegistry) request(w watchReq) {
 	}
 }
 
-// deliver takes a datum from a feed: if it is newer than what the topic
-// has, it becomes the topic's state and every subscriber is marked.
+// deliver takes a datum from a feed: for each scope's topic of it, if
+// it is newer than what the topic has, its view becomes the topic's
+// state and every subscriber is marked.
 func (r *subRegistry) deliver(d *proto.Datum) {
 	sl := &r.slots[slot.Of(d.DataInfoID)]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	t := sl.topics[d.DataInfoID]
-	if t == nil {
+	now := time.Now()
+	for _, s := range proto.Scopes {
+		if t := sl.topics[topicKey{d.DataInfoID, s}]; t != nil {
+			r.setState(t, d, now)
+		}
+	}
+}
+
+// setState makes d, received at at, t's state if it is newer and
+// changes what t's scope sees; the slot's mu is held.
+func (r *subRegistry) setState(t *topic, d *proto.Datum, at time.Time) {
+	cur := t.state.Load()
+	if cur != nil && d.Version <= cur.version {
 		return
 	}
-	if cur := t.state.Load(); cur != nil && d.Version <= cur.version {
-		return
+	v, filtered := r.n.view(d, t.scope)
+	st := &pushState{version: d.Version, received: at, filtered: filtered}
+	if filtered || cur != nil && cur.filtered {
+		st.hash = entriesHash(v.Entries)
+		if cur != nil && cur.hash == st.hash {
+			return // a change this scope does not see
+		}
 	}
-	t.state.Store(&pushState{version: d.Version, payload: d.AppendPushJSON(nil), received: time.Now()})
+	st.payload = v.AppendPushJSON(nil)
+	t.state.Store(st)
 	for c := range t.subs {
 		c.markPush(t)
 	}
@@ -316,8 +350,12 @@ func (r *subRegistry) has(id string) bool {
 	sl := &r.slots[slot.Of(id)]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	_, ok := sl.topics[id]
-	return ok
+	for _, s := range proto.Scopes {
+		if _, ok := sl.topics[topicKey{id, s}]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *subRegistry) feed(addr string) *feed {
@@ -340,7 +378,7 @@ func (r *subRegistry) feed(addr string) *feed {
 				continue
 			}
 			r.deliver(d)
-			r.n.pwatch.deliver(d)
+			r.n.pwatch.deliver(r.n, d)
 		}
 	}()
 	return f

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/internal/testutil"
+	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
 
@@ -19,7 +20,7 @@ func TestSubscriptionSurvivesOutOfOrderWatchRequests(t *testing.T) {
 	r := newFenceRig(t)
 	n := r.s
 	old := &clientConn{n: n, id: "old"}
-	t1 := n.subs.add(n, old, "svc")
+	t1 := n.subs.add(n, old, "svc", proto.ScopeDatacenter)
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		st := t1.state.Load()
 		return st != nil && st.version == 7, "the first topic got no state"
@@ -28,10 +29,10 @@ func TestSubscriptionSurvivesOutOfOrderWatchRequests(t *testing.T) {
 	// first; the old topic's request comes last.
 	sl := &n.subs.slots[slot.Of("svc")]
 	sl.mu.Lock()
-	delete(sl.topics, "svc")
+	delete(sl.topics, topicKey{id: "svc"})
 	sl.mu.Unlock()
 	nw := &clientConn{n: n, id: "new"}
-	t2 := n.subs.add(n, nw, "svc")
+	t2 := n.subs.add(n, nw, "svc", proto.ScopeDatacenter)
 	n.subs.request(watchReq{id: "svc"}) // the old topic's, late
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		st := t2.state.Load()
@@ -40,7 +41,7 @@ func TestSubscriptionSurvivesOutOfOrderWatchRequests(t *testing.T) {
 	// Once a later request has reached the data node, the manager has
 	// handled the late one (it takes them in order): the watch is still
 	// there.
-	n.subs.add(n, nw, "other")
+	n.subs.add(n, nw, "other", proto.ScopeDatacenter)
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		sub, _ := r.streamCounts("other")
 		return sub == 1, "the later request has not reached the data node"
@@ -58,7 +59,7 @@ func TestSubscriptionSurvivesOutOfOrderWatchRequests(t *testing.T) {
 func TestFenceEndRenewsEveryFeed(t *testing.T) {
 	r := newFenceRigWith(t, func(r *fenceRig) { r.aliveDown.Store(true) })
 	n := r.s
-	n.subs.add(n, &clientConn{n: n, id: "c"}, "svc")
+	n.subs.add(n, &clientConn{n: n, id: "c"}, "svc", proto.ScopeDatacenter)
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		sub, _ := r.streamCounts("svc")
 		return sub == 1, "svc not yet watched"

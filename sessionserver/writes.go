@@ -144,6 +144,7 @@ func (c *clientConn) lookup(l *proto.Lookup) {
 	if !ok {
 		return
 	}
+	d, _ = c.n.view(d, c.scope)
 	c.wr.WriteArray(2)
 	c.wr.WriteUint64(d.Version)
 	c.wr.WriteArray(len(d.Entries))

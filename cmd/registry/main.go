@@ -23,6 +23,7 @@ import (
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
+	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/sessionserver"
 	"github.com/urfave/cli/v2"
 )
@@ -93,6 +94,8 @@ var (
 	// paths and costs CPU while it runs.
 	flagPprof = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler at /debug/pprof/ on the --http endpoint", EnvVars: []string{"SLOTREG_PPROF"}}
 	flagBeat  = &cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "how often to renew the lease with meta"}
+	flagDC    = &cli.StringFlag{Name: "datacenter", Value: proto.DefaultDatacenter, EnvVars: []string{"SLOTREG_DATACENTER"},
+		Usage: "the datacenter this cluster is (every node of a cluster names the same one)"}
 )
 
 // running is a node a role's start function built, as serve needs it.
@@ -161,6 +164,9 @@ func metaCommand() *cli.Command {
 		&cli.BoolFlag{Name: "auto-rebalance", Usage: "move slot leaders to new data nodes by themselves, a few at a time"},
 		&cli.IntFlag{Name: "max-moves", Value: 4, Usage: "slot moves in progress at once under --auto-rebalance"},
 		&cli.DurationFlag{Name: "move-timeout", Value: 30 * time.Second, Usage: "a slot move not finished in this time is cancelled"},
+		flagDC,
+		&cli.StringFlag{Name: "remote-datacenters", EnvVars: []string{"SLOTREG_REMOTE_DATACENTERS"},
+			Usage: "the other datacenters' meta RPC addresses, NAME=HOST:PORT[,HOST:PORT][;NAME=...]: data nodes sync every slot with theirs"},
 		flagHTTP, flagPprof,
 	}, startMeta)
 }
@@ -176,6 +182,7 @@ func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		DataDir: c.String("data-dir"), Peers: peers, Lease: c.Duration("lease"),
 		Replicas: c.Int("replicas"), AutoRebalance: c.Bool("auto-rebalance"),
 		MaxMoves: c.Int("max-moves"), MoveTimeout: c.Duration("move-timeout"), Logger: log,
+		Datacenter: c.String("datacenter"), RemoteDatacenters: c.String("remote-datacenters"),
 		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 	})
 	if err != nil {
@@ -204,6 +211,9 @@ func dataCommand() *cli.Command {
 		&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "longest wait for the drain on SIGTERM"},
 		&cli.Int64Flag{Name: dataserver.LimitMessageSize, Value: dataserver.DefaultMaxMessageSize, EnvVars: []string{envName(dataserver.LimitMessageSize)},
 			Usage: "largest inter-node request, in bytes; a peer announcing more is disconnected"},
+		flagDC,
+		&cli.DurationFlag{Name: "remote-expire", EnvVars: []string{"SLOTREG_REMOTE_EXPIRE"},
+			Usage: "drop a remote datacenter's publishers from a slot once its leader there went unheard this long (0: keep them until it is back)"},
 	}, startData)
 }
 
@@ -215,6 +225,7 @@ func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
 		SessionGrace:      c.Duration("session-grace"),
 		ReplicaAckTimeout: c.Duration("replica-ack-timeout"), MaxMessageSize: c.Int64(dataserver.LimitMessageSize), Logger: log,
+		Datacenter: c.String("datacenter"), RemoteExpire: c.Duration("remote-expire"),
 		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 	})
 	if err != nil {
@@ -247,6 +258,9 @@ func sessionCommand() *cli.Command {
 		flagRequirePass, flagUsersFile,
 		&cli.DurationFlag{Name: "shutdown-grace", Value: 5 * time.Second, EnvVars: []string{"SLOTREG_SHUTDOWN_GRACE"},
 			Usage: "on SIGTERM, how long clients have to go elsewhere before their connections are closed"},
+		flagDC,
+		&cli.StringFlag{Name: "zone", EnvVars: []string{"SLOTREG_ZONE"},
+			Usage: "this session's zone in its datacenter (default: the datacenter's name); SCOPE zone shows a client the publishers of its zone"},
 	}, sessionLimitFlags()...), startSession)
 }
 
@@ -259,7 +273,7 @@ func startSession(c *cli.Context, log *slog.Logger, sec *security) (*running, er
 		NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"), Auth: auth,
 		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 		WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
-		Limits: sessionLimits(c), Logger: log,
+		Limits: sessionLimits(c), Logger: log, Datacenter: c.String("datacenter"), Zone: c.String("zone"),
 		ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
 	})
 	if err != nil {

@@ -1,0 +1,491 @@
+package dataserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/slotreg/slotreg/internal/rlink"
+	"github.com/slotreg/slotreg/metaclient"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
+)
+
+// Cross-datacenter sync. Every datacenter runs a whole cluster with the
+// same 256 slots, so slots map one to one. This node, for each slot it
+// leads, pulls the local publishers of the same slot from its leader in
+// every remote datacenter (DXPULL, one long poll per remote node, for all
+// the slots that node leads there), as a follower pulls its leader's
+// op-log: incrementally from the op-log, a snapshot when the position is
+// too far behind or on another leader epoch, and a digest compare as the
+// backstop, which also makes a leader change on either side cheap when
+// nothing was missed. Meta says which datacenters there are and where
+// their meta nodes are (REMOTES); each remote datacenter's slot table,
+// read from its meta, says whom to ask. See DESIGN.md, "Datacenters and
+// zones", and docs/decisions.md.
+
+const (
+	// xdcTick is how often the remote tables are read and the pullers
+	// matched to them.
+	xdcTick = time.Second
+	// xdcConfigEvery is how many ticks pass between asking meta for the
+	// remote datacenters.
+	xdcConfigEvery = 5
+)
+
+type xdc struct {
+	n    *Node
+	kick chan struct{}
+
+	mu      sync.Mutex
+	remotes []proto.Remote
+	tables  map[string]*slot.Table // by datacenter
+	heard   map[string]time.Time   // by datacenter: its last answer
+	pullers map[xkey]*xpuller
+	wg      sync.WaitGroup
+}
+
+type xkey struct{ dc, addr string }
+
+// xpuller long-polls one node of a remote datacenter.
+type xpuller struct {
+	puller
+	dc string
+}
+
+func newXDC(n *Node) *xdc {
+	return &xdc{n: n, kick: make(chan struct{}, 1), tables: make(map[string]*slot.Table),
+		heard: make(map[string]time.Time), pullers: make(map[xkey]*xpuller)}
+}
+
+// poke asks the loop to look again soon (a table changed here, or a
+// remote node said it does not serve a slot).
+func (x *xdc) poke() {
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (x *xdc) loop() {
+	defer x.n.wg.Done()
+	t := time.NewTicker(xdcTick)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		if i%xdcConfigEvery == 0 || len(x.remoteList()) == 0 {
+			x.readConfig()
+		}
+		x.readTables()
+		x.match()
+		x.expire()
+		select {
+		case <-x.n.stop:
+			x.closePullers()
+			return
+		case <-t.C:
+		case <-x.kick:
+		}
+	}
+}
+
+func (x *xdc) remoteList() []proto.Remote {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.remotes
+}
+
+// readConfig asks meta for the remote datacenters.
+func (x *xdc) readConfig() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := x.n.meta.Do(ctx, proto.CmdRemotes)
+	if err != nil {
+		return
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return
+	}
+	spec, _ := arr[1].(string)
+	rs, err := proto.ParseRemotes(spec, x.n.cfg.Datacenter)
+	if err != nil {
+		x.n.log.Warn("meta's remote datacenters do not parse", "err", err)
+		return
+	}
+	x.mu.Lock()
+	x.remotes = rs
+	x.mu.Unlock()
+}
+
+// readTables reads each remote datacenter's slot table from one of its
+// meta nodes.
+func (x *xdc) readTables() {
+	for _, r := range x.remoteList() {
+		t, err := x.readTable(r)
+		if err != nil {
+			x.n.log.Debug("remote datacenter's table not read", "dc", r.Name, "err", err)
+			continue
+		}
+		x.mu.Lock()
+		if cur := x.tables[r.Name]; cur == nil || t.Epoch >= cur.Epoch {
+			x.tables[r.Name] = t
+		}
+		x.mu.Unlock()
+	}
+}
+
+func (x *xdc) readTable(r proto.Remote) (*slot.Table, error) {
+	var last error
+	for _, addr := range r.Metas {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		v, err := metaclient.CallOnce(ctx, addr, x.n.cfg.Secret.Current, x.n.cfg.PeerTLS, []any{proto.CmdTable})
+		cancel()
+		if err != nil {
+			last = err
+			continue
+		}
+		s, ok := v.(string)
+		if !ok {
+			last = fmt.Errorf("meta %s: table reply is %T", addr, v)
+			continue
+		}
+		return slot.Unmarshal([]byte(s))
+	}
+	return nil, cmpErr(last, errors.New("no meta address"))
+}
+
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// wanted returns, by remote node, the slots this node leads that the
+// node leads in its datacenter.
+func (x *xdc) wanted() map[xkey][]int {
+	t := x.n.table.Load()
+	want := make(map[xkey][]int)
+	if t == nil {
+		return want
+	}
+	me := x.n.cfg.NodeID
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, r := range x.remotes {
+		rt := x.tables[r.Name]
+		if rt == nil {
+			continue
+		}
+		for s := range slot.Count {
+			if t.Slots[s].Leader != me {
+				continue
+			}
+			if addr, ok := rt.Addr(rt.Slots[s].Leader); ok {
+				k := xkey{r.Name, addr}
+				want[k] = append(want[k], s)
+			}
+		}
+	}
+	return want
+}
+
+// match starts and stops pullers to match the tables.
+func (x *xdc) match() {
+	want := x.wanted()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, p := range x.pullers {
+		if _, ok := want[k]; !ok {
+			p.halt()
+			delete(x.pullers, k)
+		}
+	}
+	for k := range want {
+		if _, ok := x.pullers[k]; ok {
+			continue
+		}
+		p := &xpuller{puller: puller{leader: k.addr, addr: k.addr, stop: make(chan struct{})}, dc: k.dc}
+		x.pullers[k] = p
+		x.wg.Add(1)
+		go x.run(p)
+	}
+}
+
+func (x *xdc) closePullers() {
+	x.mu.Lock()
+	for k, p := range x.pullers {
+		p.halt()
+		delete(x.pullers, k)
+	}
+	x.mu.Unlock()
+	x.wg.Wait()
+}
+
+// slotsOf returns the slots p should ask for now: those this node leads
+// whose leader in p's datacenter is p's node.
+func (x *xdc) slotsOf(p *xpuller) []int {
+	return x.wanted()[xkey{p.dc, p.addr}]
+}
+
+func (x *xdc) run(p *xpuller) {
+	defer x.wg.Done()
+	defer p.drop()
+	n := x.n
+	backoff := 50 * time.Millisecond
+	var buf []byte
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		req := &proto.DXPull{Datacenter: n.cfg.Datacenter, WaitMs: uint32(pullWait / time.Millisecond)}
+		for _, s := range x.slotsOf(p) {
+			if pos, ok := n.slots[s].xposition(p.dc); ok {
+				req.Pos = append(req.Pos, pos)
+			}
+		}
+		if len(req.Pos) == 0 {
+			if !pause(100*time.Millisecond, p.stop) {
+				return
+			}
+			continue
+		}
+		p.mu.Lock()
+		c := p.conn
+		p.mu.Unlock()
+		var err error
+		if c == nil {
+			c, err = p.dial(n)
+		}
+		var rep *rlink.Reply
+		if err == nil {
+			buf = req.AppendRESP(buf[:0])
+			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
+		}
+		if err == nil && rep.Kind != '*' {
+			err = fmt.Errorf("xpull from %s %s: reply %q %s", p.dc, p.addr, rep.Kind, rep.Str)
+		}
+		if err != nil {
+			n.log.Debug("cross-datacenter pull failed", "dc", p.dc, "addr", p.addr, "err", err)
+			p.drop()
+			x.poke()
+			if !pause(backoff, p.stop) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if x.take(p.dc, req, rep) == len(req.Pos) {
+			// It serves none of them (yet): a new leader there still
+			// reconciling, or a table here or there behind.
+			if !pause(200*time.Millisecond, p.stop) {
+				return
+			}
+		}
+	}
+}
+
+// take applies an answer to req and says for how many slots the node
+// answered "none".
+func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
+	n := x.n
+	now := time.Now()
+	x.mu.Lock()
+	x.heard[dc] = now
+	x.mu.Unlock()
+	answered := make(map[int]bool, len(rep.Arr))
+	for i := range rep.Arr {
+		v := &rep.Arr[i]
+		if len(v.Arr) != 5 || v.Arr[0].Kind != ':' || v.Arr[0].Int < 0 || v.Arr[0].Int >= slot.Count {
+			n.log.Warn("bad cross-datacenter pull reply", "dc", dc)
+			continue
+		}
+		s := int(v.Arr[0].Int)
+		answered[s] = true
+		a := xanswer{kind: string(v.Arr[1].Str), epoch: uint64(v.Arr[2].Int), seq: uint64(v.Arr[3].Int)}
+		var err error
+		switch a.kind {
+		case proto.XPullNone:
+			x.poke()
+			none++
+			continue
+		case proto.PullLog:
+			a.es, err = proto.ParseEntries(v.Arr[4].Str)
+		case proto.PullSnap:
+			a.snap, err = proto.ParseSlotSnapshot(v.Arr[4].Str)
+		}
+		if err != nil {
+			n.log.Warn("bad cross-datacenter pull reply", "dc", dc, "slot", s, "err", err)
+			continue
+		}
+		n.slots[s].xapply(dc, &a, now.UnixNano())
+	}
+	for _, pos := range req.Pos {
+		if !answered[pos.Slot] {
+			n.slots[pos.Slot].xcurrent(dc, now.UnixNano())
+		}
+	}
+	return none
+}
+
+// expire drops the publishers of remote datacenters gone unheard for
+// longer than RemoteExpire, slot by slot.
+func (x *xdc) expire() {
+	after := x.n.cfg.RemoteExpire
+	if after <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, r := range x.remoteList() {
+		for _, u := range x.n.slots {
+			if k := u.xexpire(r.Name, now, int64(after)); k > 0 {
+				x.n.log.Warn("dropped a remote datacenter's publishers: unheard for longer than --remote-expire",
+					"dc", r.Name, "slot", u.id, "datums", k)
+			}
+		}
+	}
+}
+
+// handleXPull answers DXPULL from a remote datacenter's leader.
+func (n *Node) handleXPull(conn redcon.Conn, p *proto.DXPull) {
+	if p.Datacenter == n.cfg.Datacenter {
+		conn.WriteError(proto.ToRESP(proto.Errorf(proto.ErrInvalid, "datacenter %s does not sync from itself", p.Datacenter)))
+		return
+	}
+	n.awaitNews(time.Duration(p.WaitMs)*time.Millisecond, func() (int, bool) {
+		news := 0
+		for i := range p.Pos {
+			if n.slots[p.Pos[i].Slot].xnews(&p.Pos[i]) {
+				news++
+			}
+		}
+		return news, false
+	})
+	type ans struct {
+		slot int
+		a    xanswer
+	}
+	var res []ans
+	for i := range p.Pos {
+		if a := n.slots[p.Pos[i].Slot].xsince(&p.Pos[i], pullMaxBatch); a.kind != "" {
+			res = append(res, ans{p.Pos[i].Slot, a})
+		}
+	}
+	conn.WriteArray(len(res))
+	for _, r := range res {
+		conn.WriteArray(5)
+		conn.WriteInt(r.slot)
+		conn.WriteBulkString(r.a.kind)
+		conn.WriteUint64(r.a.epoch)
+		conn.WriteUint64(r.a.seq)
+		switch {
+		case r.a.snap != nil:
+			conn.WriteBulk(r.a.snap.AppendBinary(nil))
+		case r.a.kind == proto.PullLog:
+			conn.WriteBulk(proto.AppendEntries(nil, r.a.es))
+		default:
+			conn.WriteBulk(nil)
+		}
+	}
+}
+
+// XRemote is one remote datacenter as this node sees it, for INFO, the
+// metrics and DXSTATS.
+type XRemote struct {
+	Name  string   `json:"name"`
+	Metas []string `json:"metas"`
+	// HeardMs is the time since any of its nodes last answered, -1 for
+	// never.
+	HeardMs int64 `json:"heardMs"`
+	// Publishers are its publishers held in the slots this node leads.
+	Publishers int `json:"publishers"`
+	// StaleMs is the longest time since a slot led here was last
+	// current with it (0 while every one is).
+	StaleMs int64 `json:"staleMs"`
+	// Slots is, per slot led here, its sync state.
+	Slots []XSlot `json:"slots,omitempty"`
+}
+
+// XSlot is one led slot's sync state with one remote datacenter.
+type XSlot struct {
+	Slot        int    `json:"slot"`
+	Publishers  int    `json:"publishers"`
+	LeaderEpoch uint64 `json:"leaderEpoch"`
+	Seq         uint64 `json:"seq"`
+	// LagMs is the time since the slot was last current with the remote
+	// leader; -1 before the first answer.
+	LagMs int64 `json:"lagMs"`
+}
+
+// Remotes reports the remote datacenters; withSlots adds each led
+// slot's state.
+func (n *Node) Remotes(withSlots bool) []XRemote {
+	x := n.xdc
+	now := time.Now()
+	x.mu.Lock()
+	rs := x.remotes
+	heard := make(map[string]time.Time, len(x.heard))
+	for k, v := range x.heard {
+		heard[k] = v
+	}
+	x.mu.Unlock()
+	byDC := make(map[string]*XRemote)
+	for _, r := range rs {
+		xr := &XRemote{Name: r.Name, Metas: r.Metas, HeardMs: -1}
+		if h, ok := heard[r.Name]; ok {
+			xr.HeardMs = now.Sub(h).Milliseconds()
+		}
+		byDC[r.Name] = xr
+	}
+	for _, u := range n.slots {
+		st, leading := u.xstats()
+		if !leading {
+			continue
+		}
+		for dc, s := range st {
+			xr := byDC[dc]
+			if xr == nil { // no longer configured, still held
+				xr = &XRemote{Name: dc, HeardMs: -1}
+				byDC[dc] = xr
+			}
+			xr.Publishers += s.pubs
+			lag := int64(-1)
+			if s.syncedAt > 0 {
+				lag = max(0, now.UnixNano()-s.syncedAt) / 1e6
+			}
+			// A long poll answers within pullWait: a slot is stale once
+			// it went unanswered for longer than a few of those.
+			if lag < 0 && s.pubs > 0 || lag > 4*pullWait.Milliseconds() {
+				xr.StaleMs = max(xr.StaleMs, lag, now.Sub(heard[dc]).Milliseconds())
+			}
+			if withSlots {
+				xr.Slots = append(xr.Slots, XSlot{Slot: u.id, Publishers: s.pubs, LeaderEpoch: s.epoch, Seq: s.seq, LagMs: lag})
+			}
+		}
+	}
+	out := make([]XRemote, 0, len(byDC))
+	for _, xr := range byDC {
+		out = append(out, *xr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// handleXStats answers DXSTATS: Remotes(true) as JSON.
+func (n *Node) handleXStats(conn redcon.Conn, _ redcon.Command) {
+	b, err := json.Marshal(n.Remotes(true))
+	if err != nil {
+		conn.WriteError(proto.ToRESP(proto.Errorf(proto.ErrUnavailable, "encode: %v", err)))
+		return
+	}
+	conn.WriteBulk(b)
+}

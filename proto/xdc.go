@@ -1,0 +1,234 @@
+package proto
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/redcon"
+)
+
+// DefaultDatacenter is a node's datacenter unless it is given one.
+const DefaultDatacenter = "dc1"
+
+// Cross-datacenter sync (DESIGN.md, "Datacenters and zones").
+const (
+	// CmdDXPull is a slot leader's long poll, to the leader of the same
+	// slots in another datacenter, for the local publishers there.
+	CmdDXPull = "dxpull"
+	// CmdDXStats asks a data node for its remote datacenters and, per
+	// slot it leads, its sync state with each (JSON).
+	CmdDXStats = "dxstats"
+	// CmdRemotes asks a meta node for its datacenter and the meta
+	// addresses of the remote ones (its --remote-datacenters).
+	CmdRemotes = "remotes"
+	// CmdScope sets a client connection's view: zone, datacenter or
+	// global.
+	CmdScope = "scope"
+)
+
+// XPullPos is where a leader stands with one slot of a remote
+// datacenter: the remote leader epoch and seq its copy is at (0, 0 for
+// none yet), and the digest of that copy (the sum of PubHash(dataInfoId,
+// registerId, data, zone) of each publisher).
+type XPullPos struct {
+	Slot        int
+	LeaderEpoch uint64
+	Seq         uint64
+	Digest      Digest
+}
+
+// DXPull is DXPULL datacenter waitMs positions: a leader of datacenter
+// Datacenter asks for what changed in the slots of its positions since
+// them. The answer comes once any slot has news, else after WaitMs; it
+// holds one [slot, kind, leaderEpoch, seq, blob] per slot with news:
+//   - "log": the local writes after the position (blob: AppendEntries of
+//     OpRegister and OpUnregister entries; seq is the position to take,
+//     past entries the sync leaves out);
+//   - "snap": the slot's local publishers (blob: a SlotSnapshot), for a
+//     position on another leader epoch, behind the log, or whose digest
+//     differs;
+//   - "pos": the copy is current (its digest matches) at leaderEpoch, seq;
+//   - "none": this node does not serve the slot (not its leader, or not
+//     yet reconciled): ask by a fresher table.
+//
+// A slot left out is current as of the answer.
+type DXPull struct {
+	Datacenter string
+	WaitMs     uint32
+	Pos        []XPullPos
+}
+
+// XPull reply kinds beyond PullLog and PullSnap.
+const (
+	XPullAt   = "pos"
+	XPullNone = "none"
+)
+
+// AppendRESP appends the command as a RESP array.
+func (p *DXPull) AppendRESP(dst []byte) []byte {
+	dst = redcon.AppendArray(dst, 4)
+	dst = redcon.AppendBulkString(dst, CmdDXPull)
+	dst = redcon.AppendBulkString(dst, p.Datacenter)
+	dst = redcon.AppendBulk(dst, strconv.AppendUint(nil, uint64(p.WaitMs), 10))
+	b := binary.AppendUvarint(nil, uint64(len(p.Pos)))
+	for _, x := range p.Pos {
+		b = binary.AppendUvarint(b, uint64(x.Slot))
+		b = binary.AppendUvarint(b, x.LeaderEpoch)
+		b = binary.AppendUvarint(b, x.Seq)
+		b = binary.AppendUvarint(b, x.Digest.Count)
+		b = binary.AppendUvarint(b, x.Digest.Sum)
+	}
+	return redcon.AppendBulk(dst, b)
+}
+
+// ParseDXPull parses DXPULL datacenter waitMs positions.
+func ParseDXPull(args [][]byte) (*DXPull, error) {
+	if len(args) != 4 {
+		return nil, WrongArity(CmdDXPull)
+	}
+	p := &DXPull{Datacenter: string(args[1])}
+	if err := CheckPlace("datacenter", p.Datacenter, false); err != nil {
+		return nil, err
+	}
+	w, err := parseUint(args[2], "waitMs")
+	if err != nil || w > 60000 {
+		return nil, Errorf(ErrInvalid, "waitMs must be 0..60000")
+	}
+	p.WaitMs = uint32(w)
+	r := &reader{b: args[3]}
+	n := r.uvarint()
+	if r.err != nil || n > 256 {
+		return nil, Errorf(ErrInvalid, "bad xpull positions: count")
+	}
+	var seen [256]bool
+	for i := 0; i < int(n); i++ {
+		s := r.uvarint()
+		pos := XPullPos{LeaderEpoch: r.uvarint(), Seq: r.uvarint(), Digest: Digest{Count: r.uvarint(), Sum: r.uvarint()}}
+		if r.err != nil {
+			return nil, Errorf(ErrInvalid, "bad xpull positions: %v", r.err)
+		}
+		if s >= 256 || seen[s] {
+			return nil, Errorf(ErrInvalid, "slot %d is not in 0..255 or comes twice", s)
+		}
+		seen[s] = true
+		pos.Slot = int(s)
+		p.Pos = append(p.Pos, pos)
+	}
+	if len(r.b) != 0 {
+		return nil, Errorf(ErrInvalid, "bad xpull positions: trailing bytes")
+	}
+	return p, nil
+}
+
+// Remote is one remote datacenter: its name and its meta addresses.
+type Remote struct {
+	Name  string
+	Metas []string
+}
+
+// ParseRemotes parses --remote-datacenters: NAME=HOST:PORT[,HOST:PORT]
+// [;NAME=...], "" for none. self is this cluster's datacenter, which
+// may not be listed.
+func ParseRemotes(spec, self string) ([]Remote, error) {
+	var out []Remote
+	seen := map[string]bool{}
+	for part := range strings.SplitSeq(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, addrs, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, Errorf(ErrInvalid, "remote datacenter %q is not NAME=HOST:PORT[,HOST:PORT]", part)
+		}
+		if err := CheckPlace("datacenter", name, false); err != nil {
+			return nil, err
+		}
+		if name == self {
+			return nil, Errorf(ErrInvalid, "remote datacenter %q is this cluster's own", name)
+		}
+		if seen[name] {
+			return nil, Errorf(ErrInvalid, "remote datacenter %q is listed twice", name)
+		}
+		seen[name] = true
+		r := Remote{Name: name}
+		for a := range strings.SplitSeq(addrs, ",") {
+			a = strings.TrimSpace(a)
+			if _, port, err := splitHostPort(a); err != nil || port == "" {
+				return nil, Errorf(ErrInvalid, "remote datacenter %s: %q is not HOST:PORT", name, a)
+			}
+			r.Metas = append(r.Metas, a)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// FormatRemotes is ParseRemotes' inverse.
+func FormatRemotes(rs []Remote) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.Name + "=" + strings.Join(r.Metas, ",")
+	}
+	return strings.Join(parts, ";")
+}
+
+func splitHostPort(a string) (host, port string, err error) {
+	i := strings.LastIndexByte(a, ':')
+	if i <= 0 || i == len(a)-1 {
+		return "", "", Errorf(ErrInvalid, "no port")
+	}
+	return a[:i], a[i+1:], nil
+}
+
+// Scope is a client connection's view of publishers (SCOPE).
+type Scope uint8
+
+// The scopes, narrowest first. The zero value is the default.
+const (
+	ScopeDatacenter Scope = iota
+	ScopeZone
+	ScopeGlobal
+)
+
+// Scopes lists every scope.
+var Scopes = [...]Scope{ScopeDatacenter, ScopeZone, ScopeGlobal}
+
+func (s Scope) String() string {
+	switch s {
+	case ScopeZone:
+		return "zone"
+	case ScopeGlobal:
+		return "global"
+	}
+	return "datacenter"
+}
+
+// ParseScope parses SCOPE zone|datacenter|global.
+func ParseScope(args [][]byte) (Scope, error) {
+	if len(args) != 2 {
+		return 0, WrongArity(CmdScope)
+	}
+	switch strings.ToLower(string(args[1])) {
+	case "zone":
+		return ScopeZone, nil
+	case "datacenter", "dc":
+		return ScopeDatacenter, nil
+	case "global":
+		return ScopeGlobal, nil
+	}
+	return 0, Errorf(ErrInvalid, "scope %q is not zone, datacenter or global", Clip(args[1]))
+}
+
+// Sees says whether a view of scope s, from zone zone of datacenter dc,
+// holds the publisher e.
+func (s Scope) Sees(e *Entry, dc, zone string) bool {
+	switch s {
+	case ScopeGlobal:
+		return true
+	case ScopeZone:
+		return e.DC == dc && e.Zone == zone
+	}
+	return e.DC == dc
+}
