@@ -28,7 +28,7 @@ func (n *Node) countOp(t proto.OpType) {
 // and the slot gauges are computed at scrape time (slotCollector), so the
 // write path only pays an atomic add per op.
 func (n *Node) newMetrics() *prometheus.Registry {
-	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindData)
+	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindData, n.cfg.Datacenter)
 	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
 			func() float64 { return float64(f()) }))
@@ -51,7 +51,39 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		return 0
 	}))
 	r.MustRegister(&slotCollector{n: n})
+	r.MustRegister(&remoteCollector{n: n})
 	return reg
+}
+
+var (
+	descRemotePubs = prometheus.NewDesc("slotreg_data_remote_publishers",
+		"Publishers of a remote datacenter held in the slots this node leads (never counted in slotreg_data_publishers).", []string{"remote"}, nil)
+	descRemoteStale = prometheus.NewDesc("slotreg_data_remote_stale_seconds",
+		"How long the least current slot led here has gone without hearing from its leader in the remote datacenter (0 while every one is current).", []string{"remote"}, nil)
+	descRemoteHeard = prometheus.NewDesc("slotreg_data_remote_heard_seconds",
+		"Time since any node of the remote datacenter last answered this node's sync (-1: never).", []string{"remote"}, nil)
+)
+
+// remoteCollector reports the cross-datacenter sync per remote
+// datacenter, at scrape time.
+type remoteCollector struct{ n *Node }
+
+func (c *remoteCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descRemotePubs
+	ch <- descRemoteStale
+	ch <- descRemoteHeard
+}
+
+func (c *remoteCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.n.Remotes(false) {
+		ch <- prometheus.MustNewConstMetric(descRemotePubs, prometheus.GaugeValue, float64(r.Publishers), r.Name)
+		ch <- prometheus.MustNewConstMetric(descRemoteStale, prometheus.GaugeValue, float64(r.StaleMs)/1e3, r.Name)
+		heard := float64(r.HeardMs) / 1e3
+		if r.HeardMs < 0 {
+			heard = -1
+		}
+		ch <- prometheus.MustNewConstMetric(descRemoteHeard, prometheus.GaugeValue, heard, r.Name)
+	}
 }
 
 var (

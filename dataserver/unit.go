@@ -98,10 +98,14 @@ func (u *slotUnit) lead(a *slot.Assignment, from *slot.Assignment) (promoted, re
 		u.leading = true
 		u.persistRev = 0
 		st.leaderEpoch = a.LeaderEpoch
+		now := time.Now().UnixNano()
 		for _, r := range st.remote {
 			// Where an earlier term left the sync no longer says what
-			// the copy holds: start from a digest compare.
-			r.epoch, r.seq, r.syncedAt = 0, 0, 0
+			// the copy holds: start from a digest compare. The copy
+			// counts as current when this node takes over (its old
+			// leader was syncing it), so staleness and --remote-expire
+			// count from here.
+			r.epoch, r.seq, r.syncedAt = 0, 0, now
 		}
 		clear(u.acked)
 		promoted = true

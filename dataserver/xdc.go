@@ -398,37 +398,9 @@ func (n *Node) handleXPull(conn redcon.Conn, p *proto.DXPull) {
 	}
 }
 
-// XRemote is one remote datacenter as this node sees it, for INFO, the
-// metrics and DXSTATS.
-type XRemote struct {
-	Name  string   `json:"name"`
-	Metas []string `json:"metas"`
-	// HeardMs is the time since any of its nodes last answered, -1 for
-	// never.
-	HeardMs int64 `json:"heardMs"`
-	// Publishers are its publishers held in the slots this node leads.
-	Publishers int `json:"publishers"`
-	// StaleMs is the longest time since a slot led here was last
-	// current with it (0 while every one is).
-	StaleMs int64 `json:"staleMs"`
-	// Slots is, per slot led here, its sync state.
-	Slots []XSlot `json:"slots,omitempty"`
-}
-
-// XSlot is one led slot's sync state with one remote datacenter.
-type XSlot struct {
-	Slot        int    `json:"slot"`
-	Publishers  int    `json:"publishers"`
-	LeaderEpoch uint64 `json:"leaderEpoch"`
-	Seq         uint64 `json:"seq"`
-	// LagMs is the time since the slot was last current with the remote
-	// leader; -1 before the first answer.
-	LagMs int64 `json:"lagMs"`
-}
-
 // Remotes reports the remote datacenters; withSlots adds each led
 // slot's state.
-func (n *Node) Remotes(withSlots bool) []XRemote {
+func (n *Node) Remotes(withSlots bool) []proto.XRemote {
 	x := n.xdc
 	now := time.Now()
 	x.mu.Lock()
@@ -438,9 +410,9 @@ func (n *Node) Remotes(withSlots bool) []XRemote {
 		heard[k] = v
 	}
 	x.mu.Unlock()
-	byDC := make(map[string]*XRemote)
+	byDC := make(map[string]*proto.XRemote)
 	for _, r := range rs {
-		xr := &XRemote{Name: r.Name, Metas: r.Metas, HeardMs: -1}
+		xr := &proto.XRemote{Name: r.Name, Metas: r.Metas, HeardMs: -1}
 		if h, ok := heard[r.Name]; ok {
 			xr.HeardMs = now.Sub(h).Milliseconds()
 		}
@@ -454,7 +426,7 @@ func (n *Node) Remotes(withSlots bool) []XRemote {
 		for dc, s := range st {
 			xr := byDC[dc]
 			if xr == nil { // no longer configured, still held
-				xr = &XRemote{Name: dc, HeardMs: -1}
+				xr = &proto.XRemote{Name: dc, HeardMs: -1}
 				byDC[dc] = xr
 			}
 			xr.Publishers += s.pubs
@@ -464,15 +436,15 @@ func (n *Node) Remotes(withSlots bool) []XRemote {
 			}
 			// A long poll answers within pullWait: a slot is stale once
 			// it went unanswered for longer than a few of those.
-			if lag < 0 && s.pubs > 0 || lag > 4*pullWait.Milliseconds() {
-				xr.StaleMs = max(xr.StaleMs, lag, now.Sub(heard[dc]).Milliseconds())
+			if lag > 4*pullWait.Milliseconds() {
+				xr.StaleMs = max(xr.StaleMs, lag)
 			}
 			if withSlots {
-				xr.Slots = append(xr.Slots, XSlot{Slot: u.id, Publishers: s.pubs, LeaderEpoch: s.epoch, Seq: s.seq, LagMs: lag})
+				xr.Slots = append(xr.Slots, proto.XSlot{Slot: u.id, Publishers: s.pubs, LeaderEpoch: s.epoch, Seq: s.seq, LagMs: lag})
 			}
 		}
 	}
-	out := make([]XRemote, 0, len(byDC))
+	out := make([]proto.XRemote, 0, len(byDC))
 	for _, xr := range byDC {
 		out = append(out, *xr)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,10 +68,13 @@ type scriptCluster struct {
 	base int
 	dir  string
 	env  []string
+	// wrap runs cluster.sh under a command (dc2's setpriv, xdc_test.go).
+	wrap []string
 }
 
 func (c *scriptCluster) run(args ...string) (string, error) {
-	cmd := exec.Command("bash", append([]string{"../scripts/cluster.sh"}, args...)...)
+	argv := append(append(slices.Clone(c.wrap), "bash", "../scripts/cluster.sh"), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = c.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -11,7 +11,7 @@ import (
 // the FSM's published state at scrape time, so nothing is counted on the
 // apply path.
 func (n *Node) newMetrics() *prometheus.Registry {
-	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindMeta)
+	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindMeta, n.cfg.Datacenter)
 	gauge := func(name, help string, f func() float64) {
 		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

@@ -232,3 +232,31 @@ func (s Scope) Sees(e *Entry, dc, zone string) bool {
 	}
 	return e.DC == dc
 }
+
+// XRemote is one remote datacenter as a data node sees it (DXSTATS), for
+// INFO, the metrics and registryctl.
+type XRemote struct {
+	Name  string   `json:"name"`
+	Metas []string `json:"metas"`
+	// HeardMs is the time since any of its nodes last answered, -1 for
+	// never.
+	HeardMs int64 `json:"heardMs"`
+	// Publishers are its publishers held in the slots this node leads.
+	Publishers int `json:"publishers"`
+	// StaleMs is the longest time since a slot led here was last
+	// current with it (0 while every one is).
+	StaleMs int64 `json:"staleMs"`
+	// Slots is, per slot led here, its sync state.
+	Slots []XSlot `json:"slots,omitempty"`
+}
+
+// XSlot is one led slot's sync state with one remote datacenter.
+type XSlot struct {
+	Slot        int    `json:"slot"`
+	Publishers  int    `json:"publishers"`
+	LeaderEpoch uint64 `json:"leaderEpoch"`
+	Seq         uint64 `json:"seq"`
+	// LagMs is the time since the slot was last current with the remote
+	// leader; -1 before the first answer.
+	LagMs int64 `json:"lagMs"`
+}

@@ -41,6 +41,8 @@ func (n *Node) info(args [][]byte) string {
 		"slotreg_version", version,
 		"role", proto.KindSession,
 		"node_id", n.cfg.NodeID,
+		"datacenter", n.cfg.Datacenter,
+		"zone", n.cfg.Zone,
 		"tcp_addr", n.addr,
 		"uptime_in_seconds", int(time.Since(n.started).Seconds()),
 		"go_version", runtime.Version(),
@@ -68,6 +70,14 @@ func (n *Node) info(args [][]byte) string {
 			"heap_released", m.HeapReleased,
 			"gc_cycles", m.GCCycles,
 		)
+	}
+	if want == "datacenters" || want == "all" || want == "everything" {
+		// Asks every data node: only when asked.
+		var kv []any
+		for _, r := range n.remoteStatus() {
+			kv = append(kv, "remote_"+r.Name, fmt.Sprintf("publishers=%d,stale_ms=%d,heard_ms=%d", r.Publishers, r.StaleMs, r.HeardMs))
+		}
+		section("Datacenters", kv...)
 	}
 	calls, errs := n.stats.totals()
 	section("Stats",

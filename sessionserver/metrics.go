@@ -67,7 +67,7 @@ func (s *stats) totals() (calls, errors uint64) {
 
 // newMetrics builds the node's registry and wires n.stats into it.
 func (n *Node) newMetrics() *prometheus.Registry {
-	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindSession)
+	reg, r := obs.NodeRegistry(n.cfg.NodeID, proto.KindSession, n.cfg.Datacenter)
 	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
 			func() float64 { return float64(f()) }))
@@ -75,6 +75,9 @@ func (n *Node) newMetrics() *prometheus.Registry {
 	gauge := func(name, help string, f func() float64) {
 		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slotreg_session_info",
+		Help: "Always 1; its zone label is the session's zone.", ConstLabels: prometheus.Labels{"zone": n.cfg.Zone}},
+		func() float64 { return 1 }))
 	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "slotreg_session_request_duration_seconds", Help: "Time from reading a client command to its reply being ready, by command.",
 		Buckets: requestBuckets,

@@ -22,13 +22,14 @@ import (
 )
 
 // NodeRegistry returns a fresh registry for one node and a registerer on
-// it that adds the constant labels node and role to every metric. Nodes
+// it that adds the constant labels node, role and datacenter to every
+// metric (one Prometheus can scrape several datacenters). Nodes
 // never use the global default registry: `registry dev` and the test
 // cluster run several nodes in one process, and a second registration of
 // the same metric there would panic.
-func NodeRegistry(node, role string) (*prometheus.Registry, prometheus.Registerer) {
+func NodeRegistry(node, role, datacenter string) (*prometheus.Registry, prometheus.Registerer) {
 	reg := prometheus.NewRegistry()
-	return reg, prometheus.WrapRegistererWith(prometheus.Labels{"node": node, "role": role}, reg)
+	return reg, prometheus.WrapRegistererWith(prometheus.Labels{"node": node, "role": role, "datacenter": datacenter}, reg)
 }
 
 var (
