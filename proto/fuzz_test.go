@@ -22,8 +22,8 @@ func splitArgs(b []byte) [][]byte {
 // build back to arguments that parse to the same thing.
 func FuzzParseCommands(f *testing.F) {
 	for _, seed := range [][]any{
-		(&Heartbeat{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:1", Epoch: 3, MembersEpoch: 2, Progress: map[int]uint64{1: 5}}).Args(),
-		(&DWrite{Epoch: 1, SessionID: "s1", Ops: []Op{{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "d", ConnID: "c", TTL: 3}}}).Args(),
+		(&Heartbeat{Kind: KindData, NodeID: "d1", Addr: "127.0.0.1:1", Epoch: 3, MembersEpoch: 2, Progress: map[int]uint64{1: 5}, Datacenter: "dc2", Zone: "z"}).Args(),
+		(&DWrite{Epoch: 1, SessionID: "s1", Zone: "z1", Ops: []Op{{Type: OpRegister, DataInfoID: "svc", RegisterID: "r", Data: "d", ConnID: "c", TTL: 3}}}).Args(),
 		(&DLookup{Epoch: 1, DataInfoID: "svc"}).Args(),
 		(&DChildren{Epoch: 1, Path: "/a/b"}).Args(),
 		(&PathArgs{Cmd: CmdMPPut, Path: "/a/b", Value: "v"}).Args(),
@@ -32,11 +32,14 @@ func FuzzParseCommands(f *testing.F) {
 		(&DPSync{Slot: 3, Rev: 9, DataInfoID: "/a"}).Args(),
 		(&MLock{Name: "n", Owner: "o", TTLMs: 1000, Session: "s1", Conn: "c.1", WaitMs: 500}).Args(),
 		(&DPull{Follower: "d2", WaitMs: 10, Pos: []PullPos{{Slot: 3, LeaderEpoch: 1, Seq: 9}}}).Args(),
+		(&DXPull{Datacenter: "dc2", WaitMs: 10, Pos: []XPullPos{{Slot: 3, LeaderEpoch: 1, Seq: 9, Digest: Digest{Count: 2, Sum: 7}}}}).Args(),
+		{CmdScope, "global"},
+		{CmdRemotes, "dc2=127.0.0.1:1,h:2;dc3=h:3"},
 		(&DReconcile{Session: "s1", Stamp: Stamp{Run: 1, Seq: 2}, Slots: []SlotDigest{{Slot: 1, LeaderEpoch: 2, Digest: Digest{Count: 1, Sum: 5}}}}).Args(),
-		(&DSync{Session: "s1", Slot: 1, LeaderEpoch: 2, Stamp: Stamp{Run: 3, Seq: 4}, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
+		(&DSync{Session: "s1", Zone: "z1", Slot: 1, LeaderEpoch: 2, Stamp: Stamp{Run: 3, Seq: 4}, Pubs: []SyncPub{{DataInfoID: "a", RegisterID: "b", Data: "c", Conn: "d"}}}).Args(),
 		(&Leave{Kind: KindSession, NodeID: "s1"}).Args(),
 		(&Suspect{Kind: KindData, NodeID: "d1", Reporter: "s1"}).Args(),
-		{CmdDWrite, "1", "s1", "2", "3", "R", "", "r", "d", "c", "99999999999"},
+		{CmdDWrite, "1", "s1", "z", "2", "3", "R", "", "r", "d", "c", "99999999999"},
 		{CmdDPull, "d1", "1", "300"},
 		{CmdHeartbeat, KindData, "d1", "a:1", "1", "1", "1:2,1:3"},
 		(&ConfSet{Key: "app/k", Value: "v"}).Args(),
@@ -69,6 +72,15 @@ func FuzzParseCommands(f *testing.F) {
 		if p, err := ParseDPull(args); err == nil {
 			if _, err := ParseDPull(ArgsBytes(p.Args())); err != nil {
 				t.Fatalf("dpull does not round-trip: %v", err)
+			}
+		}
+		roundTrip(t, "dxpull", args, ParseDXPull, (*DXPull).Args)
+		ParseScope(args)
+		if len(args) == 2 {
+			if rs, err := ParseRemotes(string(args[1]), "dc1"); err == nil {
+				if again, err := ParseRemotes(FormatRemotes(rs), "dc1"); err != nil || !reflect.DeepEqual(again, rs) {
+					t.Fatalf("remotes %q do not round-trip: %+v %v", args[1], again, err)
+				}
 			}
 		}
 		ParseDReconcile(args)

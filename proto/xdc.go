@@ -65,12 +65,23 @@ const (
 	XPullNone = "none"
 )
 
-// AppendRESP appends the command as a RESP array.
+// Args builds the command.
+func (p *DXPull) Args() []any {
+	return []any{CmdDXPull, p.Datacenter, strconv.FormatUint(uint64(p.WaitMs), 10), p.positions()}
+}
+
+// AppendRESP appends the command as a RESP array (what Args would send).
 func (p *DXPull) AppendRESP(dst []byte) []byte {
 	dst = redcon.AppendArray(dst, 4)
 	dst = redcon.AppendBulkString(dst, CmdDXPull)
 	dst = redcon.AppendBulkString(dst, p.Datacenter)
 	dst = redcon.AppendBulk(dst, strconv.AppendUint(nil, uint64(p.WaitMs), 10))
+	return redcon.AppendBulk(dst, p.positions())
+}
+
+// positions encodes the positions as one argument: a count, then slot,
+// leader epoch, seq and the digest's count and sum of each, as uvarints.
+func (p *DXPull) positions() []byte {
 	b := binary.AppendUvarint(nil, uint64(len(p.Pos)))
 	for _, x := range p.Pos {
 		b = binary.AppendUvarint(b, uint64(x.Slot))
@@ -79,7 +90,7 @@ func (p *DXPull) AppendRESP(dst []byte) []byte {
 		b = binary.AppendUvarint(b, x.Digest.Count)
 		b = binary.AppendUvarint(b, x.Digest.Sum)
 	}
-	return redcon.AppendBulk(dst, b)
+	return b
 }
 
 // ParseDXPull parses DXPULL datacenter waitMs positions.
