@@ -157,7 +157,7 @@ func TestXPullAnswers(t *testing.T) {
 	u := newSlotUnit(7, 1000, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	u.dc = "dc1"
 	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 3}, nil)
-	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100); a.kind != proto.XPullNone {
+	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100); a.kind != proto.XPullWait || u.xnews(&proto.XPullPos{Slot: 7}) {
 		t.Fatalf("a slot still reconciling answered %q", a.kind)
 	}
 	u.mu.Lock()

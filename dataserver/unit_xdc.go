@@ -16,19 +16,19 @@ type xanswer struct {
 	snap       *proto.SlotSnapshot
 }
 
-// xserves says whether the node answers DXPULL for the slot: it leads it
-// and has reconciled it, so it holds what its sessions hold (a leader
-// still reconciling could show a remote datacenter removals that are
-// not). u.mu is held.
-func (u *slotUnit) xserves() bool { return u.store != nil && u.leading && u.ready }
-
-// xnews says whether a DXPULL position has news here.
+// xnews says whether a DXPULL position has news here. A slot this node
+// does not lead has ("none": the asker looks elsewhere); one it leads but
+// is still reconciling with its sessions has not: it could show a remote
+// datacenter removals that are not, so the asker waits for it.
 func (u *slotUnit) xnews(pos *proto.XPullPos) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := u.store
-	if !u.xserves() {
-		return true // "none" is news: the asker looks elsewhere
+	switch {
+	case st == nil || !u.leading:
+		return true
+	case !u.ready:
+		return false
 	}
 	return pos.LeaderEpoch != st.leaderEpoch || pos.Seq != st.seq || pos.Digest != st.local
 }
@@ -40,8 +40,11 @@ func (u *slotUnit) xsince(pos *proto.XPullPos, max int) xanswer {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := u.store
-	if !u.xserves() {
+	switch {
+	case st == nil || !u.leading:
 		return xanswer{kind: proto.XPullNone}
+	case !u.ready:
+		return xanswer{kind: proto.XPullWait}
 	}
 	if pos.LeaderEpoch == st.leaderEpoch && pos.Seq <= st.seq {
 		es, inLog := st.log.since(pos.Seq, max)

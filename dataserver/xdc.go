@@ -284,10 +284,10 @@ func (x *xdc) run(p *xpuller) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if x.take(p.dc, req, rep) == len(req.Pos) {
-			// It serves none of them (yet): a new leader there still
-			// reconciling, or a table here or there behind.
-			if !pause(200*time.Millisecond, p.stop) {
+		if x.take(p.dc, req, rep) > 0 {
+			// It leads some of them no longer: a table here is behind.
+			// The loop reads the remote tables again meanwhile.
+			if !pause(100*time.Millisecond, p.stop) {
 				return
 			}
 		}
@@ -295,7 +295,7 @@ func (x *xdc) run(p *xpuller) {
 }
 
 // take applies an answer to req and says for how many slots the node
-// answered "none".
+// answered "none". A slot answered "wait" is left as it is, not current.
 func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 	n := x.n
 	now := time.Now()
@@ -317,6 +317,8 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 		case proto.XPullNone:
 			x.poke()
 			none++
+			continue
+		case proto.XPullWait:
 			continue
 		case proto.PullLog:
 			a.es, err = proto.ParseEntries(v.Arr[4].Str)

@@ -49,8 +49,9 @@ type XPullPos struct {
 //     position on another leader epoch, behind the log, or whose digest
 //     differs;
 //   - "pos": the copy is current (its digest matches) at leaderEpoch, seq;
-//   - "none": this node does not serve the slot (not its leader, or not
-//     yet reconciled): ask by a fresher table.
+//   - "none": this node does not lead the slot: ask by a fresher table;
+//   - "wait": it leads the slot but is still reconciling it with its
+//     sessions (what it holds may lack publishers that are alive).
 //
 // A slot left out is current as of the answer.
 type DXPull struct {
@@ -63,6 +64,7 @@ type DXPull struct {
 const (
 	XPullAt   = "pos"
 	XPullNone = "none"
+	XPullWait = "wait"
 )
 
 // Args builds the command.
