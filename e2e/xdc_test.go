@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"regexp"
 	"slices"
 	"sort"
@@ -113,6 +115,23 @@ func eventuallySet(t *testing.T, c *redis.Client, d time.Duration, id string, wa
 		sort.Strings(got)
 		return slices.Equal(got, want), fmt.Sprintf("LOOKUP %s = %v, want %v", id, got, want)
 	})
+}
+
+// scrape returns the lines of a node's /metrics that start with name.
+func scrape(addr, name string) []string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+"{") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // remoteInfo reads INFO datacenters from a session: for each remote
@@ -397,6 +416,21 @@ func linkCut(t *testing.T, dc1, dc2 *scriptCluster, link *xdclink.Link) {
 		// Each slot expires on its own clock, within a second or two.
 		ri, err := remoteInfo(a)
 		return err == nil && ri["dc2"][0] == 0, fmt.Sprintf("INFO datacenters on dc1 after --remote-expire: %v %v", ri, err)
+	})
+	// So do dc2's data nodes' metrics.
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		var seen []string
+		for i := 1; i <= 3; i++ {
+			for _, line := range scrape(fmt.Sprintf("127.0.0.1:%d", dc2.base+50+i), "slotreg_data_remote_stale_seconds") {
+				if strings.Contains(line, `remote="dc1"`) {
+					seen = append(seen, line)
+					if f := strings.Fields(line); len(f) == 2 && f[1] != "0" {
+						return true, ""
+					}
+				}
+			}
+		}
+		return false, fmt.Sprint("dc2's data nodes report ", seen)
 	})
 	t.Logf("the cut lasted %v", time.Since(cutAt).Round(time.Millisecond))
 	if err := link.Heal(); err != nil {
