@@ -78,7 +78,7 @@ func (x *xdc) loop() {
 	t := time.NewTicker(xdcTick)
 	defer t.Stop()
 	for i := 0; ; i++ {
-		if i%xdcConfigEvery == 0 || len(x.remoteList()) == 0 {
+		if i%xdcConfigEvery == 0 {
 			x.readConfig()
 		}
 		x.readTables()
@@ -133,6 +133,7 @@ func (x *xdc) readTables() {
 			continue
 		}
 		x.mu.Lock()
+		// A lagging meta follower there may answer an older table.
 		if cur := x.tables[r.Name]; cur == nil || t.Epoch >= cur.Epoch {
 			x.tables[r.Name] = t
 		}

@@ -257,7 +257,7 @@ func TestDatacenters(t *testing.T) {
 		}
 	})
 
-	t.Run("leaders killed under load", func(t *testing.T) {
+	t.Run("leaders killed under load, then slots moved back", func(t *testing.T) {
 		killedUnderLoad(t, dc1, dc2)
 	})
 
@@ -273,10 +273,12 @@ type xwriter struct {
 	prefix string
 	mu     sync.Mutex
 	ok     []string // "id rid"
+	next   int      // the next registerId's number, across runs
 }
 
 func (w *xwriter) run(ctx context.Context) {
-	for i := 0; ctx.Err() == nil; i++ {
+	for ; ctx.Err() == nil; w.next++ {
+		i := w.next
 		id, rid := fmt.Sprintf("%s.%d", w.prefix, i%50), fmt.Sprintf("r%d", i)
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := w.c.Do(cctx, "REGISTER", id, rid, "d"+rid).Err()
@@ -291,11 +293,11 @@ func (w *xwriter) run(ctx context.Context) {
 
 // killedUnderLoad kills a data node of each datacenter with SIGKILL while
 // writers register in both, and checks that every confirmed publisher is
-// then seen by a global LOOKUP on both sides.
+// then seen by a global LOOKUP on both sides; then it starts the killed
+// nodes again, so that both datacenters move slots back to them under
+// the same load, and checks again.
 func killedUnderLoad(t *testing.T, dc1, dc2 *scriptCluster) {
-	ctx, cancel := context.WithCancel(context.Background())
 	var writers []*xwriter
-	var wg sync.WaitGroup
 	for d, c := range []*scriptCluster{dc1, dc2} {
 		for i, s := range c.byRole("session") {
 			for k := range 4 {
@@ -304,11 +306,20 @@ func killedUnderLoad(t *testing.T, dc1, dc2 *scriptCluster) {
 					prefix: fmt.Sprintf("load.dc%d.s%d.w%d", d+1, i+1, k)}
 				t.Cleanup(func() { w.c.Close() })
 				writers = append(writers, w)
-				wg.Add(1)
-				go func() { defer wg.Done(); w.run(ctx) }()
 			}
 		}
 	}
+	var cancel context.CancelFunc
+	var wg sync.WaitGroup
+	start := func() {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		for _, w := range writers {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(ctx) }()
+		}
+	}
+	start()
 	confirmed := func() int {
 		n := 0
 		for _, w := range writers {
@@ -321,12 +332,13 @@ func killedUnderLoad(t *testing.T, dc1, dc2 *scriptCluster) {
 	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		return confirmed() > 500, fmt.Sprintf("%d registrations confirmed", confirmed())
 	})
-	for _, c := range []*scriptCluster{dc1, dc2} {
-		victim := c.byRole("data")[rand.IntN(3)]
-		if err := syscall.Kill(victim.pid, syscall.SIGKILL); err != nil {
+	victims := make([]procNode, 2)
+	for i, c := range []*scriptCluster{dc1, dc2} {
+		victims[i] = c.byRole("data")[rand.IntN(3)]
+		if err := syscall.Kill(victims[i].pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("killed %s (pid %d) of %s", victim.id, victim.pid, c.dir)
+		t.Logf("killed %s (pid %d) of dc%d", victims[i].id, victims[i].pid, i+1)
 	}
 	before := confirmed()
 	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -334,6 +346,34 @@ func killedUnderLoad(t *testing.T, dc1, dc2 *scriptCluster) {
 	})
 	cancel()
 	wg.Wait()
+	checkConfirmed(t, dc1, dc2, writers)
+
+	// The killed nodes come back; each datacenter's meta moves slots to
+	// them (--auto-rebalance) while the writers go on.
+	start()
+	for i, c := range []*scriptCluster{dc1, dc2} {
+		if out, err := c.run("start", victims[i].id); err != nil {
+			t.Fatalf("cluster.sh start %s: %v\n%s", victims[i].id, err, out)
+		}
+	}
+	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
+		for i, c := range []*scriptCluster{dc1, dc2} {
+			tab := metaTable(t, c.byRole("meta"))
+			if n := len(tab.LedBy(victims[i].id)); n < 40 {
+				return false, fmt.Sprintf("dc%d's %s leads %d slots again", i+1, victims[i].id, n)
+			}
+		}
+		return true, ""
+	})
+	cancel()
+	wg.Wait()
+	checkConfirmed(t, dc1, dc2, writers)
+}
+
+// checkConfirmed checks that a global LOOKUP on either side shows every
+// publisher the writers had confirmed.
+func checkConfirmed(t *testing.T, dc1, dc2 *scriptCluster, writers []*xwriter) {
+	t.Helper()
 	want := map[string][]string{}
 	for _, w := range writers {
 		for _, k := range w.ok {
@@ -341,7 +381,11 @@ func killedUnderLoad(t *testing.T, dc1, dc2 *scriptCluster) {
 			want[id] = append(want[id], rid+"=d"+rid)
 		}
 	}
-	t.Logf("%d publishers over %d ids confirmed", confirmed(), len(want))
+	n := 0
+	for _, rids := range want {
+		n += len(rids)
+	}
+	t.Logf("%d publishers over %d ids confirmed", n, len(want))
 	for _, c := range []*scriptCluster{dc1, dc2} {
 		g := scopedClient(t, c.byRole("session")[0].addr, "global")
 		ids := slices.Sorted(func(yield func(string) bool) {
