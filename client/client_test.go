@@ -417,6 +417,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Sessions: []string{"no-port"}},
 		{Sessions: []string{"127.0.0.1:1"}, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
 		{Sessions: []string{"127.0.0.1:1"}, DialTimeout: -time.Second},
+		{Sessions: []string{"127.0.0.1:1"}, Scope: ScopeGlobal + 1},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) accepted bad options", o)

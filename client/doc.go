@@ -13,6 +13,11 @@
 // WaitReady, Status). Between attempts it backs off with jitter, so a fleet
 // of clients does not stampede the surviving sessions.
 //
+// Options.Scope picks the publishers that lookups, subscriptions and
+// watches see: those of the session's zone, of its datacenter (the
+// default) or of every datacenter. The client sends it (SCOPE) on every
+// connection it opens, so it holds across failovers.
+//
 // Subscriptions deliver each dataInfoId's newest state to a callback,
 // coalesced (a slow callback gets the latest state, not a queue) and never
 // older than a state the callback already got, also across a failover. The

@@ -24,20 +24,31 @@ const (
 
 // Event is one change of a path under a watched prefix. Version is the
 // version of the path's parent dataInfoId at the change; per path it
-// only grows. A REMOVE carries the value the path last had.
+// only grows. A REMOVE carries the value, datacenter and zone the path
+// last had.
 type Event struct {
 	Type    EventType
 	Path    string
 	Value   string
 	Version uint64
+	// Datacenter and Zone are those of the session the path's value was
+	// set through. They are empty when the client learned the path from
+	// a lookup after a failover (a LOOKUP reply does not name them) or
+	// from a session that predates datacenters. A change of either is
+	// an UPDATE, as the session tells it.
+	Datacenter string
+	Zone       string
 }
 
-// wireEvent is a pmessage payload: {"type","path","value","version"}.
+// wireEvent is a pmessage payload:
+// {"type","path","value","version","datacenter","zone"}.
 type wireEvent struct {
-	Type    EventType `json:"type"`
-	Path    string    `json:"path"`
-	Value   string    `json:"value"`
-	Version uint64    `json:"version"`
+	Type       EventType `json:"type"`
+	Path       string    `json:"path"`
+	Value      string    `json:"value"`
+	Version    uint64    `json:"version"`
+	Datacenter string    `json:"datacenter"`
+	Zone       string    `json:"zone"`
 }
 
 // parseEvent decodes the payload of a pmessage that came on channel (the
@@ -67,25 +78,50 @@ func parseEvent(prefix, channel, payload string) (Event, error) {
 	return Event(w), nil
 }
 
-// pathRec is what the client knows of one path: its value and the
-// version it was seen at. A removed path is kept (present false) for
-// its version, so an older ADD arriving late cannot bring it back.
+// pathRec is what the client knows of one path: its value, where it
+// was set, and the version it was seen at. A removed path is kept
+// (present false) for its version, so an older ADD arriving late cannot
+// bring it back.
 type pathRec struct {
 	value   string
 	version uint64
 	present bool
+	at      place
 }
 
-// apply returns the record after an event, whether the event was newer
-// than the record (else it is ignored), and whether a watcher must hear
-// of it: the path appeared, went, or its value changed. An ADD of a path
-// already present is an upsert; a newer version with the same value is
-// recorded but is no news, as the session sends no event for it either.
-func (r pathRec) apply(typ EventType, value string, version uint64) (next pathRec, newer, news bool) {
+// place is the datacenter and zone a path's value was set in; an empty
+// field is unknown (a LOOKUP does not name them).
+type place struct{ datacenter, zone string }
+
+// or fills p's unknown fields from q.
+func (p place) or(q place) place {
+	if p.datacenter == "" {
+		p.datacenter = q.datacenter
+	}
+	if p.zone == "" {
+		p.zone = q.zone
+	}
+	return p
+}
+
+// differs says whether p and q are known to be different places.
+func (p place) differs(q place) bool {
+	known := func(a, b string) bool { return a != "" && b != "" && a != b }
+	return known(p.datacenter, q.datacenter) || known(p.zone, q.zone)
+}
+
+// apply returns the record after an event at place at, whether the event
+// was newer than the record (else it is ignored), and whether a watcher
+// must hear of it: the path appeared, went, or its value or place
+// changed. An ADD of a path already present is an upsert; a newer
+// version with the same value and place is recorded but is no news, as
+// the session sends no event for it either. What at leaves unknown is
+// kept from the record.
+func (r pathRec) apply(typ EventType, value string, version uint64, at place) (next pathRec, newer, news bool) {
 	if version <= r.version {
 		return r, false, false
 	}
-	next = pathRec{value: value, version: version, present: typ != EventRemove}
+	next = pathRec{value: value, version: version, present: typ != EventRemove, at: at.or(r.at)}
 	if !next.present {
 		// A REMOVE says which value went; keep the one the client held
 		// when the event (a reconcile's) carries none.
@@ -94,7 +130,7 @@ func (r pathRec) apply(typ EventType, value string, version uint64) (next pathRe
 		}
 		return next, true, r.present
 	}
-	return next, true, !r.present || r.value != value
+	return next, true, !r.present || r.value != value || r.at.differs(next.at)
 }
 
 // tell is the event that takes a watcher from what it was told of a path
@@ -103,15 +139,18 @@ func tell(path string, had, cur pathRec) (Event, bool) {
 	if cur.version <= had.version {
 		return Event{}, false
 	}
+	ev := Event{Path: path, Value: cur.value, Version: cur.version, Datacenter: cur.at.datacenter, Zone: cur.at.zone}
 	switch {
 	case !had.present && cur.present:
-		return Event{Type: EventAdd, Path: path, Value: cur.value, Version: cur.version}, true
+		ev.Type = EventAdd
 	case had.present && !cur.present:
-		return Event{Type: EventRemove, Path: path, Value: had.value, Version: cur.version}, true
-	case had.present && cur.present && had.value != cur.value:
-		return Event{Type: EventUpdate, Path: path, Value: cur.value, Version: cur.version}, true
+		ev.Type, ev.Value, ev.Datacenter, ev.Zone = EventRemove, had.value, had.at.datacenter, had.at.zone
+	case had.present && cur.present && (had.value != cur.value || had.at.differs(cur.at)):
+		ev.Type = EventUpdate
+	default:
+		return Event{}, false
 	}
-	return Event{}, false
+	return ev, true
 }
 
 // pathChange is one record a reconcile sets.
@@ -119,6 +158,7 @@ type pathChange struct {
 	path  string
 	typ   EventType
 	value string
+	at    place
 }
 
 // reconcileChanges compares a LOOKUP of the dataInfoId parent (its
@@ -136,7 +176,7 @@ func reconcileChanges(prefix string, snap Snapshot, held map[string]*pathRec) []
 			continue
 		}
 		in[path] = true
-		out = append(out, pathChange{path: path, typ: EventAdd, value: p.Data})
+		out = append(out, pathChange{path: path, typ: EventAdd, value: p.Data, at: place{p.Datacenter, p.Zone}})
 	}
 	for path, r := range held {
 		if !r.present || in[path] || parentOf(path) != snap.DataInfoID {

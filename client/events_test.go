@@ -15,13 +15,15 @@ func TestParseEvent(t *testing.T) {
 		err                            string
 	}{
 		{"add", "/nodes/", "/nodes/w1", `{"type":"ADD","path":"/nodes/w1","value":"10.0.0.1","version":7}`,
-			Event{EventAdd, "/nodes/w1", "10.0.0.1", 7}, ""},
+			Event{Type: EventAdd, Path: "/nodes/w1", Value: "10.0.0.1", Version: 7}, ""},
 		{"update", "/nodes/", "/nodes/w1", `{"type":"UPDATE","path":"/nodes/w1","value":"x","version":8}`,
-			Event{EventUpdate, "/nodes/w1", "x", 8}, ""},
-		{"remove with extra fields", "/n", "/nodes/a/b", `{"type":"REMOVE","path":"/nodes/a/b","value":"x","version":9,"zone":"z1"}`,
-			Event{EventRemove, "/nodes/a/b", "x", 9}, ""},
+			Event{Type: EventUpdate, Path: "/nodes/w1", Value: "x", Version: 8}, ""},
+		{"remove with its zone and an unknown field", "/n", "/nodes/a/b", `{"type":"REMOVE","path":"/nodes/a/b","value":"x","version":9,"zone":"z1","new":1}`,
+			Event{Type: EventRemove, Path: "/nodes/a/b", Value: "x", Version: 9, Zone: "z1"}, ""},
+		{"add with datacenter and zone", "/", "/a", `{"type":"ADD","path":"/a","value":"v","version":3,"datacenter":"dc2","zone":"dc2-b"}`,
+			Event{Type: EventAdd, Path: "/a", Value: "v", Version: 3, Datacenter: "dc2", Zone: "dc2-b"}, ""},
 		{"escaped value", "/", "/a", `{"type":"ADD","path":"/a","value":"{\"k\":\"v\"}\n","version":1}`,
-			Event{EventAdd, "/a", "{\"k\":\"v\"}\n", 1}, ""},
+			Event{Type: EventAdd, Path: "/a", Value: "{\"k\":\"v\"}\n", Version: 1}, ""},
 		{"bad json", "/", "/a", `{"type":`, Event{}, "unexpected end"},
 		{"unknown type", "/", "/a", `{"type":"CHANGE","path":"/a","value":"","version":1}`, Event{}, "unknown type"},
 		{"path differs from channel", "/", "/a", `{"type":"ADD","path":"/b","value":"","version":1}`, Event{}, "names path"},
@@ -60,23 +62,46 @@ func TestPathRecApply(t *testing.T) {
 		{"add new path", absent, EventAdd, "a", 5, v5, true, true},
 		{"older add ignored", v5, EventAdd, "b", 4, v5, false, false},
 		{"same version ignored", v5, EventUpdate, "b", 5, v5, false, false},
-		{"update", v5, EventUpdate, "b", 6, pathRec{"b", 6, true}, true, true},
-		{"add of known path is an upsert", v5, EventAdd, "b", 6, pathRec{"b", 6, true}, true, true},
-		{"same value, newer version: recorded, no news", v5, EventAdd, "a", 9, pathRec{"a", 9, true}, true, false},
+		{"update", v5, EventUpdate, "b", 6, pathRec{"b", 6, true, place{}}, true, true},
+		{"add of known path is an upsert", v5, EventAdd, "b", 6, pathRec{"b", 6, true, place{}}, true, true},
+		{"same value, newer version: recorded, no news", v5, EventAdd, "a", 9, pathRec{"a", 9, true, place{}}, true, false},
 		{"remove", v5, EventRemove, "a", 7, gone7, true, true},
 		{"remove without value keeps the last one", v5, EventRemove, "", 7, gone7, true, true},
-		{"remove of unknown path: tombstone, no news", absent, EventRemove, "z", 3, pathRec{"z", 3, false}, true, false},
+		{"remove of unknown path: tombstone, no news", absent, EventRemove, "z", 3, pathRec{"z", 3, false, place{}}, true, false},
 		{"stale add after remove ignored", gone7, EventAdd, "a", 6, gone7, false, false},
-		{"add after remove", gone7, EventAdd, "c", 8, pathRec{"c", 8, true}, true, true},
-		{"update of removed path brings it back", gone7, EventUpdate, "c", 8, pathRec{"c", 8, true}, true, true},
-		{"remove of removed path", gone7, EventRemove, "a", 9, pathRec{"a", 9, false}, true, false},
+		{"add after remove", gone7, EventAdd, "c", 8, pathRec{"c", 8, true, place{}}, true, true},
+		{"update of removed path brings it back", gone7, EventUpdate, "c", 8, pathRec{"c", 8, true, place{}}, true, true},
+		{"remove of removed path", gone7, EventRemove, "a", 9, pathRec{"a", 9, false, place{}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, newer, news := tc.rec.apply(tc.typ, tc.value, tc.version)
+			got, newer, news := tc.rec.apply(tc.typ, tc.value, tc.version, place{})
 			if got != tc.want || newer != tc.newer || news != tc.news {
 				t.Fatalf("apply = %+v newer=%v news=%v; want %+v newer=%v news=%v", got, newer, news, tc.want, tc.newer, tc.news)
 			}
 		})
+	}
+	// Where the value was set: a known change is news, an unknown
+	// place (a reconcile's LOOKUP) keeps the record's.
+	at := place{"dc1", "z1"}
+	p5 := pathRec{"a", 5, true, at}
+	for _, tc := range []struct {
+		name     string
+		typ      EventType
+		value    string
+		at, want place
+		news     bool
+	}{
+		{"same place", EventUpdate, "a", at, at, false},
+		{"unknown place keeps the record's", EventAdd, "a", place{}, at, false},
+		{"half known", EventAdd, "a", place{zone: "z1"}, at, false},
+		{"zone changed", EventUpdate, "a", place{"dc1", "z2"}, place{"dc1", "z2"}, true},
+		{"datacenter changed", EventUpdate, "a", place{"dc2", "z1"}, place{"dc2", "z1"}, true},
+		{"remove keeps the place", EventRemove, "", place{}, at, true},
+	} {
+		got, newer, news := p5.apply(tc.typ, tc.value, 6, tc.at)
+		if !newer || news != tc.news || got.at != tc.want || got.value != "a" {
+			t.Errorf("%s: apply = %+v newer=%v news=%v; want place %+v news=%v", tc.name, got, newer, news, tc.want, tc.news)
+		}
 	}
 }
 
@@ -87,13 +112,20 @@ func TestTell(t *testing.T) {
 		want     Event
 		ok       bool
 	}{
-		{"new path", pathRec{}, pathRec{"a", 3, true}, Event{EventAdd, "/p", "a", 3}, true},
-		{"changed value", pathRec{"a", 3, true}, pathRec{"b", 4, true}, Event{EventUpdate, "/p", "b", 4}, true},
-		{"gone, with the value it had", pathRec{"a", 3, true}, pathRec{"b", 5, false}, Event{EventRemove, "/p", "a", 5}, true},
-		{"same value", pathRec{"a", 3, true}, pathRec{"a", 6, true}, Event{}, false},
-		{"never told, gone", pathRec{}, pathRec{"a", 6, false}, Event{}, false},
-		{"older than told", pathRec{"a", 6, true}, pathRec{"b", 5, true}, Event{}, false},
-		{"equal to told", pathRec{"a", 6, true}, pathRec{"b", 6, false}, Event{}, false},
+		{"new path", pathRec{}, pathRec{"a", 3, true, place{}}, Event{Type: EventAdd, Path: "/p", Value: "a", Version: 3}, true},
+		{"changed value", pathRec{"a", 3, true, place{}}, pathRec{"b", 4, true, place{}}, Event{Type: EventUpdate, Path: "/p", Value: "b", Version: 4}, true},
+		{"gone, with the value it had", pathRec{"a", 3, true, place{}}, pathRec{"b", 5, false, place{}}, Event{Type: EventRemove, Path: "/p", Value: "a", Version: 5}, true},
+		{"same value", pathRec{"a", 3, true, place{}}, pathRec{"a", 6, true, place{}}, Event{}, false},
+		{"never told, gone", pathRec{}, pathRec{"a", 6, false, place{}}, Event{}, false},
+		{"older than told", pathRec{"a", 6, true, place{}}, pathRec{"b", 5, true, place{}}, Event{}, false},
+		{"equal to told", pathRec{"a", 6, true, place{}}, pathRec{"b", 6, false, place{}}, Event{}, false},
+		{"new path with its place", pathRec{}, pathRec{"a", 3, true, place{"dc2", "z"}},
+			Event{Type: EventAdd, Path: "/p", Value: "a", Version: 3, Datacenter: "dc2", Zone: "z"}, true},
+		{"moved zone", pathRec{"a", 3, true, place{"dc1", "z1"}}, pathRec{"a", 4, true, place{"dc1", "z2"}},
+			Event{Type: EventUpdate, Path: "/p", Value: "a", Version: 4, Datacenter: "dc1", Zone: "z2"}, true},
+		{"place learned, same value", pathRec{"a", 3, true, place{}}, pathRec{"a", 4, true, place{"dc1", "z1"}}, Event{}, false},
+		{"gone, with the place it had", pathRec{"a", 3, true, place{"dc1", "z1"}}, pathRec{"a", 5, false, place{"dc9", "z9"}},
+			Event{Type: EventRemove, Path: "/p", Value: "a", Version: 5, Datacenter: "dc1", Zone: "z1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := tell("/p", tc.had, tc.cur)
@@ -106,11 +138,11 @@ func TestTell(t *testing.T) {
 
 func TestReconcileChanges(t *testing.T) {
 	held := map[string]*pathRec{
-		"/nodes/w1":       {"a", 3, true},
-		"/nodes/w2":       {"b", 3, true},
-		"/nodes/w3":       {"c", 2, false}, // already removed
-		"/nodes/sub/x":    {"d", 3, true},  // another parent
-		"/nodes/workers2": {"e", 3, true},  // same parent, kept
+		"/nodes/w1":       {"a", 3, true, place{}},
+		"/nodes/w2":       {"b", 3, true, place{}},
+		"/nodes/w3":       {"c", 2, false, place{}}, // already removed
+		"/nodes/sub/x":    {"d", 3, true, place{}},  // another parent
+		"/nodes/workers2": {"e", 3, true, place{}},  // same parent, kept
 	}
 	snap := Snapshot{DataInfoID: "/nodes", Version: 10, Publishers: []Publisher{
 		{RegisterID: "other", Data: "o"}, // outside the prefix /nodes/w
@@ -131,14 +163,14 @@ func TestReconcileChanges(t *testing.T) {
 	// Applied at the lookup's version, through the same filter as events.
 	pt := &ptopic{prefix: "/nodes/w", paths: held}
 	for _, ch := range got {
-		pt.set(ch.path, ch.typ, ch.value, snap.Version)
+		pt.set(ch.path, ch.typ, ch.value, snap.Version, ch.at)
 	}
 	if r := held["/nodes/w2"]; r.present || r.version != 10 || r.value != "b" {
 		t.Fatalf("w2 after reconcile: %+v", *r)
 	}
 	// A path seen newer than the lookup is left alone.
-	held["/nodes/w4"] = &pathRec{"newer", 12, true}
-	pt.set("/nodes/w4", EventRemove, "", 11)
+	held["/nodes/w4"] = &pathRec{"newer", 12, true, place{}}
+	pt.set("/nodes/w4", EventRemove, "", 11, place{})
 	if r := held["/nodes/w4"]; !r.present || r.value != "newer" {
 		t.Fatalf("w4 after an older reconcile: %+v", *r)
 	}
@@ -157,21 +189,21 @@ func TestWatchCoalescing(t *testing.T) {
 		steps []step
 		want  []string
 	}{
-		{"one per change when fast", nil, []step{{"/a", pathRec{"1", 1, true}}}, []string{"ADD /a=1@1"}},
+		{"one per change when fast", nil, []step{{"/a", pathRec{"1", 1, true, place{}}}}, []string{"ADD /a=1@1"}},
 		{"add then update is one add", nil, []step{
-			{"/a", pathRec{"1", 1, true}}, {"/b", pathRec{"x", 2, true}}, {"/a", pathRec{"2", 3, true}},
+			{"/a", pathRec{"1", 1, true, place{}}}, {"/b", pathRec{"x", 2, true, place{}}}, {"/a", pathRec{"2", 3, true, place{}}},
 		}, []string{"ADD /a=2@3", "ADD /b=x@2"}},
 		{"add then remove is nothing", nil, []step{
-			{"/a", pathRec{"1", 1, true}}, {"/a", pathRec{"1", 2, false}},
+			{"/a", pathRec{"1", 1, true, place{}}}, {"/a", pathRec{"1", 2, false, place{}}},
 		}, nil},
-		{"remove then add back with the same value is nothing", map[string]pathRec{"/a": {"1", 1, true}}, []step{
-			{"/a", pathRec{"1", 2, false}}, {"/a", pathRec{"1", 3, true}},
+		{"remove then add back with the same value is nothing", map[string]pathRec{"/a": {"1", 1, true, place{}}}, []step{
+			{"/a", pathRec{"1", 2, false, place{}}}, {"/a", pathRec{"1", 3, true, place{}}},
 		}, nil},
-		{"update then remove is a remove of the told value", map[string]pathRec{"/a": {"1", 1, true}}, []step{
-			{"/a", pathRec{"2", 2, true}}, {"/a", pathRec{"2", 3, false}},
+		{"update then remove is a remove of the told value", map[string]pathRec{"/a": {"1", 1, true, place{}}}, []step{
+			{"/a", pathRec{"2", 2, true, place{}}}, {"/a", pathRec{"2", 3, false, place{}}},
 		}, []string{"REMOVE /a=1@3"}},
-		{"an older record queued later is dropped", map[string]pathRec{"/a": {"1", 5, true}}, []step{
-			{"/a", pathRec{"0", 4, false}}, {"/b", pathRec{"b", 6, true}},
+		{"an older record queued later is dropped", map[string]pathRec{"/a": {"1", 5, true, place{}}}, []step{
+			{"/a", pathRec{"0", 4, false, place{}}}, {"/b", pathRec{"b", 6, true, place{}}},
 		}, []string{"ADD /b=b@6"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

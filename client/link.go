@@ -74,6 +74,11 @@ func newLink(c *Client, id uint64, addr string) *link {
 	// Lookups use the caller's deadline; the pinned connection's
 	// commands carry none, so CommandTimeout bounds them.
 	ro.PoolSize = o.LookupPoolSize + 1 // + the pinned connection
+	// Lookups, subscriptions and watches all go through rdb, so every
+	// connection it opens (its pool, the pinned one, the PubSub's) takes
+	// the client's scope, set where go-redis has sent AUTH and CLIENT
+	// SETNAME and before anything else.
+	ro.OnConnect = o.onConnect
 	l.rdb = redis.NewClient(ro)
 	l.pin = l.rdb.Conn()
 	l.ps = l.rdb.Subscribe(l.ctx)

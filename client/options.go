@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,15 @@ type Options struct {
 	// ClientName is set on every connection (CLIENT SETNAME), so that
 	// operators can tell clients apart.
 	ClientName string
+	// Scope is which publishers Lookup, Subscribe and Watch see (DESIGN.md,
+	// "Datacenters and zones"): ScopeDatacenter (the default) those of
+	// the session's datacenter, ScopeZone those registered through
+	// sessions of the zone of the session the client is on, ScopeGlobal
+	// those of every datacenter. The client sends SCOPE on every
+	// connection it opens to a session, so the scope holds on every
+	// session it fails over to; a session that refuses SCOPE (one older
+	// than datacenters) is one it cannot use.
+	Scope Scope
 
 	// DialTimeout bounds opening one connection (default 2s).
 	DialTimeout time.Duration
@@ -109,6 +119,17 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// Scope is a view of the publishers: the zone, the datacenter or every
+// datacenter.
+type Scope = proto.Scope
+
+// The scopes.
+const (
+	ScopeDatacenter = proto.ScopeDatacenter
+	ScopeZone       = proto.ScopeZone
+	ScopeGlobal     = proto.ScopeGlobal
+)
+
 // defaultIdentity is host/pid/random: unique per Client, and telling an
 // operator reading LOCKINFO which process holds a lock.
 func defaultIdentity() string {
@@ -145,6 +166,9 @@ func (o *Options) Validate() error {
 	if o.MinBackoff > o.MaxBackoff {
 		return fmt.Errorf("client options: MinBackoff %v exceeds MaxBackoff %v", o.MinBackoff, o.MaxBackoff)
 	}
+	if !slices.Contains(proto.Scopes[:], o.Scope) {
+		return fmt.Errorf("client options: Scope %d is not ScopeDatacenter, ScopeZone or ScopeGlobal", o.Scope)
+	}
 	if o.LookupPoolSize < 0 {
 		return fmt.Errorf("client options: LookupPoolSize is negative (%d)", o.LookupPoolSize)
 	}
@@ -177,6 +201,18 @@ func (o *Options) backoff(attempt int) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// onConnect sends SCOPE on a new connection when the client's scope is
+// not the session's default.
+func (o *Options) onConnect(ctx context.Context, cn *redis.Conn) error {
+	if o.Scope == ScopeDatacenter {
+		return nil
+	}
+	if err := cn.Do(ctx, proto.CmdScope, o.Scope.String()).Err(); err != nil {
+		return fmt.Errorf("SCOPE %s: %w", o.Scope, err)
+	}
+	return nil
 }
 
 // redisOptions are the go-redis options every connection to a session

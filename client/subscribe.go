@@ -10,7 +10,10 @@ import (
 	"github.com/slotreg/slotreg/proto"
 )
 
-// Publisher is one registered instance of a service.
+// Publisher is one registered instance of a service. Its Datacenter and
+// Zone are those of the session it was registered through; a
+// subscription's snapshots carry them; a Lookup a session answered
+// leaves them empty (LOOKUP replies with registerIds and data only).
 type Publisher = proto.PushEntry
 
 // Snapshot is the state of a dataInfoId at one version: every publisher,

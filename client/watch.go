@@ -189,13 +189,13 @@ func (w *Watch) loop() {
 
 // set applies a change to a path of pt and tells every watch if it is
 // news; callers hold Client.mu.
-func (pt *ptopic) set(path string, typ EventType, value string, version uint64) {
+func (pt *ptopic) set(path string, typ EventType, value string, version uint64, at place) {
 	r := pt.paths[path]
 	if r == nil {
 		r = new(pathRec)
 		pt.paths[path] = r
 	}
-	next, newer, news := r.apply(typ, value, version)
+	next, newer, news := r.apply(typ, value, version, at)
 	if !newer {
 		return
 	}
@@ -285,7 +285,7 @@ func (c *Client) ppushed(l *link, pattern, channel, payload string) {
 	if pt == nil {
 		return
 	}
-	pt.set(ev.Path, ev.Type, ev.Value, ev.Version)
+	pt.set(ev.Path, ev.Type, ev.Value, ev.Version, place{ev.Datacenter, ev.Zone})
 	if pt.resyncOn == l.id {
 		if parent := parentOf(ev.Path); !pt.checked[parent] {
 			pt.checked[parent] = true
@@ -304,7 +304,7 @@ func (c *Client) reconciled(prefix string, snap Snapshot) {
 		return
 	}
 	for _, ch := range reconcileChanges(prefix, snap, pt.paths) {
-		pt.set(ch.path, ch.typ, ch.value, snap.Version)
+		pt.set(ch.path, ch.typ, ch.value, snap.Version, ch.at)
 	}
 }
 

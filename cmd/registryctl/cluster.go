@@ -145,34 +145,53 @@ func (v *dataView) stats(node string, s int) *proto.SlotStats {
 
 // readDataStats asks every data node of t for DSTATS, in parallel.
 func (e *env) readDataStats(nodes []slot.Node) *dataView {
-	v := &dataView{slots: map[string]map[int]*proto.SlotStats{}, errs: map[string]error{}}
-	var mu sync.Mutex
-	forEach(len(nodes), func(i int) {
-		nd := nodes[i]
-		ds, err := e.dstats(nd.Addr)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			v.errs[nd.ID] = err
-			return
-		}
+	stats, errs := askEach(nodes, e.dstats)
+	v := &dataView{slots: make(map[string]map[int]*proto.SlotStats, len(stats)), errs: errs}
+	for id, ds := range stats {
 		m := make(map[int]*proto.SlotStats, len(ds.Slots))
 		for j := range ds.Slots {
 			m[ds.Slots[j].Slot] = &ds.Slots[j]
 		}
-		v.slots[nd.ID] = m
-	})
+		v.slots[id] = m
+	}
 	return v
 }
 
+// askEach calls ask with the address of every node, in parallel, and
+// returns per node id its answer, or why it gave none.
+func askEach[T any](nodes []slot.Node, ask func(addr string) (T, error)) (map[string]T, map[string]error) {
+	out, errs := make(map[string]T, len(nodes)), map[string]error{}
+	var mu sync.Mutex
+	forEach(len(nodes), func(i int) {
+		v, err := ask(nodes[i].Addr)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs[nodes[i].ID] = err
+			return
+		}
+		out[nodes[i].ID] = v
+	})
+	return out, errs
+}
+
+// dstats asks the data node at addr for DSTATS.
 func (e *env) dstats(addr string) (*proto.DataStats, error) {
+	return askNode(e, addr, proto.CmdDStats, proto.ParseDataStats)
+}
+
+// askNode sends the argument-less admin command cmd to the node at addr
+// and parses its reply; a node that does not answer, or refuses, is an
+// error naming the command.
+func askNode[T any](e *env, addr, cmd string, parse func(v any) (T, error)) (T, error) {
 	ctx, cancel := e.ctx()
 	defer cancel()
-	r, err := e.pool.call(ctx, addr, proto.CmdDStats)
+	r, err := e.pool.call(ctx, addr, cmd)
 	if err != nil {
-		return nil, fmt.Errorf("DSTATS: %w", err)
+		var zero T
+		return zero, fmt.Errorf("%s: %w", strings.ToUpper(cmd), err)
 	}
-	return proto.ParseDataStats(r)
+	return parse(r)
 }
 
 // ping reports whether the node at addr answers PING.

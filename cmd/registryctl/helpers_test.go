@@ -122,10 +122,21 @@ func (c *testCluster) fake(id string) *fakeNode {
 // first heartbeat was applied.
 func (c *testCluster) join(kind, id, addr string) {
 	c.t.Helper()
-	cl, err := metaclient.NewClient(metaclient.Config{
+	c.joinAs(kind, id, addr, nil)
+}
+
+// joinAs is join with the heartbeat client's config adjusted by edit
+// (its datacenter and zone).
+func (c *testCluster) joinAs(kind, id, addr string, edit func(*metaclient.Config)) {
+	c.t.Helper()
+	cfg := metaclient.Config{
 		Kind: kind, NodeID: id, Addr: addr, Metas: []string{c.meta.RPCAddr()},
 		Interval: 50 * time.Millisecond, Logger: testutil.Quiet,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	cl, err := metaclient.NewClient(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -190,6 +201,7 @@ type fakeNode struct {
 	mu      sync.Mutex
 	calls   map[string]int        // commands served, by lower-cased name
 	stats   *proto.DataStats      // DSTATS; nil: ERR
+	xstats  []proto.XRemote       // DXSTATS; nil: ERR
 	digests *proto.SessionDigests // SLOTREG DIGESTS; nil: ERR
 	info    string                // INFO
 	lookup  map[string][]any      // LOOKUP id -> [version, pairs]
@@ -240,6 +252,9 @@ func (f *fakeNode) handle(conn redcon.Conn, cmd redcon.Command) {
 		conn.WriteString("PONG")
 	case name == proto.CmdDStats && f.stats != nil:
 		b, _ := json.Marshal(f.stats)
+		conn.WriteBulk(b)
+	case name == proto.CmdDXStats && f.xstats != nil:
+		b, _ := json.Marshal(f.xstats)
 		conn.WriteBulk(b)
 	case name == proto.CmdSlotreg && len(cmd.Args) == 2 && strings.ToLower(string(cmd.Args[1])) == proto.SubDigests && f.digests != nil:
 		b, _ := json.Marshal(f.digests)

@@ -1,12 +1,14 @@
 // Command registryctl is slotreg's admin tool: it shows the cluster (nodes,
-// the slot table, statistics), moves slots (move-slot, rebalance, drain)
-// and checks that sessions, slot leaders and followers agree (verify).
+// the slot table, statistics, the remote datacenters), moves slots
+// (move-slot, rebalance, drain) and checks that sessions, slot leaders and
+// followers agree (verify).
 //
 // It talks to any meta node (--meta or SLOTREG_META; followers answer
 // reads, and writes follow NOTLEADER to the leader), to data nodes on
-// their inter-node port (PING, DSTATS) and to sessions on their client
-// port (PING, INFO, LOOKUP, SLOTREG DIGESTS). It never changes data: every
-// slot move goes through meta, which has the data nodes carry it out.
+// their inter-node port (PING, DSTATS, DXSTATS) and to sessions on their
+// client port (PING, INFO, LOOKUP, SLOTREG DIGESTS). It never changes
+// data: every slot move goes through meta, which has the data nodes carry
+// it out.
 //
 // Exit codes: 0 success, 1 an operational error (no meta reachable, an
 // unknown node, a refused move, a move that failed), 2 a usage error (bad
@@ -172,8 +174,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			nodesCommand(), slotsCommand(), rebalanceCommand(), moveSlotCommand(),
-			drainCommand(), undrainCommand(), lookupCommand(), statsCommand(), verifyCommand(), metaCommand(),
-			configCommand(),
+			drainCommand(), undrainCommand(), lookupCommand(), statsCommand(), remotesCommand(), verifyCommand(),
+			metaCommand(), configCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {

@@ -467,7 +467,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	c.fakes["s1"].set(func(f *fakeNode) { f.digests = healthyDigests("s1") })
 	ctl("--meta", addr, "nodes") // warm up whatever the cluster starts lazily
 	before := runtime.NumGoroutine()
-	for _, args := range [][]string{{"nodes"}, {"slots"}, {"stats"}, {"verify"}, {"lookup", "x"}} {
+	for _, args := range [][]string{{"nodes"}, {"slots"}, {"stats"}, {"remotes"}, {"verify"}, {"lookup", "x"}} {
 		if r := ctl(append([]string{"--meta", addr}, args...)...); r.code != 0 {
 			t.Fatalf("%q: %v", args, r)
 		}

@@ -19,9 +19,10 @@ func jsonFlag() *cli.BoolFlag {
 func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nodes",
-		Usage: "list every meta, data and session node: role, address, lease age, slots led and followed, draining, health",
-		Description: "Lease ages come from the meta leader. Slot counts come from the table. Health is a PING\n" +
-			"to each node's address (a data node's inter-node port, a session's client port, a meta's RPC port).",
+		Usage: "list every meta, data and session node: role, address, datacenter, zone, lease age, slots led and followed, draining, health",
+		Description: "Lease ages, and sessions' zones, come from the meta leader (as heartbeats tell it). Slot counts come\n" +
+			"from the table. Health is a PING to each node's address (a data node's inter-node port, a session's\n" +
+			"client port, a meta's RPC port).",
 		Flags:  []cli.Flag{jsonFlag()},
 		Action: action(runNodes),
 	}
@@ -33,6 +34,10 @@ type nodeRow struct {
 	ID     string `json:"id"`
 	Addr   string `json:"addr"`
 	Leader bool   `json:"leader,omitempty"` // the meta leader
+	// Datacenter is the cluster's, as meta names it; Zone a session's,
+	// as its heartbeats tell the meta leader (absent on a follower).
+	Datacenter string `json:"datacenter,omitempty"`
+	Zone       string `json:"zone,omitempty"`
 	// LeaseAgeMs is the time since the node's last heartbeat, as the meta
 	// leader saw it; absent for metas and when no leader answered.
 	LeaseAgeMs *int64 `json:"leaseAgeMs,omitempty"`
@@ -67,7 +72,7 @@ func runNodes(c *cli.Context, e *env) error {
 	rep := nodesReport{Leader: leader, TableEpoch: t.Epoch}
 	add := func(kind string, ms []proto.Member) {
 		for _, mb := range ms {
-			r := nodeRow{Role: kind, ID: mb.ID, Addr: mb.Addr, Draining: mb.Draining}
+			r := nodeRow{Role: kind, ID: mb.ID, Addr: mb.Addr, Datacenter: mb.Datacenter, Zone: mb.Zone, Draining: mb.Draining}
 			if kind == proto.KindMeta {
 				r.Leader = leader != "" && mb.Addr == leader
 			} else if leader != "" {
@@ -98,7 +103,7 @@ func runNodes(c *cli.Context, e *env) error {
 		return writeJSON(c.App.Writer, rep)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ROLE\tID\tADDRESS\tLEASE\tLEADS\tFOLLOWS\tDRAINING\tHEALTH")
+	fmt.Fprintln(w, "ROLE\tID\tADDRESS\tDATACENTER\tZONE\tLEASE\tLEADS\tFOLLOWS\tDRAINING\tHEALTH")
 	for _, r := range rep.Nodes {
 		lease, leads, follows, draining := "-", "-", "-", "-"
 		if r.LeaseAgeMs != nil {
@@ -120,7 +125,8 @@ func runNodes(c *cli.Context, e *env) error {
 				health = "ok, leader"
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Role, r.ID, r.Addr, lease, leads, follows, draining, health)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Role, r.ID, r.Addr, orDash(r.Datacenter), orDash(r.Zone),
+			lease, leads, follows, draining, health)
 	}
 	if err := w.Flush(); err != nil {
 		return err
