@@ -16,7 +16,13 @@
 // Options.Scope picks the publishers that lookups, subscriptions and
 // watches see: those of the session's zone, of its datacenter (the
 // default) or of every datacenter. The client sends it (SCOPE) on every
-// connection it opens, so it holds across failovers.
+// connection it opens, so it holds across failovers. A Watch keeps one
+// record per path: under ScopeGlobal, a path set in two datacenters at
+// once shows as the one whose event came last, and the removal of either
+// reads as the path's (the session's events tell them apart by their
+// datacenter; a LOOKUP after a failover does not). Paths meant to be
+// watched across datacenters should have names of their own per
+// datacenter.
 //
 // Subscriptions deliver each dataInfoId's newest state to a callback,
 // coalesced (a slow callback gets the latest state, not a queue) and never
