@@ -154,23 +154,68 @@ func (n *Node) pullOnce(p *proto.DPull) []pullResult {
 	return res
 }
 
-// replicator runs one puller per leader this node follows slots of.
+// replicator runs one puller per leader this node follows slots of,
+// keyed by the leader's node ID.
 type replicator struct {
-	n       *Node
+	n *Node
+	pullerSet[string]
+}
+
+// pullerSet holds running pullers by key K, each polling one address.
+type pullerSet[K comparable] struct {
 	mu      sync.Mutex
-	pullers map[string]*puller // by leader node ID
+	pullers map[K]*puller
 	wg      sync.WaitGroup
+}
+
+// match halts the pullers not wanted or wanted at another address, and
+// starts run for each wanted key that has none.
+func (s *pullerSet[K]) match(want map[K]string, run func(K, *puller)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pullers == nil {
+		s.pullers = make(map[K]*puller)
+	}
+	for k, p := range s.pullers {
+		if addr, ok := want[k]; !ok || addr != p.addr {
+			p.halt()
+			delete(s.pullers, k)
+		}
+	}
+	for k, addr := range want {
+		if _, ok := s.pullers[k]; ok {
+			continue
+		}
+		p := &puller{addr: addr, stop: make(chan struct{})}
+		s.pullers[k] = p
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer p.drop()
+			run(k, p)
+		}()
+	}
+}
+
+// close halts every puller and waits for them.
+func (s *pullerSet[K]) close() {
+	s.mu.Lock()
+	for k, p := range s.pullers {
+		p.halt()
+		delete(s.pullers, k)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // puller long-polls one leader on a connection of its own (rlink: a
 // pull is one small command and one reply, and go-redis cost more than
 // both). halt closes that connection so a poll in flight ends at once.
 type puller struct {
-	leader string
-	addr   string
-	stop   chan struct{}
-	mu     sync.Mutex
-	conn   *rlink.Conn
+	addr string
+	stop chan struct{}
+	mu   sync.Mutex
+	conn *rlink.Conn
 }
 
 func (p *puller) halt() {
@@ -209,8 +254,76 @@ func (p *puller) drop() {
 	p.mu.Unlock()
 }
 
-func newReplicator(n *Node) *replicator {
-	return &replicator{n: n, pullers: make(map[string]*puller)}
+func newReplicator(n *Node) *replicator { return &replicator{n: n} }
+
+// pollOptions say how a puller polls (see poll).
+type pollOptions struct {
+	idle                time.Duration // pause when there is nothing to ask
+	backoff, maxBackoff time.Duration // after a failed round, doubling
+	// request appends the next request to dst; false: nothing to ask now.
+	request func(dst []byte) ([]byte, bool)
+	// dialed, if set, learns each dial's error.
+	dialed func(error)
+	// failed, if set, learns each failed round's error.
+	failed func(error)
+	// answer takes an array reply and says how long to pause before the
+	// next round.
+	answer func(*rlink.Reply) time.Duration
+}
+
+// poll is a puller's life, until it is halted: each round sends the next
+// request on the puller's connection (dialled when it has none) and hands
+// the reply to o.answer; a round that fails drops the connection and
+// backs off.
+func (p *puller) poll(n *Node, o pollOptions) {
+	backoff := o.backoff
+	var buf []byte
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		var ok bool
+		if buf, ok = o.request(buf[:0]); !ok {
+			if !pause(o.idle, p.stop) {
+				return
+			}
+			continue
+		}
+		p.mu.Lock()
+		c := p.conn
+		p.mu.Unlock()
+		var err error
+		if c == nil {
+			c, err = p.dial(n)
+			if o.dialed != nil {
+				o.dialed(err)
+			}
+		}
+		var rep *rlink.Reply
+		if err == nil {
+			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
+		}
+		if err == nil && rep.Kind != '*' {
+			err = fmt.Errorf("poll %s: reply %q %s", p.addr, rep.Kind, rep.Str)
+		}
+		if err != nil {
+			if o.failed != nil {
+				o.failed(err)
+			}
+			p.drop()
+			if !pause(backoff, p.stop) {
+				return
+			}
+			backoff = min(2*backoff, o.maxBackoff)
+			continue
+		}
+		backoff = o.backoff
+		if !pause(o.answer(rep), p.stop) {
+			return
+		}
+	}
 }
 
 // update starts and stops pullers to match the table.
@@ -226,90 +339,35 @@ func (r *replicator) update(t *slot.Table) {
 			want[l] = addr
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for id, p := range r.pullers {
-		if want[id] != p.addr {
-			p.halt()
-			delete(r.pullers, id)
-		}
-	}
-	for id, addr := range want {
-		if _, ok := r.pullers[id]; ok {
-			continue
-		}
-		p := &puller{leader: id, addr: addr, stop: make(chan struct{})}
-		r.pullers[id] = p
-		r.wg.Add(1)
-		go r.run(p)
-	}
+	r.match(want, r.run)
 }
 
-func (r *replicator) close() {
-	r.mu.Lock()
-	for id, p := range r.pullers {
-		p.halt()
-		delete(r.pullers, id)
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
-
-func (r *replicator) run(p *puller) {
-	defer r.wg.Done()
-	defer p.drop()
+// run pulls the slots this node follows from leader.
+func (r *replicator) run(leader string, p *puller) {
 	n := r.n
-	backoff := 20 * time.Millisecond
-	var buf []byte
-	for {
-		select {
-		case <-p.stop:
-			return
-		default:
-		}
-		req := r.positions(p.leader)
-		if len(req.Pos) == 0 {
-			if !pause(50*time.Millisecond, p.stop) {
-				return
-			}
-			continue
-		}
-		p.mu.Lock()
-		c := p.conn
-		p.mu.Unlock()
-		var err error
-		if c == nil {
-			c, err = p.dial(n)
+	p.poll(n, pollOptions{
+		idle: 50 * time.Millisecond, backoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond,
+		request: func(dst []byte) ([]byte, bool) {
+			req := r.positions(leader)
+			return req.AppendRESP(dst), len(req.Pos) > 0
+		},
+		dialed: func(err error) {
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				// The leader's process is likely gone: tell meta, which
 				// checks and may fail it over now rather than after its
 				// lease (see proto.Suspect).
-				n.meta.Suspect(p.leader)
+				n.meta.Suspect(leader)
 			}
-		}
-		var rep *rlink.Reply
-		if err == nil {
-			buf = req.AppendRESP(buf[:0])
-			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
-		}
-		if err == nil && rep.Kind != '*' {
-			err = fmt.Errorf("pull from %s: reply %q %s", p.leader, rep.Kind, rep.Str)
-		}
-		if err != nil {
-			p.drop()
-			if !pause(backoff, p.stop) {
-				return
+		},
+		answer: func(rep *rlink.Reply) time.Duration {
+			now := time.Now().UnixNano()
+			for i := range rep.Arr {
+				r.applyResult(&rep.Arr[i], now, leader)
 			}
-			backoff = min(2*backoff, 500*time.Millisecond)
-			continue
-		}
-		backoff = 20 * time.Millisecond
-		now := time.Now().UnixNano()
-		for i := range rep.Arr {
-			r.applyResult(&rep.Arr[i], now, p.leader)
-		}
-		n.pulls.Add(1)
-	}
+			n.pulls.Add(1)
+			return 0
+		},
+	})
 }
 
 // positions builds a DPULL for the slots this node follows from leader.

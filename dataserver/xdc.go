@@ -47,21 +47,17 @@ type xdc struct {
 	remotes []proto.Remote
 	tables  map[string]*slot.Table // by datacenter
 	heard   map[string]time.Time   // by datacenter: its last answer
-	pullers map[xkey]*xpuller
-	wg      sync.WaitGroup
+
+	// pullers long-poll the remote nodes, one each.
+	pullers pullerSet[xkey]
 }
 
+// xkey names a remote node: its datacenter and address.
 type xkey struct{ dc, addr string }
-
-// xpuller long-polls one node of a remote datacenter.
-type xpuller struct {
-	puller
-	dc string
-}
 
 func newXDC(n *Node) *xdc {
 	return &xdc{n: n, kick: make(chan struct{}, 1), tables: make(map[string]*slot.Table),
-		heard: make(map[string]time.Time), pullers: make(map[xkey]*xpuller)}
+		heard: make(map[string]time.Time)}
 }
 
 // poke asks the loop to look again soon (a table changed here, or a
@@ -86,7 +82,7 @@ func (x *xdc) loop() {
 		x.expire()
 		select {
 		case <-x.n.stop:
-			x.closePullers()
+			x.pullers.close()
 			return
 		case <-t.C:
 		case <-x.kick:
@@ -199,100 +195,43 @@ func (x *xdc) wanted() map[xkey][]int {
 
 // match starts and stops pullers to match the tables.
 func (x *xdc) match() {
-	want := x.wanted()
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for k, p := range x.pullers {
-		if _, ok := want[k]; !ok {
-			p.halt()
-			delete(x.pullers, k)
-		}
+	want := make(map[xkey]string)
+	for k := range x.wanted() {
+		want[k] = k.addr
 	}
-	for k := range want {
-		if _, ok := x.pullers[k]; ok {
-			continue
-		}
-		p := &xpuller{puller: puller{leader: k.addr, addr: k.addr, stop: make(chan struct{})}, dc: k.dc}
-		x.pullers[k] = p
-		x.wg.Add(1)
-		go x.run(p)
-	}
+	x.pullers.match(want, x.run)
 }
 
-func (x *xdc) closePullers() {
-	x.mu.Lock()
-	for k, p := range x.pullers {
-		p.halt()
-		delete(x.pullers, k)
-	}
-	x.mu.Unlock()
-	x.wg.Wait()
-}
-
-// slotsOf returns the slots p should ask for now: those this node leads
-// whose leader in p's datacenter is p's node.
-func (x *xdc) slotsOf(p *xpuller) []int {
-	return x.wanted()[xkey{p.dc, p.addr}]
-}
-
-func (x *xdc) run(p *xpuller) {
-	defer x.wg.Done()
-	defer p.drop()
+// run pulls, from the remote node k, the slots this node leads that it
+// leads there.
+func (x *xdc) run(k xkey, p *puller) {
 	n := x.n
-	backoff := 50 * time.Millisecond
-	var buf []byte
-	for {
-		select {
-		case <-p.stop:
-			return
-		default:
-		}
-		req := &proto.DXPull{Datacenter: n.cfg.Datacenter, WaitMs: uint32(pullWait / time.Millisecond)}
-		for _, s := range x.slotsOf(p) {
-			if pos, ok := n.slots[s].xposition(p.dc); ok {
-				req.Pos = append(req.Pos, pos)
+	var req *proto.DXPull
+	p.poll(n, pollOptions{
+		idle: 100 * time.Millisecond, backoff: 50 * time.Millisecond, maxBackoff: time.Second,
+		request: func(dst []byte) ([]byte, bool) {
+			req = &proto.DXPull{Datacenter: n.cfg.Datacenter, WaitMs: uint32(pullWait / time.Millisecond)}
+			for _, s := range x.wanted()[k] {
+				if pos, ok := n.slots[s].xposition(k.dc); ok {
+					req.Pos = append(req.Pos, pos)
+				}
 			}
-		}
-		if len(req.Pos) == 0 {
-			if !pause(100*time.Millisecond, p.stop) {
-				return
-			}
-			continue
-		}
-		p.mu.Lock()
-		c := p.conn
-		p.mu.Unlock()
-		var err error
-		if c == nil {
-			c, err = p.dial(n)
-		}
-		var rep *rlink.Reply
-		if err == nil {
-			buf = req.AppendRESP(buf[:0])
-			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
-		}
-		if err == nil && rep.Kind != '*' {
-			err = fmt.Errorf("xpull from %s %s: reply %q %s", p.dc, p.addr, rep.Kind, rep.Str)
-		}
-		if err != nil {
-			n.log.Debug("cross-datacenter pull failed", "dc", p.dc, "addr", p.addr, "err", err)
-			p.drop()
+			return req.AppendRESP(dst), len(req.Pos) > 0
+		},
+		failed: func(err error) {
+			n.log.Debug("cross-datacenter pull failed", "dc", k.dc, "addr", k.addr, "err", err)
 			x.poke()
-			if !pause(backoff, p.stop) {
-				return
+		},
+		answer: func(rep *rlink.Reply) time.Duration {
+			if x.take(k.dc, req, rep) > 0 {
+				// It leads some of them no longer: a table here is
+				// behind. The loop reads the remote tables again
+				// meanwhile.
+				return 100 * time.Millisecond
 			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		if x.take(p.dc, req, rep) > 0 {
-			// It leads some of them no longer: a table here is behind.
-			// The loop reads the remote tables again meanwhile.
-			if !pause(100*time.Millisecond, p.stop) {
-				return
-			}
-		}
-	}
+			return 0
+		},
+	})
 }
 
 // take applies an answer to req and says for how many slots the node

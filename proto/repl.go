@@ -341,38 +341,57 @@ func ParseDPull(args [][]byte) (*DPull, error) {
 	if err := checkNodeID(p.Follower); err != nil {
 		return nil, err
 	}
-	w, err := parseUint(args[2], "waitMs")
-	if err != nil || w > 60000 {
-		return nil, Errorf(ErrInvalid, "waitMs must be 0..60000")
+	var err error
+	if p.WaitMs, err = parseWaitMs(args[2]); err != nil {
+		return nil, err
 	}
-	p.WaitMs = uint32(w)
-	r := &reader{b: args[3]}
-	n := r.uvarint()
-	if r.err != nil || n > 256 {
-		return nil, Errorf(ErrInvalid, "bad pull positions: count")
-	}
-	var seen [256]bool
-	p.Pos = make([]PullPos, 0, n)
-	for i := 0; i < int(n); i++ {
-		s := r.uvarint()
-		pos := PullPos{LeaderEpoch: r.uvarint(), Seq: r.uvarint()}
-		if r.err != nil {
-			return nil, Errorf(ErrInvalid, "bad pull positions: %v", r.err)
-		}
-		if s >= 256 {
-			return nil, Errorf(ErrInvalid, "slot %d is not in 0..255", s)
-		}
-		if seen[s] {
-			return nil, Errorf(ErrInvalid, "slot %d twice", s)
-		}
-		seen[s] = true
-		pos.Slot = int(s)
-		p.Pos = append(p.Pos, pos)
-	}
-	if len(r.b) != 0 {
-		return nil, Errorf(ErrInvalid, "bad pull positions: trailing bytes")
+	err = parsePositions(args[3], "pull", func(slot int, r *reader) {
+		p.Pos = append(p.Pos, PullPos{Slot: slot, LeaderEpoch: r.uvarint(), Seq: r.uvarint()})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// parseWaitMs parses a long poll's wait, 0..60000 ms.
+func parseWaitMs(b []byte) (uint32, error) {
+	w, err := parseUint(b, "waitMs")
+	if err != nil || w > 60000 {
+		return 0, Errorf(ErrInvalid, "waitMs must be 0..60000")
+	}
+	return uint32(w), nil
+}
+
+// parsePositions parses a long poll's positions: a count (at most 256),
+// then per position its slot, each slot once, and what one reads from r.
+func parsePositions(b []byte, what string, one func(slot int, r *reader)) error {
+	r := &reader{b: b}
+	n := r.uvarint()
+	if r.err != nil || n > 256 {
+		return Errorf(ErrInvalid, "bad %s positions: count", what)
+	}
+	var seen [256]bool
+	for range n {
+		s := r.uvarint()
+		if r.err == nil && s >= 256 {
+			return Errorf(ErrInvalid, "slot %d is not in 0..255", s)
+		}
+		if r.err == nil && seen[s] {
+			return Errorf(ErrInvalid, "slot %d twice", s)
+		}
+		if r.err == nil {
+			seen[s] = true
+			one(int(s), r)
+		}
+		if r.err != nil {
+			return Errorf(ErrInvalid, "bad %s positions: %v", what, r.err)
+		}
+	}
+	if len(r.b) != 0 {
+		return Errorf(ErrInvalid, "bad %s positions: trailing bytes", what)
+	}
+	return nil
 }
 
 func parseSlot(b []byte) (int, error) {

@@ -104,32 +104,16 @@ func ParseDXPull(args [][]byte) (*DXPull, error) {
 	if err := CheckPlace("datacenter", p.Datacenter, false); err != nil {
 		return nil, err
 	}
-	w, err := parseUint(args[2], "waitMs")
-	if err != nil || w > 60000 {
-		return nil, Errorf(ErrInvalid, "waitMs must be 0..60000")
+	var err error
+	if p.WaitMs, err = parseWaitMs(args[2]); err != nil {
+		return nil, err
 	}
-	p.WaitMs = uint32(w)
-	r := &reader{b: args[3]}
-	n := r.uvarint()
-	if r.err != nil || n > 256 {
-		return nil, Errorf(ErrInvalid, "bad xpull positions: count")
-	}
-	var seen [256]bool
-	for i := 0; i < int(n); i++ {
-		s := r.uvarint()
-		pos := XPullPos{LeaderEpoch: r.uvarint(), Seq: r.uvarint(), Digest: Digest{Count: r.uvarint(), Sum: r.uvarint()}}
-		if r.err != nil {
-			return nil, Errorf(ErrInvalid, "bad xpull positions: %v", r.err)
-		}
-		if s >= 256 || seen[s] {
-			return nil, Errorf(ErrInvalid, "slot %d is not in 0..255 or comes twice", s)
-		}
-		seen[s] = true
-		pos.Slot = int(s)
-		p.Pos = append(p.Pos, pos)
-	}
-	if len(r.b) != 0 {
-		return nil, Errorf(ErrInvalid, "bad xpull positions: trailing bytes")
+	err = parsePositions(args[3], "xpull", func(slot int, r *reader) {
+		p.Pos = append(p.Pos, XPullPos{Slot: slot, LeaderEpoch: r.uvarint(), Seq: r.uvarint(),
+			Digest: Digest{Count: r.uvarint(), Sum: r.uvarint()}})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }
