@@ -264,24 +264,3 @@ func (s *slotStore) dumpRemote(out *proto.SlotSnapshot) {
 		}
 	}
 }
-
-// localDump is the slot's local publishers, for a remote datacenter's
-// leader of the slot that must start over: no remote ones (no echo), no
-// owners, no emptied datums.
-func (s *slotStore) localDump() *proto.SlotSnapshot {
-	out := &proto.SlotSnapshot{LeaderEpoch: s.leaderEpoch, Seq: s.seq}
-	s.datums.Scan(func(id string, d *datum) bool {
-		if len(d.pubs) == 0 {
-			return true
-		}
-		sd := proto.SnapDatum{DataInfoID: id, Version: d.version, Pubs: make([]proto.SnapPub, len(d.pubs))}
-		for i := range d.pubs {
-			sp := &sd.Pubs[i]
-			sp.RegisterID, sp.Data = splitKV(d.pubs[i].kv)
-			sp.Zone = d.pubs[i].own.at.zone
-		}
-		out.Datums = append(out.Datums, sd)
-		return true
-	})
-	return out
-}
