@@ -1,6 +1,7 @@
 package dataserver
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -171,6 +172,12 @@ func (s *slotStore) logRemote(typ proto.OpType, id, kv string, own *owner) {
 // replayRemote applies a leader's remote entry on a follower.
 func (s *slotStore) replayRemote(e *LogEntry) {
 	r := s.remoteSlot(e.DC)
+	if e.Op.Type == proto.OpRemoteDrop {
+		s.clearRemote(r, e.Version)
+		s.seq = e.Seq
+		s.log.append(e.Seq, logEntry{version: e.Version, own: r.owner(""), typ: e.Op.Type})
+		return
+	}
 	var kv string
 	if e.Op.Type == proto.OpRemotePut {
 		kv, _ = r.set(e.Op.DataInfoID, e.Op.RegisterID, e.Op.Data, e.Op.Zone)
@@ -228,10 +235,26 @@ func (s *slotStore) diffRemote(dc string, snap *proto.SlotSnapshot) []string {
 // (it went unheard for longer than --remote-expire) and returns the
 // dataInfoIds that changed.
 func (s *slotStore) dropRemote(dc string) []string {
-	if r := s.remote[dc]; r == nil || r.pubs == 0 {
+	r := s.remote[dc]
+	if r == nil || r.pubs == 0 {
 		return nil
 	}
-	return s.diffRemote(dc, &proto.SlotSnapshot{})
+	seq, v := s.next()
+	changed := s.clearRemote(r, v)
+	s.log.append(seq, logEntry{version: v, own: r.owner(""), typ: proto.OpRemoteDrop})
+	return changed
+}
+
+// clearRemote empties r, raising the datum of each of its dataInfoIds to
+// version v, and returns those ids.
+func (s *slotStore) clearRemote(r *remoteSlot, v uint64) []string {
+	ids := slices.Sorted(maps.Keys(r.datums))
+	for _, id := range ids {
+		s.datumOf(id).version = v
+	}
+	clear(r.datums)
+	r.digest, r.pubs = proto.Digest{}, 0
+	return ids
 }
 
 // remoteEntries appends to out the remote publishers of its dataInfoId;

@@ -141,11 +141,27 @@ func TestRemoteResyncChangesOnlyWhatDiffers(t *testing.T) {
 	if v := dst.snapshot("other", "dc2").Version; v != otherV {
 		t.Fatalf("an unchanged datum's version moved from %x to %x", otherV, v)
 	}
-	// Expiry drops the datacenter's publishers, and only them.
+	// Expiry drops the datacenter's publishers, and only them, in one
+	// log entry that a follower replays.
 	dst.apply("s1", zreg("svc", "mine", "x", "c1", "dc2"), 0)
-	dst.dropRemote("dc1")
+	follower := newSlotStore(1, 1000)
+	follower.install(dst.dump(0), 0)
+	seq = dst.seq
+	if ch := dst.dropRemote("dc1"); fmt.Sprint(ch) != "[other svc]" {
+		t.Fatalf("dropping dc1 changed %v", ch)
+	}
 	if got := fmt.Sprint(dst.snapshot("svc", "dc2").Entries, dst.remote["dc1"].pubs); got != "[{mine x dc2 dc2}] 0" {
 		t.Fatalf("after dropping dc1: %s", got)
+	}
+	es, _ = dst.log.since(seq, 0)
+	if len(es) != 1 || es[0].Op.Type != proto.OpRemoteDrop || es[0].DC != "dc1" {
+		t.Fatalf("the drop logged %+v", es)
+	}
+	follower.replay(&es[0], 0)
+	for _, id := range []string{"svc", "other"} {
+		if got, want := fmt.Sprint(follower.snapshot(id, "dc2")), fmt.Sprint(dst.snapshot(id, "dc2")); got != want {
+			t.Fatalf("%s on the follower %s, on the leader %s", id, got, want)
+		}
 	}
 }
 

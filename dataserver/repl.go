@@ -259,6 +259,7 @@ func newReplicator(n *Node) *replicator { return &replicator{n: n} }
 // pollOptions say how a puller polls (see poll).
 type pollOptions struct {
 	idle                time.Duration // pause when there is nothing to ask
+	timeout             time.Duration // a round's answer is due within this
 	backoff, maxBackoff time.Duration // after a failed round, doubling
 	// request appends the next request to dst; false: nothing to ask now.
 	request func(dst []byte) ([]byte, bool)
@@ -303,7 +304,7 @@ func (p *puller) poll(n *Node, o pollOptions) {
 		}
 		var rep *rlink.Reply
 		if err == nil {
-			rep, err = c.Do(time.Now().Add(pullWait+5*time.Second), buf)
+			rep, err = c.Do(time.Now().Add(o.timeout), buf)
 		}
 		if err == nil && rep.Kind != '*' {
 			err = fmt.Errorf("poll %s: reply %q %s", p.addr, rep.Kind, rep.Str)
@@ -346,7 +347,8 @@ func (r *replicator) update(t *slot.Table) {
 func (r *replicator) run(leader string, p *puller) {
 	n := r.n
 	p.poll(n, pollOptions{
-		idle: 50 * time.Millisecond, backoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond,
+		idle: 50 * time.Millisecond, timeout: pullWait + 5*time.Second,
+		backoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond,
 		request: func(dst []byte) ([]byte, bool) {
 			req := r.positions(leader)
 			return req.AppendRESP(dst), len(req.Pos) > 0

@@ -252,7 +252,7 @@ func (s *slotStore) replay(e *LogEntry, now int64) {
 		d, _ = s.datums.Get(e.Op.DataInfoID)
 	case proto.OpTouch:
 		s.touchAll(e.Version)
-	case proto.OpRemotePut, proto.OpRemoteDel:
+	case proto.OpRemotePut, proto.OpRemoteDel, proto.OpRemoteDrop:
 		s.replayRemote(e)
 		return
 	}

@@ -118,7 +118,7 @@ func (u *slotUnit) xapply(dc string, a *xanswer, now int64) {
 		for _, id := range changed {
 			u.notify(id)
 		}
-		u.log.Debug("synced from a remote datacenter", "slot", u.id, "dc", dc, "kind", a.kind, "changed", len(changed))
+		u.log.Debug("synced from a remote datacenter", "slot", u.id, "remote", dc, "kind", a.kind, "changed", len(changed))
 	}
 }
 

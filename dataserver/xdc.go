@@ -73,13 +73,16 @@ func (x *xdc) loop() {
 	defer x.n.wg.Done()
 	t := time.NewTicker(xdcTick)
 	defer t.Stop()
+	// Expiry runs on its own clock: reading an unreachable datacenter's
+	// table takes as long as its metas' timeouts.
+	x.n.wg.Add(1)
+	go x.expireLoop()
 	for i := 0; ; i++ {
 		if i%xdcConfigEvery == 0 {
 			x.readConfig()
 		}
 		x.readTables()
 		x.match()
-		x.expire()
 		select {
 		case <-x.n.stop:
 			x.pullers.close()
@@ -125,7 +128,7 @@ func (x *xdc) readTables() {
 	for _, r := range x.remoteList() {
 		t, err := x.readTable(r)
 		if err != nil {
-			x.n.log.Debug("remote datacenter's table not read", "dc", r.Name, "err", err)
+			x.n.log.Debug("remote datacenter's table not read", "remote", r.Name, "err", err)
 			continue
 		}
 		x.mu.Lock()
@@ -208,7 +211,12 @@ func (x *xdc) run(k xkey, p *puller) {
 	n := x.n
 	var req *proto.DXPull
 	p.poll(n, pollOptions{
-		idle: 100 * time.Millisecond, backoff: 50 * time.Millisecond, maxBackoff: time.Second,
+		// An answer is due after the long poll's wait, a linger and a
+		// snapshot of the slots at most; one that has not come 2 s past
+		// the wait is given up on, so that a cut link is found out soon
+		// and, once healed, redialled within half a second.
+		idle: 100 * time.Millisecond, timeout: pullWait + 2*time.Second,
+		backoff: 50 * time.Millisecond, maxBackoff: 500 * time.Millisecond,
 		request: func(dst []byte) ([]byte, bool) {
 			req = &proto.DXPull{Datacenter: n.cfg.Datacenter, WaitMs: uint32(pullWait / time.Millisecond)}
 			for _, s := range x.wanted()[k] {
@@ -219,7 +227,7 @@ func (x *xdc) run(k xkey, p *puller) {
 			return req.AppendRESP(dst), len(req.Pos) > 0
 		},
 		failed: func(err error) {
-			n.log.Debug("cross-datacenter pull failed", "dc", k.dc, "addr", k.addr, "err", err)
+			n.log.Debug("cross-datacenter pull failed", "remote", k.dc, "addr", k.addr, "err", err)
 			x.poke()
 		},
 		answer: func(rep *rlink.Reply) time.Duration {
@@ -246,7 +254,7 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 	for i := range rep.Arr {
 		v := &rep.Arr[i]
 		if len(v.Arr) != 5 || v.Arr[0].Kind != ':' || v.Arr[0].Int < 0 || v.Arr[0].Int >= slot.Count {
-			n.log.Warn("bad cross-datacenter pull reply", "dc", dc)
+			n.log.Warn("bad cross-datacenter pull reply", "remote", dc)
 			continue
 		}
 		s := int(v.Arr[0].Int)
@@ -266,7 +274,7 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 			a.snap, err = proto.ParseSlotSnapshot(v.Arr[4].Str)
 		}
 		if err != nil {
-			n.log.Warn("bad cross-datacenter pull reply", "dc", dc, "slot", s, "err", err)
+			n.log.Warn("bad cross-datacenter pull reply", "remote", dc, "slot", s, "err", err)
 			continue
 		}
 		n.slots[s].xapply(dc, &a, now.UnixNano())
@@ -279,19 +287,29 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 	return none
 }
 
-// expire drops the publishers of remote datacenters gone unheard for
-// longer than RemoteExpire, slot by slot.
-func (x *xdc) expire() {
+// expireLoop drops, every xdcTick, the publishers of remote datacenters
+// gone unheard for longer than RemoteExpire, slot by slot.
+func (x *xdc) expireLoop() {
+	defer x.n.wg.Done()
 	after := x.n.cfg.RemoteExpire
 	if after <= 0 {
 		return
 	}
-	now := time.Now().UnixNano()
-	for _, r := range x.remoteList() {
-		for _, u := range x.n.slots {
-			if k := u.xexpire(r.Name, now, int64(after)); k > 0 {
-				x.n.log.Warn("dropped a remote datacenter's publishers: unheard for longer than --remote-expire",
-					"dc", r.Name, "slot", u.id, "datums", k)
+	t := time.NewTicker(xdcTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-x.n.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		for _, r := range x.remoteList() {
+			for _, u := range x.n.slots {
+				if k := u.xexpire(r.Name, now, int64(after)); k > 0 {
+					x.n.log.Warn("dropped a remote datacenter's publishers: unheard for longer than --remote-expire",
+						"remote", r.Name, "slot", u.id, "datums", k)
+				}
 			}
 		}
 	}

@@ -82,6 +82,10 @@ const OpTouch OpType = 'T'
 const (
 	OpRemotePut OpType = 'P'
 	OpRemoteDel OpType = 'D'
+	// OpRemoteDrop drops every publisher of LogEntry.DC in the slot
+	// (--remote-expire), raising each of their datums to its version:
+	// one entry, however many publishers.
+	OpRemoteDrop OpType = 'X'
 )
 
 // LogEntry is one applied write in a slot's op-log. Seq is dense and
