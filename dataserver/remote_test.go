@@ -173,7 +173,7 @@ func TestXPullAnswers(t *testing.T) {
 	u := newSlotUnit(7, 1000, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	u.dc = "dc1"
 	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 3}, nil)
-	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100); a.kind != proto.XPullWait || u.xnews(&proto.XPullPos{Slot: 7}) {
+	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100, ptr(xSnapBudget)); a.kind != proto.XPullWait || u.xnews(&proto.XPullPos{Slot: 7}) {
 		t.Fatalf("a slot still reconciling answered %q", a.kind)
 	}
 	u.mu.Lock()
@@ -184,7 +184,7 @@ func TestXPullAnswers(t *testing.T) {
 	st := u.store
 	u.mu.Unlock()
 	dst := newSlotStore(1, 100)
-	a := u.xsince(&proto.XPullPos{Slot: 7}, 100) // epoch 0: the digest differs
+	a := u.xsince(&proto.XPullPos{Slot: 7}, 100, ptr(xSnapBudget)) // epoch 0: the digest differs
 	if a.kind != proto.PullSnap || len(a.snap.Datums) != 1 || len(a.snap.Datums[0].Pubs) != 1 || a.snap.Datums[0].Pubs[0].Zone != "za" {
 		t.Fatalf("first answer %+v", a)
 	}
@@ -194,7 +194,7 @@ func TestXPullAnswers(t *testing.T) {
 	if u.xnews(&pos) {
 		t.Fatal("a current copy has news")
 	}
-	if a := u.xsince(&pos, 100); a.kind != "" {
+	if a := u.xsince(&pos, 100, ptr(xSnapBudget)); a.kind != "" {
 		t.Fatalf("a current copy got %q", a.kind)
 	}
 	u.mu.Lock()
@@ -202,16 +202,26 @@ func TestXPullAnswers(t *testing.T) {
 	e2 := LogEntry{Op: proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: "echo2", Data: "2", Zone: "z"}}
 	u.store.applyRemote("dc2", &e2)
 	u.mu.Unlock()
-	a = u.xsince(&pos, 100)
+	a = u.xsince(&pos, 100, ptr(xSnapBudget))
 	if a.kind != proto.PullLog || len(a.es) != 1 || a.es[0].Op.RegisterID != "b" || a.seq != st.seq {
 		t.Fatalf("entries after the position: %+v (seq %d)", a, st.seq)
+	}
+	// A snapshot past the answer's budget waits for the next answer;
+	// the first snapshot of an answer always goes.
+	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100, ptr(1)); a.kind != proto.XPullWait {
+		t.Fatalf("a snapshot over the budget: %q", a.kind)
+	}
+	if a := u.xsince(&proto.XPullPos{Slot: 7}, 100, ptr(xSnapBudget)); a.kind != proto.PullSnap {
+		t.Fatalf("a snapshot within the budget: %q", a.kind)
 	}
 	// Another leader epoch with a matching digest: a position, no data.
 	for _, e := range a.es {
 		dst.applyRemote("dc1", &e)
 	}
 	moved := proto.XPullPos{Slot: 7, LeaderEpoch: 2, Seq: 1, Digest: dst.remoteSlot("dc1").digest}
-	if a := u.xsince(&moved, 100); a.kind != proto.XPullAt || a.seq != st.seq || a.epoch != 3 {
+	if a := u.xsince(&moved, 100, ptr(xSnapBudget)); a.kind != proto.XPullAt || a.seq != st.seq || a.epoch != 3 {
 		t.Fatalf("a matching copy on another epoch got %+v", a)
 	}
 }
+
+func ptr(n int) *int { return &n }

@@ -35,8 +35,11 @@ func (u *slotUnit) xnews(pos *proto.XPullPos) bool {
 
 // xsince answers a remote leader at pos with up to max of the local
 // writes after it, a snapshot of the local publishers, or a position.
-// Entries that were themselves synced from elsewhere stay out.
-func (u *slotUnit) xsince(pos *proto.XPullPos, max int) xanswer {
+// Entries that were themselves synced from elsewhere stay out. A
+// snapshot is sent only within budget, the publishers one answer may
+// still carry in snapshots, which it spends (the first always goes);
+// past it the slot is answered "wait", and the asker asks again at once.
+func (u *slotUnit) xsince(pos *proto.XPullPos, max int, budget *int) xanswer {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := u.store
@@ -64,6 +67,10 @@ func (u *slotUnit) xsince(pos *proto.XPullPos, max int) xanswer {
 	if pos.Digest == st.local {
 		return xanswer{kind: proto.XPullAt, epoch: st.leaderEpoch, seq: st.seq}
 	}
+	if *budget < st.publishers && *budget < xSnapBudget {
+		return xanswer{kind: proto.XPullWait}
+	}
+	*budget -= st.publishers
 	snap := st.localDump()
 	return xanswer{kind: proto.PullSnap, epoch: st.leaderEpoch, seq: st.seq, snap: snap}
 }

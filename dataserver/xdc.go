@@ -34,6 +34,12 @@ const (
 	// xdcTick is how often the remote tables are read and the pullers
 	// matched to them.
 	xdcTick = time.Second
+	// xSnapBudget bounds the publishers of the slot snapshots one DXPULL
+	// answer carries (a slot larger than that goes alone), so that an
+	// answer is built, sent and applied well within its poll's deadline
+	// however large the datacenter, and the first publishers of a full
+	// resync arrive at once.
+	xSnapBudget = 64 << 10
 	// xdcConfigEvery is how many ticks pass between asking meta for the
 	// remote datacenters.
 	xdcConfigEvery = 5
@@ -335,8 +341,9 @@ func (n *Node) handleXPull(conn redcon.Conn, p *proto.DXPull) {
 		a    xanswer
 	}
 	var res []ans
+	budget := xSnapBudget
 	for i := range p.Pos {
-		if a := n.slots[p.Pos[i].Slot].xsince(&p.Pos[i], pullMaxBatch); a.kind != "" {
+		if a := n.slots[p.Pos[i].Slot].xsince(&p.Pos[i], pullMaxBatch, &budget); a.kind != "" {
 			res = append(res, ans{p.Pos[i].Slot, a})
 		}
 	}
