@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ type ScriptCluster struct {
 	Dir    string
 	Base   int
 	env    []string
+	wrap   []string
 	ownDir bool
 	keep   bool
 }
@@ -39,7 +41,16 @@ type ScriptOptions struct {
 	Keep      bool          // leave a temporary Dir (logs) in place after Down
 	// NetNS runs every node in its own network namespace (SLOTREG_NETNS=1,
 	// as root), so faults can partition and slow links (see faults.go).
-	NetNS    bool
+	NetNS bool
+	// Base fixes SLOTREG_BASE_PORT (default: a free one is picked, and
+	// another on a clash); two datacenters must know each other's first.
+	Base int
+	// Env is added to the nodes' environment (SLOTREG_DATACENTER and the
+	// like).
+	Env []string
+	// Wrap runs cluster.sh, and so every node, under a command prefix
+	// (xdclink.Wrap for the second datacenter).
+	Wrap     []string
 	Progress *Progress
 }
 
@@ -58,7 +69,7 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 			return nil, err
 		}
 	}
-	s := &ScriptCluster{Script: filepath.Join(o.ModuleDir, "scripts", "cluster.sh"), keep: o.Keep}
+	s := &ScriptCluster{Script: filepath.Join(o.ModuleDir, "scripts", "cluster.sh"), keep: o.Keep, wrap: o.Wrap}
 	var err error
 	if s.Dir, s.ownDir, err = workDir(o.Dir, "slotreg-bench-cluster-"); err != nil {
 		return nil, err
@@ -71,15 +82,22 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 		o.Lease = 2 * time.Second
 	}
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		base, err := freeBase()
-		if err != nil {
-			lastErr = err
-			continue
+	attempts := 5
+	if o.Base > 0 {
+		attempts = 1
+	}
+	for attempt := 0; attempt < attempts; attempt++ {
+		base := o.Base
+		if base <= 0 {
+			if base, err = freeBase(); err != nil {
+				lastErr = err
+				continue
+			}
 		}
 		s.Base = base
 		s.env = append(os.Environ(), "SLOTREG_BASE_PORT="+strconv.Itoa(base), "SLOTREG_CLUSTER_DIR="+s.Dir,
 			"SLOTREG_BIN="+o.Bin, "SLOTREG_LEASE="+o.Lease.String())
+		s.env = append(s.env, o.Env...)
 		if o.Heartbeat > 0 {
 			s.env = append(s.env, "SLOTREG_HEARTBEAT="+o.Heartbeat.String())
 		}
@@ -96,6 +114,22 @@ func StartScriptCluster(ctx context.Context, o ScriptOptions) (*ScriptCluster, e
 	}
 	s.remove()
 	return nil, lastErr
+}
+
+// FreeBase picks a base port for StartScriptCluster (ScriptOptions.Base)
+// whose cluster ports are all free at the moment and that differs from
+// every one in not.
+func FreeBase(not ...int) (int, error) {
+	for range 20 {
+		b, err := freeBase()
+		if err != nil {
+			return 0, err
+		}
+		if !slices.Contains(not, b) {
+			return b, nil
+		}
+	}
+	return 0, fmt.Errorf("no free base port found")
 }
 
 // freeBase picks a base port whose cluster ports (base+11 .. base+72) are
@@ -123,7 +157,8 @@ func freeBase() (int, error) {
 }
 
 func (s *ScriptCluster) run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "bash", append([]string{s.Script}, args...)...)
+	argv := append(append(append([]string{}, s.wrap...), "bash", s.Script), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = s.env
 	cmd.Dir = s.Dir
 	out, err := cmd.CombinedOutput()

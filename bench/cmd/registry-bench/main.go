@@ -29,7 +29,7 @@ func main() {
 		Commands: []*cli.Command{
 			registerCommand(), pushCommand(), lookupCommand(), fanoutCommand(), churnCommand(),
 			failoverCommand(), sessionFailoverCommand(), lagCommand(), migrateCommand(), memoryCommand(), scaleCommand(), suiteCommand(),
-			configPushCommand(), lockCommand(), chaosCommand(), pathsCommand(),
+			configPushCommand(), lockCommand(), chaosCommand(), pathsCommand(), xdcCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
