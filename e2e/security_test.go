@@ -166,8 +166,8 @@ func TestWrongSecretNodesCannotJoin(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 
-	refusal := regexp.MustCompile(`msg="refused a wrong cluster secret" meta=meta1 remote=127\.0\.0\.1:\d+`)
-	noAuth := regexp.MustCompile(`msg="refused an unauthenticated inter-node command" meta=meta1 remote=127\.0\.0\.1:\d+ cmd=heartbeat`)
+	refusal := regexp.MustCompile(`msg="refused a wrong cluster secret" meta=meta1 dc=dc1 remote=127\.0\.0\.1:\d+`)
+	noAuth := regexp.MustCompile(`msg="refused an unauthenticated inter-node command" meta=meta1 dc=dc1 remote=127\.0\.0\.1:\d+ cmd=heartbeat`)
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		l := logs.String()
 		return refusal.MatchString(l) && noAuth.MatchString(l), "meta has not logged both refusals yet"

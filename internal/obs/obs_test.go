@@ -83,23 +83,23 @@ func TestServeMetricsAndHealth(t *testing.T) {
 		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
 	for _, want := range []string{
-		`slotreg_session_requests_total{command="register",node="session1",role="session"}`,
-		`slotreg_session_request_duration_seconds_bucket{command="subscribe",node="session1",role="session",le=`,
-		`slotreg_session_pushes_total{node="session1",role="session"}`,
-		`slotreg_session_push_latency_seconds_count{node="session1",role="session"}`,
-		`slotreg_session_publishers{node="session1",role="session"} 1`,
-		`slotreg_session_subscribed_topics{node="session1",role="session"} 1`,
-		`slotreg_session_connected_clients{node="session1",role="session"}`,
-		`slotreg_session_table_epoch{node="session1",role="session"}`,
-		`slotreg_data_slots_led{node="data1",role="data"}`,
-		`slotreg_data_slots_followed{node="data2",role="data"}`,
-		`slotreg_data_follower_lag_entries{node="data1",role="data"}`,
-		`slotreg_data_ops_applied_total{node="data1",role="data",type="register"}`,
-		`slotreg_data_pull_round_trips_total{node="data2",role="data"}`,
-		`slotreg_meta_raft_state{node="meta1",role="meta"} 2`,
-		`slotreg_meta_raft_leader{node="meta1",role="meta"} 1`,
-		`slotreg_meta_data_nodes{node="meta1",role="meta"} 2`,
-		`slotreg_meta_table_epoch{node="meta1",role="meta"}`,
+		`slotreg_session_requests_total{command="register",datacenter="dc1",node="session1",role="session"}`,
+		`slotreg_session_request_duration_seconds_bucket{command="subscribe",datacenter="dc1",node="session1",role="session",le=`,
+		`slotreg_session_pushes_total{datacenter="dc1",node="session1",role="session"}`,
+		`slotreg_session_push_latency_seconds_count{datacenter="dc1",node="session1",role="session"}`,
+		`slotreg_session_publishers{datacenter="dc1",node="session1",role="session"} 1`,
+		`slotreg_session_subscribed_topics{datacenter="dc1",node="session1",role="session"} 1`,
+		`slotreg_session_connected_clients{datacenter="dc1",node="session1",role="session"}`,
+		`slotreg_session_table_epoch{datacenter="dc1",node="session1",role="session"}`,
+		`slotreg_data_slots_led{datacenter="dc1",node="data1",role="data"}`,
+		`slotreg_data_slots_followed{datacenter="dc1",node="data2",role="data"}`,
+		`slotreg_data_follower_lag_entries{datacenter="dc1",node="data1",role="data"}`,
+		`slotreg_data_ops_applied_total{datacenter="dc1",node="data1",role="data",type="register"}`,
+		`slotreg_data_pull_round_trips_total{datacenter="dc1",node="data2",role="data"}`,
+		`slotreg_meta_raft_state{datacenter="dc1",node="meta1",role="meta"} 2`,
+		`slotreg_meta_raft_leader{datacenter="dc1",node="meta1",role="meta"} 1`,
+		`slotreg_meta_data_nodes{datacenter="dc1",node="meta1",role="meta"} 2`,
+		`slotreg_meta_table_epoch{datacenter="dc1",node="meta1",role="meta"}`,
 		"go_goroutines ",
 	} {
 		if !strings.Contains(body, want) {
@@ -108,15 +108,15 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	}
 	// A push is counted after the flush the client saw, so it may lag
 	// by the length of a scrape; the register is counted before its reply.
-	if v := value(t, body, `slotreg_session_requests_total{command="register",node="session1",role="session"}`); v < 1 {
+	if v := value(t, body, `slotreg_session_requests_total{command="register",datacenter="dc1",node="session1",role="session"}`); v < 1 {
 		t.Errorf("register counter = %v, want >= 1", v)
 	}
-	if v := value(t, body, `slotreg_session_subscriptions{node="session1",role="session"}`); v != 1 {
+	if v := value(t, body, `slotreg_session_subscriptions{datacenter="dc1",node="session1",role="session"}`); v != 1 {
 		t.Errorf("subscriptions = %v, want 1", v)
 	}
 	// Both data nodes together applied the one register.
 	var applied float64
-	for _, m := range regexp.MustCompile(`(?m)^slotreg_data_ops_applied_total\{node="data\d",role="data",type="register"\} (\S+)$`).FindAllStringSubmatch(body, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^slotreg_data_ops_applied_total\{datacenter="dc1",node="data\d",role="data",type="register"\} (\S+)$`).FindAllStringSubmatch(body, -1) {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		applied += v
 	}
