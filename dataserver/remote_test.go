@@ -225,3 +225,28 @@ func TestXPullAnswers(t *testing.T) {
 }
 
 func ptr(n int) *int { return &n }
+
+// TestXApplyTakesOnlyAnswersToItsPosition: the receiving leader applies
+// an answer of entries only if it answers the position the copy is at; a
+// late answer to an older position is dropped (it is asked for again).
+func TestXApplyTakesOnlyAnswersToItsPosition(t *testing.T) {
+	u := newSlotUnit(7, 1000, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 2}, nil)
+	snap := &proto.SlotSnapshot{LeaderEpoch: 5, Seq: 10, Datums: []proto.SnapDatum{
+		{DataInfoID: "svc", Pubs: []proto.SnapPub{{RegisterID: "a", Data: "1", Zone: "z"}}}}}
+	u.xapply("dc1", &xanswer{kind: proto.PullSnap, epoch: 5, seq: 10, snap: snap}, 1)
+	put := func(rid string) LogEntry {
+		return LogEntry{Op: proto.Op{Type: proto.OpRegister, DataInfoID: "svc", RegisterID: rid, Data: "2", Zone: "z"}}
+	}
+	u.xapply("dc1", &xanswer{kind: proto.PullLog, epoch: 5, seq: 12, from: 10, es: []LogEntry{put("b")}}, 2)
+	u.xapply("dc1", &xanswer{kind: proto.PullLog, epoch: 5, seq: 11, from: 10, es: []LogEntry{put("late")}}, 3)
+	u.xapply("dc1", &xanswer{kind: proto.PullLog, epoch: 4, seq: 13, from: 12, es: []LogEntry{put("old-epoch")}}, 4)
+	pos, ok := u.xposition("dc1")
+	var rids []string
+	for _, e := range u.store.snapshot("svc", "dc2").Entries {
+		rids = append(rids, e.RegisterID)
+	}
+	if !ok || pos.LeaderEpoch != 5 || pos.Seq != 12 || fmt.Sprint(rids) != "[a b]" {
+		t.Fatalf("position %+v %v, publishers %v", pos, ok, rids)
+	}
+}

@@ -14,6 +14,7 @@ type xanswer struct {
 	epoch, seq uint64
 	es         []LogEntry
 	snap       *proto.SlotSnapshot
+	from       uint64 // the seq asked from (on the asking side)
 }
 
 // xnews says whether a DXPULL position has news here. A slot this node
@@ -106,7 +107,7 @@ func (u *slotUnit) xapply(dc string, a *xanswer, now int64) {
 	var changed []string
 	switch a.kind {
 	case proto.PullLog:
-		if a.epoch != r.epoch {
+		if a.epoch != r.epoch || a.from != r.seq {
 			return // the position moved meanwhile: ask again
 		}
 		for i := range a.es {

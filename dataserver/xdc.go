@@ -257,6 +257,10 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 	x.heard[dc] = now
 	x.mu.Unlock()
 	answered := make(map[int]bool, len(rep.Arr))
+	from := make(map[int]uint64, len(req.Pos))
+	for _, pos := range req.Pos {
+		from[pos.Slot] = pos.Seq
+	}
 	for i := range rep.Arr {
 		v := &rep.Arr[i]
 		if len(v.Arr) != 5 || v.Arr[0].Kind != ':' || v.Arr[0].Int < 0 || v.Arr[0].Int >= slot.Count {
@@ -265,7 +269,7 @@ func (x *xdc) take(dc string, req *proto.DXPull, rep *rlink.Reply) (none int) {
 		}
 		s := int(v.Arr[0].Int)
 		answered[s] = true
-		a := xanswer{kind: string(v.Arr[1].Str), epoch: uint64(v.Arr[2].Int), seq: uint64(v.Arr[3].Int)}
+		a := xanswer{kind: string(v.Arr[1].Str), epoch: uint64(v.Arr[2].Int), seq: uint64(v.Arr[3].Int), from: from[s]}
 		var err error
 		switch a.kind {
 		case proto.XPullNone:
