@@ -155,6 +155,9 @@ func TestDatacenters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two clusters of 8 processes")
 	}
+	// Beside the in-process tests, not after them: its processes mostly
+	// wait on leases and polls.
+	t.Parallel()
 	dc1, dc2, link := mustDatacenters(t)
 	s1, s2 := dc1.byRole("session"), dc2.byRole("session")
 	// za and zb are dc1's sessions' zones; dc2's is dc2.
