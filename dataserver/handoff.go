@@ -134,7 +134,7 @@ func (n *Node) handoff(s int, target string, epoch uint64) bool {
 		switch {
 		case err == nil:
 			n.handoffs.Add(1)
-			n.log.Info("handed slot off", "slot", s, "to", target, "leader_epoch", epoch, "attempts", attempt)
+			n.log.Debug("handed slot off", "slot", s, "to", target, "leader_epoch", epoch, "attempts", attempt)
 			return true
 		case errors.Is(err, proto.ErrInvalid):
 			n.log.Warn("handoff refused; slot thawed", "slot", s, "to", target, "err", err)

@@ -1,6 +1,8 @@
 package dataserver
 
 import (
+	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -60,7 +62,12 @@ func (n *Node) onTable(t *slot.Table) {
 	n.repl.update(t)
 	n.xdc.poke()
 	if promotedN > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
-		n.log.Info("table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),
+		// The first table and failovers at info; planned moves at debug.
+		lvl := slog.LevelDebug
+		if old == nil || len(reconciling) > 0 {
+			lvl = slog.LevelInfo
+		}
+		n.log.Log(context.Background(), lvl, "table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),
 			"promoted", promotedN, "reconciling", len(reconciling))
 	}
 	for _, s := range reconciling {

@@ -274,7 +274,12 @@ func (n *Node) startMoves(plan []slot.Move, why string) ([]slot.Move, uint64, er
 			continue
 		}
 		started = append(started, m)
-		n.log.Info("move started", "by", why, "slot", m.Slot, "from", m.From, "to", m.To, "epoch", res.Epoch)
+		n.log.Debug("move started", "by", why, "slot", m.Slot, "from", m.From, "to", m.To, "epoch", res.Epoch)
+	}
+	if t := n.store.state().Table; len(started) > 0 && t != nil && len(t.Moving()) == len(started) {
+		// One line when moves begin where none were in progress (and
+		// "moves finished" when the last ends); each move is at debug.
+		n.log.Info("moves started", "by", why, "moves", len(started), "epoch", res.Epoch)
 	}
 	return started, res.Epoch, nil
 }

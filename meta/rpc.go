@@ -381,8 +381,11 @@ func (n *Node) handleHandoff(conn redcon.Conn, h *proto.Handoff) error {
 		return err
 	}
 	if res.Changed {
-		n.log.Info("move finished", "slot", h.Slot, "from", h.From, "to", h.To,
+		n.log.Debug("move finished", "slot", h.Slot, "from", h.From, "to", h.To,
 			"leaderEpoch", h.LeaderEpoch+1, "epoch", res.Epoch)
+		if t := n.store.state().Table; t != nil && len(t.Moving()) == 0 {
+			n.log.Info("moves finished: none in progress", "epoch", res.Epoch)
+		}
 	}
 	conn.WriteInt64(int64(res.Epoch))
 	return nil

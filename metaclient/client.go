@@ -373,7 +373,7 @@ func (c *Client) Handoff(ctx context.Context, slot int, to string, leaderEpoch u
 		return fmt.Errorf("data node %s: handoff of slot %d to %s at leader epoch %d: %w",
 			c.cfg.NodeID, slot, to, leaderEpoch, err)
 	}
-	c.log.Info("slot handed off", "slot", slot, "to", to, "leaderEpoch", leaderEpoch+1)
+	c.log.Debug("slot handed off", "slot", slot, "to", to, "leaderEpoch", leaderEpoch+1)
 	c.kick()
 	return nil
 }
@@ -529,7 +529,7 @@ func (c *Client) takeTable(rep *proto.HeartbeatReply, have uint64) error {
 		return nil
 	}
 	c.table.Store(t)
-	c.log.Info("slot table updated", "epoch", t.Epoch, "was", have, "dataNodes", len(t.Nodes))
+	c.log.Debug("slot table updated", "epoch", t.Epoch, "was", have, "dataNodes", len(t.Nodes))
 	if c.cfg.OnTable != nil {
 		c.cfg.OnTable(t)
 	}

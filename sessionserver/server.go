@@ -415,7 +415,7 @@ func (n *Node) onTable(t *slot.Table) {
 			moved = append(moved, s)
 		}
 	}
-	n.log.Info("table adopted", "epoch", t.Epoch, "moved_slots", len(moved))
+	n.log.Debug("table adopted", "epoch", t.Epoch, "moved_slots", len(moved))
 	n.subs.retarget(n, t)
 	if old != nil && len(moved) > 0 {
 		// Not from this goroutine: OnTable must not block on the network.
