@@ -20,6 +20,11 @@ func lookup(ctx context.Context, c *redis.Client, id string) (*push, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeLookup(id, v)
+}
+
+// decodeLookup decodes a LOOKUP reply of id.
+func decodeLookup(id string, v []any) (*push, error) {
 	if len(v) != 2 {
 		return nil, fmt.Errorf("lookup %s: reply of %d elements", id, len(v))
 	}

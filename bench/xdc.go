@@ -737,19 +737,13 @@ func lookupPairs(cmd *redis.Cmd) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(v) != 2 {
-		return nil, fmt.Errorf("LOOKUP reply of %d elements", len(v))
+	p, err := decodeLookup(fmt.Sprint(cmd.Args()[1]), v)
+	if err != nil {
+		return nil, err
 	}
-	pairs, _ := v[1].([]any)
-	out := make(map[string]string, len(pairs))
-	for _, p := range pairs {
-		kv, ok := p.([]any)
-		if !ok || len(kv) != 2 {
-			return nil, fmt.Errorf("LOOKUP pair %v", p)
-		}
-		rid, _ := kv[0].(string)
-		data, _ := kv[1].(string)
-		out[rid] = data
+	out := make(map[string]string, len(p.Publishers))
+	for _, e := range p.Publishers {
+		out[e.RegisterID] = e.Data
 	}
 	return out, nil
 }
