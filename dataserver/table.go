@@ -30,7 +30,11 @@ func (n *Node) onTable(t *slot.Table) {
 	}
 	me := n.cfg.NodeID
 	var reconciling, ready, handing []int
-	promotedN := 0
+	// unplanned counts the promotions of slots whose leader is gone (or
+	// that had none): a slot this node takes over from a live leader was
+	// a planned move, even when this node missed the tables of the move
+	// and so reconciles it.
+	promotedN, unplanned := 0, 0
 	for s, u := range n.slots {
 		a := &t.Slots[s]
 		switch {
@@ -42,6 +46,9 @@ func (n *Node) onTable(t *slot.Table) {
 			promoted, isReady := u.lead(a, from)
 			if promoted {
 				promotedN++
+				if old == nil || !t.HasNode(old.Slots[s].Leader) {
+					unplanned++
+				}
 				if isReady {
 					ready = append(ready, s)
 				} else {
@@ -64,11 +71,11 @@ func (n *Node) onTable(t *slot.Table) {
 	if promotedN > 0 || old == nil || len(t.LedBy(me)) != len(old.LedBy(me)) {
 		// The first table and failovers at info; planned moves at debug.
 		lvl := slog.LevelDebug
-		if old == nil || len(reconciling) > 0 {
+		if old == nil || unplanned > 0 {
 			lvl = slog.LevelInfo
 		}
 		n.log.Log(context.Background(), lvl, "table adopted", "epoch", t.Epoch, "leads", len(t.LedBy(me)), "follows", len(t.FollowedBy(me)),
-			"promoted", promotedN, "reconciling", len(reconciling))
+			"promoted", promotedN, "unplanned", unplanned, "reconciling", len(reconciling))
 	}
 	for _, s := range reconciling {
 		n.startReconcile(s)

@@ -39,6 +39,9 @@ func (w *hclogWriter) LevelWrite(level hclog.Level, p []byte) (int, error) {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "raft: ")
+	if level == hclog.Warn && firstElection(msg) {
+		level = hclog.Info
+	}
 	w.log.Log(context.Background(), slogLevel(level), msg)
 	return len(p), nil
 }
@@ -53,4 +56,12 @@ func slogLevel(l hclog.Level) slog.Level {
 		return slog.LevelInfo
 	}
 	return slog.LevelDebug
+}
+
+// firstElection says whether a raft warning is the election timeout of a
+// node that has never heard of a leader: every meta group's first start
+// has it, so it is no cause for alarm. The same timeout with a leader it
+// has lost stays a warning.
+func firstElection(msg string) bool {
+	return strings.Contains(msg, "starting election") && strings.HasSuffix(msg, "last-leader-addr= last-leader-id=")
 }

@@ -2,7 +2,9 @@ package meta
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/slotreg/slotreg/slot"
@@ -77,11 +79,16 @@ func (n *Node) checkMoves(starts map[int]moveStart, now time.Time) {
 		n.startMoves(plan, "drain")
 		return
 	}
-	if !n.cfg.AutoRebalance {
-		return
+	if n.cfg.AutoRebalance {
+		if plan := rebalancePlan(st, budget); len(plan) > 0 {
+			n.startMoves(plan, "auto-rebalance")
+			return
+		}
 	}
-	if plan := rebalancePlan(st, budget); len(plan) > 0 {
-		n.startMoves(plan, "auto-rebalance")
+	if len(moving) == 0 {
+		n.moveRun.end(n.log, tb.Epoch)
+	}
+	if !n.cfg.AutoRebalance {
 		return
 	}
 	// Leaders are even and nothing moves: moves and joins leave follower
@@ -276,10 +283,48 @@ func (n *Node) startMoves(plan []slot.Move, why string) ([]slot.Move, uint64, er
 		started = append(started, m)
 		n.log.Debug("move started", "by", why, "slot", m.Slot, "from", m.From, "to", m.To, "epoch", res.Epoch)
 	}
-	if t := n.store.state().Table; len(started) > 0 && t != nil && len(t.Moving()) == len(started) {
-		// One line when moves begin where none were in progress (and
-		// "moves finished" when the last ends); each move is at debug.
-		n.log.Info("moves started", "by", why, "moves", len(started), "epoch", res.Epoch)
-	}
+	n.moveRun.begin(n.log, why, len(started), res.Epoch)
 	return started, res.Epoch, nil
+}
+
+// moveRun logs slot moves as runs: one line when moves begin where none
+// were in progress, one when none is left to start or finish (with how
+// many started and how long the run took); each move is at debug. A run
+// spans auto-rebalance's batches, so a first start's balancing is two
+// lines, not one per batch or per slot.
+type moveRun struct {
+	mu      sync.Mutex
+	active  bool
+	by      string
+	since   time.Time
+	started int
+}
+
+// begin counts moves that started; the first of a run is logged.
+func (r *moveRun) begin(log *slog.Logger, why string, moves int, epoch uint64) {
+	if moves == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started += moves
+	if r.active {
+		log.Debug("more moves started", "by", why, "moves", moves, "epoch", epoch)
+		return
+	}
+	r.active, r.by, r.since = true, why, time.Now()
+	log.Info("moves started", "by", why, "moves", moves, "epoch", epoch)
+}
+
+// end closes the run, if one is open: nothing moves and nothing more is
+// planned.
+func (r *moveRun) end(log *slog.Logger, epoch uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.active {
+		return
+	}
+	log.Info("moves finished: none in progress", "by", r.by, "moves", r.started,
+		"took", time.Since(r.since).Round(time.Millisecond).String(), "epoch", epoch)
+	r.active, r.by, r.started = false, "", 0
 }

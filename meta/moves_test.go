@@ -182,7 +182,8 @@ func TestRebalance(t *testing.T) {
 // leaders through moves, never more than MaxMoves at a time, as the data
 // side (played by a test goroutine) hands each slot over.
 func TestAutoRebalance(t *testing.T) {
-	n := mustSingleWith(t, func(c *Config) { c.AutoRebalance = true })
+	log, logs := testutil.Logger(t)
+	n := mustSingleWith(t, func(c *Config) { c.AutoRebalance, c.Logger = true, log })
 	d1 := newTestClient(t, metaclient.Config{Kind: proto.KindData, NodeID: "d1", Metas: []string{n.RPCAddr()}})
 	d1.Start()
 	waitFor(t, "d1 to lead every slot", func() (bool, string) {
@@ -252,6 +253,21 @@ func TestAutoRebalance(t *testing.T) {
 	}
 	if moved != slot.Count/2 {
 		t.Fatalf("%d slots changed leader, want exactly %d", moved, slot.Count/2)
+	}
+	// The balancing is logged as one run at info, however many batches
+	// it took: one line when it began, one when it ended.
+	waitFor(t, "the run's end logged", func() (bool, string) {
+		return strings.Contains(logs.String(), "moves finished"), ""
+	})
+	var info []string
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, "level=INFO") && strings.Contains(line, "move") {
+			info = append(info, line)
+		}
+	}
+	if len(info) != 2 || !strings.Contains(info[0], `msg="moves started"`) ||
+		!strings.Contains(info[1], `msg="moves finished: none in progress"`) || !strings.Contains(info[1], ` by=auto-rebalance moves=128 `) {
+		t.Fatalf("the moves' info lines:\n%s", strings.Join(info, "\n"))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -64,6 +65,8 @@ type Node struct {
 	// those evicted because they refused it (see suspect.go).
 	probes           prober
 	evictionsRefused atomic.Uint64
+	// moveRun logs slot moves as runs (leader only).
+	moveRun moveRun
 	// progress is what data nodes last reported they have applied per
 	// slot they follow (leader only); it picks whom to promote.
 	progress *progressBook
@@ -185,11 +188,20 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("meta %s: raft config: %w", cfg.NodeID, err)
 	}
+	existing, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("meta %s: read raft state in %s: %w", cfg.NodeID, cfg.DataDir, err)
+	}
 	n.raft, err = raft.NewRaft(rc, &fsm{s: n.store}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("meta %s: start raft: %w", cfg.NodeID, err)
 	}
 	cleanup = append(cleanup, func() { _ = n.raft.Shutdown().Error() })
+	if existing {
+		if err := n.checkStoredPeers(); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.bootstrap(); err != nil {
 		return nil, err
 	}
@@ -217,6 +229,41 @@ func closeListeners(lns ...net.Listener) {
 			_ = ln.Close()
 		}
 	}
+}
+
+// checkStoredPeers refuses to start on a data dir whose stored Raft
+// configuration names a voter of --peers at another address: the dir
+// belongs to a cluster on other addresses (a cluster started again on
+// other ports, say), and this node would ask for votes at addresses
+// where nobody answers, never saying why. Voters joined or removed since
+// the bootstrap (METAJOIN, METAREMOVE) are no mismatch; a single voter
+// without --peers listens where it is told and is not checked.
+func (n *Node) checkStoredPeers() error {
+	if len(n.cfg.Peers) == 0 {
+		return nil
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("meta %s: read the stored raft configuration: %w", n.cfg.NodeID, err)
+	}
+	stored := make(map[string]string)
+	var names []string
+	for _, s := range f.Configuration().Servers {
+		stored[string(s.ID)] = string(s.Address)
+		names = append(names, fmt.Sprintf("%s=%s", s.ID, s.Address))
+	}
+	var differ []string
+	for _, p := range n.cfg.Peers {
+		if addr, ok := stored[p.ID]; ok && addr != p.RaftAddr {
+			differ = append(differ, fmt.Sprintf("%s is at %s, not %s", p.ID, addr, p.RaftAddr))
+		}
+	}
+	if len(differ) == 0 {
+		return nil
+	}
+	return fmt.Errorf("meta %s: %s holds a cluster whose voters are %s, but --peers says %s: "+
+		"start with that cluster's --peers, or move the data dir away to start a new cluster (what it holds is lost)",
+		n.cfg.NodeID, n.cfg.DataDir, strings.Join(names, ","), strings.Join(differ, "; "))
 }
 
 // bootstrap writes the initial configuration when the log is empty. Every

@@ -628,3 +628,49 @@ func TestMetaRemove(t *testing.T) {
 		return hasIDs(last.Members().Data, "d1"), fmt.Sprintf("data %v", memberIDs(last.Members().Data))
 	})
 }
+
+// TestStoredPeersMismatchRefusesToStart: a data dir whose Raft
+// configuration names this cluster's voters at other addresses (the
+// cluster was started again on other ports) makes New fail with one
+// error saying what differs and what to do, where it would otherwise
+// start and ask for votes where nobody answers. The same addresses, and
+// a single voter without --peers on a new address, start as before.
+func TestStoredPeersMismatchRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	ln := testutil.MustListen(t)
+	oldAddr := ln.Addr().String()
+	spec := &nodeSpec{id: "m1", raftLn: ln, dir: dir, lease: 30 * time.Second, logger: testLogger(t),
+		peers: []Peer{{ID: "m1", RaftAddr: oldAddr}}}
+	n, err := New(spec.config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLeader(t, n)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	moved := testutil.MustListen(t)
+	spec.raftLn, spec.peers = moved, []Peer{{ID: "m1", RaftAddr: moved.Addr().String()}}
+	_, err = New(spec.config(t))
+	if err == nil {
+		t.Fatal("New started on a data dir of a cluster at other addresses")
+	}
+	for _, want := range []string{"m1=" + oldAddr, "m1 is at " + oldAddr + ", not " + moved.Addr().String(), "--peers", "move the data dir away"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("the error is not one line: %q", err)
+	}
+
+	// The right --peers start it again (New closed the listener it
+	// refused with, so listen again on the old address).
+	again, err := net.Listen("tcp", oldAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.raftLn, spec.peers = again, []Peer{{ID: "m1", RaftAddr: oldAddr}}
+	mustLeader(t, mustNode(t, spec.config(t)))
+}

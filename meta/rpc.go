@@ -383,9 +383,6 @@ func (n *Node) handleHandoff(conn redcon.Conn, h *proto.Handoff) error {
 	if res.Changed {
 		n.log.Debug("move finished", "slot", h.Slot, "from", h.From, "to", h.To,
 			"leaderEpoch", h.LeaderEpoch+1, "epoch", res.Epoch)
-		if t := n.store.state().Table; t != nil && len(t.Moving()) == 0 {
-			n.log.Info("moves finished: none in progress", "epoch", res.Epoch)
-		}
 	}
 	conn.WriteInt64(int64(res.Epoch))
 	return nil
@@ -400,7 +397,8 @@ func (n *Node) handleMoveSlot(conn redcon.Conn, m *proto.MoveSlot) error {
 	if err != nil {
 		return err
 	}
-	n.log.Info("move started", "by", "moveslot", "slot", m.Slot, "to", m.To, "epoch", res.Epoch)
+	n.log.Debug("move started", "by", "moveslot", "slot", m.Slot, "to", m.To, "epoch", res.Epoch)
+	n.moveRun.begin(n.log, "moveslot", 1, res.Epoch)
 	conn.WriteInt64(int64(res.Epoch))
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -127,7 +128,7 @@ type Client struct {
 	kickCh     chan struct{} // a heartbeat soon, without waiting for it
 	running    atomic.Bool
 	wg         sync.WaitGroup
-	failures   int          // consecutive failed heartbeats; loop goroutine only
+	failures   obs.Failures // heartbeat failures; loop goroutine only
 	lastOK     atomic.Int64 // unix nanos of the last heartbeat meta answered
 	// leaseFrom is when the last heartbeat meta answered was sent (unix
 	// nanos), and lease meta's lease as it said; see LeaseLeft.
@@ -177,6 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 		refreshCh: make(chan refreshReq),
 		kickCh:    make(chan struct{}, 1),
 	}
+	c.failures = obs.Failures{Log: c.log, Msg: "meta heartbeat failed; keeping the last table", Recovered: "meta heartbeat recovered"}
 	c.loopCtx, c.loopCancel = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -220,22 +222,16 @@ func (c *Client) run() {
 	}
 }
 
-// noteBeat logs heartbeat failures without flooding: the first of a run,
-// then every 20th, and the recovery.
+// noteBeat logs heartbeat failures without flooding (obs.Failures):
+// quiet while meta elects its first leader, then the first of a run,
+// every 20th, and the recovery.
 func (c *Client) noteBeat(err error) {
-	if err == nil {
-		c.lastOK.Store(time.Now().UnixNano())
-	}
 	switch {
-	case err == nil && c.failures > 0:
-		c.log.Info("meta heartbeat recovered", "failures", c.failures)
-		c.failures = 0
-	case err != nil && c.loopCtx.Err() == nil:
-		c.failures++
-		if c.failures == 1 || c.failures%20 == 0 {
-			c.log.Warn("meta heartbeat failed; keeping the last table", "failures", c.failures,
-				"epoch", c.epoch(), "err", err)
-		}
+	case err == nil:
+		c.lastOK.Store(time.Now().UnixNano())
+		c.failures.OK()
+	case c.loopCtx.Err() == nil:
+		c.failures.Fail(err, "epoch", c.epoch())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 )
@@ -63,7 +64,8 @@ func (cc *configCache) pollLoop() {
 		<-cc.n.stop
 		cancel()
 	}()
-	failures := 0
+	failures := obs.Failures{Log: cc.n.log, Msg: "config poll failed; serving the cached config", Recovered: "config poll recovered"}
+	failures.Start(time.Now())
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		cc.mu.Lock()
@@ -79,10 +81,7 @@ func (cc *configCache) pollLoop() {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			if failures == 1 || failures%20 == 0 {
-				cc.n.log.Warn("config poll failed; serving the cached config", "failures", failures, "rev", since, "err", err)
-			}
+			failures.Fail(err, "rev", since)
 			select {
 			case <-ctx.Done():
 				return
@@ -91,10 +90,8 @@ func (cc *configCache) pollLoop() {
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		if failures > 0 {
-			cc.n.log.Info("config poll recovered", "failures", failures, "rev", rep.Rev)
-		}
-		failures, backoff = 0, 50*time.Millisecond
+		failures.OK("rev", rep.Rev)
+		backoff = 50 * time.Millisecond
 		cc.apply(since, rep)
 	}
 }
