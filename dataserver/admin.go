@@ -36,21 +36,27 @@ func (s *slotStore) contentHash() uint64 {
 	return sum
 }
 
-// handleStats answers DSTATS [GC]: per slot this node holds, its role,
-// position, size and content hash, for led slots each session's digest,
-// and the node's heap.
+// handleStats answers DSTATS [GC|COUNTS]: per slot this node holds, its
+// role, position, size and content hash, for led slots each session's
+// digest, and the node's heap; COUNTS only the roles, positions and sizes.
 func (n *Node) handleStats(conn redcon.Conn, cmd redcon.Command) {
 	args := cmd.Args
-	gc := len(args) == 2 && strings.EqualFold(string(args[1]), proto.OptGC)
-	if len(args) > 1 && !gc {
-		conn.WriteError("ERR usage: DSTATS [GC]")
+	opt := ""
+	if len(args) == 2 {
+		opt = strings.ToLower(string(args[1]))
+	}
+	if len(args) > 2 || (len(args) == 2 && opt != proto.OptGC && opt != proto.OptCounts) {
+		conn.WriteError("ERR usage: DSTATS [GC|COUNTS]")
 		return
 	}
+	full := opt != proto.OptCounts
 	out := proto.DataStats{Node: n.cfg.NodeID}
-	mem := obs.ReadMemory(gc)
-	out.Memory = &mem
+	if full {
+		mem := obs.ReadMemory(opt == proto.OptGC)
+		out.Memory = &mem
+	}
 	for _, u := range n.slots {
-		if ss, ok := u.stats(); ok {
+		if ss, ok := u.stats(full); ok {
 			out.Slots = append(out.Slots, ss)
 		}
 	}

@@ -104,7 +104,7 @@ func TestDispatch(t *testing.T) {
 		{args: args("dwrite", "1", "s1", "z", "2", "3", "R"), want: "[-ERR wrong number of arguments for 'dwrite' command]"},
 		{args: args("dwrite", "1", "s1", "z", "x", "3"), want: "[-ERR run is not an unsigned integer"},
 		{args: args("dlookup", "x", "svc"), want: "[-ERR epoch is not an unsigned integer"},
-		{args: args("dstats", "nope"), want: "[-ERR usage: DSTATS [GC]]"},
+		{args: args("dstats", "nope"), want: "[-ERR usage: DSTATS [GC|COUNTS]]"},
 		{args: args("dwrite", "1", "s1", "z", "2", "3", "R", "svc", "r", "d", "c", "0"), want: "[*1 :4294967297]"},
 	} {
 		c := &replyConn{}

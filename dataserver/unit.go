@@ -260,7 +260,7 @@ func (u *slotUnit) counts(followers []string) slotCounts {
 }
 
 // stats is the slot's line of DSTATS; false when the node has no copy.
-func (u *slotUnit) stats() (proto.SlotStats, bool) {
+func (u *slotUnit) stats(full bool) (proto.SlotStats, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := u.store
@@ -269,13 +269,18 @@ func (u *slotUnit) stats() (proto.SlotStats, bool) {
 	}
 	ss := proto.SlotStats{
 		Slot: u.id, LeaderEpoch: st.leaderEpoch, Seq: st.seq,
-		Publishers: st.publishers, Datums: st.datums.Len(), Hash: st.contentHash(), Ready: u.ready,
+		Publishers: st.publishers, TTLPublishers: st.expiry.Len(), Datums: st.datums.Len(), Ready: u.ready,
+	}
+	if full {
+		ss.Hash = st.contentHash()
 	}
 	if !u.leading {
 		ss.Role = proto.RoleFollower
 		ss.Ready = st.leaderEpoch != 0 // holds a copy of some leader's slot
 	} else {
 		ss.Role = proto.RoleLeader
+	}
+	if u.leading && full {
 		ss.Sessions = make(map[string]proto.Digest, len(st.digests))
 		for id, d := range st.digests {
 			ss.Sessions[id] = *d

@@ -137,7 +137,7 @@ func TestUnitRoles(t *testing.T) {
 					if _, seq, _ := u.position(); !st.leading && seq != uint64(st.seq) {
 						t.Fatalf("step %d (%s): follower at seq %d, want %d", i, st.do, seq, st.seq)
 					}
-					if ss, _ := u.stats(); ss.Seq != uint64(st.seq) {
+					if ss, _ := u.stats(true); ss.Seq != uint64(st.seq) {
 						t.Fatalf("step %d (%s): seq %d, want %d", i, st.do, ss.Seq, st.seq)
 					}
 				}

@@ -281,7 +281,7 @@ func TestPrefixWatch(t *testing.T) {
 		t.Fatalf("initial events: %s", got)
 	}
 	if info, err := mustClient(t, cl.Sessions[1].Addr()).Info(ctxT(t), "registry").Result(); err != nil ||
-		!strings.Contains(info, "watched_prefixes:1\r\n") || !strings.Contains(info, "prefix_watches:1\r\n") {
+		!strings.Contains(info, "\nsession_watched_prefixes:1\r\n") || !strings.Contains(info, "\nsession_prefix_watches:1\r\n") {
 		t.Fatalf("INFO registry does not count the prefix watch: %v\n%s", err, info)
 	}
 	// A narrower prefix that cuts a segment, on the first session.

@@ -11,7 +11,8 @@ import (
 const (
 	// CmdDStats asks a data node (on its inter-node port) for DataStats:
 	// every slot it holds, its role, position, size and content hash, and
-	// its heap (DSTATS GC collects garbage first).
+	// its heap (DSTATS GC collects garbage first; DSTATS COUNTS leaves out
+	// the hash, digests and heap).
 	CmdDStats = "dstats"
 	// CmdSlotreg is the session command for slotreg's own admin
 	// sub-commands on the client port (SLOTREG DIGESTS).
@@ -19,6 +20,10 @@ const (
 	// SubDigests is SLOTREG's sub-command: the session's per-slot digests
 	// of its connection-bound publishers, as SessionDigests.
 	SubDigests = "digests"
+	// OptCounts asks DSTATS for the counts only: each slot's role,
+	// position and sizes, without the content hash (which reads every
+	// publisher), the sessions' digests or the heap. Cheap enough to poll.
+	OptCounts = "counts"
 )
 
 // Slot roles in SlotStats.Role.
@@ -45,8 +50,11 @@ type SlotStats struct {
 	LeaderEpoch uint64 `json:"leaderEpoch"`
 	Seq         uint64 `json:"seq"` // the last op applied
 	Publishers  int    `json:"publishers"`
-	Datums      int    `json:"datums"`
-	Hash        uint64 `json:"hash"`
+	// TTLPublishers is how many of Publishers are held by a TTL (the
+	// rest are bound to a client connection).
+	TTLPublishers int    `json:"ttlPublishers"`
+	Datums        int    `json:"datums"`
+	Hash          uint64 `json:"hash,omitempty"` // not with OptCounts
 	// Ready is false while the slot is not fit to serve: a new leader
 	// reconciling with the sessions, a follower catching up.
 	Ready bool `json:"ready"`

@@ -48,16 +48,30 @@ func (n *Node) info(args [][]byte) string {
 		"go_version", runtime.Version(),
 	)
 	section("Clients", "connected_clients", conns)
+	// Registry is this session's own: what its clients hold here. TTL
+	// publishers are not held by any session (their leases live in the
+	// data nodes); Cluster counts them.
 	section("Registry",
 		"table_epoch", epoch,
 		"ready", boolInt(n.Ready()),
-		"publishers", n.pubs.count(),
-		"subscribed_topics", topics,
-		"subscribers", subs,
-		"watched_prefixes", prefixes,
-		"prefix_watches", watches,
+		"session_conn_publishers", n.pubs.count(),
+		"session_subscribed_topics", topics,
+		"session_subscribers", subs,
+		"session_watched_prefixes", prefixes,
+		"session_prefix_watches", watches,
 		"writes_inflight", n.router.inflight.Load(),
 	)
+	if want == "cluster" || want == "all" || want == "everything" {
+		// Asks every data node: only when asked.
+		c := n.clusterCounts()
+		section("Cluster",
+			"cluster_publishers", c.publishers,
+			"cluster_conn_publishers", c.publishers-c.ttl,
+			"cluster_ttl_publishers", c.ttl,
+			"cluster_datainfo_ids", c.datums,
+			"cluster_data_nodes_answered", fmt.Sprintf("%d/%d", c.answered, c.asked),
+		)
+	}
 	if want == "memory" || want == "all" || want == "everything" {
 		// Reading the heap stops the world briefly: only when asked.
 		m := obs.ReadMemory(false)

@@ -338,7 +338,7 @@ func TestLookupAndStats(t *testing.T) {
 	c.fakes["d1"].set(func(f *fakeNode) { f.stats = healthyStats(tb, "d1") })
 	c.fakes["d2"].set(func(f *fakeNode) { f.stats = healthyStats(tb, "d2") })
 	c.fakes["s1"].set(func(f *fakeNode) {
-		f.info = "# Clients\r\nconnected_clients:3\r\n\r\n# Registry\r\ntable_epoch:5\r\npublishers:7\r\nsubscribed_topics:2\r\nsubscribers:4\r\n\r\n"
+		f.info = "# Clients\r\nconnected_clients:3\r\n\r\n# Registry\r\ntable_epoch:5\r\nsession_conn_publishers:7\r\nsession_subscribed_topics:2\r\nsession_subscribers:4\r\n\r\n"
 		f.lookup["svc"] = []any{int64(3<<32 | 9), []any{[]any{"r1", "10.0.0.1:80"}, []any{"r2", "10.0.0.2:80"}}}
 	})
 	// s2 does not answer INFO.

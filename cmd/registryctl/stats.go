@@ -152,9 +152,9 @@ func (e *env) sessionRow(r *statsRow) error {
 		key string
 		dst **int
 	}{
-		{"publishers", &r.Publishers},
-		{"subscribers", &r.Subscribers},
-		{"subscribed_topics", &r.Topics},
+		{"session_conn_publishers", &r.Publishers},
+		{"session_subscribers", &r.Subscribers},
+		{"session_subscribed_topics", &r.Topics},
 		{"connected_clients", &r.Clients},
 	} {
 		if s, ok := info[f.key]; ok {
