@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -127,7 +128,6 @@ func (c *scriptCluster) down() {
 // settings for cluster.sh (e.g. SLOTREG_AUTO_REBALANCE=0).
 func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
 	t.Helper()
-	dir := t.TempDir()
 	var lastOut string
 	for try := 0; try < 5; try++ {
 		// Below 32768, where Linux starts handing out ephemeral source
@@ -137,7 +137,9 @@ func mustScriptCluster(t *testing.T, extra ...string) *scriptCluster {
 		if !portsFree(base) {
 			continue
 		}
-		c := newScriptCluster(t, base, dir, extra...)
+		// A fresh dir each try: cluster.sh refuses a dir made with
+		// another base port.
+		c := newScriptCluster(t, base, t.TempDir(), extra...)
 		out, err := c.run("up")
 		if err == nil {
 			t.Cleanup(c.down)
@@ -378,4 +380,32 @@ func (c *scriptCluster) waitSettled() {
 		return time.Since(stableSince) > time.Second,
 			fmt.Sprintf("epoch %d, %d slots moving, leaders %d..%d", tab.Epoch, len(tab.Moving()), lo, hi)
 	})
+}
+
+// TestClusterScriptRefusesOtherPorts: a cluster dir made with one base
+// port is refused, with what to do, when started with another (its metas
+// would look for their peers on the old ports and never elect a leader);
+// no node is started.
+func TestClusterScriptRefusesOtherPorts(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "meta1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "base_port"), []byte("23200\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newScriptCluster(t, 23300, dir)
+	out, err := c.run("up")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("cluster.sh up on another base port: %v, want exit 2\n%s", err, out)
+	}
+	for _, want := range []string{"SLOTREG_BASE_PORT=23200, not 23300", "SLOTREG_CLUSTER_DIR"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the refusal lacks %q:\n%s", want, out)
+		}
+	}
+	if pids, _ := filepath.Glob(filepath.Join(dir, "*.pid")); len(pids) > 0 {
+		t.Errorf("nodes were started: %v", pids)
+	}
 }

@@ -13,7 +13,8 @@
 #   meta i:    raft B+10+i, rpc B+20+i, http B+30+i
 #   data i:    listen B+40+i, http B+50+i
 #   session i: listen B+60+i, http B+70+i   (clients connect here)
-# State, logs and pid files go to SLOTREG_CLUSTER_DIR (default .cluster/).
+# State, logs and pid files go to SLOTREG_CLUSTER_DIR (default .cluster/);
+# it remembers the base port it was made with and refuses another.
 # SLOTREG_BIN names the registry binary (default bin/registry, built when
 # missing). SLOTREG_LEASE sets the meta lease (default 3s).
 # SLOTREG_HEARTBEAT sets the data and session nodes' heartbeat (default
@@ -171,6 +172,22 @@ build() {
 		go build -o "$BIN" ./cmd/registry
 	fi
 	mkdir -p "$DIR"
+	same_ports
+}
+
+# same_ports: the state in DIR was made with this base port, or there is
+# none yet. The metas keep their peers' addresses in their Raft state, so
+# a cluster started again on other ports over the same DIR could never
+# elect a leader; refuse, saying what to do.
+same_ports() {
+	local was
+	was=$(cat "$DIR/base_port" 2>/dev/null || true)
+	if [ -n "$was" ] && [ "$was" != "$B" ] && ls -d "$DIR"/meta[1-3] >/dev/null 2>&1; then
+		echo "$DIR holds a cluster made with SLOTREG_BASE_PORT=$was, not $B: its metas would look for their peers on the old ports." >&2
+		echo "Use another SLOTREG_CLUSTER_DIR for base port $B, or SLOTREG_BASE_PORT=$was, or remove $DIR (after 'down') to start afresh." >&2
+		exit 2
+	fi
+	echo "$B" >"$DIR/base_port"
 }
 
 up() {
