@@ -38,7 +38,7 @@ func (s *slotStore) contentHash() uint64 {
 
 // handleStats answers DSTATS [GC|COUNTS]: per slot this node holds, its
 // role, position, size and content hash, for led slots each session's
-// digest, and the node's heap; COUNTS only the roles, positions and sizes.
+// digest, and the node's heap; COUNTS leaves out the hash and digests.
 func (n *Node) handleStats(conn redcon.Conn, cmd redcon.Command) {
 	args := cmd.Args
 	opt := ""
@@ -51,10 +51,8 @@ func (n *Node) handleStats(conn redcon.Conn, cmd redcon.Command) {
 	}
 	full := opt != proto.OptCounts
 	out := proto.DataStats{Node: n.cfg.NodeID}
-	if full {
-		mem := obs.ReadMemory(opt == proto.OptGC)
-		out.Memory = &mem
-	}
+	mem := obs.ReadMemory(opt == proto.OptGC)
+	out.Memory = &mem
 	for _, u := range n.slots {
 		if ss, ok := u.stats(full); ok {
 			out.Slots = append(out.Slots, ss)

@@ -48,6 +48,7 @@ var commands = newCommandTable([]command{
 	{proto.CmdDSync, -7, parsed(proto.ParseDSync, (*Node).handleSync)},
 	{proto.CmdDAlive, -2, parsed(proto.ParseDAlive, (*Node).handleAlive)},
 	{proto.CmdDStats, -1, (*Node).handleStats},
+	{proto.CmdDScan, 3, parsed(proto.ParseDScan, (*Node).handleScan)},
 	// A session's change stream; a bare SUBSCRIBE opens one that watches
 	// nothing yet, as it always has.
 	{proto.CmdSubscribe, -1, (*Node).startStream},

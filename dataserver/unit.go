@@ -20,11 +20,12 @@ import (
 // slot, follows it or neither.
 //
 // One mutex guards all of it, and only the methods in unit.go,
-// unit_repl.go, unit_paths.go and unit_xdc.go take it: the rest of the package asks a unit to do a
-// whole step (apply a write, answer a pull, adopt a role) and gets its
-// outcome. Slots never share a lock, so writes to different slots run in
-// parallel. A step that changes a datum tells its watchers before the
-// lock is let go, so a write costs one lock round trip.
+// unit_repl.go, unit_paths.go, unit_xdc.go and scan.go take it: the rest
+// of the package asks a unit to do a whole step (apply a write, answer a
+// pull, adopt a role) and gets its outcome. Slots never share a lock, so
+// writes to different slots run in parallel. A step that changes a datum
+// tells its watchers before the lock is let go, so a write costs one lock
+// round trip.
 type slotUnit struct {
 	mu      sync.Mutex
 	id      int

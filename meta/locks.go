@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -454,5 +455,32 @@ func (n *Node) handleMLockInfo(conn redcon.Conn, m *proto.LockInfoCmd) error {
 	}
 	info := proto.LockInfo{Owner: l.Owner, Token: l.Token, TTLMs: l.Expires - now, Waiters: len(st.LockQueues[m.Name])}
 	conn.WriteRaw(info.AppendRESP(nil))
+	return nil
+}
+
+// handleMLockList replies proto.LockListReply as JSON: every lock held
+// now (an expired one whose expiry entry is not applied yet is left
+// out), sorted by name, at most l.Limit.
+func (n *Node) handleMLockList(conn redcon.Conn, l *proto.LockList) error {
+	st := n.store.state()
+	now := max(time.Now().UnixMilli(), st.Clock)
+	reply := proto.LockListReply{Locks: []proto.HeldLock{}}
+	for _, name := range slices.Sorted(maps.Keys(st.Locks)) {
+		lk := st.Locks[name]
+		if lk.Expires <= now {
+			continue
+		}
+		if len(reply.Locks) == l.Limit {
+			reply.Truncated = true
+			break
+		}
+		reply.Locks = append(reply.Locks, proto.HeldLock{Name: name, Owner: lk.Owner, Token: lk.Token, TTLMs: lk.Expires - now,
+			Session: lk.Session, Conn: lk.Conn, Waiters: len(st.LockQueues[name])})
+	}
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return n.unavailable(fmt.Sprintf("encode locks: %v", err))
+	}
+	conn.WriteBulk(b)
 	return nil
 }

@@ -77,6 +77,7 @@ func (n *Node) rpcCommands() []rpcCommand {
 		rpc(proto.CmdMLock, -6, leaderOnly, proto.ParseMLock, n.handleMLock),
 		rpc(proto.CmdMUnlock, 4, leaderOnly, proto.ParseMUnlock, n.handleMUnlock),
 		rpc(proto.CmdMLockInfo, 2, leaderOnly, lockInfo(proto.CmdMLockInfo), n.handleMLockInfo),
+		rpc(proto.CmdMLockList, -1, leaderOnly, proto.ParseLockList, n.handleMLockList),
 		rpc(proto.CmdMPPut, 3, leaderOnly, proto.ParseMPPut, n.handleMPPut),
 		rpc(proto.CmdMPDel, 2, leaderOnly, proto.ParseMPDel, n.handleMPDel),
 		rpc(proto.CmdMPSlots, -1, leaderOnly, proto.ParseMPSlots, n.handleMPSlots),

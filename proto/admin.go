@@ -12,7 +12,7 @@ const (
 	// CmdDStats asks a data node (on its inter-node port) for DataStats:
 	// every slot it holds, its role, position, size and content hash, and
 	// its heap (DSTATS GC collects garbage first; DSTATS COUNTS leaves out
-	// the hash, digests and heap).
+	// the hash and digests).
 	CmdDStats = "dstats"
 	// CmdSlotreg is the session command for slotreg's own admin
 	// sub-commands on the client port (SLOTREG DIGESTS).
@@ -21,8 +21,9 @@ const (
 	// of its connection-bound publishers, as SessionDigests.
 	SubDigests = "digests"
 	// OptCounts asks DSTATS for the counts only: each slot's role,
-	// position and sizes, without the content hash (which reads every
-	// publisher), the sessions' digests or the heap. Cheap enough to poll.
+	// position and sizes and the node's heap, without the content hash
+	// (which reads every publisher) or the sessions' digests. Cheap
+	// enough to poll.
 	OptCounts = "counts"
 )
 

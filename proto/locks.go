@@ -23,6 +23,9 @@ const (
 	CmdMUnlock = "munlock"
 	// CmdMLockInfo is LOCKINFO on the meta leader.
 	CmdMLockInfo = "mlockinfo"
+	// CmdMLockList lists every held lock on the meta leader (the web
+	// console's lock view): MLOCKLIST [limit], a LockListReply as JSON.
+	CmdMLockList = "mlocklist"
 )
 
 // Lock limits.

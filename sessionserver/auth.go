@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -25,6 +26,9 @@ const (
 	replyWrongPass   = "WRONGPASS invalid username-password pair or user is disabled."
 	replyNoPassword  = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
 )
+
+// defaultFailDelay is Auth.FailDelay's default.
+const defaultFailDelay = 200 * time.Millisecond
 
 // Auth is who may use a session: users and the SHA-256 of their
 // passwords. A nil *Auth lets every client in.
@@ -45,7 +49,7 @@ func NewAuth(password, usersFile string) (*Auth, error) {
 	if password == "" && usersFile == "" {
 		return nil, nil
 	}
-	a := &Auth{users: make(map[string][sha256.Size]byte), FailDelay: 200 * time.Millisecond}
+	a := &Auth{users: make(map[string][sha256.Size]byte), FailDelay: defaultFailDelay}
 	if password != "" {
 		a.users[DefaultUser] = sha256.Sum256([]byte(password))
 	}
@@ -77,6 +81,9 @@ func (a *Auth) load(path string) error {
 			return fmt.Errorf("users file %s line %d: want \"name password\", got %d fields", path, line, len(fields))
 		}
 		name, pass := fields[0], fields[1]
+		if name == proto.ClusterUser {
+			return fmt.Errorf("users file %s line %d: user name %q is reserved for the cluster secret", path, line, name)
+		}
 		if _, dup := a.users[name]; dup {
 			return fmt.Errorf("users file %s line %d: user %q given twice", path, line, name)
 		}
@@ -104,20 +111,42 @@ func (a *Auth) check(user, pass string) bool {
 	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && ok
 }
 
+// clusterLogin says whether AUTH proto.ClusterUser pass carries this
+// session's cluster secret: the internal admin login through which meta's
+// web console reads a session that asks its clients for a password. The
+// compare takes the same time however much of the secret matched; with
+// no cluster secret configured the user is refused.
+func (c *clientConn) clusterLogin(pass string) bool {
+	sec := netsec.Secret{Current: c.n.cfg.ClusterSecret}
+	return sec.Enabled() && sec.Accepts([]byte(pass))
+}
+
 // authenticate runs AUTH [user] password for c; the caller holds wmu,
 // which it releases during a failure's delay so pushes are not held up.
-// A failure has been answered with WRONGPASS when it returns false.
+// A failure has been answered with WRONGPASS when it returns false. The
+// user proto.ClusterUser is checked against the cluster secret, never
+// against the users.
 func (c *clientConn) authenticate(user, pass string) bool {
 	a := c.n.cfg.Auth
-	if a.check(user, pass) {
+	var ok bool
+	if user == proto.ClusterUser {
+		ok = c.clusterLogin(pass)
+	} else {
+		ok = a.check(user, pass)
+	}
+	if ok {
 		c.authed, c.user = true, user
 		return true
 	}
 	c.n.stats.authFailures.Add(1)
 	c.n.log.Warn("client AUTH failed", "conn", c.id, "remote", c.nc.RemoteAddr().String(), "user", user)
+	delay := defaultFailDelay
+	if a != nil {
+		delay = a.FailDelay
+	}
 	c.wmu.Unlock()
 	select {
-	case <-time.After(a.FailDelay):
+	case <-time.After(delay):
 	case <-c.n.stop:
 	}
 	c.wmu.Lock()
@@ -125,9 +154,11 @@ func (c *clientConn) authenticate(user, pass string) bool {
 	return false
 }
 
-// auth serves AUTH [user] password.
+// auth serves AUTH [user] password. A session without client passwords
+// answers AUTH as Redis does, except AUTH proto.ClusterUser when it has a
+// cluster secret: meta's console sends that to every session alike.
 func (c *clientConn) auth(a *proto.Auth) {
-	if c.n.cfg.Auth == nil {
+	if c.n.cfg.Auth == nil && (a.User != proto.ClusterUser || c.n.cfg.ClusterSecret == "") {
 		c.writeError(replyNoPassword)
 		return
 	}

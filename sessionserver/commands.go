@@ -177,12 +177,15 @@ func commandRows() []*command {
 			Args: []proto.ArgSpec{opt(str("section"))}},
 			kind: kindAdmin, run: (*clientConn).infoCmd},
 		{CommandSpec: proto.CommandSpec{Name: proto.CmdSlotreg, Arity: -2, Summary: "A container for slotreg's admin commands."},
-			kind: kindAdmin, usage: "SLOTREG DIGESTS | SLOTREG MEMORY [GC]", subs: []*command{
+			kind: kindAdmin, usage: "SLOTREG DIGESTS | SLOTREG MEMORY [GC] | SLOTREG SUBS prefix limit", subs: []*command{
 				{CommandSpec: proto.CommandSpec{Name: proto.SubDigests, Arity: 2, Summary: "Returns the per-slot digests of this session's connection-bound publishers (JSON)."},
 					run: (*clientConn).slotregDigests},
 				{CommandSpec: proto.CommandSpec{Name: proto.SubMemory, Arity: -2, Summary: "Returns the session's heap (JSON), after a full collection with GC.",
 					Args: []proto.ArgSpec{{Name: "gc", Type: proto.ArgPureToken, Token: "GC", Optional: true}}},
 					run: parsed(proto.ParseMemory, (*clientConn).slotregMemory)},
+				{CommandSpec: proto.CommandSpec{Name: proto.SubSubs, Arity: 4, Summary: "Returns this session's subscriber counts per dataInfoId with a prefix, and its path watches under it (JSON).",
+					Args: []proto.ArgSpec{str("prefix"), {Name: "limit", Type: proto.ArgInteger}}},
+					run: parsed(proto.ParseSubs, (*clientConn).slotregSubs)},
 			}},
 		{CommandSpec: proto.CommandSpec{Name: proto.CmdConfGet, Arity: 2, Group: "config", Summary: "Returns a config key's [version, value] from the session's cache, or nil.",
 			Args: []proto.ArgSpec{str("key")}},

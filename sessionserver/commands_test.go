@@ -39,7 +39,7 @@ func TestTableArityIsEnforced(t *testing.T) {
 			got := do(t, c, args...)
 			want := "ERR wrong number of arguments for '" + cmd.Name + "' command"
 			if strings.HasPrefix(cmd.Name, "slotreg") {
-				want = "ERR usage: SLOTREG DIGESTS | SLOTREG MEMORY [GC]"
+				want = "ERR usage: SLOTREG DIGESTS | SLOTREG MEMORY [GC] | SLOTREG SUBS prefix limit"
 			}
 			if len(got) != 1 || errText(got[0]) != want {
 				t.Errorf("%q: got %#v, want %q", args, got, want)
@@ -72,7 +72,7 @@ func TestSessionCommands(t *testing.T) {
 		{[]string{"CLIENT"}, respErr("ERR wrong number of arguments for 'client' command")},
 		{[]string{"COMMAND", "COUNT"}, int64(len(commands.rows))},
 		{[]string{"COMMAND", "NOPE"}, respErr("ERR unknown subcommand 'NOPE' for 'command'")},
-		{[]string{"SLOTREG", "NOPE"}, respErr("ERR usage: SLOTREG DIGESTS | SLOTREG MEMORY [GC]")},
+		{[]string{"SLOTREG", "NOPE"}, respErr("ERR usage: SLOTREG DIGESTS | SLOTREG MEMORY [GC] | SLOTREG SUBS prefix limit")},
 		{[]string{"SLOTREG", "MEMORY", "NOW"}, respErr("ERR usage: SLOTREG MEMORY [GC]")},
 		{[]string{"SLOTREG", "DIGESTS"}, `{"node":"s-test","slots":{}}`},
 		{[]string{"NOSUCH", "x"}, respErr("ERR unknown command 'NOSUCH'")},
