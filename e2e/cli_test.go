@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,16 +14,57 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotreg/slotreg/internal/testutil"
 )
 
 // TestDevPrintsReadyAndServes runs `registry dev` as a newcomer would and
-// uses the address it prints.
+// uses the address it prints: the start reads well (a banner naming where
+// to connect and the console, then ready, within 30 lines and with no
+// warning or error logged), the console it names answers, and INFO says
+// what its counters count.
 func TestDevPrintsReadyAndServes(t *testing.T) {
-	p := startDevProcess(t, nil, nil)
+	var stderr testutil.LockedBuffer
+	p := startDevProcess(t, nil, &stderr)
+	if len(p.before) > 30 {
+		t.Errorf("registry dev printed %d lines before ready, want at most 30:\n%s", len(p.before), strings.Join(p.before, "\n"))
+	}
+	for _, line := range p.before {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			t.Errorf("a normal start logged: %s", line)
+		}
+	}
+	if p.console == "" {
+		t.Fatalf("the banner names no web console:\n%s", strings.Join(p.before, "\n"))
+	}
+	resp, err := http.Get(p.console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "slotreg") {
+		t.Fatalf("GET %s: %s\n%.200s", p.console, resp.Status, page)
+	}
+
 	c := mustClient(t, p.session)
 	register(t, c, "dev-svc", "r1", "10.0.0.1:80")
 	if _, set := lookup(t, c, "dev-svc"); fmt.Sprint(set) != "[r1=10.0.0.1:80]" {
 		t.Fatalf("LOOKUP: %v", set)
+	}
+	// A TTL publisher lives in the data nodes, not in the session that
+	// took it: INFO counts it in the cluster, not as the session's.
+	register(t, c, "dev-svc", "r2", "10.0.0.2:80", "TTL", 60)
+	info, err := c.Info(ctxT(t), "registry").Result()
+	if err != nil || !strings.Contains(info, "\nsession_conn_publishers:1\r\n") {
+		t.Fatalf("INFO registry: %v\n%s", err, info)
+	}
+	info, err = c.Info(ctxT(t), "cluster").Result()
+	for _, want := range []string{"cluster_publishers:2\r\n", "cluster_conn_publishers:1\r\n", "cluster_ttl_publishers:1\r\n",
+		"cluster_datainfo_ids:1\r\n", "cluster_data_nodes_answered:2/2\r\n"} {
+		if err != nil || !strings.Contains(info, want) {
+			t.Fatalf("INFO cluster lacks %q: %v\n%s", want, err, info)
+		}
 	}
 	c.Close()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,10 @@ import (
 type devProcess struct {
 	cmd           *exec.Cmd
 	session, meta string // the addresses it printed
+	console       string // the web console's URL it printed, if any
+	// before is what it printed on stdout before ready, then what it had
+	// logged by then when stderr was collected.
+	before []string
 	// exited is closed once the process has exited, and waitErr is then
 	// what cmd.Wait returned.
 	exited  chan struct{}
@@ -24,13 +30,21 @@ type devProcess struct {
 // then meta's.
 var devReady = regexp.MustCompile(`^slotreg dev: session on (\S+)(?: \(meta ([^,\s)]+))?`)
 
-// startDevProcess runs `registry dev --listen 127.0.0.1:0` with args and
-// waits until it prints ready; env, when set, is its whole environment,
-// and stderr, when set, collects what it logs (and is shown when it fails
-// to start). The process is killed at cleanup.
+// devConsole is the banner's line with the web console's URL.
+var devConsole = regexp.MustCompile(`^\s*web console:\s+(https?://\S+)`)
+
+// startDevProcess runs `registry dev --listen 127.0.0.1:0` with args (and
+// --http 127.0.0.1:0 unless args set --http) and waits until it prints
+// ready; env, when set, is its whole environment, and stderr, when set,
+// collects what it logs (and is shown when it fails to start). The
+// process is killed at cleanup.
 func startDevProcess(t *testing.T, env []string, stderr *testutil.LockedBuffer, args ...string) *devProcess {
 	t.Helper()
-	cmd := exec.Command(registryBin, append([]string{"dev", "--listen", "127.0.0.1:0"}, args...)...)
+	base := []string{"dev", "--listen", "127.0.0.1:0"}
+	if !slices.Contains(args, "--http") {
+		base = append(base, "--http", "127.0.0.1:0")
+	}
+	cmd := exec.Command(registryBin, append(base, args...)...)
 	cmd.Env = env
 	if stderr != nil {
 		cmd.Stderr = stderr
@@ -73,7 +87,17 @@ func startDevProcess(t *testing.T, env []string, stderr *testutil.LockedBuffer, 
 			if m := devReady.FindStringSubmatch(line); m != nil {
 				p.session, p.meta = m[1], m[2]
 			}
+			if m := devConsole.FindStringSubmatch(line); m != nil {
+				p.console = m[1]
+			}
 			ready = line == "ready"
+			if !ready {
+				p.before = append(p.before, line)
+			} else if stderr != nil {
+				// The log so far: what a newcomer's terminal shows
+				// above ready (a line or two after it may be counted).
+				p.before = append(p.before, strings.Split(strings.TrimSpace(stderr.String()), "\n")...)
+			}
 		case <-timeout:
 			t.Fatalf("registry dev printed no ready line in 30s%s", stderrText())
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/cluster"
+	"github.com/slotreg/slotreg/console"
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
@@ -88,7 +90,10 @@ func parsePeers(s string) ([]meta.Peer, error) {
 var (
 	flagID   = &cli.StringFlag{Name: "id", Usage: "node id, unique in the cluster"}
 	flagMeta = &cli.StringFlag{Name: "meta", Usage: "meta RPC addresses, comma separated", EnvVars: []string{"SLOTREG_META"}}
-	flagHTTP = &cli.StringFlag{Name: "http", Usage: "address for /metrics, /healthz and /readyz (empty: off)"}
+	flagHTTP = &cli.StringFlag{Name: "http", Usage: "address for /metrics, /healthz and /readyz, and on meta the web console at /ui/ (empty: off)"}
+	// flagAdminPassword lets the web console's actions through.
+	flagAdminPassword = &cli.StringFlag{Name: "admin-password", EnvVars: []string{"SLOTREG_ADMIN_PASSWORD"},
+		Usage: "password the web console (/ui/ on --http) asks for its actions (move a slot, drain, rebalance); the cluster secret works too"}
 	// flagPprof adds Go's profiler to the HTTP endpoint, as etcd's
 	// --enable-pprof does: off by default, since a profile exposes code
 	// paths and costs CPU while it runs.
@@ -107,6 +112,9 @@ type running struct {
 	// routes are more HTTP routes (a session's config pull endpoint).
 	routes  map[string]http.Handler
 	metrics []prometheus.Gatherer
+	// announce, when set, is called once the HTTP endpoint is up, with
+	// its address ("" without --http): dev prints its banner then.
+	announce func(httpAddr string)
 }
 
 // readyWhen is a readiness probe: ready while ok holds, else not, for why.
@@ -167,7 +175,9 @@ func metaCommand() *cli.Command {
 		flagDC,
 		&cli.StringFlag{Name: "remote-datacenters", EnvVars: []string{"SLOTREG_REMOTE_DATACENTERS"},
 			Usage: "the other datacenters' meta RPC addresses, NAME=HOST:PORT[,HOST:PORT][;NAME=...]: data nodes sync every slot with theirs"},
-		flagHTTP, flagPprof,
+		flagHTTP, flagPprof, flagAdminPassword,
+		&cli.BoolFlag{Name: flagTLSClient, EnvVars: []string{"SLOTREG_TLS_CLIENT"},
+			Usage: "the sessions serve clients over TLS (their --tls-client): the web console dials them so, trusting --tls-ca"},
 	}, startMeta)
 }
 
@@ -192,8 +202,13 @@ func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		_, err := n.WaitForLeader(instant())
 		return err == nil
 	}
-	return &running{stop: func(os.Signal) error { return n.Close() }, ready: readyWhen(hasLeader, "no meta leader"),
-		metrics: []prometheus.Gatherer{n.Metrics()}}, nil
+	con, err := newConsole(c, log, sec, []string{n.RPCAddr()})
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	return &running{stop: func(os.Signal) error { con.Close(); return n.Close() }, ready: readyWhen(hasLeader, "no meta leader"),
+		routes: map[string]http.Handler{"/ui/": con.Handler()}, metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 func dataCommand() *cli.Command {
@@ -319,6 +334,13 @@ func serve(c *cli.Context, log *slog.Logger, r *running) error {
 		}
 		log.Info("http endpoint", "addr", hs.Addr())
 	}
+	if r.announce != nil {
+		addr := ""
+		if hs != nil {
+			addr = hs.Addr()
+		}
+		r.announce(addr)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
@@ -333,7 +355,8 @@ func devCommand() *cli.Command {
 	return roleCommand("dev", "run a whole registry in one process: 1 meta, 2 data nodes, 1 session", true, true, []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9600", Usage: "client (session) address"},
 		&cli.StringFlag{Name: "data-dir", Usage: "meta state directory (default: a temporary directory, removed on exit)"},
-		flagHTTP, flagPprof, flagRequirePass, flagUsersFile,
+		&cli.StringFlag{Name: "http", Value: "127.0.0.1:9680", Usage: "address for the web console (/ui/), /metrics, /healthz and /readyz (empty: off)"},
+		flagPprof, flagRequirePass, flagUsersFile, flagAdminPassword,
 	}, startDev)
 }
 
@@ -374,16 +397,23 @@ func startDev(c *cli.Context, log *slog.Logger, sec *security) (*running, error)
 		stop(syscall.SIGINT)
 		return nil, err
 	}
-	sess := cl.Sessions[0]
-	fmt.Printf("slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
-		sess.Addr(), cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
-	_, port, _ := net.SplitHostPort(sess.Addr())
-	if sec.client != nil {
-		fmt.Printf("connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
-	} else {
-		fmt.Printf("connect with: redis-cli -p %s\n", port)
+	con, err := newConsole(c, log, sec, cl.Metas())
+	if err != nil {
+		stop(syscall.SIGINT)
+		return nil, err
 	}
-	fmt.Println("ready")
+	stopCluster := stop
+	stop = func(s os.Signal) error {
+		con.Close()
+		return stopCluster(s)
+	}
+	sess := cl.Sessions[0]
+	routes := maps.Clone(sess.HTTPHandlers())
+	routes["/ui/"] = con.Handler()
+	announce := func(httpAddr string) {
+		fmt.Print(devBanner(sess.Addr(), cl, dir, httpAddr, sec.client != nil, c.Bool(flagTLSAdmin)))
+		fmt.Println("ready")
+	}
 	metrics := []prometheus.Gatherer{cl.Meta.Metrics()}
 	for _, d := range cl.Data {
 		metrics = append(metrics, d.Metrics())
@@ -391,7 +421,40 @@ func startDev(c *cli.Context, log *slog.Logger, sec *security) (*running, error)
 	for _, s := range cl.Sessions {
 		metrics = append(metrics, s.Metrics())
 	}
-	return &running{stop: stop, ready: readyWhen(sess.Ready, "slot table incomplete"), routes: sess.HTTPHandlers(), metrics: metrics}, nil
+	return &running{stop: stop, ready: readyWhen(sess.Ready, "slot table incomplete"), routes: routes, metrics: metrics,
+		announce: announce}, nil
+}
+
+// newConsole is the web console of a meta (or dev) node, reading the
+// cluster through metas.
+func newConsole(c *cli.Context, log *slog.Logger, sec *security, metas []string) (*console.Console, error) {
+	return console.New(console.Config{Metas: metas, Secret: sec.secret.Current, TLS: sec.peer, SessionTLS: sec.sessions,
+		AdminPassword: c.String("admin-password"), Logger: log})
+}
+
+// devBanner is what `registry dev` prints before ready: where to connect
+// and what it serves. Its first line is read by scripts and tests.
+func devBanner(session string, cl *cluster.Local, dir, httpAddr string, clientTLS, adminTLS bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "slotreg dev: session on %s (meta %s, data %s and %s, state in %s)\n",
+		session, cl.Meta.RPCAddr(), cl.Data[0].Addr(), cl.Data[1].Addr(), dir)
+	_, port, _ := net.SplitHostPort(session)
+	if clientTLS {
+		fmt.Fprintf(&b, "  connect with: redis-cli --tls --cacert CA.pem -p %s\n", port)
+	} else {
+		fmt.Fprintf(&b, "  connect with: redis-cli -p %s\n", port)
+	}
+	if httpAddr != "" {
+		scheme := "http"
+		if adminTLS {
+			scheme = "https"
+		}
+		fmt.Fprintf(&b, "  web console:  %s://%s/ui/\n", scheme, httpAddr)
+		fmt.Fprintf(&b, "  metrics:      %s://%s/metrics\n", scheme, httpAddr)
+	} else {
+		b.WriteString("  web console:  off (start with --http 127.0.0.1:9680 to serve it)\n")
+	}
+	return b.String()
 }
 
 // Client authentication of a session (and of dev's session).

@@ -56,8 +56,9 @@ type security struct {
 	secret netsec.Secret
 	// internode serves the meta and data listeners; peer dials them.
 	internode, peer *tls.Config
-	// client serves a session's client listener.
-	client *tls.Config
+	// client serves a session's client listener; sessions dials the
+	// sessions' client listeners (meta's and dev's web console).
+	client, sessions *tls.Config
 }
 
 // loadSecurity reads the security flags of a role: serves says whether
@@ -96,8 +97,15 @@ func loadSecurity(c *cli.Context, serves bool) (*security, error) {
 		}
 	}
 	if c.Bool(flagTLSClient) {
-		if s.client, err = serverFor(flagTLSClient); err != nil {
-			return nil, err
+		// On meta the flag says the sessions serve TLS: its web console
+		// dials them so, and meta has no client listener to serve it on.
+		if c.Command.Name != "meta" {
+			if s.client, err = serverFor(flagTLSClient); err != nil {
+				return nil, err
+			}
+		}
+		if s.sessions, err = netsec.ClientConfig(files); err != nil {
+			return nil, fmt.Errorf("--%s: %w", flagTLSCA, err)
 		}
 	}
 	// Checked here so a bad flag stops the node before it starts;
