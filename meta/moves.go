@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"slices"
@@ -81,7 +82,7 @@ func (n *Node) checkMoves(starts map[int]moveStart, now time.Time) {
 	}
 	if n.cfg.AutoRebalance {
 		if plan := rebalancePlan(st, budget); len(plan) > 0 {
-			n.startMoves(plan, "auto-rebalance")
+			n.startMoves(plan, byAutoRebalance)
 			return
 		}
 	}
@@ -287,11 +288,15 @@ func (n *Node) startMoves(plan []slot.Move, why string) ([]slot.Move, uint64, er
 	return started, res.Epoch, nil
 }
 
-// moveRun logs slot moves as runs: one line when moves begin where none
-// were in progress, one when none is left to start or finish (with how
-// many started and how long the run took); each move is at debug. A run
-// spans auto-rebalance's batches, so a first start's balancing is two
-// lines, not one per batch or per slot.
+// byAutoRebalance names moves meta started by itself (--auto-rebalance).
+const byAutoRebalance = "auto-rebalance"
+
+// moveRun logs slot moves as runs: one line when none is left to start
+// or finish, with how many started and how long the run took, and one
+// when moves begin where none were in progress if an operator started
+// them (auto-rebalance's start is at debug); each move is at debug. A run
+// spans auto-rebalance's batches, so a first start's balancing is one
+// summary line, not one per batch or per slot.
 type moveRun struct {
 	mu      sync.Mutex
 	active  bool
@@ -313,7 +318,11 @@ func (r *moveRun) begin(log *slog.Logger, why string, moves int, epoch uint64) {
 		return
 	}
 	r.active, r.by, r.since = true, why, time.Now()
-	log.Info("moves started", "by", why, "moves", moves, "epoch", epoch)
+	lvl := slog.LevelInfo
+	if why == byAutoRebalance {
+		lvl = slog.LevelDebug
+	}
+	log.Log(context.Background(), lvl, "moves started", "by", why, "moves", moves, "epoch", epoch)
 }
 
 // end closes the run, if one is open: nothing moves and nothing more is
