@@ -283,3 +283,25 @@ func TestGoRedisDefaultsAndRESP2(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestSessionCloseDoesNotWaitForTheConfigPoll: a session's config long
+// poll waits on meta for up to 5 s in a read that a cancelled context
+// does not interrupt; closing the session closes its meta connections
+// instead of waiting the poll out (every in-process test's cluster took
+// 4.7 s to stop, and every session stop as long).
+func TestSessionCloseDoesNotWaitForTheConfigPoll(t *testing.T) {
+	t.Parallel()
+	cl := mustCluster(t, 1)
+	s := cl.Sessions[0]
+	// The poll is under way once the session has its first answer.
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return s.ConfigRev() > 0 || s.Ready(), "session not ready"
+	})
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= 4*time.Second {
+		t.Fatalf("Close took %v: it waited for the config long poll", took)
+	}
+}

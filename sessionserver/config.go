@@ -50,7 +50,8 @@ func (cc *configCache) start() {
 	go cc.pollLoop()
 }
 
-// close releases the meta connections; the poller has ended.
+// close releases the meta connections (the poller did when the node
+// stopped); it may be called again.
 func (cc *configCache) close() { cc.rpc.Close() }
 
 // isConfigChannel reports whether a SUBSCRIBE channel names a config key.
@@ -63,6 +64,10 @@ func (cc *configCache) pollLoop() {
 	go func() {
 		<-cc.n.stop
 		cancel()
+		// A long poll waits in a read, which a cancelled context does
+		// not interrupt: closing the connections does, so a stopping
+		// session does not wait up to configPollWait for it.
+		cc.rpc.Close()
 	}()
 	failures := obs.Failures{Log: cc.n.log, Msg: "config poll failed; serving the cached config", Recovered: "config poll recovered"}
 	failures.Start(time.Now())
