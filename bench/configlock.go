@@ -31,6 +31,16 @@ type ConfigPushConfig struct {
 	Progress *Progress
 }
 
+// WithDefaults returns cfg with every unset knob at its default, the
+// shape ConfigPush runs (and an etcd peer is given).
+func (cfg ConfigPushConfig) WithDefaults() ConfigPushConfig {
+	cfg.Watchers = cmp.Or(max(cfg.Watchers, 0), 100)
+	cfg.Changes = cmp.Or(max(cfg.Changes, 0), 200)
+	cfg.Gap = cmp.Or(max(cfg.Gap, 0), 20*time.Millisecond)
+	cfg.Timeout = cmp.Or(max(cfg.Timeout, 0), 10*time.Second)
+	return cfg
+}
+
 // ConfigPush runs the config-push scenario. The latency is end to end:
 // CONFSET to the meta leader (a Raft commit), the sessions' long polls
 // waking, and the push to each watcher.
@@ -38,10 +48,7 @@ func ConfigPush(ctx context.Context, cfg ConfigPushConfig) (*Result, error) {
 	if len(cfg.Addrs) == 0 || len(cfg.Metas) == 0 {
 		return nil, errors.New("config-push: need session and meta addresses")
 	}
-	cfg.Watchers = cmp.Or(max(cfg.Watchers, 0), 100)
-	cfg.Changes = cmp.Or(max(cfg.Changes, 0), 200)
-	cfg.Gap = cmp.Or(max(cfg.Gap, 0), 20*time.Millisecond)
-	cfg.Timeout = cmp.Or(max(cfg.Timeout, 0), 10*time.Second)
+	cfg = cfg.WithDefaults()
 	key := "bench/" + runPrefix("cfg")
 	hist := NewHistogram()
 	setHist := NewHistogram()
@@ -148,6 +155,19 @@ type LockConfig struct {
 	Progress *Progress
 }
 
+// LockTTL is the TTL of every lock the lock scenario takes (and of an
+// etcd peer's sessions).
+const LockTTL = 30 * time.Second
+
+// WithDefaults returns cfg with every unset knob at its default, the
+// shape LockAcquire runs (and an etcd peer is given).
+func (cfg LockConfig) WithDefaults() LockConfig {
+	cfg.Clients = cmp.Or(max(cfg.Clients, 0), 8)
+	cfg.Locks = cmp.Or(max(cfg.Locks, 0), cfg.Clients)
+	cfg.Duration = cmp.Or(max(cfg.Duration, 0), 10*time.Second)
+	return cfg
+}
+
 // LockAcquire runs the lock-acquire scenario: the latency of each granted
 // LOCK (a Raft commit on the meta leader, through a session); refusals
 // (a competitor held it) are counted apart.
@@ -155,9 +175,7 @@ func LockAcquire(ctx context.Context, cfg LockConfig) (*Result, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("lock: no address")
 	}
-	cfg.Clients = cmp.Or(max(cfg.Clients, 0), 8)
-	cfg.Locks = cmp.Or(max(cfg.Locks, 0), cfg.Clients)
-	cfg.Duration = cmp.Or(max(cfg.Duration, 0), 10*time.Second)
+	cfg = cfg.WithDefaults()
 	prefix := runPrefix("lock")
 	hist := NewHistogram()
 	var ops, errs, refused atomic.Int64
@@ -179,7 +197,7 @@ func LockAcquire(ctx context.Context, cfg LockConfig) (*Result, error) {
 			owner := "bench-" + strconv.Itoa(i)
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				err := c.Do(ctx, proto.CmdLock, name, owner, 30_000).Err()
+				err := c.Do(ctx, proto.CmdLock, name, owner, LockTTL.Milliseconds()).Err()
 				switch {
 				case errors.Is(err, redis.Nil):
 					refused.Add(1)

@@ -15,13 +15,23 @@ import (
 // over Addrs all watch one service; each round one change is made and the
 // time until every subscriber has received it is taken.
 type FanoutConfig struct {
-	Addrs       []string
+	Addrs []string
+	// Target is TargetSlotreg (SUBSCRIBE a service, each round a REGISTER
+	// of its probe publisher) or TargetRedis (SUBSCRIBE a channel, each
+	// round one PUBLISH); either way the change carries its send time.
+	Target      string
 	Subscribers int
 	Rounds      int
 	Gap         time.Duration // between rounds
 	Timeout     time.Duration // longest wait for one round's deliveries
 	Progress    *Progress
 }
+
+// Fanout's metrics the goal table reads.
+const (
+	fanoutMedian   = "all subscribers delivered after (median)"
+	fanoutComplete = "rounds reaching every subscriber"
+)
 
 // fanRound is one change being delivered.
 type fanRound struct {
@@ -40,19 +50,23 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	cfg.Rounds = cmp.Or(max(cfg.Rounds, 0), 5)
 	cfg.Gap = cmp.Or(max(cfg.Gap, 0), time.Second)
 	cfg.Timeout = cmp.Or(max(cfg.Timeout, 0), 10*time.Second)
+	cfg.Target = cmp.Or(cfg.Target, TargetSlotreg)
+	if cfg.Target != TargetSlotreg && cfg.Target != TargetRedis {
+		return nil, fmt.Errorf("fanout: no %s workload", cfg.Target)
+	}
 	svc := serviceName(runPrefix("fanout"), 0)
 	var cur atomic.Pointer[fanRound]
-	cfg.Progress.Logf("fanout: opening %d subscribers", cfg.Subscribers)
+	cfg.Progress.Logf("%s fanout: opening %d subscribers", cfg.Target, cfg.Subscribers)
 	opened := time.Now()
 	one := []string{svc}
-	subs, err := subscribeEach(ctx, TargetSlotreg, cfg.Addrs, cfg.Subscribers, func(int) []string { return one }, func(int) func(*push) {
+	subs, err := subscribeEach(ctx, cfg.Target, cfg.Addrs, cfg.Subscribers, func(int) []string { return one }, func(int) func(*push) {
 		var lastRound *fanRound
 		return func(p *push) {
 			r := cur.Load()
 			if r == nil || r == lastRound {
 				return
 			}
-			d, ok := p.data(probeRID)
+			d, ok := p.probe(cfg.Target)
 			if !ok {
 				return
 			}
@@ -75,12 +89,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		return nil, fmt.Errorf("fanout: %w", err)
 	}
 	defer closeSubs(subs)
-	cfg.Progress.Logf("fanout: %d subscribers ready in %v", cfg.Subscribers, time.Since(opened).Round(time.Millisecond))
+	cfg.Progress.Logf("%s fanout: %d subscribers ready in %v", cfg.Target, cfg.Subscribers, time.Since(opened).Round(time.Millisecond))
 	w := dial(cfg.Addrs[0])
 	defer w.Close()
 	all := NewHistogram()
 	var spans []time.Duration
-	res := &Result{Scenario: "fanout", Target: TargetSlotreg, Params: map[string]any{
+	res := &Result{Scenario: "fanout", Target: cfg.Target, Params: map[string]any{
 		"subscribers": cfg.Subscribers, "rounds": cfg.Rounds, "sessions": len(cfg.Addrs),
 	}}
 	start := time.Now()
@@ -93,7 +107,16 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		now := time.Now()
 		r := &fanRound{sentNs: now.UnixNano(), hist: NewHistogram()}
 		cur.Store(r)
-		if err := w.Do(ctx, proto.CmdRegister, svc, probeRID, stampData(now, 32)).Err(); err != nil {
+		var err error
+		if cfg.Target == TargetRedis {
+			var n int64
+			if n, err = w.Publish(ctx, svc, stampData(now, 32)).Result(); err == nil && n != int64(cfg.Subscribers) {
+				res.Note("round %d: PUBLISH reached %d receivers, want %d", rd, n, cfg.Subscribers)
+			}
+		} else {
+			err = w.Do(ctx, proto.CmdRegister, svc, probeRID, stampData(now, 32)).Err()
+		}
+		if err != nil {
 			res.Errors++
 			res.Note("round %d: write failed: %v", rd, err)
 			continue
@@ -111,12 +134,13 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		}
 		span := time.Duration(r.lastNs.Load() - r.sentNs)
 		spans = append(spans, span)
-		cfg.Progress.Logf("fanout round %d: all %d subscribers had the change after %v", rd, cfg.Subscribers, span.Round(time.Microsecond))
+		cfg.Progress.Logf("%s fanout round %d: all %d subscribers had the change after %v", cfg.Target, rd, cfg.Subscribers, span.Round(time.Microsecond))
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.Rate = float64(res.Ops) / res.Seconds
 	res.setHist(all)
 	addSpread(res, "all subscribers delivered after", spans)
+	res.Add(fanoutComplete, float64(len(spans)), "rounds")
 	if len(spans) < cfg.Rounds {
 		return res, fmt.Errorf("fanout: %d of %d rounds reached every subscriber", len(spans), cfg.Rounds)
 	}

@@ -89,7 +89,10 @@ func StartRedis(ctx context.Context) (*Started, error) {
 		return nil, err
 	}
 	s, err := startProc("redis-server", dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(ports[0]),
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--dir", dir)
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--dir", dir,
+		// The fanout peer holds 10k subscribers (the default allows 10,000
+		// clients in all); Redis lowers this to what RLIMIT_NOFILE allows.
+		"--maxclients", "50000")
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

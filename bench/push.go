@@ -96,10 +96,7 @@ func Push(ctx context.Context, cfg PushConfig) (*Result, error) {
 				}
 				last[p.DataInfoID] = p.Version
 			}
-			d, ok := p.data(probeRID)
-			if cfg.Target == TargetRedis {
-				d, ok = p.Publishers[0].Data, true
-			}
+			d, ok := p.probe(cfg.Target)
 			if !ok {
 				return
 			}

@@ -30,6 +30,18 @@ func (p *push) data(rid string) (string, bool) {
 	return "", false
 }
 
+// probe returns the stamped data of a probe change: the probe
+// publisher's data for slotreg, the message itself for Redis pub/sub.
+func (p *push) probe(target string) (string, bool) {
+	if target == TargetRedis {
+		if len(p.Publishers) == 0 {
+			return "", false
+		}
+		return p.Publishers[0].Data, true
+	}
+	return p.data(probeRID)
+}
+
 // subscriber is one subscribing connection. OnPush runs on its reader
 // goroutine for every message, in arrival order.
 type subscriber struct {

@@ -1,6 +1,8 @@
 // Command etcdpeer runs registry-bench's register and push-latency
 // workloads against etcd: lease-bound puts, and a prefix watch per
-// subscriber; and issue 15's paths workloads: prefix watches over many
+// subscriber; issue 18's config-watch (watchers of one key, as slotreg's
+// config-push) and lock (concurrency.Mutex acquire, as slotreg's lock);
+// and issue 15's paths workloads: prefix watches over many
 // keys, a keys-only prefix Get as CHILDREN, and the handover of a
 // concurrency.Mutex. It is its own Go module so that slotreg's binaries never
 // link the etcd client; registry-bench runs it with `go run .` and reads
@@ -10,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -93,13 +96,13 @@ func (h *hist) summary() *summary {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: etcdpeer register|push-latency|prefix-watch|children|lock-handover --endpoints HOST:PORT [flags]")
+		fmt.Fprintln(os.Stderr, "usage: etcdpeer register|push-latency|config-watch|lock|prefix-watch|children|lock-handover --endpoints HOST:PORT [flags]")
 		os.Exit(2)
 	}
 	scenario := os.Args[1]
 	fs := flag.NewFlagSet(scenario, flag.ExitOnError)
 	endpoints := fs.String("endpoints", "127.0.0.1:2379", "etcd client endpoints, comma separated")
-	clients := fs.Int("clients", 50, "register: concurrent clients (one connection and one lease each)")
+	clients := fs.Int("clients", 50, "register: concurrent clients (one connection and one lease each); lock: clients, one session each (default 8 there)")
 	publishers := fs.Int("publishers", 10000, "register: distinct keys written")
 	services := fs.Int("services", 100, "register: services the keys spread over; push-latency: probe services")
 	subscribers := fs.Int("subscribers", 10, "push-latency: watchers, one connection each, on the run's prefix")
@@ -108,19 +111,21 @@ func main() {
 	warmup := fs.Duration("warmup", time.Second, "push-latency: time before measuring")
 	dataSize := fs.Int("data-size", 32, "bytes of value")
 	var pc pathsConfig
-	fs.IntVar(&pc.watchers, "watchers", 1000, "prefix-watch: watchers, one client each, on the run's prefix")
+	fs.IntVar(&pc.watchers, "watchers", 1000, "prefix-watch: watchers, one client each, on the run's prefix; config-watch: watchers of the key")
 	fs.IntVar(&pc.paths, "paths", 100_000, "prefix-watch: keys under the prefix, put before the watchers come")
 	fs.IntVar(&pc.parents, "parents", 1000, "prefix-watch: parents the keys spread over")
 	fs.IntVar(&pc.attach, "attach", 8, "prefix-watch: watchers getting the prefix and starting their watch at once")
-	fs.IntVar(&pc.changes, "changes", 200, "prefix-watch: timed puts, one at a time")
-	fs.DurationVar(&pc.gap, "gap", 20*time.Millisecond, "prefix-watch: pause after each change reached every watcher")
+	fs.IntVar(&pc.changes, "changes", 200, "prefix-watch, config-watch: timed puts, one at a time")
+	fs.DurationVar(&pc.gap, "gap", 20*time.Millisecond, "prefix-watch, config-watch: pause after each change reached every watcher")
 	fs.IntVar(&pc.children, "children", 10_000, "children: keys under the parent, in each shape")
 	fs.IntVar(&pc.calls, "calls", 200, "children: keys-only prefix Gets timed in each shape")
 	fs.IntVar(&pc.contenders, "contenders", 8, "lock-handover: clients competing for one concurrency.Mutex")
 	fs.IntVar(&pc.handovers, "handovers", 300, "lock-handover: handovers to time")
 	fs.DurationVar(&pc.hold, "hold", time.Millisecond, "lock-handover: how long a holder keeps the lock")
-	fs.DurationVar(&pc.lockTTL, "lock-ttl", 10*time.Second, "lock-handover: the sessions' lease TTL")
-	fs.DurationVar(&pc.timeout, "timeout", time.Minute, "prefix-watch: longest wait for a change to reach every watcher")
+	fs.DurationVar(&pc.lockTTL, "lock-ttl", 10*time.Second, "lock-handover, lock: the sessions' lease TTL")
+	fs.DurationVar(&pc.timeout, "timeout", time.Minute, "prefix-watch, config-watch: longest wait for a change to reach every watcher")
+	var lc lockConfig
+	fs.IntVar(&lc.locks, "locks", 0, "lock: distinct mutexes (default: one per client, no contention)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	fs.Parse(os.Args[2:])
 	eps := strings.Split(*endpoints, ",")
@@ -139,6 +144,14 @@ func main() {
 		one(register(ctx, eps, *clients, *publishers, *services, *duration, *dataSize))
 	case "push-latency":
 		one(pushLatency(ctx, eps, *subscribers, *services, *rate, *duration, *warmup, *dataSize))
+	case "config-watch":
+		one(configWatch(ctx, pc))
+	case "lock":
+		lc.eps, lc.clients, lc.duration, lc.ttl = eps, *clients, *duration, pc.lockTTL
+		if !setFlag(fs, "clients") {
+			lc.clients = 8
+		}
+		one(lockAcquire(ctx, lc))
 	case "prefix-watch":
 		res, err = prefixWatch(ctx, pc)
 	case "children":
@@ -703,6 +716,208 @@ func lockHandover(ctx context.Context, pc pathsConfig) (*result, error) {
 	r.add("grants to a Lock sent after the release (not timed)", float64(fresh.Load()), "")
 	r.add("grants overlapping another holder", float64(overlaps.Load()), "")
 	r.add("grant revisions not above the previous grant's", float64(regress.Load()), "")
+	if f := first.Load(); f != nil {
+		r.Notes = append(r.Notes, "first error: "+f.(string))
+	}
+	return r, nil
+}
+
+// setFlag reports whether name was given on the command line.
+func setFlag(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// configRound is one timed change of the config key being delivered.
+type configRound struct {
+	value string
+	sent  time.Time
+	got   atomic.Int64
+	done  chan struct{}
+}
+
+// configWatch is slotreg's config-push against etcd: watchers clients
+// (one connection each) watch one key; changes times, one at a time, a
+// put gives the key a new value carrying its send time, and every
+// watcher records the time from the put being sent to its event
+// arriving. The next change goes gap after the previous reached every
+// watcher (or timeout passed). The put's round trip alone is reported as
+// put_p50/put_p99, as slotreg's CONFSET is.
+func configWatch(ctx context.Context, pc pathsConfig) (*result, error) {
+	key := strings.TrimSuffix(prefix("cfg"), "/")
+	h, put := newHist(), newHist()
+	var cur atomic.Pointer[configRound]
+	var stray atomic.Int64
+	wctx, stopWatch := context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	var clients []*clientv3.Client
+	defer func() {
+		stopWatch()
+		readers.Wait()
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i := range pc.watchers {
+		c, err := newClient(pc.eps)
+		if err != nil {
+			return nil, err
+		}
+		clients = append(clients, c)
+		wch := c.Watch(clientv3.WithRequireLeader(wctx), key, clientv3.WithCreatedNotify())
+		if wr, ok := <-wch; !ok || !wr.Created {
+			return nil, fmt.Errorf("config-watch: watcher %d not created: %v", i, wr.Err())
+		}
+		readers.Go(func() {
+			var last *configRound
+			for wr := range wch {
+				now := time.Now()
+				for _, ev := range wr.Events {
+					r := cur.Load()
+					if r == nil || r == last || string(ev.Kv.Value) != r.value {
+						stray.Add(1)
+						continue
+					}
+					last = r
+					h.record(now.Sub(r.sent))
+					if r.got.Add(1) == int64(pc.watchers) {
+						close(r.done)
+					}
+				}
+			}
+		})
+	}
+	w, err := newClient(pc.eps)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	var errs, missed int64
+	start := time.Now()
+	for range pc.changes {
+		if ctx.Err() != nil {
+			break
+		}
+		r := &configRound{sent: time.Now(), done: make(chan struct{})}
+		r.value = stamp(r.sent, 32)
+		cur.Store(r)
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := w.Put(pctx, key, r.value)
+		cancel()
+		if err != nil {
+			errs++
+			continue
+		}
+		put.record(time.Since(r.sent))
+		select {
+		case <-r.done:
+		case <-time.After(pc.timeout):
+			missed += int64(pc.watchers) - r.got.Load()
+		}
+		time.Sleep(pc.gap)
+	}
+	el := time.Since(start)
+	res := &result{Scenario: "config-push", Target: "etcd", Ops: h.h.TotalCount(), Errors: errs + missed, Seconds: el.Seconds(),
+		Rate: float64(h.h.TotalCount()) / el.Seconds(), Latency: h.summary(),
+		Params: map[string]any{"watchers": pc.watchers, "changes": pc.changes, "gap": pc.gap.String(),
+			"watch": "one key, one client per watcher"}}
+	if s := put.summary(); s != nil {
+		res.add("put_p50", s.P50Ms, "ms")
+		res.add("put_p99", s.P99Ms, "ms")
+	}
+	res.add("events missed (a change not delivered to a watcher in time)", float64(missed), "")
+	res.add("stray events (not the change under way, or repeated)", float64(stray.Load()), "")
+	stopWatch()
+	w.Delete(ctx, key)
+	return res, nil
+}
+
+// lockConfig holds the lock workload's knobs, as registry-bench's
+// bench.LockConfig does for slotreg.
+type lockConfig struct {
+	eps            []string
+	clients, locks int
+	duration, ttl  time.Duration
+}
+
+// lockAcquire is slotreg's lock scenario against etcd: clients clients,
+// each with its own session (lease), take and release a
+// concurrency.Mutex in a loop for duration; client i uses mutex i%locks.
+// slotreg's LOCK without WAIT answers at once when another holds the
+// lock, so the acquire is TryLock, which is one transaction like an
+// uncontended Lock; ErrLocked is counted as a refusal and not timed.
+func lockAcquire(ctx context.Context, lc lockConfig) (*result, error) {
+	lc.clients = max(lc.clients, 1)
+	if lc.locks <= 0 {
+		lc.locks = lc.clients
+	}
+	pfx := strings.TrimSuffix(prefix("lock"), "/")
+	type locker struct {
+		c *clientv3.Client
+		s *concurrency.Session
+	}
+	ls := make([]locker, lc.clients)
+	for i := range ls {
+		c, err := newClient(lc.eps)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		s, err := concurrency.NewSession(c, concurrency.WithTTL(max(int(lc.ttl.Seconds()), 1)))
+		if err != nil {
+			return nil, fmt.Errorf("session: %w", err)
+		}
+		defer s.Close()
+		ls[i] = locker{c, s}
+	}
+	h, unlockHist := newHist(), newHist()
+	var ops, errs, refused atomic.Int64
+	var first atomic.Value
+	runCtx, cancel := context.WithTimeout(ctx, lc.duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Go(func() {
+			m := concurrency.NewMutex(l.s, pfx+"/"+strconv.Itoa(i%lc.locks))
+			for runCtx.Err() == nil {
+				t0 := time.Now()
+				err := m.TryLock(runCtx)
+				switch {
+				case errors.Is(err, concurrency.ErrLocked):
+					refused.Add(1)
+					continue
+				case err != nil:
+					if runCtx.Err() == nil {
+						errs.Add(1)
+						first.CompareAndSwap(nil, err.Error())
+					}
+					continue
+				}
+				h.record(time.Since(t0))
+				ops.Add(1)
+				u0 := time.Now()
+				if err := m.Unlock(ctx); err != nil {
+					errs.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				unlockHist.record(time.Since(u0))
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	r := &result{Scenario: "lock-acquire", Target: "etcd", Ops: ops.Load(), Errors: errs.Load(), Seconds: el.Seconds(),
+		Rate: float64(ops.Load()) / el.Seconds(), Latency: h.summary(),
+		Params: map[string]any{"clients": lc.clients, "locks": lc.locks, "duration": lc.duration.String(),
+			"session_ttl_s": lc.ttl.Seconds(), "lock": "concurrency.Mutex TryLock"}}
+	r.add("refused", float64(refused.Load()), "locks")
+	if s := unlockHist.summary(); s != nil {
+		r.add("unlock_p50", s.P50Ms, "ms")
+		r.add("unlock_p99", s.P99Ms, "ms")
+	}
 	if f := first.Load(); f != nil {
 		r.Notes = append(r.Notes, "first error: "+f.(string))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,40 +39,74 @@ func (e *env) metaAddrs(c *cli.Context) ([]string, error) {
 func configPushCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "config-push",
-		Usage: "config change to watcher latency: CONFSET through meta, pushes to W watchers of config/<key> over the sessions",
+		Usage: "config change to watcher latency: CONFSET through meta, pushes to W watchers of config/<key> over the sessions (peer: etcd watchers of one key)",
 		Flags: flags(targetFlags(), []cli.Flag{
 			metaFlag(),
 			&cli.IntFlag{Name: "watchers", Value: 100, Usage: "watching connections, spread over the sessions"},
 			&cli.IntFlag{Name: "changes", Value: 200, Usage: "config changes, one at a time"},
 			&cli.DurationFlag{Name: "gap", Value: 20 * time.Millisecond, Usage: "pause after each change has reached every watcher"},
-		}, outputFlags()),
+		}, peerFlags(), outputFlags()),
+		Before: func(c *cli.Context) error { return onlyPeers(c, "config-push", bench.TargetEtcd) },
 		Action: simple(func(c *cli.Context, e *env) error {
-			metas, err := e.metaAddrs(c)
-			if err != nil {
-				return err
-			}
-			r, err := bench.ConfigPush(e.ctx, bench.ConfigPushConfig{Addrs: e.addrs, Metas: metas,
-				Watchers: c.Int("watchers"), Changes: c.Int("changes"), Gap: c.Duration("gap"), Progress: e.progress})
-			e.add(r)
-			return err
+			return runConfigPush(c, e, bench.ConfigPushConfig{Watchers: c.Int("watchers"), Changes: c.Int("changes"), Gap: c.Duration("gap")})
 		}),
 	}
+}
+
+// runConfigPush runs config-push on the cluster, then etcd's
+// config-watch on every etcd peer with the same shape.
+func runConfigPush(c *cli.Context, e *env, cfg bench.ConfigPushConfig) error {
+	metas, err := e.metaAddrs(c)
+	if err != nil {
+		return err
+	}
+	cfg = cfg.WithDefaults()
+	cfg.Addrs, cfg.Metas, cfg.Progress = e.addrs, metas, e.progress
+	r, err := bench.ConfigPush(e.ctx, cfg)
+	e.add(r)
+	if err != nil {
+		return err
+	}
+	return e.eachPeerOf(c, []string{bench.TargetEtcd}, func(_ bench.Peer, addr string) error {
+		rs, err := bench.RunEtcdPeer(e.ctx, c.String("etcdpeer-dir"), "", "config-watch", "--endpoints", addr,
+			"--watchers", strconv.Itoa(cfg.Watchers), "--changes", strconv.Itoa(cfg.Changes),
+			"--gap", cfg.Gap.String(), "--timeout", cfg.Timeout.String())
+		e.add(rs...)
+		return err
+	})
 }
 
 func lockCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "lock",
-		Usage: "LOCK acquire latency: C clients take and release locks in a loop (--locks below --clients: they compete)",
+		Usage: "LOCK acquire latency: C clients take and release locks in a loop (--locks below --clients: they compete; peer: etcd concurrency.Mutex)",
 		Flags: flags(targetFlags(), []cli.Flag{
 			&cli.IntFlag{Name: "clients", Value: 8, Usage: "concurrent connections"},
 			&cli.IntFlag{Name: "locks", Usage: "distinct lock names (default: one per client, no contention)"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to run"},
-		}, outputFlags()),
+		}, peerFlags(), outputFlags()),
+		Before: func(c *cli.Context) error { return onlyPeers(c, "lock", bench.TargetEtcd) },
 		Action: simple(func(c *cli.Context, e *env) error {
-			r, err := bench.LockAcquire(e.ctx, bench.LockConfig{Addrs: e.addrs, Clients: c.Int("clients"),
-				Locks: c.Int("locks"), Duration: c.Duration("duration"), Progress: e.progress})
-			e.add(r)
-			return err
+			return runLock(c, e, bench.LockConfig{Clients: c.Int("clients"), Locks: c.Int("locks"), Duration: c.Duration("duration")})
 		}),
 	}
+}
+
+// runLock runs lock on the sessions, then etcd's lock workload on every
+// etcd peer with the same clients, locks and duration.
+func runLock(c *cli.Context, e *env, cfg bench.LockConfig) error {
+	cfg = cfg.WithDefaults()
+	cfg.Addrs, cfg.Progress = e.addrs, e.progress
+	r, err := bench.LockAcquire(e.ctx, cfg)
+	e.add(r)
+	if err != nil {
+		return err
+	}
+	return e.eachPeerOf(c, []string{bench.TargetEtcd}, func(_ bench.Peer, addr string) error {
+		rs, err := bench.RunEtcdPeer(e.ctx, c.String("etcdpeer-dir"), "", "lock", "--endpoints", addr,
+			"--clients", strconv.Itoa(cfg.Clients), "--locks", strconv.Itoa(cfg.Locks),
+			"--duration", cfg.Duration.String(), "--lock-ttl", bench.LockTTL.String())
+		e.add(rs...)
+		return err
+	})
 }

@@ -74,21 +74,34 @@ func lookupCommand() *cli.Command {
 func fanoutCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "fanout",
-		Usage: "one change to K subscribers spread over the sessions: time until all have it",
+		Usage: "one change to K subscribers spread over the sessions: time until all have it (peer: PUBLISH to K subscribers of a Redis channel)",
 		Flags: flags(targetFlags(), []cli.Flag{
 			&cli.IntFlag{Name: "subscribers", Value: 10000, Usage: "subscribing connections (K)"},
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "changes, one at a time"},
 			&cli.DurationFlag{Name: "gap", Value: time.Second, Usage: "pause between rounds"},
-		}, outputFlags()),
+		}, peerFlags(), outputFlags()),
+		Before: func(c *cli.Context) error { return onlyPeers(c, "fanout", bench.TargetRedis) },
 		Action: simple(func(c *cli.Context, e *env) error {
-			r, err := bench.Fanout(e.ctx, bench.FanoutConfig{
-				Addrs: e.addrs, Subscribers: c.Int("subscribers"), Rounds: c.Int("rounds"), Gap: c.Duration("gap"),
-				Progress: e.progress,
-			})
-			e.add(r)
-			return err
+			return runFanout(c, e, bench.FanoutConfig{Subscribers: c.Int("subscribers"), Rounds: c.Int("rounds"), Gap: c.Duration("gap")})
 		}),
 	}
+}
+
+// runFanout runs fanout on the sessions, then on every Redis peer.
+func runFanout(c *cli.Context, e *env, fc bench.FanoutConfig) error {
+	fc.Addrs, fc.Target, fc.Progress = e.addrs, bench.TargetSlotreg, e.progress
+	r, err := bench.Fanout(e.ctx, fc)
+	e.add(r)
+	if err != nil {
+		return err
+	}
+	return e.eachPeerOf(c, []string{bench.TargetRedis}, func(_ bench.Peer, addr string) error {
+		pc := fc
+		pc.Addrs, pc.Target = []string{addr}, bench.TargetRedis
+		r, err := bench.Fanout(e.ctx, pc)
+		e.add(r)
+		return err
+	})
 }
 
 func churnCommand() *cli.Command {
@@ -210,9 +223,13 @@ func scaleCommand() *cli.Command {
 
 func suiteCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "suite",
-		Usage: "a short standard run (make bench): register, push-latency unloaded and at half load, lookup, fanout of 1000, churn",
-		Flags: flags(targetFlags(), registerFlags(), pushFlags(), peerFlags(), outputFlags()),
+		Name: "suite",
+		Usage: "a short standard run (make bench): register, push-latency unloaded and at half load, lookup, fanout, churn, " +
+			"config push and lock acquire, each with its peers; the report ends with issue 18's goal table",
+		Flags: flags(targetFlags(), registerFlags(), pushFlags(), []cli.Flag{
+			&cli.IntFlag{Name: "fanout-subscribers", Value: 10000, Usage: "fanout: subscribing connections"},
+			&cli.IntFlag{Name: "fanout-rounds", Value: 5, Usage: "fanout: changes, one at a time (the figure is their median)"},
+		}, peerFlags(), outputFlags()),
 		Action: simple(func(c *cli.Context, e *env) error {
 			d := c.Duration("duration")
 			rc := registerConfig(c, e.addrs, bench.TargetSlotreg)
@@ -253,14 +270,18 @@ func suiteCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fr, err := bench.Fanout(e.ctx, bench.FanoutConfig{Addrs: e.addrs, Subscribers: 1000, Rounds: 3, Progress: e.progress})
-			e.add(fr)
-			if err != nil {
+			if err := runFanout(c, e, bench.FanoutConfig{Subscribers: c.Int("fanout-subscribers"), Rounds: c.Int("fanout-rounds")}); err != nil {
 				return err
 			}
 			rs, err = bench.PushUnderChurn(e.ctx, pc, bench.ChurnConfig{Addrs: e.addrs})
 			e.add(rs...)
-			return err
+			if err != nil {
+				return err
+			}
+			if err := runConfigPush(c, e, bench.ConfigPushConfig{Watchers: 100, Changes: 200}); err != nil {
+				return err
+			}
+			return runLock(c, e, bench.LockConfig{Clients: 8, Duration: d})
 		}),
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -145,10 +146,19 @@ func runPush(c *cli.Context, e *env) error {
 // eachPeer resolves each --peer (starting a local one when asked) and
 // runs fn against it.
 func (e *env) eachPeer(c *cli.Context, fn func(p bench.Peer, addr string) error) error {
+	return e.eachPeerOf(c, nil, fn)
+}
+
+// eachPeerOf is eachPeer for a workload only some kinds of peer have:
+// the others (not in kinds, when kinds is given) are passed over.
+func (e *env) eachPeerOf(c *cli.Context, kinds []string, fn func(p bench.Peer, addr string) error) error {
 	for _, s := range c.StringSlice("peer") {
 		p, err := bench.ParsePeer(s)
 		if err != nil {
 			return err
+		}
+		if kinds != nil && !slices.Contains(kinds, p.Kind) {
+			continue
 		}
 		addr := p.Addr
 		if addr == "local" {
@@ -170,6 +180,17 @@ func (e *env) eachPeer(c *cli.Context, fn func(p bench.Peer, addr string) error)
 		}
 		if err != nil {
 			return fmt.Errorf("peer %s: %w", p.Kind, err)
+		}
+	}
+	return nil
+}
+
+// onlyPeers fails when a --peer names a kind the command has no workload
+// for.
+func onlyPeers(c *cli.Context, command string, kinds ...string) error {
+	for _, s := range c.StringSlice("peer") {
+		if p, err := bench.ParsePeer(s); err == nil && !slices.Contains(kinds, p.Kind) {
+			return fmt.Errorf("%s: no %s workload; use --peer %s=HOST:PORT", command, p.Kind, kinds[0])
 		}
 	}
 	return nil
