@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/slotreg/slotreg/internal/fanout"
 	"github.com/slotreg/slotreg/metaclient"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -117,25 +118,6 @@ func (p *pool) call(ctx context.Context, k poolKey, args ...any) (any, error) {
 	return nil, err
 }
 
-// maxParallel bounds the calls one fan-out has in flight.
-const maxParallel = 32
-
-// forEach runs fn(0..n-1), at most maxParallel at a time.
-func forEach(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
-}
-
 // snapshot is one fan-out over the cluster: what the API's overview,
 // stats, moves, config and locks show.
 type snapshot struct {
@@ -227,7 +209,7 @@ func (c *Console) gather(ctx context.Context) *snapshot {
 		jobs = append(jobs, job{proto.KindSession, m.Addr})
 	}
 	var mu sync.Mutex
-	forEach(len(jobs), func(i int) {
+	fanout.ForEach(len(jobs), 0, func(i int) {
 		j := jobs[i]
 		switch j.kind {
 		case proto.KindMeta:

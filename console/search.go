@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/fanout"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -110,7 +111,7 @@ func (c *Console) search(r *http.Request, s *snapshot, prefix string, limit int)
 	items := map[string]*searchItem{}
 	subs := map[string]int{}
 	var mu sync.Mutex
-	forEach(len(members), func(i int) {
+	fanout.ForEach(len(members), 0, func(i int) {
 		m := members[i]
 		var err error
 		if m.Kind == proto.KindData {

@@ -9,29 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slotreg/slotreg/internal/fanout"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
-
-// maxParallel bounds the requests registryctl has in flight to the nodes
-// of a large fleet.
-const maxParallel = 32
-
-// forEach runs fn(0..n-1) with at most maxParallel at a time.
-func forEach(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
-}
 
 // bulk reads a bulk reply as go-redis returns it.
 func bulk(v any, what string) ([]byte, error) {
@@ -162,7 +143,7 @@ func (e *env) readDataStats(nodes []slot.Node) *dataView {
 func askEach[T any](nodes []slot.Node, ask func(addr string) (T, error)) (map[string]T, map[string]error) {
 	out, errs := make(map[string]T, len(nodes)), map[string]error{}
 	var mu sync.Mutex
-	forEach(len(nodes), func(i int) {
+	fanout.ForEach(len(nodes), 0, func(i int) {
 		v, err := ask(nodes[i].Addr)
 		mu.Lock()
 		defer mu.Unlock()
@@ -212,7 +193,7 @@ func (e *env) ping(addr string) error {
 // addrs.
 func (e *env) pingAll(addrs []string) []error {
 	errs := make([]error, len(addrs))
-	forEach(len(addrs), func(i int) { errs[i] = e.ping(addrs[i]) })
+	fanout.ForEach(len(addrs), 0, func(i int) { errs[i] = e.ping(addrs[i]) })
 	return errs
 }
 

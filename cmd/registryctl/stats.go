@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/slotreg/slotreg/internal/fanout"
 	"github.com/slotreg/slotreg/proto"
 )
 
@@ -67,7 +68,7 @@ func runStats(c *cli.Context, e *env) error {
 	members = append(members, m.Data...)
 	members = append(members, m.Sessions...)
 	rep := statsReport{Nodes: make([]statsRow, len(members))}
-	forEach(len(members), func(i int) {
+	fanout.ForEach(len(members), 0, func(i int) {
 		mb := members[i]
 		r := statsRow{Role: mb.Kind, ID: mb.ID, Addr: mb.Addr}
 		var err error

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/slotreg/slotreg/internal/fanout"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -258,7 +259,7 @@ func (e *env) readDigests(sessions []proto.Member) (map[string]*proto.SessionDig
 	out := map[string]*proto.SessionDigests{}
 	errs := map[string]error{}
 	var mu sync.Mutex
-	forEach(len(sessions), func(i int) {
+	fanout.ForEach(len(sessions), 0, func(i int) {
 		s := sessions[i]
 		ctx, cancel := e.ctx()
 		defer cancel()
