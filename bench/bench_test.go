@@ -322,3 +322,24 @@ func TestParsePeer(t *testing.T) {
 		}
 	}
 }
+
+// The memory scenario waits until the sessions' INFO counts every
+// publisher it registered: the count must be read from INFO as the
+// session writes it (issue 17 renamed it session_conn_publishers).
+func TestWaitPublishersSeesRegistered(t *testing.T) {
+	addrs := mustCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, f, err := runRegister(ctx, RegisterConfig{Addrs: addrs, Clients: 4, Publishers: 50, Services: 5,
+		Duration: 20 * time.Second, OnePass: true})
+	defer f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Ops != 50 {
+		t.Fatalf("%d of 50 publishers registered", r.Ops)
+	}
+	if err := waitPublishers(ctx, addrs, 50, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,7 +1,8 @@
 // Package bench is slotreg's end-to-end load harness: it drives session
 // nodes (or a Redis or etcd peer) over the network with the workloads of
 // issue 5 (register, lookup, push latency, fan-out, churn, failover,
-// memory) and reports throughput and HdrHistogram latency distributions.
+// memory), and issue 18's scale curve over cluster shapes, and reports
+// throughput and HdrHistogram latency distributions.
 //
 // It owns no registry logic: it is a client of the RESP protocol, plus a
 // launcher for real registry processes (StartLocal, ScriptCluster) when

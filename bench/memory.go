@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/sessionserver"
 )
 
 // MemoryConfig drives the memory scenario on a cluster whose processes
@@ -60,6 +62,11 @@ func Memory(ctx context.Context, cfg MemoryConfig) (*Result, error) {
 	}
 	cfg.Services = cmp.Or(max(cfg.Services, 0), 10000)
 	cfg.Clients = cmp.Or(max(cfg.Clients, 0), 50)
+	// A session refuses a connection more publishers than its
+	// --max-publishers-per-conn (100k unless set): hold the largest step
+	// over enough connections.
+	perConn := sessionserver.DefaultLimits().MaxPublishersPerConn
+	cfg.Clients = max(cfg.Clients, (slices.Max(cfg.Steps)+perConn-1)/perConn)
 	cfg.DataSize = cmp.Or(max(cfg.DataSize, 0), 32)
 	cfg.Replicas = cmp.Or(max(cfg.Replicas, 0), 2)
 	cfg.Settle = cmp.Or(max(cfg.Settle, 0), 3*time.Second)
@@ -230,7 +237,7 @@ func waitPublishers(ctx context.Context, addrs []string, want int64, within time
 			if err != nil {
 				return err
 			}
-			got += infoInt(s, "publishers")
+			got += sessionPublishers(s)
 		}
 		if got >= want {
 			return nil
@@ -242,13 +249,25 @@ func waitPublishers(ctx context.Context, addrs []string, want int64, within time
 	}
 }
 
-// infoInt reads an integer field of INFO text.
-func infoInt(info, key string) int64 {
+// sessionPublishers reads a session's count of its connection-bound
+// publishers from INFO registry: session_conn_publishers since issue 17
+// named what it counts, publishers before.
+func sessionPublishers(info string) int64 {
+	if n, ok := infoInt(info, "session_conn_publishers"); ok {
+		return n
+	}
+	n, _ := infoInt(info, "publishers")
+	return n
+}
+
+// infoInt reads an integer field of INFO text; ok is false when it is
+// not there.
+func infoInt(info, key string) (int64, bool) {
 	for _, line := range strings.Split(info, "\n") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
 		}
 	}
-	return 0
+	return 0, false
 }

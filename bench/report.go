@@ -115,11 +115,7 @@ func ThisMachine() Machine {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			m.LoadAvg = f[0]
-		}
-	}
+	m.LoadAvg = loadAvg1()
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
 	}
@@ -144,6 +140,9 @@ type Report struct {
 	// Goals is issue 18's table: each hot path's figure against its peers
 	// in the same run, and whether the goal is met (ComputeRatios).
 	Goals []Goal `json:"goals,omitempty"`
+	// Curve is the scale curve's table, one row per (data nodes,
+	// sessions) cell (ComputeRatios; see Curve).
+	Curve []CurveRow `json:"curve,omitempty"`
 }
 
 // Goal is one row of issue 18's table: slotreg's figure, the peers'
@@ -171,11 +170,12 @@ type GoalCheck struct {
 
 // ComputeRatios fills Ratios from the results: register throughput,
 // push p99, the fanout median, config push p99 and lock acquire p99 of
-// slotreg against each peer run of the same scenario; and Goals, issue
-// 18's table.
+// slotreg against each peer run of the same scenario; Goals, issue 18's
+// table; and Curve, the scale curve's table.
 func (rp *Report) ComputeRatios() {
 	rp.Ratios = nil
 	find := rp.find
+	defer rp.computeCurve()
 	defer rp.computeGoals()
 	for _, peer := range []string{TargetRedis, TargetEtcd} {
 		if a, b := find("register", TargetSlotreg), find("register", peer); a != nil && b != nil && b.Rate > 0 {
@@ -483,6 +483,7 @@ func (rp *Report) WriteTable(w io.Writer) error {
 		tw.Flush()
 	}
 	rp.writeGoals(w)
+	rp.writeCurve(w)
 	return nil
 }
 

@@ -28,7 +28,7 @@ func main() {
 		Usage: "load and latency harness for slotreg (and Redis/etcd peers)",
 		Commands: []*cli.Command{
 			registerCommand(), pushCommand(), lookupCommand(), fanoutCommand(), churnCommand(),
-			failoverCommand(), sessionFailoverCommand(), lagCommand(), migrateCommand(), memoryCommand(), scaleCommand(), suiteCommand(),
+			failoverCommand(), sessionFailoverCommand(), lagCommand(), migrateCommand(), memoryCommand(), scaleCommand(), curveCommand(), suiteCommand(),
 			configPushCommand(), lockCommand(), chaosCommand(), pathsCommand(), xdcCommand(),
 		},
 	}
