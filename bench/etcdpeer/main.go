@@ -194,6 +194,40 @@ func newClient(eps []string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 }
 
+// lockSessions opens n clients, each with a concurrency session of ttl
+// (at least a second), as the lock workloads' contenders; closeAll ends
+// the sessions and closes the clients.
+func lockSessions(eps []string, n int, ttl time.Duration) (_ []*concurrency.Session, closeAll func(), err error) {
+	var clients []*clientv3.Client
+	var sessions []*concurrency.Session
+	closeAll = func() {
+		for _, s := range sessions {
+			s.Close()
+		}
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	for range n {
+		c, err := newClient(eps)
+		if err != nil {
+			return nil, nil, err
+		}
+		clients = append(clients, c)
+		s, err := concurrency.NewSession(c, concurrency.WithTTL(max(int(ttl.Seconds()), 1)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("session: %w", err)
+		}
+		sessions = append(sessions, s)
+	}
+	return sessions, closeAll, nil
+}
+
 func stamp(t time.Time, size int) string {
 	b := strconv.AppendInt(nil, t.UnixNano(), 10)
 	b = append(b, '|')
@@ -629,29 +663,16 @@ func lockHandover(ctx context.Context, pc pathsConfig) (*result, error) {
 	var stopped atomic.Bool
 	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(pc.handovers)*(time.Second+pc.hold))
 	defer cancel()
-	type contender struct {
-		c *clientv3.Client
-		s *concurrency.Session
+	cs, closeSessions, err := lockSessions(pc.eps, pc.contenders, pc.lockTTL)
+	if err != nil {
+		return nil, err
 	}
-	cs := make([]contender, pc.contenders)
-	for i := range cs {
-		c, err := newClient(pc.eps)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		s, err := concurrency.NewSession(c, concurrency.WithTTL(max(int(pc.lockTTL.Seconds()), 1)))
-		if err != nil {
-			return nil, fmt.Errorf("session: %w", err)
-		}
-		defer s.Close()
-		cs[i] = contender{c, s}
-	}
+	defer closeSessions()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, ct := range cs {
 		wg.Go(func() {
-			m := concurrency.NewMutex(ct.s, pfx)
+			m := concurrency.NewMutex(ct, pfx)
 			id := int64(i + 1)
 			for !stopped.Load() && ctx.Err() == nil {
 				sent := time.Now()
@@ -853,24 +874,11 @@ func lockAcquire(ctx context.Context, lc lockConfig) (*result, error) {
 		lc.locks = lc.clients
 	}
 	pfx := strings.TrimSuffix(prefix("lock"), "/")
-	type locker struct {
-		c *clientv3.Client
-		s *concurrency.Session
+	ls, closeSessions, err := lockSessions(lc.eps, lc.clients, lc.ttl)
+	if err != nil {
+		return nil, err
 	}
-	ls := make([]locker, lc.clients)
-	for i := range ls {
-		c, err := newClient(lc.eps)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		s, err := concurrency.NewSession(c, concurrency.WithTTL(max(int(lc.ttl.Seconds()), 1)))
-		if err != nil {
-			return nil, fmt.Errorf("session: %w", err)
-		}
-		defer s.Close()
-		ls[i] = locker{c, s}
-	}
+	defer closeSessions()
 	h, unlockHist := newHist(), newHist()
 	var ops, errs, refused atomic.Int64
 	var first atomic.Value
@@ -880,7 +888,7 @@ func lockAcquire(ctx context.Context, lc lockConfig) (*result, error) {
 	var wg sync.WaitGroup
 	for i, l := range ls {
 		wg.Go(func() {
-			m := concurrency.NewMutex(l.s, pfx+"/"+strconv.Itoa(i%lc.locks))
+			m := concurrency.NewMutex(l, pfx+"/"+strconv.Itoa(i%lc.locks))
 			for runCtx.Err() == nil {
 				t0 := time.Now()
 				err := m.TryLock(runCtx)
