@@ -435,12 +435,39 @@ func putAll(ctx context.Context, eps []string, n int, keyOf func(int) string) er
 	return nil
 }
 
-// pathRound is one timed change being delivered to the watchers.
-type pathRound struct {
+// watchRound is one timed change being delivered to the watchers (of a
+// prefix, or of the config key).
+type watchRound struct {
 	key, value string
 	sent       time.Time
 	got        atomic.Int64
 	done       chan struct{}
+}
+
+// newWatchRound is a change of key to a value that carries its send time.
+func newWatchRound(key string) *watchRound {
+	r := &watchRound{key: key, sent: time.Now(), done: make(chan struct{})}
+	r.value = stamp(r.sent, 32)
+	return r
+}
+
+// deliver puts the round's value, records the put's time in put, and
+// waits until all watchers have it (done) or timeout has passed; missed
+// is how many had not.
+func (r *watchRound) deliver(ctx context.Context, w *clientv3.Client, put *hist, watchers int, timeout time.Duration) (missed int64, err error) {
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err = w.Put(pctx, r.key, r.value)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	put.record(time.Since(r.sent))
+	select {
+	case <-r.done:
+	case <-time.After(timeout):
+		missed = int64(watchers) - r.got.Load()
+	}
+	return missed, nil
 }
 
 // prefixWatch: paths keys under the run's prefix over parents parents;
@@ -459,7 +486,7 @@ func prefixWatch(ctx context.Context, pc pathsConfig) ([]*result, error) {
 		return nil, err
 	}
 	preload := time.Since(t0)
-	var cur atomic.Pointer[pathRound]
+	var cur atomic.Pointer[watchRound]
 	h, initial := newHist(), newHist()
 	var stray, short atomic.Int64
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -509,7 +536,7 @@ func prefixWatch(ctx context.Context, pc pathsConfig) ([]*result, error) {
 			}
 			initial.record(time.Since(sent))
 			readers.Go(func() {
-				var last *pathRound
+				var last *watchRound
 				for wr := range wch {
 					now := time.Now()
 					for _, ev := range wr.Events {
@@ -543,22 +570,14 @@ func prefixWatch(ctx context.Context, pc pathsConfig) ([]*result, error) {
 	start := time.Now()
 	for i := range pc.changes {
 		idx := (i*7919 + 13) % pc.paths
-		r := &pathRound{key: keyOf(idx), sent: time.Now(), done: make(chan struct{})}
-		r.value = stamp(r.sent, 32)
+		r := newWatchRound(keyOf(idx))
 		cur.Store(r)
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := w.Put(pctx, r.key, r.value)
-		cancel()
+		m, err := r.deliver(ctx, w, put, pc.watchers, pc.timeout)
 		if err != nil {
 			errs++
 			continue
 		}
-		put.record(time.Since(r.sent))
-		select {
-		case <-r.done:
-		case <-time.After(pc.timeout):
-			missed += int64(pc.watchers) - r.got.Load()
-		}
+		missed += m
 		time.Sleep(pc.gap)
 	}
 	el := time.Since(start)
@@ -750,14 +769,6 @@ func setFlag(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// configRound is one timed change of the config key being delivered.
-type configRound struct {
-	value string
-	sent  time.Time
-	got   atomic.Int64
-	done  chan struct{}
-}
-
 // configWatch is slotreg's config-push against etcd: watchers clients
 // (one connection each) watch one key; changes times, one at a time, a
 // put gives the key a new value carrying its send time, and every
@@ -768,7 +779,7 @@ type configRound struct {
 func configWatch(ctx context.Context, pc pathsConfig) (*result, error) {
 	key := strings.TrimSuffix(prefix("cfg"), "/")
 	h, put := newHist(), newHist()
-	var cur atomic.Pointer[configRound]
+	var cur atomic.Pointer[watchRound]
 	var stray atomic.Int64
 	wctx, stopWatch := context.WithCancel(ctx)
 	var readers sync.WaitGroup
@@ -791,7 +802,7 @@ func configWatch(ctx context.Context, pc pathsConfig) (*result, error) {
 			return nil, fmt.Errorf("config-watch: watcher %d not created: %v", i, wr.Err())
 		}
 		readers.Go(func() {
-			var last *configRound
+			var last *watchRound
 			for wr := range wch {
 				now := time.Now()
 				for _, ev := range wr.Events {
@@ -820,22 +831,14 @@ func configWatch(ctx context.Context, pc pathsConfig) (*result, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		r := &configRound{sent: time.Now(), done: make(chan struct{})}
-		r.value = stamp(r.sent, 32)
+		r := newWatchRound(key)
 		cur.Store(r)
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := w.Put(pctx, key, r.value)
-		cancel()
+		m, err := r.deliver(ctx, w, put, pc.watchers, pc.timeout)
 		if err != nil {
 			errs++
 			continue
 		}
-		put.record(time.Since(r.sent))
-		select {
-		case <-r.done:
-		case <-time.After(pc.timeout):
-			missed += int64(pc.watchers) - r.got.Load()
-		}
+		missed += m
 		time.Sleep(pc.gap)
 	}
 	el := time.Since(start)
