@@ -255,3 +255,47 @@ func awaitDialed(t *testing.T, l *link, what string) {
 		return l.cur.Load() != nil, what + ": never sent"
 	})
 }
+
+// A session's first table may already name leaders that took their slots
+// after the session joined; each waits for the session's reconcile before
+// it serves, so the session reconciles at once rather than at its next
+// periodic check (an hour here).
+func TestFirstTableReconcilesWithItsLeaders(t *testing.T) {
+	asked := make(chan int, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := redcon.NewServer(ln.Addr().String(), func(conn redcon.Conn, cmd redcon.Command) {
+		r, err := proto.ParseDReconcile(cmd.Args)
+		if err != nil {
+			conn.WriteError(proto.ToRESP(err))
+			return
+		}
+		asked <- len(r.Slots)
+		conn.WriteArray(len(r.Slots))
+		for range r.Slots {
+			conn.WriteInt64(1)
+		}
+	}, nil, nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	n := routedNode(t, time.Second)
+	n.cfg.ReconcileInterval = time.Hour
+	n.kick = make(chan []int, 1)
+	n.subs.init(n)
+	n.bgWg.Add(1)
+	go n.reconcileLoop()
+	t.Cleanup(func() { close(n.stop); n.bgWg.Wait() })
+
+	n.onTable(leadAll(3, "d1", ln.Addr().String()))
+	select {
+	case got := <-asked:
+		if got != slot.Count {
+			t.Fatalf("the first reconcile covered %d slots, want all %d", got, slot.Count)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DRECONCILE reached the leaders of the session's first table")
+	}
+}

@@ -408,16 +408,19 @@ func (n *Node) onTable(t *slot.Table) {
 	}
 	n.table.Store(t)
 	n.router.leftTable(old, t)
+	// The first table counts every led slot as moved: its leader may have
+	// taken the slot after this session joined, and then waits for this
+	// session's reconcile (ReconcileTimeout) before it serves the slot.
 	var moved []int
 	for s := 0; s < slot.Count; s++ {
-		if old == nil || old.Slots[s].Leader != t.Slots[s].Leader ||
-			old.Slots[s].LeaderEpoch != t.Slots[s].LeaderEpoch {
+		if old == nil && t.Slots[s].Leader != "" || old != nil && (old.Slots[s].Leader != t.Slots[s].Leader ||
+			old.Slots[s].LeaderEpoch != t.Slots[s].LeaderEpoch) {
 			moved = append(moved, s)
 		}
 	}
 	n.log.Debug("table adopted", "epoch", t.Epoch, "moved_slots", len(moved))
 	n.subs.retarget(n, t)
-	if old != nil && len(moved) > 0 {
+	if len(moved) > 0 {
 		// Not from this goroutine: OnTable must not block on the network.
 		go n.kickReconcile(moved)
 	}
