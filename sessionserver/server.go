@@ -408,13 +408,17 @@ func (n *Node) onTable(t *slot.Table) {
 	}
 	n.table.Store(t)
 	n.router.leftTable(old, t)
-	// The first table counts every led slot as moved: its leader may have
-	// taken the slot after this session joined, and then waits for this
-	// session's reconcile (ReconcileTimeout) before it serves the slot.
 	var moved []int
-	for s := 0; s < slot.Count; s++ {
-		if old == nil && t.Slots[s].Leader != "" || old != nil && (old.Slots[s].Leader != t.Slots[s].Leader ||
-			old.Slots[s].LeaderEpoch != t.Slots[s].LeaderEpoch) {
+	for s, a := range t.Slots {
+		switch {
+		case old == nil:
+			// Every led slot of the first table: its leader may have taken
+			// the slot after this session joined, and then waits for this
+			// session's reconcile (ReconcileTimeout) before it serves it.
+			if a.Leader != "" {
+				moved = append(moved, s)
+			}
+		case old.Slots[s].Leader != a.Leader || old.Slots[s].LeaderEpoch != a.LeaderEpoch:
 			moved = append(moved, s)
 		}
 	}
