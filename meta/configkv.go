@@ -7,8 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -132,38 +130,6 @@ func restoreConfigAndLocks(s *state, sj *stateJSON) error {
 	return nil
 }
 
-// configSignal wakes the CONFWATCH long polls whenever ConfigRev
-// changes: waiters take the current channel, which is closed (and
-// replaced by the next waiter) on a change, so no change is missed
-// between reading the state and starting to wait.
-type configSignal struct {
-	mu sync.Mutex
-	ch chan struct{}
-	// polls counts the CONFWATCH polls in progress (for /metrics).
-	polls atomic.Int64
-}
-
-func (c *configSignal) wait() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch == nil {
-		c.ch = make(chan struct{})
-	}
-	return c.ch
-}
-
-func (c *configSignal) notify(old, cur *state) {
-	if old != nil && old.ConfigRev == cur.ConfigRev {
-		return
-	}
-	c.mu.Lock()
-	if c.ch != nil {
-		close(c.ch)
-		c.ch = nil
-	}
-	c.mu.Unlock()
-}
-
 // configWatchMaxBytes bounds one CONFWATCH reply: a new session may have
 // hundreds of keys of up to 256 KiB each to catch up on, and gets them in
 // several replies instead of one huge one.
@@ -269,44 +235,24 @@ func (n *Node) writeEntries(conn redcon.Conn, es []proto.ConfigEntry) error {
 	return nil
 }
 
-// configLeaderCheck is how often a waiting CONFWATCH checks that this
-// node still leads: after a leader change, changes are applied by the new
-// leader's log and a session polling a deposed one must move on soon.
-const configLeaderCheck = 200 * time.Millisecond
-
 // handleConfWatch is a session's long poll: it replies as soon as the
 // FSM holds a version above since (or at once if it does), else after
 // waitMs with no entries. Only the leader answers, so a session never
 // reads from a follower that is partitioned away and silently stale; a
 // leader that loses leadership while a poll waits answers NOTLEADER.
 func (n *Node) handleConfWatch(conn redcon.Conn, w *proto.ConfWatch) error {
-	n.store.cfg.polls.Add(1)
-	defer n.store.cfg.polls.Add(-1)
-	deadline := time.NewTimer(time.Duration(w.WaitMs) * time.Millisecond)
-	defer deadline.Stop()
-	check := time.NewTicker(configLeaderCheck)
-	defer check.Stop()
-	for {
-		wake := n.store.cfg.wait()
-		st := n.store.state()
-		// A ConfigRev below since means the group was rebuilt from
-		// scratch; answer at once so the session can say so.
-		if st.ConfigRev != w.Since {
-			rev, es := configSince(st, w.Since, configWatchMaxBytes)
-			return n.writeWatch(conn, rev, es)
-		}
-		select {
-		case <-wake:
-		case <-check.C:
-			if err := n.leaderGate(); err != nil {
-				return err
-			}
-		case <-deadline.C:
-			return n.writeWatch(conn, st.ConfigRev, nil)
-		case <-n.ctx.Done():
-			return proto.Errorf(proto.ErrUnavailable, "meta %s is shutting down", n.cfg.NodeID)
-		}
+	// A ConfigRev below since means the group was rebuilt from scratch;
+	// answer at once so the session can say so.
+	st, changed, err := n.longPoll(&n.store.cfg, time.Duration(w.WaitMs)*time.Millisecond,
+		func(st *state) bool { return st.ConfigRev != w.Since })
+	if err != nil {
+		return err
 	}
+	if !changed {
+		return n.writeWatch(conn, st.ConfigRev, nil)
+	}
+	rev, es := configSince(st, w.Since, configWatchMaxBytes)
+	return n.writeWatch(conn, rev, es)
 }
 
 func (n *Node) writeWatch(conn redcon.Conn, rev uint64, es []proto.ConfigEntry) error {

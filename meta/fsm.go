@@ -30,13 +30,17 @@ type store struct {
 	// table change at once instead of at its next tick.
 	changed chan struct{}
 	// cfg wakes CONFWATCH long polls when the config revision changes.
-	cfg configSignal
+	cfg stateSignal
+	// tables wakes TABLEWAIT long polls when the table or the session
+	// list changes.
+	tables stateSignal
 	// changes wakes whoever waits for any new state (LOCK ... WAIT).
-	changes configSignal
+	changes stateSignal
 }
 
 func newStore() *store {
 	s := &store{changed: make(chan struct{}, 1)}
+	s.cfg.matters, s.tables.matters = configChanged, tableChanged
 	s.cur.Store(newState())
 	return s
 }
@@ -48,7 +52,8 @@ func (s *store) publish(st *state) {
 		return
 	}
 	s.cfg.notify(old, st)
-	s.changes.notify(nil, st)
+	s.tables.notify(old, st)
+	s.changes.notify(old, st)
 	select {
 	case s.changed <- struct{}{}:
 	default:

@@ -384,43 +384,40 @@ func (n *Node) writeLockReply(conn redcon.Conn, lr *lockResult) {
 // left), or its wait passes: then it leaves the queue by an entry of its
 // own, which also tells whether the grant came first.
 func (n *Node) awaitLock(conn redcon.Conn, m *proto.MLock, until time.Time) error {
-	deadline := time.NewTimer(time.Until(until))
-	defer deadline.Stop()
-	check := time.NewTicker(configLeaderCheck)
-	defer check.Stop()
-	for {
-		wake := n.store.changes.wait()
-		st := n.store.state()
-		now := max(time.Now().UnixMilli(), st.Clock)
-		if l := st.Locks[m.Name]; l != nil && l.Owner == m.Owner && l.Conn == m.Conn && l.Expires > now {
-			n.writeLockReply(conn, &lockResult{Granted: true, Token: l.Token, Holder: l.Owner, Expires: l.Expires})
-			return nil
-		}
-		if !slices.ContainsFunc(st.LockQueues[m.Name], func(w lockWaiter) bool { return w.Owner == m.Owner && w.Conn == m.Conn }) {
-			res := &lockResult{}
-			if l := st.Locks[m.Name]; l != nil && l.Expires > now {
-				res.Token, res.Holder, res.Expires = l.Token, l.Owner, l.Expires
-			}
-			n.writeLockReply(conn, res)
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-check.C:
-			if err := n.leaderGate(); err != nil {
-				return err
-			}
-		case <-deadline.C:
-			res, err := n.commit(&command{Type: cmdLockCancel, Name: m.Name, Owner: m.Owner, Conn: m.Conn, Now: time.Now().UnixMilli()}, "lock cancel refused")
-			if err != nil {
-				return err
-			}
-			n.writeLockReply(conn, res.Lock)
-			return nil
-		case <-n.ctx.Done():
-			return proto.Errorf(proto.ErrUnavailable, "meta %s is shutting down", n.cfg.NodeID)
-		}
+	var granted bool
+	var now int64
+	settled := func(st *state) bool {
+		now = max(time.Now().UnixMilli(), st.Clock)
+		l := st.Locks[m.Name]
+		granted = l != nil && l.Owner == m.Owner && l.Conn == m.Conn && l.Expires > now
+		return granted ||
+			!slices.ContainsFunc(st.LockQueues[m.Name], func(w lockWaiter) bool { return w.Owner == m.Owner && w.Conn == m.Conn })
 	}
+	st, ok, err := n.longPoll(&n.store.changes, time.Until(until), settled)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		res, err := n.commit(&command{Type: cmdLockCancel, Name: m.Name, Owner: m.Owner, Conn: m.Conn, Now: time.Now().UnixMilli()}, "lock cancel refused")
+		if err != nil {
+			return err
+		}
+		n.writeLockReply(conn, res.Lock)
+		return nil
+	}
+	l := st.Locks[m.Name]
+	if granted {
+		n.writeLockReply(conn, &lockResult{Granted: true, Token: l.Token, Holder: l.Owner, Expires: l.Expires})
+		return nil
+	}
+	// Out of the queue (its session left): say who holds the lock, if
+	// anyone.
+	res := &lockResult{}
+	if l != nil && l.Expires > now {
+		res.Token, res.Holder, res.Expires = l.Token, l.Owner, l.Expires
+	}
+	n.writeLockReply(conn, res)
+	return nil
 }
 
 // handleMUnlock releases a lock; replies :1 if the owner held it, :0 if

@@ -43,6 +43,8 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		func() float64 { return float64(n.store.state().ConfigRev) })
 	gauge("slotreg_meta_config_polls", "CONFWATCH long polls from sessions waiting on this node.",
 		func() float64 { return float64(n.store.cfg.polls.Load()) })
+	gauge("slotreg_meta_table_polls", "TABLEWAIT long polls from data and session nodes waiting on this node.",
+		func() float64 { return float64(n.store.tables.polls.Load()) })
 	gauge("slotreg_meta_locks_held", "Global locks in the FSM (expired ones until the leader's expiry entry drops them).",
 		func() float64 { return float64(len(n.store.state().Locks)) })
 	gauge("slotreg_meta_fence_token", "The last fencing token granted.",

@@ -57,6 +57,7 @@ func (n *Node) rpcCommands() []rpcCommand {
 		rpc(proto.CmdHeartbeat, -5, leaderOnly, n.parseHeartbeat, n.handleHeartbeat),
 		rpc(proto.CmdLeave, 3, leaderOnly, proto.ParseLeave, n.handleLeave),
 		rpc(proto.CmdSuspect, 4, leaderOnly, proto.ParseSuspect, n.handleSuspect),
+		rpc(proto.CmdTableWait, 4, leaderOnly, proto.ParseTableWait, n.handleTableWait),
 		rpc(proto.CmdTable, 1, anyMeta, rawArgs, n.handleTable),
 		rpc(proto.CmdNodes, 1, anyMeta, rawArgs, n.handleNodes),
 		rpc(proto.CmdRemotes, 1, anyMeta, rawArgs, n.handleRemotes),

@@ -117,6 +117,9 @@ type Client struct {
 	beatMu sync.Mutex
 
 	leader *Leader
+	// watcher holds the TABLEWAIT long poll (see watch), on connections
+	// of its own so that it never delays a heartbeat.
+	watcher *Leader
 
 	mu      sync.Mutex
 	started bool
@@ -175,6 +178,8 @@ func NewClient(cfg Config) (*Client, error) {
 		log: cfg.Logger.With("node", cfg.NodeID, "kind", cfg.Kind),
 		leader: NewLeader(LeaderOptions{Metas: cfg.Metas, Secret: cfg.Secret, TLS: cfg.TLS,
 			ReadTimeout: cfg.AttemptTimeout, DialTimeout: cfg.AttemptTimeout}),
+		watcher: NewLeader(LeaderOptions{Metas: cfg.Metas, Secret: cfg.Secret, TLS: cfg.TLS, PoolSize: 1,
+			ReadTimeout: tableWait + cfg.AttemptTimeout, DialTimeout: cfg.AttemptTimeout}),
 		refreshCh: make(chan refreshReq),
 		kickCh:    make(chan struct{}, 1),
 	}
@@ -184,7 +189,8 @@ func NewClient(cfg Config) (*Client, error) {
 }
 
 // Start begins the heartbeat loop: one heartbeat at once, then one per
-// Interval. Calling it again, or after Leave or Close, does nothing.
+// Interval, and one as soon as meta has a newer table or session list
+// (see watch). Calling it again, or after Leave or Close, does nothing.
 func (c *Client) Start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -193,8 +199,56 @@ func (c *Client) Start() {
 	}
 	c.started = true
 	c.running.Store(true)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.run()
+	go c.watch()
+}
+
+// tableWait is how long one TABLEWAIT poll waits for news before the
+// next one is sent.
+const tableWait = 5 * time.Second
+
+// watch keeps a TABLEWAIT long poll open with the meta leader, and kicks
+// a heartbeat as soon as meta's table or session list differs from what
+// this node was last told, so a change (a move's next step, a node
+// joining or leaving) arrives a round trip after meta commits it rather
+// than up to an Interval later. Tables still come only through
+// heartbeats, whole and in order. While the poll fails (no meta leader,
+// a meta that predates TABLEWAIT) it is sent again every Interval, and
+// heartbeats alone bring the changes, as before.
+func (c *Client) watch() {
+	defer c.wg.Done()
+	epoch, members := c.epoch(), c.membersEpoch()
+	for c.loopCtx.Err() == nil {
+		w := proto.TableWait{Epoch: epoch, MembersEpoch: members, WaitMs: int(tableWait / time.Millisecond)}
+		v, err := c.watcher.Do(c.loopCtx, w.Args()...)
+		if err == nil {
+			var e, m uint64
+			if e, m, err = proto.ParseTableWaitReply(v); err == nil {
+				if e != epoch || m != members {
+					c.kick()
+				}
+				// The next poll waits for news beyond what meta said, not
+				// beyond what this node has: the heartbeat just kicked may
+				// not have brought it yet, and polling from the node's own
+				// epochs would spin until it had.
+				epoch, members = e, m
+				continue
+			}
+		}
+		if c.loopCtx.Err() != nil {
+			return
+		}
+		c.log.Debug("table wait failed; heartbeats alone bring changes", "err", err)
+		t := time.NewTimer(c.cfg.Interval)
+		select {
+		case <-c.loopCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		epoch, members = c.epoch(), c.membersEpoch()
+	}
 }
 
 func (c *Client) run() {
@@ -436,6 +490,9 @@ func (c *Client) stopLoop() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.loopCancel()
+	// A poll in flight ends only when its connection does: cancelling
+	// the context does not interrupt a read with no deadline of its own.
+	c.watcher.Close()
 	c.wg.Wait()
 	c.running.Store(false)
 }

@@ -44,6 +44,7 @@ func FuzzParseCommands(f *testing.F) {
 		{CmdHeartbeat, KindData, "d1", "a:1", "1", "1", "1:2,1:3"},
 		(&ConfSet{Key: "app/k", Value: "v"}).Args(),
 		(&ConfWatch{Since: 3, WaitMs: 100}).Args(),
+		(&TableWait{Epoch: 7, MembersEpoch: 2, WaitMs: 100}).Args(),
 		(&MLock{Name: "n", Owner: "o", TTLMs: 1000, Session: "s1", Conn: "c.1"}).Args(),
 		(&MUnlock{Name: "n", Owner: "o", Conn: "c.1"}).Args(),
 	} {
@@ -92,6 +93,7 @@ func FuzzParseCommands(f *testing.F) {
 		ParseMetaJoin(args)
 		roundTrip(t, "confset", args, ParseConfSet, (*ConfSet).Args)
 		roundTrip(t, "confwatch", args, ParseConfWatch, (*ConfWatch).Args)
+		roundTrip(t, "tablewait", args, ParseTableWait, (*TableWait).Args)
 		roundTrip(t, "mlock", args, ParseMLock, (*MLock).Args)
 		roundTrip(t, "munlock", args, ParseMUnlock, (*MUnlock).Args)
 		roundTrip(t, "lock", args, ParseLock, (*Lock).Args)

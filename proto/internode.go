@@ -473,3 +473,63 @@ func CheckPlace(what, name string, empty bool) error {
 	}
 	return nil
 }
+
+// MaxTableWait bounds a TABLEWAIT long poll, in milliseconds.
+const MaxTableWait = 60_000
+
+// TableWait asks the meta leader to answer as soon as its table epoch or
+// members epoch differs from the ones given, or after WaitMs. A data or
+// session node keeps one open so that a change reaches it at once rather
+// than at its next heartbeat; the reply only says that there is news,
+// and the node's next heartbeat fetches it.
+type TableWait struct {
+	Epoch, MembersEpoch uint64
+	WaitMs              int
+}
+
+// Args builds the command.
+func (w *TableWait) Args() []any {
+	return []any{CmdTableWait, strconv.FormatUint(w.Epoch, 10), strconv.FormatUint(w.MembersEpoch, 10), strconv.Itoa(w.WaitMs)}
+}
+
+// ParseTableWait parses TABLEWAIT epoch membersEpoch waitMs.
+func ParseTableWait(args [][]byte) (*TableWait, error) {
+	if err := arity(args, CmdTableWait, 4); err != nil {
+		return nil, err
+	}
+	w := &TableWait{}
+	var err error
+	if w.Epoch, err = parseUint(args[1], "epoch"); err != nil {
+		return nil, err
+	}
+	if w.MembersEpoch, err = parseUint(args[2], "members epoch"); err != nil {
+		return nil, err
+	}
+	if w.WaitMs, err = strconv.Atoi(string(args[3])); err != nil || w.WaitMs < 0 || w.WaitMs > MaxTableWait {
+		return nil, Errorf(ErrInvalid, "wait must be 0 to %d milliseconds, got %q", MaxTableWait, args[3])
+	}
+	return w, nil
+}
+
+// AppendTableWaitReply appends TABLEWAIT's reply: the meta leader's
+// table epoch and members epoch, as a two-integer array.
+func AppendTableWaitReply(b []byte, epoch, membersEpoch uint64) []byte {
+	b = redcon.AppendArray(b, 2)
+	b = redcon.AppendUint(b, epoch)
+	return redcon.AppendUint(b, membersEpoch)
+}
+
+// ParseTableWaitReply decodes a TABLEWAIT reply as go-redis returns it.
+func ParseTableWaitReply(v any) (epoch, membersEpoch uint64, err error) {
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return 0, 0, fmt.Errorf("%s reply: want an array of 2 integers, got %T %v", CmdTableWait, v, v)
+	}
+	if epoch, err = replyUint(a[0], "epoch"); err != nil {
+		return 0, 0, fmt.Errorf("%s reply: %w", CmdTableWait, err)
+	}
+	if membersEpoch, err = replyUint(a[1], "members epoch"); err != nil {
+		return 0, 0, fmt.Errorf("%s reply: %w", CmdTableWait, err)
+	}
+	return epoch, membersEpoch, nil
+}

@@ -167,3 +167,35 @@ func TestNotLeaderAcrossRESP(t *testing.T) {
 		t.Fatal("LeaderAddr(ErrTimeout) reported a NOTLEADER error")
 	}
 }
+
+func TestTableWaitRoundTrip(t *testing.T) {
+	w := &TableWait{Epoch: 1 << 40, MembersEpoch: 3, WaitMs: MaxTableWait}
+	if out, err := ParseTableWait(ArgsBytes(w.Args())); err != nil || !reflect.DeepEqual(out, w) {
+		t.Fatalf("TableWait: got %+v, %v; want %+v", out, err, w)
+	}
+	for _, args := range [][]any{
+		{CmdTableWait, "1", "2"},
+		{CmdTableWait, "-1", "2", "10"},
+		{CmdTableWait, "1", "x", "10"},
+		{CmdTableWait, "1", "2", "-1"},
+		{CmdTableWait, "1", "2", strconv.Itoa(MaxTableWait + 1)},
+		{CmdTableWait, "1", "2", "10", "extra"},
+	} {
+		if _, err := ParseTableWait(ArgsBytes(args)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseTableWait(%v) = %v, want an ERR reply", args, err)
+		}
+	}
+	raw := AppendTableWaitReply(nil, 9, 4)
+	v, err := readReply(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("decode %q: %v", raw, err)
+	}
+	if e, m, err := ParseTableWaitReply(v); err != nil || e != 9 || m != 4 {
+		t.Fatalf("ParseTableWaitReply(%q) = %d, %d, %v", raw, e, m, err)
+	}
+	for _, v := range []any{nil, int64(1), []any{int64(1)}, []any{int64(1), "2"}, []any{int64(-1), int64(2)}} {
+		if _, _, err := ParseTableWaitReply(v); err == nil {
+			t.Errorf("ParseTableWaitReply(%#v) succeeded, want an error", v)
+		}
+	}
+}

@@ -57,6 +57,9 @@ const (
 	// CmdSuspect is a node reporting that another refuses connections
 	// (see Suspect).
 	CmdSuspect = "suspect"
+	// CmdTableWait is a node's long poll for a newer table or session
+	// list (see TableWait).
+	CmdTableWait = "tablewait"
 )
 
 // Inter-node commands served by data nodes. A session's change stream uses
