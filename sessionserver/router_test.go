@@ -299,3 +299,56 @@ func TestFirstTableReconcilesWithItsLeaders(t *testing.T) {
 		t.Fatal("no DRECONCILE reached the leaders of the session's first table")
 	}
 }
+
+// TestReconcileLooksAgainBeforeSendingTheList: a digest that differed
+// while writes were in flight is compared once more with the slot's
+// writes held back; the whole publisher list (DSYNC) goes only if the
+// leader still disagrees.
+func TestReconcileLooksAgainBeforeSendingTheList(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		agreeFrom int // the DRECONCILE from which on the leader agrees (0: never)
+		syncs     int64
+	}{
+		{"agrees on the second look", 2, 0},
+		{"still differs", 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asks, syncs atomic.Int64
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := redcon.NewServer(ln.Addr().String(), func(conn redcon.Conn, cmd redcon.Command) {
+				if r, err := proto.ParseDReconcile(cmd.Args); err == nil {
+					agree := int64(0)
+					if n := asks.Add(1); tc.agreeFrom > 0 && n >= int64(tc.agreeFrom) {
+						agree = 1
+					}
+					conn.WriteArray(len(r.Slots))
+					for range r.Slots {
+						conn.WriteInt64(agree)
+					}
+					return
+				}
+				if _, err := proto.ParseDSync(cmd.Args); err == nil {
+					syncs.Add(1)
+					conn.WriteInt(0)
+					return
+				}
+				conn.WriteError("ERR unexpected " + string(cmd.Args[0]))
+			}, nil, nil)
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+
+			n := routedNode(t, time.Second)
+			n.table.Store(leadAll(3, "d1", ln.Addr().String()))
+			if failed := n.reconcile([]int{5}, 2*time.Second); len(failed) != 0 {
+				t.Fatalf("slot 5 not reconciled: %v", failed)
+			}
+			if asks.Load() != 2 || syncs.Load() != tc.syncs {
+				t.Fatalf("%d DRECONCILEs and %d DSYNCs, want 2 and %d", asks.Load(), syncs.Load(), tc.syncs)
+			}
+		})
+	}
+}
