@@ -117,7 +117,8 @@ func tableEpoch(s *state) uint64 {
 
 // applyInit fixes the replica count and starts the table at epoch 1, so
 // that epoch 0 always means "no table yet" to data and session nodes and
-// the first heartbeat reply carries a table.
+// the first heartbeat reply carries a table. The command's ID names the
+// cluster (slot.Table.Cluster).
 func applyInit(s *state, c *command) (*state, error) {
 	if s.Replicas != 0 {
 		return nil, fmt.Errorf("%w (replicas %d)", errAlreadyInitialized, s.Replicas)
@@ -128,7 +129,7 @@ func applyInit(s *state, c *command) (*state, error) {
 	next := *s
 	next.Replicas = c.Replicas
 	next.Table = slot.NewTable(c.Replicas)
-	next.Table.Epoch = 1
+	next.Table.Epoch, next.Table.Cluster = 1, c.ID
 	next.MembersEpoch = 1
 	return &next, nil
 }

@@ -2,6 +2,8 @@ package meta
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -72,14 +74,18 @@ func (n *Node) prepareLeadership() error {
 	st := n.store.state()
 	switch {
 	case st.Replicas == 0:
-		res, err := n.propose(&command{Type: cmdInit, Replicas: n.cfg.Replicas})
+		// The cluster's name is drawn here, not in the applier, which
+		// must give every replica the same state.
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		res, err := n.propose(&command{Type: cmdInit, Replicas: n.cfg.Replicas, ID: hex.EncodeToString(id[:])})
 		if err != nil {
 			return fmt.Errorf("initialize: %w", err)
 		}
 		if res.Err != nil && !errors.Is(res.Err, errAlreadyInitialized) {
 			return fmt.Errorf("initialize with replicas %d: %w", n.cfg.Replicas, res.Err)
 		}
-		n.log.Info("initialized the slot table", "replicas", n.cfg.Replicas, "epoch", res.Epoch)
+		n.log.Info("initialized the slot table", "replicas", n.cfg.Replicas, "epoch", res.Epoch, "cluster", n.store.state().Table.Cluster)
 	case st.Replicas != n.cfg.Replicas:
 		n.log.Warn("configured Replicas differs from the cluster's; the cluster's value stays",
 			"configured", n.cfg.Replicas, "cluster", st.Replicas)

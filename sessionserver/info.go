@@ -29,8 +29,9 @@ func (n *Node) info(args [][]byte) string {
 		b.WriteString("\r\n")
 	}
 	var epoch uint64
+	var cluster string
 	if t := n.table.Load(); t != nil {
-		epoch = t.Epoch
+		epoch, cluster = t.Epoch, t.Cluster
 	}
 	n.mu.Lock()
 	conns := len(n.conns)
@@ -53,6 +54,7 @@ func (n *Node) info(args [][]byte) string {
 	// data nodes); Cluster counts them.
 	section("Registry",
 		"table_epoch", epoch,
+		"cluster_id", cluster,
 		"ready", boolInt(n.Ready()),
 		"session_conn_publishers", n.pubs.count(),
 		"session_subscribed_topics", topics,

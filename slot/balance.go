@@ -100,6 +100,7 @@ func balance(prev *Table, nodes []Node, replicas int, prefer map[int]string, eve
 	b.placeTargets()
 	b.placeFollowers()
 	next := b.table()
+	next.Cluster = prev.Cluster
 	if next.sameContent(prev) {
 		return prev.Clone(), nil
 	}

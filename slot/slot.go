@@ -62,6 +62,12 @@ type Table struct {
 	Nodes []Node `json:"nodes"`
 	// Slots holds each slot's owners, indexed by slot number.
 	Slots [Count]Assignment `json:"slots"`
+	// Cluster names the cluster: meta draws it once, when it makes the
+	// first table, and every table after carries it. A registry that
+	// starts again from empty has a new one, so a client that outlived
+	// the old registry knows that versions have started over. "" in
+	// tables from before it existed.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // NewTable returns an empty table: epoch 0, no nodes, no leaders. It is the
@@ -212,6 +218,7 @@ type wireTable struct {
 	Replicas int          `json:"replicas"`
 	Nodes    []Node       `json:"nodes"`
 	Slots    []Assignment `json:"slots"`
+	Cluster  string       `json:"cluster,omitempty"`
 }
 
 // Unmarshal decodes a table produced by Marshal and validates it (see
@@ -229,7 +236,7 @@ func Unmarshal(b []byte) (*Table, error) {
 	if len(w.Slots) != Count {
 		return nil, fmt.Errorf("slot: table has %d slots, want %d", len(w.Slots), Count)
 	}
-	t := &Table{Epoch: w.Epoch, Replicas: w.Replicas, Nodes: w.Nodes}
+	t := &Table{Epoch: w.Epoch, Replicas: w.Replicas, Nodes: w.Nodes, Cluster: w.Cluster}
 	for s := range t.Slots {
 		a := w.Slots[s]
 		if len(a.Followers) == 0 {
@@ -311,7 +318,7 @@ func (t *Table) Equal(o *Table) bool {
 // sameContent is Equal without the epoch; Balance uses it to decide whether
 // a new epoch is needed.
 func (t *Table) sameContent(o *Table) bool {
-	if t.Replicas != o.Replicas || len(t.Nodes) != len(o.Nodes) {
+	if t.Replicas != o.Replicas || t.Cluster != o.Cluster || len(t.Nodes) != len(o.Nodes) {
 		return false
 	}
 	for i := range t.Nodes {

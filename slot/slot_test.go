@@ -1042,3 +1042,34 @@ func TestChainMove(t *testing.T) {
 		t.Fatalf("chain found with nothing over target")
 	}
 }
+
+// TestClusterCarriedThrough: the cluster name meta puts in the first
+// table stays in every table derived from it (balance, moves, cancels)
+// and survives the wire; it is part of the content, so tables of two
+// clusters are never equal.
+func TestClusterCarriedThrough(t *testing.T) {
+	first := NewTable(2)
+	first.Epoch, first.Cluster = 1, "c-1"
+	tab := mustBalance(t, first, mkNodes("a", "b", "c"), 2)
+	tab = mustStart(t, tab, 0, tab.Slots[0].Followers[0])
+	tab = mustBalance(t, tab, mkNodes("a", "b", "c", "d"), 2)
+	if even, err := EvenFollowers(tab); err != nil || even.Cluster != "c-1" {
+		t.Fatalf("EvenFollowers: cluster %q, %v", even.Cluster, err)
+	}
+	if cancelled, err := CancelMove(tab, 0); err != nil || cancelled.Cluster != "c-1" {
+		t.Fatalf("CancelMove: cluster %q, %v", cancelled.Cluster, err)
+	}
+	b, err := tab.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(b)
+	if err != nil || got.Cluster != "c-1" || !got.Equal(tab) {
+		t.Fatalf("round trip: cluster %q, equal %v, %v", got.Cluster, got.Equal(tab), err)
+	}
+	other := tab.Clone()
+	other.Cluster = "c-2"
+	if other.Equal(tab) {
+		t.Fatal("tables of two clusters are equal")
+	}
+}
