@@ -40,6 +40,9 @@ type Client struct {
 	fails     int    // links lost after they were ready
 	closing   bool
 	everReady bool // a link has been ready once: the next is a reconnect
+	// cluster is the last cluster_id a session named (see
+	// slot.Table.Cluster); "" until one did.
+	cluster string
 
 	// Listeners (OnStateChange, OnLockLost), called through notify.
 	notify      *notifier
@@ -221,6 +224,7 @@ func (c *Client) connect(addr string) (*link, error) {
 	if err := l.open(); err != nil {
 		return l, err
 	}
+	c.noteCluster(l)
 	l.receiving = true
 	c.wg.Add(2)
 	go func() {
@@ -247,6 +251,37 @@ func (c *Client) connect(addr string) (*link, error) {
 	c.mu.Unlock()
 	c.log.Info("slotreg session ready", "session", addr, "registrations", nregs, "subscriptions", ntopics, "watches", nwatches)
 	return l, nil
+}
+
+// noteCluster compares the cluster a new link's session belongs to with
+// the last one's. A different one is a registry that started again from
+// empty: its versions start over, below those this client holds, and
+// every state it pushes would be dropped as old. The client then forgets
+// the versions it holds (not the states: subscribers keep the last they
+// got until the new registry's arrives), before anything is received on
+// the link.
+func (c *Client) noteCluster(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.cluster == "" || l.cluster == c.cluster {
+		return
+	}
+	if c.cluster != "" {
+		c.log.Warn("the registry is a new cluster (it started again from empty); versions start over",
+			"session", l.addr, "cluster", l.cluster, "was", c.cluster)
+		for _, t := range c.topics {
+			t.last = nil
+			for s := range t.subs {
+				s.forgetVersion()
+			}
+		}
+		for _, pt := range c.ptopics {
+			for _, r := range pt.paths {
+				r.version = 0
+			}
+		}
+	}
+	c.cluster = l.cluster
 }
 
 // replay sends every registration and subscription on a new link and

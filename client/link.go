@@ -33,6 +33,9 @@ type link struct {
 	// health check compares it, so a connection go-redis replaced is
 	// noticed even if no command on it ever failed.
 	pinID int64
+	// cluster is the session's cluster_id (INFO registry), "" from a
+	// session that does not say it.
+	cluster string
 
 	ctx    context.Context // ends when the link is closed
 	cancel context.CancelFunc
@@ -189,6 +192,7 @@ func (l *link) open() error {
 	if !strings.Contains(info, "ready:1") {
 		return fmt.Errorf("session %s: not ready (it has no slot table yet): %w", l.addr, proto.ErrUnavailable)
 	}
+	l.cluster = infoField(info, "cluster_id")
 	if l.pinID, err = l.pin.ClientID(l.ctx).Result(); err != nil {
 		return fmt.Errorf("session %s: CLIENT ID: %w", l.addr, err)
 	}
@@ -282,3 +286,13 @@ func serverError(err error) (error, bool) {
 // permanent says whether a refused write will be refused again however
 // often it is sent.
 func permanent(err error) bool { return errors.Is(err, proto.ErrInvalid) }
+
+// infoField is the value of key in INFO's "key:value" lines, "" if absent.
+func infoField(info, key string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), key+":"); ok {
+			return v
+		}
+	}
+	return ""
+}

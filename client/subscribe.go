@@ -60,7 +60,10 @@ type Subscription struct {
 // state, then the newest state after every change. Calls are serial and
 // coalesced: a slow fn gets the latest state next, not every state in
 // between. fn never gets a version lower than, or equal to, one it already
-// got, including after the client fails over to another session. Subscribe
+// got, including after the client fails over to another session, with one
+// exception: a registry that started again from empty (a new cluster, as
+// its sessions say) numbers versions from the start again, and fn then
+// gets the new registry's state whatever its version. Subscribe
 // returns once a session has confirmed the subscription; the first
 // snapshot follows through fn.
 func (c *Client) Subscribe(ctx context.Context, dataInfoID string, fn func(Snapshot)) (*Subscription, error) {
@@ -130,6 +133,14 @@ func (s *Subscription) stop() {
 		s.stopped = true
 		close(s.quit)
 	}
+}
+
+// forgetVersion makes the next snapshot offered one to deliver, whatever
+// its version (see Client.noteCluster).
+func (s *Subscription) forgetVersion() {
+	s.mu.Lock()
+	s.delivered, s.next = nil, nil
+	s.mu.Unlock()
 }
 
 // offer hands the subscription a snapshot; only the newest one waiting is
