@@ -279,6 +279,9 @@ func (c *Client) noteCluster(l *link) {
 			for _, r := range pt.paths {
 				r.version = 0
 			}
+			for w := range pt.watches {
+				w.forgetVersions()
+			}
 		}
 	}
 	c.cluster = l.cluster

@@ -143,6 +143,18 @@ func (w *Watch) offer(path string, cur pathRec) {
 	}
 }
 
+// forgetVersions keeps what the callback was told of each path but not
+// at which version, so a path's next change is news whatever its version
+// (see Client.noteCluster).
+func (w *Watch) forgetVersions() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for path, r := range w.told {
+		r.version = 0
+		w.told[path] = r
+	}
+}
+
 // next takes the next event for the callback, if any.
 func (w *Watch) next() (Event, bool) {
 	w.mu.Lock()
