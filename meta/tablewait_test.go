@@ -49,7 +49,7 @@ func TestTableWaitLongPoll(t *testing.T) {
 	waitFor(t, "d1's first table", func() (bool, string) { return tl.last() != nil, "none yet" })
 	rdb := rawClient(t, n.RPCAddr())
 	ctx := context.Background()
-	wait := func(epoch, members uint64, ms int) (uint64, uint64, time.Duration) {
+	wait := func(epoch, members uint64, ms uint32) (uint64, uint64, time.Duration) {
 		t.Helper()
 		start := time.Now()
 		v, err := rdb.Do(ctx, (&proto.TableWait{Epoch: epoch, MembersEpoch: members, WaitMs: ms}).Args()...).Result()

@@ -220,7 +220,7 @@ func (c *Client) watch() {
 	defer c.wg.Done()
 	epoch, members := c.epoch(), c.membersEpoch()
 	for c.loopCtx.Err() == nil {
-		w := proto.TableWait{Epoch: epoch, MembersEpoch: members, WaitMs: int(tableWait / time.Millisecond)}
+		w := proto.TableWait{Epoch: epoch, MembersEpoch: members, WaitMs: uint32(tableWait / time.Millisecond)}
 		v, err := c.watcher.Do(c.loopCtx, w.Args()...)
 		if err == nil {
 			var e, m uint64

@@ -474,9 +474,6 @@ func CheckPlace(what, name string, empty bool) error {
 	return nil
 }
 
-// MaxTableWait bounds a TABLEWAIT long poll, in milliseconds.
-const MaxTableWait = 60_000
-
 // TableWait asks the meta leader to answer as soon as its table epoch or
 // members epoch differs from the ones given, or after WaitMs. A data or
 // session node keeps one open so that a change reaches it at once rather
@@ -484,12 +481,12 @@ const MaxTableWait = 60_000
 // and the node's next heartbeat fetches it.
 type TableWait struct {
 	Epoch, MembersEpoch uint64
-	WaitMs              int
+	WaitMs              uint32 // at most 60000, as every long poll's
 }
 
 // Args builds the command.
 func (w *TableWait) Args() []any {
-	return []any{CmdTableWait, strconv.FormatUint(w.Epoch, 10), strconv.FormatUint(w.MembersEpoch, 10), strconv.Itoa(w.WaitMs)}
+	return []any{CmdTableWait, strconv.FormatUint(w.Epoch, 10), strconv.FormatUint(w.MembersEpoch, 10), strconv.FormatUint(uint64(w.WaitMs), 10)}
 }
 
 // ParseTableWait parses TABLEWAIT epoch membersEpoch waitMs.
@@ -505,8 +502,8 @@ func ParseTableWait(args [][]byte) (*TableWait, error) {
 	if w.MembersEpoch, err = parseUint(args[2], "members epoch"); err != nil {
 		return nil, err
 	}
-	if w.WaitMs, err = strconv.Atoi(string(args[3])); err != nil || w.WaitMs < 0 || w.WaitMs > MaxTableWait {
-		return nil, Errorf(ErrInvalid, "wait must be 0 to %d milliseconds, got %q", MaxTableWait, args[3])
+	if w.WaitMs, err = parseWaitMs(args[3]); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
