@@ -344,6 +344,18 @@ func (u *slotUnit) reconciled(session string) {
 	}
 }
 
+// reconcilable says whether a session's reconcile of the slot at leader
+// epoch epoch counts: the node leads it, and is ready or knows whom it
+// waits for. Between lead and awaitSessions (onTable, then
+// startReconcile) a slot taken over without a handoff leads but waits for
+// no one yet; a reconcile then would be forgotten when the wait begins,
+// and the slot would wait ReconcileTimeout for a session that had already
+// reconciled. The session is told the node does not lead (yet), and asks
+// again. u.mu is held.
+func (u *slotUnit) reconcilable(epoch uint64) bool {
+	return u.leads(epoch) && (u.ready || u.waiting != nil)
+}
+
 // leads says whether the node leads the slot at leader epoch epoch;
 // u.mu is held.
 func (u *slotUnit) leads(epoch uint64) bool {
@@ -359,7 +371,7 @@ func (u *slotUnit) leads(epoch uint64) bool {
 func (u *slotUnit) compareDigest(session string, stamp proto.Stamp, epoch uint64, dg proto.Digest) (equal, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.leads(epoch) {
+	if !u.reconcilable(epoch) {
 		return false, false
 	}
 	u.stamped(session, stamp)
@@ -429,7 +441,7 @@ func (u *slotUnit) stale(what, session string, st, cur proto.Stamp) error {
 func (u *slotUnit) syncSession(session, zone string, epoch uint64, stamp proto.Stamp, pubs []proto.SyncPub) (changed []string, target string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if target, err := u.admit("sync", session, stamp, u.leads(epoch)); err != nil {
+	if target, err := u.admit("sync", session, stamp, u.reconcilable(epoch)); err != nil {
 		return nil, target, err
 	}
 	u.log.Debug("sync request", "slot", u.id, "session", session, "publishers", len(pubs), "digest", u.store.digests[session])

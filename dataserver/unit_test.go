@@ -576,3 +576,29 @@ func TestUnitReconcileFencesOlderWrites(t *testing.T) {
 		t.Fatalf("s2's batch after a reconcile at another epoch: %v", err)
 	}
 }
+
+// A slot taken over without a handoff leads before it knows whom to wait
+// for (onTable calls lead, then awaitSessions). A session's reconcile in
+// between is refused, not counted: counted, it was forgotten when the
+// wait began, and the slot waited ReconcileTimeout for that session.
+func TestUnitReconcileBeforeTheWaitBeginsIsRefused(t *testing.T) {
+	u := mustUnit(t)
+	if promoted, ready := u.lead(&slot.Assignment{Leader: "d1", LeaderEpoch: 1}, nil); !promoted || ready {
+		t.Fatalf("lead: promoted %v ready %v", promoted, ready)
+	}
+	if _, ok := u.compareDigest("s1", proto.Stamp{}, 1, proto.Digest{}); ok {
+		t.Fatal("a digest compare before awaitSessions was answered")
+	}
+	if _, _, err := u.syncSession("s1", "", 1, proto.Stamp{}, nil); err == nil {
+		t.Fatal("a sync before awaitSessions was applied")
+	}
+	if _, waiting := u.awaitSessions([]string{"s1"}); !waiting {
+		t.Fatal("awaitSessions: not waiting for s1")
+	}
+	if eq, ok := u.compareDigest("s1", proto.Stamp{}, 1, proto.Digest{}); !ok || !eq {
+		t.Fatalf("the compare once waiting: equal %v ok %v", eq, ok)
+	}
+	if _, _, ready := u.read("a"); !ready {
+		t.Fatal("s1 reconciled, yet the slot is not ready")
+	}
+}
