@@ -22,10 +22,18 @@ type FanoutConfig struct {
 	Target      string
 	Subscribers int
 	Rounds      int
-	Gap         time.Duration // between rounds
+	// PayloadBytes is the size of each Redis PUBLISH (default 32, the
+	// probe data slotreg's push carries); slotreg's push is that data in
+	// its JSON state, several times the size.
+	PayloadBytes int
+	Gap          time.Duration // between rounds
 	Timeout     time.Duration // longest wait for one round's deliveries
 	Progress    *Progress
 }
+
+// ScenarioFanoutPushSize names a Redis fanout run whose PUBLISH carries
+// as many bytes as slotreg's push did in the same report.
+const ScenarioFanoutPushSize = "fanout-push-size"
 
 // Fanout's metrics the goal table reads.
 const (
@@ -51,11 +59,13 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	cfg.Gap = cmp.Or(max(cfg.Gap, 0), time.Second)
 	cfg.Timeout = cmp.Or(max(cfg.Timeout, 0), 10*time.Second)
 	cfg.Target = cmp.Or(cfg.Target, TargetSlotreg)
+	cfg.PayloadBytes = cmp.Or(max(cfg.PayloadBytes, 0), 32)
 	if cfg.Target != TargetSlotreg && cfg.Target != TargetRedis {
 		return nil, fmt.Errorf("fanout: no %s workload", cfg.Target)
 	}
 	svc := serviceName(runPrefix("fanout"), 0)
 	var cur atomic.Pointer[fanRound]
+	var pushBytes atomic.Int64 // the largest message a subscriber received
 	cfg.Progress.Logf("%s fanout: opening %d subscribers", cfg.Target, cfg.Subscribers)
 	opened := time.Now()
 	one := []string{svc}
@@ -75,6 +85,9 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 				return
 			}
 			lastRound = r
+			if int64(p.bytes) > pushBytes.Load() {
+				pushBytes.Store(int64(p.bytes))
+			}
 			r.hist.Record(p.recv.Sub(sent))
 			for {
 				old := r.lastNs.Load()
@@ -97,6 +110,9 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	res := &Result{Scenario: "fanout", Target: cfg.Target, Params: map[string]any{
 		"subscribers": cfg.Subscribers, "rounds": cfg.Rounds, "sessions": len(cfg.Addrs),
 	}}
+	if cfg.Target == TargetRedis {
+		res.Params["payload_bytes"] = cfg.PayloadBytes
+	}
 	start := time.Now()
 	for rd := 1; rd <= cfg.Rounds; rd++ {
 		select {
@@ -110,7 +126,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		var err error
 		if cfg.Target == TargetRedis {
 			var n int64
-			if n, err = w.Publish(ctx, svc, stampData(now, 32)).Result(); err == nil && n != int64(cfg.Subscribers) {
+			if n, err = w.Publish(ctx, svc, stampData(now, cfg.PayloadBytes)).Result(); err == nil && n != int64(cfg.Subscribers) {
 				res.Note("round %d: PUBLISH reached %d receivers, want %d", rd, n, cfg.Subscribers)
 			}
 		} else {
@@ -137,6 +153,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 		cfg.Progress.Logf("%s fanout round %d: all %d subscribers had the change after %v", cfg.Target, rd, cfg.Subscribers, span.Round(time.Microsecond))
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.Params["message_bytes"] = int(pushBytes.Load())
 	res.Rate = float64(res.Ops) / res.Seconds
 	res.setHist(all)
 	addSpread(res, "all subscribers delivered after", spans)

@@ -189,6 +189,9 @@ func (rp *Report) ComputeRatios() {
 			if b, bok := fanoutMedianMs(find("fanout", peer)); bok && b > 0 {
 				rp.Ratios = append(rp.Ratios, Ratio{"fanout", peer, "all delivered, median ms", a, b, a / b})
 			}
+			if b, bok := fanoutMedianMs(find(ScenarioFanoutPushSize, peer)); bok && b > 0 {
+				rp.Ratios = append(rp.Ratios, Ratio{ScenarioFanoutPushSize, peer, "all delivered, median ms", a, b, a / b})
+			}
 		}
 		for _, sc := range []string{"config-push", "lock-acquire"} {
 			a, aok := p99(find(sc, TargetSlotreg))
@@ -370,6 +373,16 @@ func (rp *Report) computeGoals() {
 			peers = "Redis PUBLISH to " + fmtK(k) + " subscribers, " + fig(bv, bok)
 			if bk, _ := b.paramInt("subscribers"); bk != k {
 				peers += " (" + fmtK(bk) + " subscribers)"
+			}
+		}
+		// The same PUBLISH carrying as many bytes as slotreg's push: shown,
+		// not checked; the goal stays as the issue set it.
+		if sb := rp.find(ScenarioFanoutPushSize, TargetRedis); sb != nil {
+			sv, sok := fanoutMedianMs(sb)
+			pb, _ := sb.paramInt("payload_bytes")
+			peers += fmt.Sprintf("; the same with slotreg's %d-byte push as payload, %s", pb, fig(sv, sok))
+			if aok && sok && sv > 0 {
+				peers += fmt.Sprintf(" (%.2f×)", av/sv)
 			}
 		}
 		vs := ratioCheck(av, bv, b != nil && bok, 1.0, false, "Redis")

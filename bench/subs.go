@@ -17,7 +17,8 @@ import (
 // push is one message a subscriber received, decoded.
 type push struct {
 	proto.Push
-	recv time.Time
+	recv  time.Time
+	bytes int // the payload's size
 }
 
 // data returns the data of registerId rid, if present.
@@ -135,7 +136,7 @@ func (s *subscriber) read(ctx context.Context) {
 				}
 			}
 		case *redis.Message:
-			p := &push{recv: now}
+			p := &push{recv: now, bytes: len(m.Payload)}
 			if s.target == TargetRedis {
 				p.DataInfoID = m.Channel
 				p.Publishers = []proto.PushEntry{{Data: m.Payload}}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -24,6 +25,9 @@ type clientConn struct {
 	nc net.Conn
 	id string
 	rd *redcon.Reader
+	// raw is nc's socket, for pushes written from the goroutine that
+	// delivers them (directpush.go); nil where there is none.
+	raw syscall.RawConn
 
 	wmu   sync.Mutex
 	wr    *respWriter
@@ -70,6 +74,7 @@ func newClientConn(n *Node, nc net.Conn) *clientConn {
 		nc:     nc,
 		id:     n.incarnation + "." + strconv.FormatUint(n.nextConn.Add(1), 10),
 		rd:     redcon.NewReader(nc),
+		raw:    rawConn(nc),
 		wr:     newRespWriter(nc),
 		owned:  make(map[pubKey]struct{}),
 		topics: make(map[string]*topic),

@@ -19,6 +19,7 @@ import (
 type pushState struct {
 	version  uint64
 	payload  []byte
+	frame    []byte    // the RESP2 push of payload (see directpush.go)
 	received time.Time // when the feed delivered it: push latency starts here
 	// hash sums the view's publishers where the view left some out
 	// (filtered), so a change it does not see pushes nothing.
@@ -152,36 +153,52 @@ func (r *subRegistry) request(w watchReq) {
 // state and every subscriber is marked.
 func (r *subRegistry) deliver(d *proto.Datum) {
 	sl := &r.slots[slot.Of(d.DataInfoID)]
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
 	now := time.Now()
-	for _, s := range proto.Scopes {
+	var changed [len(proto.Scopes)]struct {
+		t    *topic
+		st   *pushState
+		subs []*clientConn
+	}
+	sl.mu.Lock()
+	for i, s := range proto.Scopes {
 		if t := sl.topics[topicKey{d.DataInfoID, s}]; t != nil {
-			r.setState(t, d, now)
+			if st := r.setState(t, d, now); st != nil {
+				changed[i].t, changed[i].st = t, st
+				changed[i].subs = slices.Collect(maps.Keys(t.subs))
+			}
+		}
+	}
+	sl.mu.Unlock()
+	// Written outside the slot's lock: the writes to a big topic's
+	// subscribers do not hold up the slot's subscribes meanwhile. A
+	// subscriber that left in between is told nothing (tryPush and the
+	// push loop check), and one that came has been marked by add.
+	for _, ch := range changed {
+		if ch.t != nil {
+			pushAll(ch.t, ch.st, ch.subs)
 		}
 	}
 }
 
 // setState makes d, received at at, t's state if it is newer and
-// changes what t's scope sees; the slot's mu is held.
-func (r *subRegistry) setState(t *topic, d *proto.Datum, at time.Time) {
+// changes what t's scope sees, and returns that state (nil if not); the
+// slot's mu is held. The caller tells the subscribers.
+func (r *subRegistry) setState(t *topic, d *proto.Datum, at time.Time) *pushState {
 	cur := t.state.Load()
 	if cur != nil && d.Version <= cur.version {
-		return
+		return nil
 	}
 	v, filtered := r.n.view(d, t.scope)
 	st := &pushState{version: d.Version, received: at, filtered: filtered}
 	if filtered || cur != nil && cur.filtered {
 		st.hash = entriesHash(v.Entries)
 		if cur != nil && cur.hash == st.hash {
-			return // a change this scope does not see
+			return nil // a change this scope does not see
 		}
 	}
-	st.payload = v.AppendPushJSON(nil)
+	st.frame, st.payload = pushFrame(t.id, v.AppendPushJSON(nil))
 	t.state.Store(st)
-	for c := range t.subs {
-		c.markPush(t)
-	}
+	return st
 }
 
 // counts returns topics and subscriptions held.

@@ -87,7 +87,9 @@ func fanoutCommand() *cli.Command {
 	}
 }
 
-// runFanout runs fanout on the sessions, then on every Redis peer.
+// runFanout runs fanout on the sessions, then on every Redis peer twice:
+// publishing the probe data alone (32 bytes), and publishing as many
+// bytes as slotreg's push of it carried (scenario fanout-push-size).
 func runFanout(c *cli.Context, e *env, fc bench.FanoutConfig) error {
 	fc.Addrs, fc.Target, fc.Progress = e.addrs, bench.TargetSlotreg, e.progress
 	r, err := bench.Fanout(e.ctx, fc)
@@ -95,10 +97,20 @@ func runFanout(c *cli.Context, e *env, fc bench.FanoutConfig) error {
 	if err != nil {
 		return err
 	}
+	pushBytes, _ := r.Params["message_bytes"].(int)
 	return e.eachPeerOf(c, []string{bench.TargetRedis}, func(_ bench.Peer, addr string) error {
 		pc := fc
 		pc.Addrs, pc.Target = []string{addr}, bench.TargetRedis
 		r, err := bench.Fanout(e.ctx, pc)
+		e.add(r)
+		if err != nil || pushBytes <= pc.PayloadBytes {
+			return err
+		}
+		pc.PayloadBytes = pushBytes
+		r, err = bench.Fanout(e.ctx, pc)
+		if r != nil {
+			r.Scenario = bench.ScenarioFanoutPushSize
+		}
 		e.add(r)
 		return err
 	})

@@ -1,0 +1,143 @@
+package sessionserver
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slotreg/slotreg/slot"
+)
+
+// tcpSubscriber is subscribedConn over a loopback TCP connection, so
+// pushes can be written directly (directpush.go); the push loop is not
+// started.
+func tcpSubscriber(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reader, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clientConn{n: n, nc: nc, id: "inc.1", wr: newRespWriter(nc), raw: rawConn(nc), owned: map[pubKey]struct{}{},
+		topics: map[string]*topic{}, authed: true,
+		wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
+	if c.raw == nil {
+		t.Fatal("a loopback TCP connection has no socket to write to")
+	}
+	tp := &topic{id: id, subs: map[*clientConn]struct{}{c: {}}}
+	c.topics[id] = tp
+	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
+	t.Cleanup(func() {
+		c.mu.Lock()
+		if !c.closed {
+			close(c.wake)
+			c.closed = true
+		}
+		c.mu.Unlock()
+		peer.Close()
+		nc.Close()
+		n.wg.Wait()
+	})
+	return c, bufio.NewReader(peer), peer
+}
+
+// A change is written to a subscriber by the goroutine that delivers it:
+// the push arrives with the connection's push loop not running, and the
+// loop is not woken.
+func TestDirectPushNeedsNoPushLoop(t *testing.T) {
+	n := mustNode(t, Limits{})
+	n.subs.init(n)
+	c, r, peer := tcpSubscriber(t, n, "svc")
+	for v := uint64(1); v <= 3; v++ {
+		n.subs.deliver(datum("svc", v, "r", "d"))
+		got, ok := nextVersion(t, r, peer, 5*time.Second)
+		if !ok || got != v {
+			t.Fatalf("push %d: got version %d (ok %v)", v, got, ok)
+		}
+	}
+	if len(c.wake) != 0 {
+		t.Fatal("the push loop was woken for pushes written directly")
+	}
+	// A RESP3 connection is left to its push loop: the frame written
+	// directly is RESP2's.
+	c.wmu.Lock()
+	c.resp3 = true
+	c.wmu.Unlock()
+	n.subs.deliver(datum("svc", 4, "r", "d"))
+	if len(c.wake) != 1 {
+		t.Fatal("a RESP3 subscriber's push was not left to its push loop")
+	}
+}
+
+// What the socket does not take at once is left to the push loop, which
+// sends it whole and in order, then the newest state.
+func TestDirectPushLeavesTheRestToThePushLoop(t *testing.T) {
+	n := mustNode(t, Limits{})
+	n.subs.init(n)
+	c, r, peer := tcpSubscriber(t, n, "svc")
+	// Small socket buffers, so the first push does not fit.
+	peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	big := strings.Repeat("x", 1<<20)
+	// The client reads nothing: the first push fills the socket and the
+	// rest of it stays in the buffer; later ones wait for the loop.
+	for v := uint64(1); v <= 5; v++ {
+		n.subs.deliver(datum("svc", v, "r", big))
+	}
+	c.wmu.Lock()
+	held := c.wr.Len()
+	c.wmu.Unlock()
+	if held == 0 {
+		t.Fatal("a 1 MiB push to a client that reads nothing was taken whole by the socket")
+	}
+	n.wg.Add(1)
+	go c.pushLoop()
+	var got []uint64
+	for len(got) == 0 || got[len(got)-1] != 5 {
+		v, ok := nextVersion(t, r, peer, 5*time.Second)
+		if !ok {
+			t.Fatalf("got %v, then nothing; want up to version 5", got)
+		}
+		got = append(got, v)
+	}
+	if len(got) != 2 || got[0] != 1 {
+		t.Fatalf("got versions %v, want [1 5]: the first, sent in part directly, then the newest", got)
+	}
+}
+
+// A client that takes nothing is still disconnected after the stall
+// timeout when its pushes were written directly.
+func TestDirectPushKeepsTheStallTimeout(t *testing.T) {
+	n := mustNode(t, Limits{ClientStallTimeout: 200 * time.Millisecond})
+	n.subs.init(n)
+	c, _, _ := tcpSubscriber(t, n, "svc")
+	n.wg.Add(1)
+	go c.pushLoop()
+	n.subs.deliver(datum("svc", 1, "r", strings.Repeat("x", 4<<20)))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.wmu.Lock()
+		err := c.wr.err
+		c.wmu.Unlock()
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a client that read nothing was not disconnected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := n.stats.stalled.Load(); got != 1 {
+		t.Fatalf("stalled clients counted %d, want 1", got)
+	}
+}
