@@ -27,8 +27,8 @@ type FanoutConfig struct {
 	// its JSON state, several times the size.
 	PayloadBytes int
 	Gap          time.Duration // between rounds
-	Timeout     time.Duration // longest wait for one round's deliveries
-	Progress    *Progress
+	Timeout      time.Duration // longest wait for one round's deliveries
+	Progress     *Progress
 }
 
 // ScenarioFanoutPushSize names a Redis fanout run whose PUBLISH carries
