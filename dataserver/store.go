@@ -38,8 +38,17 @@ type publisher struct {
 	own *owner
 }
 
-func (p *publisher) registerID() string { rid, _ := splitKV(p.kv); return rid }
-func (p *publisher) data() string       { _, d := splitKV(p.kv); return d }
+func (p *publisher) registerID() string {
+	// The common case inline: a registerId under 128 bytes has a
+	// one-byte length.
+	if kv := p.kv; len(kv) > 0 && kv[0] < 0x80 {
+		return kv[1 : 1+int(kv[0])]
+	}
+	rid, _ := splitKV(p.kv)
+	return rid
+}
+
+func (p *publisher) data() string { _, d := splitKV(p.kv); return d }
 
 // makeKV packs a registerId and data into one string, the registerId's
 // length first as a uvarint (one or two bytes: registerIds are at most
@@ -84,8 +93,16 @@ type datum struct {
 }
 
 func (d *datum) find(rid string) (int, bool) {
-	i := sort.Search(len(d.pubs), func(i int) bool { return d.pubs[i].registerID() >= rid })
-	return i, i < len(d.pubs) && d.pubs[i].registerID() == rid
+	lo, hi := 0, len(d.pubs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if d.pubs[m].registerID() < rid {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(d.pubs) && d.pubs[lo].registerID() == rid
 }
 
 // expiryKey orders TTL publishers by deadline so the sweeper pops only what

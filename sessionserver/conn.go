@@ -45,6 +45,9 @@ type clientConn struct {
 	// scope is the view of the next LOOKUP, SUBSCRIBE and PSUBSCRIBE
 	// (SCOPE); only the read loop touches it.
 	scope proto.Scope
+	// ws and timer serve execWrites, which only the read loop runs.
+	ws    []pendingWrite
+	timer *time.Timer
 
 	mu     sync.Mutex
 	closed bool

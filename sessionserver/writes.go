@@ -28,7 +28,18 @@ type pendingWrite struct {
 // together, then replies in order once all have been applied.
 func (c *clientConn) execWrites(cmds []redcon.Command) {
 	start := time.Now()
-	ws := make([]pendingWrite, len(cmds))
+	// The replies' slice and the deadline's timer are the connection's,
+	// reused from run to run: only the read loop comes here.
+	if cap(c.ws) < len(cmds) {
+		c.ws = make([]pendingWrite, len(cmds))
+	}
+	ws := c.ws[:len(cmds)]
+	defer func() {
+		clear(ws)
+		if cap(c.ws) > 1024 {
+			c.ws = nil // a long pipeline's is not kept
+		}
+	}()
 	for i, cmd := range cmds {
 		row := commands.lookup(cmd.Args[0])
 		ws[i].cmd = row
@@ -69,7 +80,6 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 	// the session (a queue behind a batch to a node that does not answer,
 	// a slot's sync): past it the client hears a timeout, as for any write
 	// whose outcome is unknown, and the write goes on without a listener.
-	var timer *time.Timer
 	for i := range ws {
 		w := &ws[i]
 		if w.req == nil {
@@ -78,15 +88,15 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 		select {
 		case <-w.req.done:
 		default:
-			if timer == nil {
-				timer = time.NewTimer(time.Until(w.req.deadline))
-				defer timer.Stop()
+			if c.timer == nil {
+				c.timer = time.NewTimer(time.Until(w.req.deadline))
 			} else {
-				timer.Reset(time.Until(w.req.deadline))
+				c.timer.Reset(time.Until(w.req.deadline))
 			}
 			select {
 			case <-w.req.done:
-			case <-timer.C:
+				c.timer.Stop()
+			case <-c.timer.C:
 				w.err = proto.Errorf(proto.ErrTimeout, "no slot leader answered within %v", c.n.writeTimeout())
 				continue
 			}
