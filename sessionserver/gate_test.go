@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/slotreg/slotreg/internal/testutil"
+	"github.com/slotreg/slotreg/proto"
+	"github.com/slotreg/slotreg/slot"
 )
 
 // A sync waits for the writes in flight, holds new ones back until it
@@ -116,5 +118,59 @@ func mustBeginSync(t *testing.T, g *slotGate, why string) {
 	t.Helper()
 	if !g.beginSync(context.Background()) {
 		t.Fatal(why)
+	}
+}
+
+// A connection's REGISTER and UNREGISTER change the session's list of
+// publishers only once they have passed their slot's gate: a reconcile
+// holding the slot's writes back sends a list without the change, not
+// one with a publisher the leader cannot have yet ("leader was missing
+// publishers; repaired") or without one it still has.
+func TestListChangesWaitForTheSlotGate(t *testing.T) {
+	addr, _ := fakeData(t, func(proto.Op) any { return int64(1) })
+	n := routedNode(t, 3*time.Second)
+	n.pubs.init()
+	n.table.Store(leadAll(5, "d1", addr))
+	defer n.router.close()
+	c := mustConn(t, n)
+	s := slot.Of("svc")
+	g := &n.router.gates[s]
+	listed := func() int { return len(n.pubs.syncList(s)) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	held := func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.waiting == 1
+	}
+	for _, step := range []struct {
+		args []string
+		want int // publishers listed once the write has gone in
+	}{
+		{[]string{"REGISTER", "svc", "r1", "d"}, 1},
+		{[]string{"UNREGISTER", "svc", "r1"}, 0},
+	} {
+		mustBeginSync(t, g, "sync did not begin")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if got := do(t, c, step.args...); len(got) != 1 || got[0] != int64(1) {
+				t.Errorf("%s: reply %#v", step.args[0], got)
+			}
+		}()
+		waitFor(step.args[0]+" was not held at the gate", held)
+		if got := listed(); got == step.want {
+			t.Fatalf("%s changed the list to %d publishers while a sync held the slot", step.args[0], got)
+		}
+		g.endSync()
+		waitFor(step.args[0]+" did not change the list once in", func() bool { return listed() == step.want })
+		<-done
 	}
 }

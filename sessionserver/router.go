@@ -133,6 +133,16 @@ func (r *router) link(addr string) *link {
 // submit routes a write to its slot's leader. With done == nil the caller
 // does not wait; the write is still retried until its deadline.
 func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
+	return r.submitAdmitted(op, done, nil)
+}
+
+// submitAdmitted is submit with admit run once the write has passed its
+// slot's gate, before it is sent: what admit changes in the session's
+// list of publishers (a connection taking a publisher, or letting it go)
+// then happens in the write's place in the slot's order, never inside a
+// reconcile that holds the slot's writes back. An error from admit is
+// the write's, and nothing is sent.
+func (r *router) submitAdmitted(op *proto.Op, done chan struct{}, admit func() error) *writeReq {
 	timeout := r.n.writeTimeout()
 	if done == nil {
 		timeout *= 3
@@ -141,6 +151,13 @@ func (r *router) submit(op *proto.Op, done chan struct{}) *writeReq {
 	if !r.gates[req.slot].enterWrite(req.deadline) {
 		req.finish(0, proto.Errorf(proto.ErrTimeout, "slot %d was being reconciled with its leader until the write's deadline; not sent", req.slot))
 		return req
+	}
+	if admit != nil {
+		if err := admit(); err != nil {
+			r.gates[req.slot].exitWrite()
+			req.finish(0, err)
+			return req
+		}
 	}
 	r.inflight.Add(1)
 	r.slotInflight[req.slot].Add(1)

@@ -60,21 +60,27 @@ func (c *clientConn) execWrites(cmds []redcon.Command) {
 			go c.n.persistWrite(op, ws[i].req)
 			continue
 		}
+		// The session's list of publishers changes once the write has
+		// passed its slot's gate (see submitAdmitted).
+		var admit func() error
 		switch {
 		case op.Type == proto.OpRegister && op.TTL == 0:
-			if err := c.own(k, &op); err != nil {
-				ws[i].err = err
-				continue
+			w := &ws[i]
+			admit = func() error {
+				if err := c.own(k, &op); err != nil {
+					return err
+				}
+				w.own = true
+				return nil
 			}
-			ws[i].own = true
 		case op.Type == proto.OpRegister, op.Type == proto.OpUnregister:
 			// The key is no longer this connection's to clean up.
-			c.disown(k)
+			admit = func() error { c.disown(k); return nil }
 			if op.Type == proto.OpUnregister {
 				op.ConnID = "" // UNREGISTER removes whoever owns it
 			}
 		}
-		ws[i].req = c.n.router.submit(&op, make(chan struct{}))
+		ws[i].req = c.n.router.submitAdmitted(&op, make(chan struct{}), admit)
 	}
 	// Each write is answered by its deadline, whatever holds it up inside
 	// the session (a queue behind a batch to a node that does not answer,
