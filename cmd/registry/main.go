@@ -23,6 +23,7 @@ import (
 	"github.com/slotreg/slotreg/cluster"
 	"github.com/slotreg/slotreg/console"
 	"github.com/slotreg/slotreg/dataserver"
+	"github.com/slotreg/slotreg/internal/gcfloor"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
@@ -139,7 +140,7 @@ func roleCommand(name, usage string, internode, client bool, flags []cli.Flag,
 		Name:   name,
 		Usage:  usage,
 		Before: applyConfig,
-		Flags:  append(flags, securityFlags(internode, client)...),
+		Flags:  append(append(flags, flagGCFloor), securityFlags(internode, client)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c, os.Stderr)
 			if err != nil {
@@ -148,6 +149,9 @@ func roleCommand(name, usage string, internode, client bool, flags []cli.Flag,
 			sec, err := loadSecurity(c, internode)
 			if err != nil {
 				return err
+			}
+			if gc := tuneGC(c, log); gc != nil {
+				defer gc.Stop()
 			}
 			r, err := start(c, log, sec)
 			if err != nil {
@@ -233,7 +237,6 @@ func dataCommand() *cli.Command {
 }
 
 func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
-	setGCPercent(c, log)
 	n, err := dataserver.New(dataserver.Config{
 		NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
 		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
@@ -529,14 +532,28 @@ func withPprof(routes map[string]http.Handler) map[string]http.Handler {
 	return out
 }
 
-// setGCPercent applies --gc-percent, unless GOGC in the environment set
-// the runtime's and the flag was not given.
-func setGCPercent(c *cli.Context, log *slog.Logger) {
-	if os.Getenv("GOGC") != "" && !c.IsSet("gc-percent") {
-		return
+// flagGCFloor is every role's: see internal/gcfloor.
+var flagGCFloor = &cli.IntFlag{Name: "gc-floor", Value: 64, EnvVars: []string{"SLOTREG_GC_FLOOR"},
+	Usage: "MiB: the Go collector's headroom is at least this, so a small heap is not collected many times a second; a heap above this*100/percent keeps the GC percent as set (0: the percent alone)"}
+
+// tuneGC applies the GC percent (a data node's --gc-percent, else the
+// runtime's: 100 or GOGC) and starts keeping the headroom above
+// --gc-floor. GOGC in the environment is left alone unless a flag is
+// given; so is a collector turned off.
+func tuneGC(c *cli.Context, log *slog.Logger) *gcfloor.Tuner {
+	if os.Getenv("GOGC") != "" && !c.IsSet("gc-percent") && !c.IsSet("gc-floor") {
+		return nil
 	}
+	base := debug.SetGCPercent(100)
+	debug.SetGCPercent(base)
 	if p := c.Int("gc-percent"); p > 0 {
+		base = p
 		debug.SetGCPercent(p)
-		log.Debug("gc percent set", "percent", p)
 	}
+	floor := c.Int("gc-floor")
+	if base <= 0 || floor <= 0 {
+		return nil
+	}
+	log.Debug("gc headroom floor", "percent", base, "floor_mib", floor)
+	return gcfloor.Start(base, uint64(floor)<<20, time.Second)
 }
