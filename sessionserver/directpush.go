@@ -17,10 +17,10 @@ import (
 // each subscriber's push loop, one goroutine per connection, to write one
 // frame: with 10k subscribers that was 10k wake-ups on top of 10k writes.
 // Now the goroutine that delivers the change writes the frame itself,
-// the same bytes to every RESP2 connection, each with one non-blocking
-// write, as Redis's event loop does. It does so only where that is
-// simple and cannot wait on a client:
-//   - the connection is plain TCP (not TLS) and speaks RESP2;
+// the same bytes to every connection (a RESP3 one gets them with '>' for
+// '*'), each with one non-blocking write, as Redis's event loop does. It
+// does so only where that is simple and cannot wait on a client:
+//   - the connection is plain TCP (not TLS);
 //   - nobody else is writing to it (the writer's lock is free) and its
 //     push loop has nothing queued, so pushes keep their order;
 //   - the socket takes bytes now: what it does not take stays in the
@@ -98,7 +98,7 @@ func (c *clientConn) tryPush(t *topic, st *pushState) bool {
 		return false
 	}
 	defer c.wmu.Unlock()
-	if c.resp3 || c.wr.Len() > 0 || c.wr.err != nil {
+	if c.wr.Len() > 0 || c.wr.err != nil {
 		return false
 	}
 	c.mu.Lock()
@@ -117,11 +117,23 @@ func (c *clientConn) tryPush(t *topic, st *pushState) bool {
 	}
 	c.sent[t] = st.version
 	c.mu.Unlock()
-	n := c.writeNow(st.frame)
-	if n < len(st.frame) {
+	frame := st.frame
+	if c.resp3 {
+		// The same push in RESP3: only the first byte differs ('>'
+		// for '*'). The buffer is empty (checked above).
+		c.wr.WriteRaw(frame)
+		c.wr.b[0] = '>'
+		frame = c.wr.b
+	}
+	n := c.writeNow(frame)
+	if c.resp3 {
+		c.wr.b = c.wr.b[:copy(c.wr.b, c.wr.b[n:])]
+	} else if n < len(frame) {
+		c.wr.WriteRaw(frame[n:])
+	}
+	if c.wr.Len() > 0 {
 		// The rest waits in the buffer for the push loop's flush,
 		// which gives the client the stall timeout to take it.
-		c.wr.WriteRaw(st.frame[n:])
 		c.mu.Lock()
 		if !c.closed {
 			select {

@@ -68,50 +68,70 @@ func TestDirectPushNeedsNoPushLoop(t *testing.T) {
 	if len(c.wake) != 0 {
 		t.Fatal("the push loop was woken for pushes written directly")
 	}
-	// A RESP3 connection is left to its push loop: the frame written
-	// directly is RESP2's.
+	// A RESP3 connection gets the same push as a RESP3 push.
 	c.wmu.Lock()
 	c.resp3 = true
 	c.wmu.Unlock()
 	n.subs.deliver(datum("svc", 4, "r", "d"))
-	if len(c.wake) != 1 {
-		t.Fatal("a RESP3 subscriber's push was not left to its push loop")
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := r.Peek(1); err != nil || b[0] != '>' {
+		t.Fatalf("a RESP3 subscriber's push begins %q (%v), want '>'", b, err)
+	}
+	if got, ok := nextVersion(t, r, peer, 5*time.Second); !ok || got != 4 {
+		t.Fatalf("RESP3 push: got version %d (ok %v)", got, ok)
+	}
+	if len(c.wake) != 0 {
+		t.Fatal("the push loop was woken for a RESP3 push written directly")
 	}
 }
 
 // What the socket does not take at once is left to the push loop, which
 // sends it whole and in order, then the newest state.
 func TestDirectPushLeavesTheRestToThePushLoop(t *testing.T) {
-	n := mustNode(t, Limits{})
-	n.subs.init(n)
-	c, r, peer := tcpSubscriber(t, n, "svc")
-	// Small socket buffers, so the first push does not fit.
-	peer.(*net.TCPConn).SetReadBuffer(64 << 10)
-	c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	big := strings.Repeat("x", 1<<20)
-	// The client reads nothing: the first push fills the socket and the
-	// rest of it stays in the buffer; later ones wait for the loop.
-	for v := uint64(1); v <= 5; v++ {
-		n.subs.deliver(datum("svc", v, "r", big))
-	}
-	c.wmu.Lock()
-	held := c.wr.Len()
-	c.wmu.Unlock()
-	if held == 0 {
-		t.Fatal("a 1 MiB push to a client that reads nothing was taken whole by the socket")
-	}
-	n.wg.Add(1)
-	go c.pushLoop()
-	var got []uint64
-	for len(got) == 0 || got[len(got)-1] != 5 {
-		v, ok := nextVersion(t, r, peer, 5*time.Second)
-		if !ok {
-			t.Fatalf("got %v, then nothing; want up to version 5", got)
-		}
-		got = append(got, v)
-	}
-	if len(got) != 2 || got[0] != 1 {
-		t.Fatalf("got versions %v, want [1 5]: the first, sent in part directly, then the newest", got)
+	for _, resp3 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "RESP2", true: "RESP3"}[resp3], func(t *testing.T) {
+			n := mustNode(t, Limits{})
+			n.subs.init(n)
+			c, r, peer := tcpSubscriber(t, n, "svc")
+			c.resp3 = resp3
+			// Small socket buffers, so the first push does not fit.
+			peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+			c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			big := strings.Repeat("x", 1<<20)
+			// The client reads nothing: the first push fills the socket
+			// and the rest of it stays in the buffer; later ones wait
+			// for the loop.
+			for v := uint64(1); v <= 5; v++ {
+				n.subs.deliver(datum("svc", v, "r", big))
+			}
+			c.wmu.Lock()
+			held := c.wr.Len()
+			c.wmu.Unlock()
+			if held == 0 {
+				t.Fatal("a 1 MiB push to a client that reads nothing was taken whole by the socket")
+			}
+			n.wg.Add(1)
+			go c.pushLoop()
+			want := byte('*')
+			if resp3 {
+				want = '>'
+			}
+			var got []uint64
+			for len(got) == 0 || got[len(got)-1] != 5 {
+				peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if b, err := r.Peek(1); err != nil || b[0] != want {
+					t.Fatalf("after versions %v a push begins %q (%v), want %q", got, b, err, want)
+				}
+				v, ok := nextVersion(t, r, peer, 5*time.Second)
+				if !ok {
+					t.Fatalf("got %v, then nothing; want up to version 5", got)
+				}
+				got = append(got, v)
+			}
+			if len(got) != 2 || got[0] != 1 {
+				t.Fatalf("got versions %v, want [1 5]: the first, sent in part directly, then the newest", got)
+			}
+		})
 	}
 }
 
