@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/slotreg/slotreg/slot"
 )
 
 // tcpSubscriber is subscribedConn over a loopback TCP connection, so
@@ -28,27 +26,11 @@ func tcpSubscriber(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reader
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clientConn{n: n, nc: nc, id: "inc.1", wr: newRespWriter(nc), raw: rawConn(nc), owned: map[pubKey]struct{}{},
-		topics: map[string]*topic{}, authed: true,
-		wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
+	c, r, peer := subscriberOn(t, n, id, nc, peer)
 	if c.raw == nil {
 		t.Fatal("a loopback TCP connection has no socket to write to")
 	}
-	tp := &topic{id: id, subs: map[*clientConn]struct{}{c: {}}}
-	c.topics[id] = tp
-	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
-	t.Cleanup(func() {
-		c.mu.Lock()
-		if !c.closed {
-			close(c.wake)
-			c.closed = true
-		}
-		c.mu.Unlock()
-		peer.Close()
-		nc.Close()
-		n.wg.Wait()
-	})
-	return c, bufio.NewReader(peer), peer
+	return c, r, peer
 }
 
 // A change is written to a subscriber by the goroutine that delivers it:

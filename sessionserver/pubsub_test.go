@@ -17,7 +17,13 @@ import (
 func subscribedConn(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reader, net.Conn) {
 	t.Helper()
 	nc, peer := net.Pipe()
-	c := &clientConn{n: n, nc: nc, id: "inc.1", wr: newRespWriter(nc), owned: map[pubKey]struct{}{},
+	return subscriberOn(t, n, id, nc, peer)
+}
+
+// subscriberOn is subscribedConn on nc, whose client end is peer.
+func subscriberOn(t *testing.T, n *Node, id string, nc, peer net.Conn) (*clientConn, *bufio.Reader, net.Conn) {
+	t.Helper()
+	c := &clientConn{n: n, nc: nc, id: "inc.1", wr: newRespWriter(nc), raw: rawConn(nc), owned: map[pubKey]struct{}{},
 		topics: map[string]*topic{}, authed: true,
 		wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
 	tp := &topic{id: id, subs: map[*clientConn]struct{}{c: {}}}
@@ -25,8 +31,10 @@ func subscribedConn(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reade
 	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
 	t.Cleanup(func() {
 		c.mu.Lock()
-		close(c.wake)
-		c.closed = true
+		if !c.closed {
+			close(c.wake)
+			c.closed = true
+		}
 		c.mu.Unlock()
 		peer.Close()
 		nc.Close()
