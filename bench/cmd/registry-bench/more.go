@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slotreg/slotreg/bench"
@@ -80,11 +81,33 @@ func fanoutCommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "changes, one at a time"},
 			&cli.DurationFlag{Name: "gap", Value: time.Second, Usage: "pause between rounds"},
 		}, peerFlags(), outputFlags()),
-		Before: func(c *cli.Context) error { return onlyPeers(c, "fanout", bench.TargetRedis) },
+		Before: func(c *cli.Context) error {
+			if err := fdsFor(c.Bool("inproc"), c.Int("subscribers")); err != nil {
+				return err
+			}
+			return onlyPeers(c, "fanout", bench.TargetRedis)
+		},
 		Action: simple(func(c *cli.Context, e *env) error {
 			return runFanout(c, e, bench.FanoutConfig{Subscribers: c.Int("subscribers"), Rounds: c.Int("rounds"), Gap: c.Duration("gap")})
 		}),
 	}
+}
+
+// fdsFor refuses, before anything starts, a fanout this process cannot
+// open the sockets for: K subscribers take K here, and with --inproc the
+// session's K more. It failed half way before, with "too many open
+// files" from the dialer and a subscriber's read timing out.
+func fdsFor(inproc bool, k int) error {
+	need := uint64(k) + 256
+	if inproc {
+		need += uint64(k)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= need {
+		return nil
+	}
+	return fmt.Errorf("fanout: %d subscribers need about %d open files in this process, and it may open %d (ulimit -n; hard limit %d)%s",
+		k, need, lim.Cur, lim.Max, map[bool]string{true: "; without --inproc the session's sockets are another process's", false: ""}[inproc])
 }
 
 // runFanout runs fanout on the sessions, then on every Redis peer twice:
