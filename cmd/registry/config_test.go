@@ -74,3 +74,44 @@ func TestConfigFileErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 }
+
+// The collector's settings: a data node's percent, the floor for every
+// role, and GOGC in the environment left alone unless a flag is given.
+func TestGCPlan(t *testing.T) {
+	for _, tc := range []struct {
+		role    *cli.Command
+		env     bool // GOGC is set, at 200
+		args    []string
+		percent int // what is set (0: nothing)
+		base    int
+		floor   int
+	}{
+		{dataCommand(), false, nil, 50, 50, 64},
+		{dataCommand(), false, []string{"--gc-percent", "80", "--gc-floor", "0"}, 80, 80, 0},
+		{sessionCommand(), false, nil, 0, 100, 64},
+		{sessionCommand(), false, []string{"--gc-floor", "16"}, 0, 100, 16},
+		{dataCommand(), true, nil, 0, 200, 0},                             // GOGC alone
+		{dataCommand(), true, []string{"--gc-floor", "32"}, 0, 200, 32},   // GOGC's percent, a floor
+		{dataCommand(), true, []string{"--gc-percent", "70"}, 70, 70, 64}, // the flag wins
+		{sessionCommand(), true, nil, 0, 200, 0},
+	} {
+		current := 100
+		if tc.env {
+			current = 200
+		}
+		var percent, base, floor int
+		tc.role.Before = nil // the config file's checks are not the point here
+		tc.role.Action = func(c *cli.Context) error {
+			percent, base, floor = gcPlan(c, tc.env, current)
+			return nil
+		}
+		app := &cli.App{Commands: []*cli.Command{tc.role}}
+		if err := app.Run(append([]string{"registry", tc.role.Name}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if percent != tc.percent || base != tc.base || floor != tc.floor {
+			t.Errorf("%s %v (GOGC set: %v): percent %d, base %d, floor %d; want %d, %d, %d",
+				tc.role.Name, tc.args, tc.env, percent, base, floor, tc.percent, tc.base, tc.floor)
+		}
+	}
+}

@@ -536,22 +536,33 @@ func withPprof(routes map[string]http.Handler) map[string]http.Handler {
 var flagGCFloor = &cli.IntFlag{Name: "gc-floor", Value: 64, EnvVars: []string{"SLOTREG_GC_FLOOR"},
 	Usage: "MiB: the Go collector's headroom is at least this, so a small heap is not collected many times a second; a heap above this*100/percent keeps the GC percent as set (0: the percent alone)"}
 
-// tuneGC applies the GC percent (a data node's --gc-percent, else the
-// runtime's: 100 or GOGC) and starts keeping the headroom above
-// --gc-floor. GOGC in the environment is left alone unless a flag is
-// given; so is a collector turned off.
+// gcPlan decides the collector's settings from the flags: the percent to
+// set (0: leave the runtime's, which is current) and the floor in MiB (0:
+// none). GOGC in the environment is left alone unless a flag is given; a
+// data node's default --gc-percent gives way to GOGC, a given one wins.
+func gcPlan(c *cli.Context, envGOGC bool, current int) (percent, base, floorMiB int) {
+	if envGOGC && !c.IsSet("gc-percent") && !c.IsSet("gc-floor") {
+		return 0, current, 0
+	}
+	base = current
+	if p := c.Int("gc-percent"); p > 0 && (!envGOGC || c.IsSet("gc-percent")) {
+		percent, base = p, p
+	}
+	if base <= 0 { // the collector is off
+		return percent, base, 0
+	}
+	return percent, base, max(c.Int("gc-floor"), 0)
+}
+
+// tuneGC applies gcPlan and starts keeping the headroom above the floor.
 func tuneGC(c *cli.Context, log *slog.Logger) *gcfloor.Tuner {
-	if os.Getenv("GOGC") != "" && !c.IsSet("gc-percent") && !c.IsSet("gc-floor") {
-		return nil
+	current := debug.SetGCPercent(100)
+	debug.SetGCPercent(current)
+	percent, base, floor := gcPlan(c, os.Getenv("GOGC") != "", current)
+	if percent > 0 {
+		debug.SetGCPercent(percent)
 	}
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
-	if p := c.Int("gc-percent"); p > 0 {
-		base = p
-		debug.SetGCPercent(p)
-	}
-	floor := c.Int("gc-floor")
-	if base <= 0 || floor <= 0 {
+	if floor == 0 {
 		return nil
 	}
 	log.Debug("gc headroom floor", "percent", base, "floor_mib", floor)
