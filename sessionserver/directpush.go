@@ -28,24 +28,51 @@ import (
 //     timeout, as before.
 // Anything else goes to the push loop, as before.
 
-// pushSpread is the number of subscribers of one change above which the
-// writes are spread over the processors: the kernel's loopback send is
-// most of a push's cost, and one goroutine left the other core idle.
+// pushSpread is the number of subscribers of one change from which the
+// writes leave the feed's goroutine and are spread over the processors:
+// the kernel's loopback send is most of a push's cost (10k of them take
+// tens of milliseconds), one goroutine left the other core idle, and the
+// feed's other topics must not wait behind one large topic.
 const pushSpread = 1024
 
-// pushAll sends t's state st to subs, directly where tryPush can, else
-// through their push loops; a large fan-out is written from as many
-// goroutines as there are processors.
-func pushAll(t *topic, st *pushState, subs []*clientConn) {
-	one := func(subs []*clientConn) {
+// push sends t's state st to subs from the feed's goroutine (the caller),
+// or, for a large fan-out, from goroutines of their own. While one large
+// fan-out of t is being written, a newer state goes through the push
+// loops, which send each subscriber the newest.
+func (r *subRegistry) push(t *topic, st *pushState, subs []*clientConn) {
+	if len(subs) < pushSpread {
+		pushEach(t, st, subs)
+		return
+	}
+	if !t.fanning.CompareAndSwap(false, true) {
 		for _, c := range subs {
-			if !c.tryPush(t, st) {
-				c.markPush(t)
-			}
+			c.markPush(t)
+		}
+		return
+	}
+	r.feedWg.Add(1) // the feed calling holds one: the count is not zero
+	go func() {
+		defer r.feedWg.Done()
+		defer t.fanning.Store(false)
+		pushAll(t, st, subs)
+	}()
+}
+
+// pushEach sends st to each of subs directly where tryPush can, else
+// through its push loop.
+func pushEach(t *topic, st *pushState, subs []*clientConn) {
+	for _, c := range subs {
+		if !c.tryPush(t, st) {
+			c.markPush(t)
 		}
 	}
+}
+
+// pushAll is pushEach from as many goroutines as there are processors.
+func pushAll(t *topic, st *pushState, subs []*clientConn) {
+	one := func(subs []*clientConn) { pushEach(t, st, subs) }
 	k := runtime.GOMAXPROCS(0)
-	if len(subs) < pushSpread || k < 2 {
+	if k < 2 {
 		one(subs)
 		return
 	}

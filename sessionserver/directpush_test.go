@@ -3,9 +3,12 @@ package sessionserver
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slotreg/slotreg/slot"
 )
 
 // tcpSubscriber is subscribedConn over a loopback TCP connection, so
@@ -142,4 +145,77 @@ func TestDirectPushKeepsTheStallTimeout(t *testing.T) {
 	if got := n.stats.stalled.Load(); got != 1 {
 		t.Fatalf("stalled clients counted %d, want 1", got)
 	}
+}
+
+// A large fan-out is written from goroutines of its own, so the feed goes
+// on to its other topics; a newer state that comes while it is being
+// written goes to the push loops, which send the newest.
+func TestLargeFanoutLeavesTheFeed(t *testing.T) {
+	n := mustNode(t, Limits{})
+	n.subs.init(n)
+	const id, subs = "big", pushSpread + 16
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tp := &topic{id: id, subs: map[*clientConn]struct{}{}}
+	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
+	conns := make([]*clientConn, subs)
+	readers := make([]*bufio.Reader, subs)
+	peers := make([]net.Conn, subs)
+	for i := range conns {
+		peer, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &clientConn{n: n, nc: nc, id: "inc." + strconv.Itoa(i), wr: newRespWriter(nc), raw: rawConn(nc),
+			owned: map[pubKey]struct{}{}, topics: map[string]*topic{id: tp}, authed: true,
+			wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
+		tp.subs[c] = struct{}{}
+		conns[i], readers[i], peers[i] = c, bufio.NewReader(peer), peer
+		t.Cleanup(func() { peer.Close(); nc.Close() })
+	}
+	// The feed does not wait for the writes: with one subscriber held
+	// (its mu taken, so the fan-out stops there), deliver returns.
+	conns[0].mu.Lock()
+	returned := make(chan struct{})
+	go func() {
+		n.subs.deliver(datum(id, 1, "r", "d"))
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the feed waited for a large fan-out's writes")
+	}
+	if !tp.fanning.Load() {
+		t.Fatal("no fan-out in flight while a subscriber was held")
+	}
+	conns[0].mu.Unlock()
+	// Every subscriber gets the state, written directly: no push loop
+	// runs here.
+	for i := range conns {
+		if v, ok := nextVersion(t, readers[i], peers[i], 5*time.Second); !ok || v != 1 {
+			t.Fatalf("subscriber %d: version %d (ok %v)", i, v, ok)
+		}
+	}
+	n.subs.feedWg.Wait()
+	// While a fan-out of the topic is being written, a newer state is
+	// left to the push loops: every subscriber is marked, none written.
+	tp.fanning.Store(true)
+	n.subs.deliver(datum(id, 2, "r", "d"))
+	for i, c := range conns {
+		c.mu.Lock()
+		_, marked := c.pending[tp]
+		c.mu.Unlock()
+		if !marked || len(c.wake) != 1 {
+			t.Fatalf("subscriber %d: not left to its push loop (marked %v)", i, marked)
+		}
+	}
+	tp.fanning.Store(false)
 }

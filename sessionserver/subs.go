@@ -34,6 +34,9 @@ type topic struct {
 	scope proto.Scope
 	state atomic.Pointer[pushState]
 	subs  map[*clientConn]struct{} // guarded by the registry slot's mu
+	// fanning says a large fan-out of this topic is being written
+	// (directpush.go).
+	fanning atomic.Bool
 }
 
 // topicKey names a topic.
@@ -175,7 +178,7 @@ func (r *subRegistry) deliver(d *proto.Datum) {
 	// push loop check), and one that came has been marked by add.
 	for _, ch := range changed {
 		if ch.t != nil {
-			pushAll(ch.t, ch.st, ch.subs)
+			r.push(ch.t, ch.st, ch.subs)
 		}
 	}
 }
