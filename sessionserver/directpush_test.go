@@ -16,24 +16,38 @@ import (
 // started.
 func tcpSubscriber(t *testing.T, n *Node, id string) (*clientConn, *bufio.Reader, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t)
+	nc, peer := tcpPair(t, ln)
 	c, r, peer := subscriberOn(t, n, id, nc, peer)
 	if c.raw == nil {
 		t.Fatal("a loopback TCP connection has no socket to write to")
 	}
 	return c, r, peer
+}
+
+// listen is a loopback listener, closed when the test ends.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// tcpPair is a loopback connection through ln: the server's end and the
+// client's.
+func tcpPair(t *testing.T, ln net.Listener) (nc, peer net.Conn) {
+	t.Helper()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return nc, peer
 }
 
 // A change is written to a subscriber by the goroutine that delivers it:
@@ -154,25 +168,14 @@ func TestLargeFanoutLeavesTheFeed(t *testing.T) {
 	n := mustNode(t, Limits{})
 	n.subs.init(n)
 	const id, subs = "big", pushSpread + 16
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	tp := &topic{id: id, subs: map[*clientConn]struct{}{}}
 	n.subs.slots[slot.Of(id)].topics[topicKey{id: id}] = tp
 	conns := make([]*clientConn, subs)
 	readers := make([]*bufio.Reader, subs)
 	peers := make([]net.Conn, subs)
 	for i := range conns {
-		peer, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc, peer := tcpPair(t, ln)
 		c := &clientConn{n: n, nc: nc, id: "inc." + strconv.Itoa(i), wr: newRespWriter(nc), raw: rawConn(nc),
 			owned: map[pubKey]struct{}{}, topics: map[string]*topic{id: tp}, authed: true,
 			wake: make(chan struct{}, 1), pending: map[*topic]struct{}{}, sent: map[*topic]uint64{}}
