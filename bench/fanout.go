@@ -65,7 +65,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	}
 	svc := serviceName(runPrefix("fanout"), 0)
 	var cur atomic.Pointer[fanRound]
-	var pushBytes atomic.Int64 // the largest message a subscriber received
+	var pushBytes atomic.Int64 // the size of the messages subscribers receive
 	cfg.Progress.Logf("%s fanout: opening %d subscribers", cfg.Target, cfg.Subscribers)
 	opened := time.Now()
 	one := []string{svc}
@@ -85,9 +85,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 				return
 			}
 			lastRound = r
-			if int64(p.bytes) > pushBytes.Load() {
-				pushBytes.Store(int64(p.bytes))
-			}
+			pushBytes.Store(int64(p.bytes))
 			r.hist.Record(p.recv.Sub(sent))
 			for {
 				old := r.lastNs.Load()

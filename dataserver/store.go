@@ -38,17 +38,8 @@ type publisher struct {
 	own *owner
 }
 
-func (p *publisher) registerID() string {
-	// The common case inline: a registerId under 128 bytes has a
-	// one-byte length.
-	if kv := p.kv; len(kv) > 0 && kv[0] < 0x80 {
-		return kv[1 : 1+int(kv[0])]
-	}
-	rid, _ := splitKV(p.kv)
-	return rid
-}
-
-func (p *publisher) data() string { _, d := splitKV(p.kv); return d }
+func (p *publisher) registerID() string { rid, _ := splitKV(p.kv); return rid }
+func (p *publisher) data() string       { _, d := splitKV(p.kv); return d }
 
 // makeKV packs a registerId and data into one string, the registerId's
 // length first as a uvarint (one or two bytes: registerIds are at most
@@ -69,6 +60,12 @@ func makeKV(rid, data string) string {
 
 // splitKV undoes makeKV.
 func splitKV(kv string) (rid, data string) {
+	// The common case first: a registerId under 128 bytes has a one-byte
+	// length.
+	if len(kv) > 0 && kv[0] < 0x80 {
+		n := 1 + int(kv[0])
+		return kv[1:n], kv[n:]
+	}
 	var n, shift uint
 	i := 0
 	for ; i < len(kv); i++ {

@@ -106,8 +106,12 @@ func fdsFor(inproc bool, k int) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= need {
 		return nil
 	}
-	return fmt.Errorf("fanout: %d subscribers need about %d open files in this process, and it may open %d (ulimit -n; hard limit %d)%s",
-		k, need, lim.Cur, lim.Max, map[bool]string{true: "; without --inproc the session's sockets are another process's", false: ""}[inproc])
+	err := fmt.Errorf("fanout: %d subscribers need about %d open files in this process, and it may open %d (ulimit -n; hard limit %d)",
+		k, need, lim.Cur, lim.Max)
+	if inproc {
+		err = fmt.Errorf("%w; without --inproc the session's sockets are another process's", err)
+	}
+	return err
 }
 
 // runFanout runs fanout on the sessions, then on every Redis peer twice:
