@@ -47,6 +47,10 @@ type Options struct {
 	// ClientTLS, when set, serves the sessions' client listeners over TLS.
 	ClientTLS *tls.Config
 	Logger    *slog.Logger
+	// InProcess has each session reach the data nodes started before it
+	// by calls, not through their ports (internal/inproc), as `registry
+	// node` and `registry dev` do.
+	InProcess bool
 }
 
 // Local is a running in-process cluster.
@@ -128,6 +132,11 @@ func (l *Local) AddSession(id string, ln net.Listener) (*sessionserver.Node, err
 	cfg := sessionserver.Config{NodeID: id, Listener: ln, Metas: l.Metas(), Heartbeat: l.opts.Heartbeat, Logger: l.opts.Logger,
 		Limits: l.opts.SessionLimits, Auth: l.opts.SessionAuth,
 		ClusterSecret: l.opts.Secret.Current, ServerTLS: l.opts.ClientTLS, PeerTLS: l.opts.PeerTLS}
+	if l.opts.InProcess {
+		for _, d := range l.Data {
+			cfg.Local = append(cfg.Local, d)
+		}
+	}
 	if ln == nil {
 		cfg.Addr = "127.0.0.1:0"
 	}

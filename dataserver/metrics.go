@@ -37,6 +37,10 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		counter("slotreg_data_ops_applied_total", "Writes applied as slot leader, by op type.",
 			prometheus.Labels{"type": opKinds[i].name}, n.ops[i].Load)
 	}
+	for i, via := range []string{"port", "calls"} {
+		counter("slotreg_data_write_batches_total", "Write batches taken from sessions, by how they came: over the port, or by calls from a session in this process (registry node).",
+			prometheus.Labels{"via": via}, n.batches[i].Load)
+	}
 	counter("slotreg_data_pull_round_trips_total", "Pull round trips done as a follower.", nil, n.pulls.Load)
 	counter("slotreg_data_reconcile_repairs_total", "Publishers repaired by reconciliation with sessions.", nil, n.repairs.Load)
 	counter("slotreg_data_handoffs_total", "Slots handed off to another node (planned moves).", nil, n.handoffs.Load)

@@ -180,8 +180,11 @@ type Node struct {
 	fences atomic.Uint64
 	// stale counts ops and syncs refused as older than what a session
 	// sent since (see slotUnit.stale).
-	stale   atomic.Uint64
-	ops     [len(opKinds)]atomic.Uint64
+	stale atomic.Uint64
+	ops   [len(opKinds)]atomic.Uint64
+	// batches counts write batches by how they came: [0] over the port,
+	// [1] by calls from a session in this process.
+	batches [2]atomic.Uint64
 	metrics *prometheus.Registry // the node's own: several nodes may share a process
 
 	mu      sync.Mutex
@@ -324,25 +327,37 @@ func (n *Node) catchUp(epoch uint64) {
 	}
 }
 
-// handleWrite applies a DWRITE batch, each op on the slot it hashes to,
-// and answers with one result or error per op.
+// handleWrite answers a DWRITE batch: one result or error per op.
 func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
+	n.batches[0].Add(1)
+	results, refused := n.applyWrite(w)
+	conn.WriteArray(len(results))
+	for i, r := range results {
+		if refused != nil && refused[i] != nil {
+			conn.WriteError(proto.ToRESP(refused[i]))
+		} else {
+			conn.WriteUint64(r)
+		}
+	}
+}
+
+// applyWrite applies a write batch, each op on the slot it hashes to:
+// op i's answer is results[i], unless refused is non-nil and refused[i]
+// is not.
+func (n *Node) applyWrite(w *proto.DWrite) (results []uint64, refused []error) {
 	n.catchUp(w.Epoch)
+	// Results are versions (or 1 and 0), refusals the rare case: kept
+	// apart, a result costs no allocation to box it.
+	results = make([]uint64, len(w.Ops))
 	if err := n.fenced(); err != nil {
-		n.refuseAll(conn, len(w.Ops), err)
-		return
+		return results, refuseAll(len(w.Ops), err)
 	}
 	if err := n.droppedErr(w.SessionID); err != nil {
 		// The session's clients still think they are published, and
 		// would go on writing as if nothing had happened.
-		n.refuseAll(conn, len(w.Ops), err)
-		return
+		return results, refuseAll(len(w.Ops), err)
 	}
 	now := time.Now().UnixNano()
-	// Results are versions (or 1 and 0), refusals the rare case: kept
-	// apart, a result costs no allocation to box it.
-	results := make([]uint64, len(w.Ops))
-	var refused []error // by op; made on the first refusal
 	// Writes to TTL publishers are acknowledged once a follower has them.
 	var durable map[*slotUnit]uint64
 	appended := false
@@ -378,17 +393,9 @@ func (n *Node) handleWrite(conn redcon.Conn, w *proto.DWrite) {
 		// The lease lapsed while the batch was applied (a pause, a stall):
 		// meta may have a new leader for these slots that will never see
 		// them. The session sends them again, to whoever leads.
-		n.refuseAll(conn, len(w.Ops), err)
-		return
+		return results, refuseAll(len(w.Ops), err)
 	}
-	conn.WriteArray(len(results))
-	for i, r := range results {
-		if refused != nil && refused[i] != nil {
-			conn.WriteError(proto.ToRESP(refused[i]))
-		} else {
-			conn.WriteUint64(r)
-		}
-	}
+	return results, refused
 }
 
 // fenceMargin is how much of its lease a data node keeps in hand: it
@@ -413,12 +420,13 @@ func (n *Node) fenced() error {
 		n.cfg.NodeID, left.Round(time.Millisecond))
 }
 
-// refuseAll answers every op of a batch with err.
-func (n *Node) refuseAll(conn redcon.Conn, ops int, err error) {
-	conn.WriteArray(ops)
-	for range ops {
-		conn.WriteError(proto.ToRESP(err))
+// refuseAll is every op of a batch of ops refused with err.
+func refuseAll(ops int, err error) []error {
+	errs := make([]error, ops)
+	for i := range errs {
+		errs[i] = err
 	}
+	return errs
 }
 
 // refusal is the error for a write or sync to slot s that its unit
@@ -544,6 +552,9 @@ type Stats struct {
 	// DepartingSessions are sessions gone from meta's list whose
 	// publishers are kept for the session grace.
 	DepartingSessions int
+	// PortBatches and CallBatches count write batches taken over the
+	// port and by calls from a session in this process.
+	PortBatches, CallBatches uint64
 }
 
 // Stats reads the counters of every led slot.
@@ -563,6 +574,7 @@ func (n *Node) Stats() Stats {
 		}
 	}
 	st.Pulls, st.Repairs = n.pulls.Load(), n.repairs.Load()
+	st.PortBatches, st.CallBatches = n.batches[0].Load(), n.batches[1].Load()
 	n.sessMu.Lock()
 	st.DepartingSessions = len(n.departing)
 	n.sessMu.Unlock()

@@ -16,40 +16,68 @@ import (
 // most once and the writer always sends the newest state, so a slow
 // session costs memory per watched id, never per change.
 type stream struct {
-	n    *Node
-	dc   redcon.DetachedConn
-	wmu  sync.Mutex // guards writes to dc
-	mu   sync.Mutex
-	subs map[string]struct{}
-	pats map[string]struct{} // path prefixes (PSUBSCRIBE prefix*)
-	pend map[string]struct{}
-	wake chan struct{}
-	done chan struct{}
-	once sync.Once
+	n *Node
+	// out is where (un)subscribe confirmations go: dc for a stream on
+	// the port, nothing for one in this process (see local.go).
+	out streamOut
+	dc  redcon.DetachedConn // nil in this process
+	// deliver, in this process, takes the states that dc would carry.
+	deliver func(*proto.Datum)
+	wmu     sync.Mutex // guards writes to out
+	mu      sync.Mutex
+	subs    map[string]struct{}
+	pats    map[string]struct{} // path prefixes (PSUBSCRIBE prefix*)
+	pend    map[string]struct{}
+	wake    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 }
 
 // startStream detaches a connection whose first pub/sub command is cmd.
 func (n *Node) startStream(conn redcon.Conn, cmd redcon.Command) {
-	s := &stream{
+	s := newStream(n)
+	s.dc = conn.Detach()
+	s.out = s.dc
+	if !n.addStream(s, 2) {
+		s.dc.Close()
+		return
+	}
+	go s.readLoop(cmd)
+	go s.writeLoop()
+}
+
+func newStream(n *Node) *stream {
+	return &stream{
 		n:    n,
-		dc:   conn.Detach(),
 		subs: make(map[string]struct{}),
 		pats: make(map[string]struct{}),
 		pend: make(map[string]struct{}),
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
+}
+
+// addStream records s, whose goroutines the node waits for, unless the
+// node is closing.
+func (n *Node) addStream(s *stream, goroutines int) bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.closing.Load() {
-		n.mu.Unlock()
-		s.dc.Close()
-		return
+		return false
 	}
 	n.streams[s] = struct{}{}
-	n.wg.Add(2)
-	n.mu.Unlock()
-	go s.readLoop(cmd)
-	go s.writeLoop()
+	n.wg.Add(goroutines)
+	return true
+}
+
+// streamOut is what a stream writes besides change notices.
+type streamOut interface {
+	WriteArray(n int)
+	WriteBulk(b []byte)
+	WriteBulkString(s string)
+	WriteInt(n int)
+	WriteError(msg string)
+	Flush() error
 }
 
 func (s *stream) close() {
@@ -57,7 +85,9 @@ func (s *stream) close() {
 		close(s.done)
 		// Close the socket, not the redcon conn: its Close flushes the
 		// shared writer, which the write loop may be using.
-		s.dc.NetConn().Close()
+		if s.dc != nil {
+			s.dc.NetConn().Close()
+		}
 	})
 }
 
@@ -140,7 +170,7 @@ func (s *stream) command(args [][]byte) bool {
 		for _, a := range args[1:] {
 			prefix, err := proto.ParsePattern(a)
 			if err != nil {
-				s.dc.WriteError(proto.ToRESP(err))
+				s.out.WriteError(proto.ToRESP(err))
 				continue
 			}
 			s.mu.Lock()
@@ -165,7 +195,7 @@ func (s *stream) command(args [][]byte) bool {
 		for _, a := range args[1:] {
 			prefix, err := proto.ParsePattern(a)
 			if err != nil {
-				s.dc.WriteError(proto.ToRESP(err))
+				s.out.WriteError(proto.ToRESP(err))
 				continue
 			}
 			s.mu.Lock()
@@ -178,25 +208,25 @@ func (s *stream) command(args [][]byte) bool {
 			s.confirm(proto.PushPUnsubscribe, a, n)
 		}
 	case proto.CmdPing:
-		s.dc.WriteArray(2)
-		s.dc.WriteBulkString("pong")
+		s.out.WriteArray(2)
+		s.out.WriteBulkString("pong")
 		if len(args) > 1 {
-			s.dc.WriteBulk(args[1])
+			s.out.WriteBulk(args[1])
 		} else {
-			s.dc.WriteBulkString("")
+			s.out.WriteBulkString("")
 		}
 	default:
-		s.dc.WriteError("ERR only (P)SUBSCRIBE, (P)UNSUBSCRIBE and PING are allowed on a change stream")
+		s.out.WriteError("ERR only (P)SUBSCRIBE, (P)UNSUBSCRIBE and PING are allowed on a change stream")
 	}
-	return s.dc.Flush() == nil
+	return s.out.Flush() == nil
 }
 
 // confirm writes a (p)(un)subscribe confirmation.
 func (s *stream) confirm(kind string, channel []byte, n int) {
-	s.dc.WriteArray(3)
-	s.dc.WriteBulkString(kind)
-	s.dc.WriteBulk(channel)
-	s.dc.WriteInt(n)
+	s.out.WriteArray(3)
+	s.out.WriteBulkString(kind)
+	s.out.WriteBulk(channel)
+	s.out.WriteInt(n)
 }
 
 func (s *stream) cleanup() {
@@ -237,6 +267,10 @@ func (s *stream) writeLoop() {
 		pend := s.pend
 		s.pend = make(map[string]struct{}, len(pend))
 		s.mu.Unlock()
+		if s.deliver != nil {
+			s.deliverLocal(pend)
+			continue
+		}
 		s.wmu.Lock()
 		for id := range pend {
 			pattern, ok := s.channel(id)

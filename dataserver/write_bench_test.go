@@ -37,7 +37,7 @@ func leaderNode(tb testing.TB) *Node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &Node{cfg: Config{NodeID: "d1", OpLogSize: DefaultOpLogSize}, log: log, meta: mc,
+	n := &Node{cfg: Config{NodeID: "d1", OpLogSize: DefaultOpLogSize}, log: log, meta: mc, streams: make(map[*stream]struct{}),
 		gate: netsec.NewGate(netsec.Secret{}, log), appendCh: make(chan struct{}), stop: make(chan struct{})}
 	t := &slot.Table{Epoch: 1, Replicas: 1, Nodes: []slot.Node{{ID: "d1", Addr: "127.0.0.1:1"}}}
 	for s := range t.Slots {

@@ -2,6 +2,7 @@ package sessionserver_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -20,13 +21,20 @@ import (
 // Writes to a slot that moves back and forth between data nodes all
 // succeed: refused ones follow the owner the refusal names (or the table)
 // without a client seeing an error, and each REGISTER's version only
-// grows.
+// grows. So too where the session reaches the data nodes by calls
+// (internal/inproc), whose refusals it must follow alike.
 func TestWritesFollowAMovingSlot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("an in-process cluster moving a slot")
 	}
+	for _, calls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("calls=%v", calls), func(t *testing.T) { writesFollowAMovingSlot(t, calls) })
+	}
+}
+
+func writesFollowAMovingSlot(t *testing.T, viaCalls bool) {
 	redirects := &countingWriter{want: "slot redirected by its old owner"}
-	cl, err := cluster.Start(cluster.Options{Dir: t.TempDir(), Data: 2, Sessions: 1,
+	cl, err := cluster.Start(cluster.Options{Dir: t.TempDir(), Data: 2, Sessions: 1, InProcess: viaCalls,
 		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(redirects, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -95,6 +103,14 @@ func TestWritesFollowAMovingSlot(t *testing.T) {
 	defer mu.Unlock()
 	if len(failures) > 0 || writes == 0 {
 		t.Fatalf("%d writes, %d failed: %v", writes, len(failures), failures)
+	}
+	var port, calls uint64
+	for _, d := range cl.Data {
+		st := d.Stats()
+		port, calls = port+st.PortBatches, calls+st.CallBatches
+	}
+	if viaCalls && (calls == 0 || port > 0) || !viaCalls && (port == 0 || calls > 0) {
+		t.Fatalf("write batches: %d over the port, %d by calls; want all by calls: %v", port, calls, viaCalls)
 	}
 	t.Logf("%d writes while slot %d moved 4 times; %d followed a NOTOWNER at once", writes, s, redirects.n.Load())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotreg/slotreg/internal/inproc"
 	"github.com/slotreg/slotreg/internal/rlink"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
@@ -71,8 +72,11 @@ type hint struct {
 
 type link struct {
 	addr string
-	rdb  *redis.Client // lookups
-	ch   chan *writeReq
+	// local, for a data node of this process, takes the write batches
+	// by call; raw is then never dialed.
+	local inproc.Data
+	rdb   *redis.Client // lookups
+	ch    chan *writeReq
 	// The write path, used by sendLoop alone: its own connection, the
 	// batch and the encoded command, all reused from batch to batch.
 	raw *rlink.Conn
@@ -123,7 +127,7 @@ func (r *router) link(addr string) *link {
 	if l := r.links[addr]; l != nil {
 		return l
 	}
-	l := &link{addr: addr, rdb: r.n.newDataClient(addr), ch: make(chan *writeReq, 4096)}
+	l := &link{addr: addr, local: r.n.local(addr), rdb: r.n.newDataClient(addr), ch: make(chan *writeReq, 4096)}
 	r.links[addr] = l
 	r.wg.Add(1)
 	go r.sendLoop(l)
@@ -320,6 +324,19 @@ func (r *router) send(l *link, batch []*writeReq) {
 	for _, req := range batch {
 		l.w.Ops = append(l.w.Ops, req.op)
 	}
+	if l.local != nil {
+		results, refused := l.local.ApplyWrite(&l.w)
+		clear(l.w.Ops)
+		r.settle(l, batch, len(results), func(i int) (uint64, error) {
+			if refused != nil && refused[i] != nil {
+				// As the port would carry it, so that both paths
+				// settle alike.
+				return 0, proto.FromRESP(proto.ToRESP(refused[i]))
+			}
+			return results[i], nil
+		}, nil)
+		return
+	}
 	l.buf = l.w.AppendRESP(l.buf[:0])
 	// The batch waits no longer than its most pressing write may: a node
 	// that does not answer costs a caller its deadline, not the link's
@@ -336,9 +353,31 @@ func (r *router) send(l *link, batch []*writeReq) {
 		switch {
 		case rep.Kind == '-':
 			err = proto.FromRESP(string(rep.Str))
-		case rep.Kind != '*' || len(rep.Arr) != len(batch):
-			err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %q with %d results for %d ops", l.addr, rep.Kind, len(rep.Arr), len(batch))
+		case rep.Kind != '*':
+			err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %q to a write batch", l.addr, rep.Kind)
 		}
+	}
+	n := 0
+	if err == nil {
+		n = len(rep.Arr)
+	}
+	r.settle(l, batch, n, func(i int) (uint64, error) {
+		v := &rep.Arr[i]
+		switch v.Kind {
+		case ':':
+			return uint64(v.Int), nil
+		case '-':
+			return 0, proto.FromRESP(string(v.Str))
+		}
+		return 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %q from data node %s", v.Kind, l.addr)
+	}, err)
+}
+
+// settle settles a batch's ops by the data node's answer: err for the
+// whole batch, else op i's result or error from answer(i).
+func (r *router) settle(l *link, batch []*writeReq, n int, answer func(i int) (uint64, error), err error) {
+	if err == nil && n != len(batch) {
+		err = proto.Errorf(proto.ErrUnavailable, "data node %s answered %d results for %d ops", l.addr, n, len(batch))
 	}
 	if err != nil {
 		if errors.Is(err, proto.ErrInvalid) {
@@ -355,28 +394,21 @@ func (r *router) send(l *link, batch []*writeReq) {
 	}
 	var again, moved []*writeReq
 	var lastErr error
-	for i := range rep.Arr {
-		v := &rep.Arr[i]
-		switch v.Kind {
-		case ':':
-			r.complete(batch[i], uint64(v.Int), nil)
-		case '-':
-			e := proto.FromRESP(string(v.Str))
-			if errors.Is(e, proto.ErrInvalid) {
-				r.complete(batch[i], 0, e)
-				continue
-			}
-			if r.moved(e, batch[i].slot) {
-				moved = append(moved, batch[i])
-				continue
-			}
+	for i, req := range batch {
+		res, e := answer(i)
+		switch {
+		case e == nil:
+			r.complete(req, res, nil)
+		case errors.Is(e, proto.ErrInvalid):
+			r.complete(req, 0, e)
+		case r.moved(e, req.slot):
+			moved = append(moved, req)
+		default:
 			if errors.Is(e, proto.ErrDropped) && lastErr == nil {
 				r.n.onDropped(l.addr, e) // once a batch
 			}
-			again = append(again, batch[i])
+			again = append(again, req)
 			lastErr = e
-		default:
-			r.complete(batch[i], 0, proto.Errorf(proto.ErrInvalid, "unexpected reply %q from data node %s", v.Kind, l.addr))
 		}
 	}
 	if len(moved) > 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slotreg/slotreg/internal/inproc"
 	"github.com/slotreg/slotreg/internal/netsec"
 	"github.com/slotreg/slotreg/internal/respguard"
 	"github.com/slotreg/slotreg/metaclient"
@@ -60,6 +61,21 @@ type Config struct {
 	// (default: the datacenter's name). The publishers registered here
 	// are of both; SCOPE zone shows a client those of its session's zone.
 	Datacenter, Zone string
+	// Local are the data nodes of this process (`registry node`,
+	// `registry dev`): where the table routes a slot to one of them, its
+	// write batches and change feed go by calls, not through its port.
+	Local []inproc.Data
+}
+
+// local is the data node of this process that the table lists at addr,
+// or nil.
+func (n *Node) local(addr string) inproc.Data {
+	for _, d := range n.cfg.Local {
+		if d.Addr() == addr {
+			return d
+		}
+	}
+	return nil
 }
 
 // Validate says which field is wrong.

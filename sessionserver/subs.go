@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotreg/slotreg/internal/inproc"
 	"github.com/slotreg/slotreg/proto"
 	"github.com/slotreg/slotreg/slot"
 )
@@ -71,11 +72,22 @@ type watchReq struct {
 	renew   string // a data node whose feed to open again (see renewFeed)
 }
 
-// feed is the pub/sub stream from one data node.
+// feed is the change feed from one data node: pub/sub on its port, or
+// calls to it where it shares this process (local).
 type feed struct {
-	addr string
-	rdb  *redis.Client
-	ps   *redis.PubSub
+	addr  string
+	rdb   *redis.Client
+	ps    *redis.PubSub
+	local inproc.Feed
+}
+
+func (f *feed) close() {
+	if f.local != nil {
+		f.local.Close()
+		return
+	}
+	f.ps.Close()
+	f.rdb.Close()
 }
 
 func (r *subRegistry) init(n *Node) {
@@ -384,10 +396,16 @@ func (r *subRegistry) feed(addr string) *feed {
 	if f := r.feeds[addr]; f != nil {
 		return f
 	}
-	f := &feed{addr: addr, rdb: r.n.newDataClient(addr)}
+	f := &feed{addr: addr}
+	r.feeds[addr] = f
+	if d := r.n.local(addr); d != nil {
+		// Delivered from the data node's stream goroutine.
+		f.local = d.OpenFeed(r.take)
+		return f
+	}
+	f.rdb = r.n.newDataClient(addr)
 	f.ps = f.rdb.Subscribe(context.Background())
 	ch := f.ps.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
-	r.feeds[addr] = f
 	r.feedWg.Add(1)
 	go func() {
 		defer r.feedWg.Done()
@@ -397,11 +415,16 @@ func (r *subRegistry) feed(addr string) *feed {
 				r.n.log.Warn("bad change notice", "data", addr, "channel", msg.Channel, "err", err)
 				continue
 			}
-			r.deliver(d)
-			r.n.pwatch.deliver(r.n, d)
+			r.take(d)
 		}
 	}()
 	return f
+}
+
+// take is a change from a feed.
+func (r *subRegistry) take(d *proto.Datum) {
+	r.deliver(d)
+	r.n.pwatch.deliver(r.n, d)
 }
 
 func hasAddr(t *slot.Table, addr string) bool {
@@ -421,17 +444,21 @@ func (r *subRegistry) closeFeed(addr string) {
 	delete(r.feeds, addr)
 	r.feedsMu.Unlock()
 	if f != nil {
-		f.ps.Close()
-		f.rdb.Close()
+		f.close()
 	}
 }
 
 func (r *subRegistry) watch(addr string, ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	f := r.feed(addr)
+	if f.local != nil {
+		f.local.Watch(ids)
+		return
+	}
 	// A failed SUBSCRIBE is remembered by the PubSub and sent again when
 	// it reconnects, so the error is only worth a log line.
-	if err := r.feed(addr).ps.Subscribe(ctx, ids...); err != nil {
+	if err := f.ps.Subscribe(ctx, ids...); err != nil {
 		r.n.log.Warn("watch", "data", addr, "ids", len(ids), "err", err)
 	}
 }
@@ -440,11 +467,16 @@ func (r *subRegistry) watch(addr string, ids []string) {
 func (r *subRegistry) pwatch(addr string, prefixes []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	f := r.feed(addr)
+	if f.local != nil {
+		f.local.WatchPrefixes(prefixes)
+		return
+	}
 	pats := make([]string, len(prefixes))
 	for i, p := range prefixes {
 		pats[i] = p + "*"
 	}
-	if err := r.feed(addr).ps.PSubscribe(ctx, pats...); err != nil {
+	if err := f.ps.PSubscribe(ctx, pats...); err != nil {
 		r.n.log.Warn("prefix watch", "data", addr, "prefixes", len(pats), "err", err)
 	}
 }
@@ -452,7 +484,12 @@ func (r *subRegistry) pwatch(addr string, prefixes []string) {
 func (r *subRegistry) punwatch(addr, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := r.feed(addr).ps.PUnsubscribe(ctx, prefix+"*"); err != nil {
+	f := r.feed(addr)
+	if f.local != nil {
+		f.local.UnwatchPrefix(prefix)
+		return
+	}
+	if err := f.ps.PUnsubscribe(ctx, prefix+"*"); err != nil {
 		r.n.log.Debug("prefix unwatch", "data", addr, "err", err)
 	}
 }
@@ -460,7 +497,12 @@ func (r *subRegistry) punwatch(addr, prefix string) {
 func (r *subRegistry) unwatch(addr string, ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := r.feed(addr).ps.Unsubscribe(ctx, ids...); err != nil {
+	f := r.feed(addr)
+	if f.local != nil {
+		f.local.Unwatch(ids)
+		return
+	}
+	if err := f.ps.Unsubscribe(ctx, ids...); err != nil {
 		r.n.log.Debug("unwatch", "data", addr, "ids", len(ids), "err", err)
 	}
 }
@@ -472,8 +514,7 @@ func (r *subRegistry) closeFeeds() {
 	r.mgrWg.Wait()
 	r.feedsMu.Lock()
 	for _, f := range r.feeds {
-		f.ps.Close()
-		f.rdb.Close()
+		f.close()
 	}
 	r.feedsMu.Unlock()
 	r.feedWg.Wait()
