@@ -12,7 +12,7 @@ import (
 
 // flagConfig names a YAML file of settings. Its top level holds the
 // global settings (log-format, log-level) and one section per role
-// (meta, data, session, dev) holding that role's; every key is a flag's
+// (meta, data, session, node, dev) holding that role's; every key is a flag's
 // name and takes the value the flag would. A flag given on the command
 // line wins over its environment variable, which wins over the file,
 // which wins over the default.
@@ -61,6 +61,7 @@ var required = map[string][]string{
 	"meta":    {"id", "data-dir"},
 	"data":    {"id", "meta"},
 	"session": {"id", "meta"},
+	"node":    {"id"},
 }
 
 func checkRequired(c *cli.Context) error {
@@ -74,7 +75,7 @@ func checkRequired(c *cli.Context) error {
 }
 
 // roleNames are the sections a config file may have.
-var roleNames = map[string]struct{}{"meta": {}, "data": {}, "session": {}, "dev": {}}
+var roleNames = map[string]struct{}{"meta": {}, "data": {}, "session": {}, "node": {}, "dev": {}}
 
 func setFrom(c *cli.Context, path, prefix string, settings map[string]any, flags []cli.Flag) error {
 	known := make(map[string]bool)

@@ -24,6 +24,7 @@ import (
 	"github.com/slotreg/slotreg/console"
 	"github.com/slotreg/slotreg/dataserver"
 	"github.com/slotreg/slotreg/internal/gcfloor"
+	"github.com/slotreg/slotreg/internal/inproc"
 	"github.com/slotreg/slotreg/internal/obs"
 	"github.com/slotreg/slotreg/meta"
 	"github.com/slotreg/slotreg/proto"
@@ -40,7 +41,7 @@ func main() {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"SLOTREG_LOG_LEVEL"}},
 			flagConfig,
 		},
-		Commands: []*cli.Command{metaCommand(), dataCommand(), sessionCommand(), devCommand()},
+		Commands: []*cli.Command{metaCommand(), dataCommand(), sessionCommand(), nodeCommand(), devCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "registry:", err)
@@ -163,7 +164,11 @@ func roleCommand(name, usage string, internode, client bool, flags []cli.Flag,
 }
 
 func metaCommand() *cli.Command {
-	return roleCommand("meta", "run a meta node: membership and the slot table, on Raft", true, false, []cli.Flag{
+	return roleCommand("meta", "run a meta node: membership and the slot table, on Raft", true, false, metaFlags(), startMeta)
+}
+
+func metaFlags() []cli.Flag {
+	return []cli.Flag{
 		flagID,
 		&cli.StringFlag{Name: "raft", Usage: "Raft listen address", Value: "127.0.0.1:9700"},
 		&cli.StringFlag{Name: "rpc", Usage: "RPC listen address (heartbeats, registryctl)", Value: "127.0.0.1:9710"},
@@ -182,13 +187,19 @@ func metaCommand() *cli.Command {
 		flagHTTP, flagPprof, flagAdminPassword,
 		&cli.BoolFlag{Name: flagTLSClient, EnvVars: []string{"SLOTREG_TLS_CLIENT"},
 			Usage: "the sessions serve clients over TLS (their --tls-client): the web console dials them so, trusting --tls-ca"},
-	}, startMeta)
+	}
 }
 
 func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	_, r, err := newMeta(c, log, sec)
+	return r, err
+}
+
+// newMeta starts the meta node the flags describe.
+func newMeta(c *cli.Context, log *slog.Logger, sec *security) (*meta.Node, *running, error) {
 	peers, err := parsePeers(c.String("peers"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	n, err := meta.New(meta.Config{
 		NodeID: c.String("id"), RaftAddr: c.String("raft"), RPCAddr: c.String("rpc"),
@@ -200,7 +211,7 @@ func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hasLeader := func() bool {
 		_, err := n.WaitForLeader(instant())
@@ -209,17 +220,24 @@ func startMeta(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 	con, err := newConsole(c, log, sec, []string{n.RPCAddr()})
 	if err != nil {
 		n.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &running{stop: func(os.Signal) error { con.Close(); return n.Close() }, ready: readyWhen(hasLeader, "no meta leader"),
+	return n, &running{stop: func(os.Signal) error { con.Close(); return n.Close() }, ready: readyWhen(hasLeader, "no meta leader"),
 		routes: map[string]http.Handler{"/ui/": con.Handler()}, metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 func dataCommand() *cli.Command {
-	return roleCommand("data", "run a data node: leads and follows slots of the table", true, false, []cli.Flag{
+	return roleCommand("data", "run a data node: leads and follows slots of the table", true, false, dataFlags(""), startData)
+}
+
+// dataFlags are a data node's flags; its listen and advertise flags take
+// prefix (`registry node` has them as --data-listen and --data-advertise,
+// beside the session's).
+func dataFlags(prefix string) []cli.Flag {
+	return []cli.Flag{
 		flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
-		&cli.StringFlag{Name: "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
-		&cli.StringFlag{Name: "advertise", Usage: "address sessions dial (default: --listen)"},
+		&cli.StringFlag{Name: prefix + "listen", Usage: "inter-node listen address", Value: "127.0.0.1:9800"},
+		&cli.StringFlag{Name: prefix + "advertise", Usage: "address sessions dial (default: --" + prefix + "listen)"},
 		&cli.IntFlag{Name: "oplog-size", Value: dataserver.DefaultOpLogSize, Usage: "op-log entries kept per slot; a follower further behind gets a snapshot"},
 		&cli.IntFlag{Name: "gc-percent", Value: 50, EnvVars: []string{"SLOTREG_GC_PERCENT"},
 			Usage: "Go GC percent (as GOGC; GOGC in the environment wins unless this is given): lower keeps RSS nearer the live heap at some CPU"},
@@ -233,12 +251,19 @@ func dataCommand() *cli.Command {
 		flagDC,
 		&cli.DurationFlag{Name: "remote-expire", EnvVars: []string{"SLOTREG_REMOTE_EXPIRE"},
 			Usage: "drop a remote datacenter's publishers from a slot once its leader there went unheard this long (0: keep them until it is back)"},
-	}, startData)
+	}
 }
 
 func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	_, r, err := newData(c, log, sec, "")
+	return r, err
+}
+
+// newData starts the data node the flags describe (with prefix, see
+// dataFlags).
+func newData(c *cli.Context, log *slog.Logger, sec *security, prefix string) (*dataserver.Node, *running, error) {
 	n, err := dataserver.New(dataserver.Config{
-		NodeID: c.String("id"), Addr: c.String("listen"), Advertise: c.String("advertise"),
+		NodeID: c.String("id"), Addr: c.String(prefix + "listen"), Advertise: c.String(prefix + "advertise"),
 		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 		OpLogSize: c.Int("oplog-size"), ReconcileTimeout: c.Duration("reconcile-timeout"),
 		SessionGrace:      c.Duration("session-grace"),
@@ -247,7 +272,7 @@ func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		Secret: sec.secret, ServerTLS: sec.internode, PeerTLS: sec.peer,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stop := func(sig os.Signal) error {
 		// SIGTERM hands the slots off first, so nothing waits for a
@@ -263,11 +288,15 @@ func startData(c *cli.Context, log *slog.Logger, sec *security) (*running, error
 		return n.Close()
 	}
 	hasTable := func() bool { return n.Table() != nil }
-	return &running{stop: stop, ready: readyWhen(hasTable, "no slot table yet"), metrics: []prometheus.Gatherer{n.Metrics()}}, nil
+	return n, &running{stop: stop, ready: readyWhen(hasTable, "no slot table yet"), metrics: []prometheus.Gatherer{n.Metrics()}}, nil
 }
 
 func sessionCommand() *cli.Command {
-	return roleCommand("session", "run a session node: holds client connections (RESP)", false, true, append([]cli.Flag{
+	return roleCommand("session", "run a session node: holds client connections (RESP)", false, true, sessionFlags(), startSession)
+}
+
+func sessionFlags() []cli.Flag {
+	return append([]cli.Flag{
 		flagID, flagMeta, flagHTTP, flagPprof, flagBeat,
 		&cli.StringFlag{Name: "listen", Usage: "client listen address", Value: "127.0.0.1:9600"},
 		&cli.StringFlag{Name: "advertise", Usage: "client address recorded in meta (default: --listen)"},
@@ -279,10 +308,16 @@ func sessionCommand() *cli.Command {
 		flagDC,
 		&cli.StringFlag{Name: "zone", EnvVars: []string{"SLOTREG_ZONE"},
 			Usage: "this session's zone in its datacenter (default: the datacenter's name); SCOPE zone shows a client the publishers of its zone"},
-	}, sessionLimitFlags()...), startSession)
+	}, sessionLimitFlags()...)
 }
 
 func startSession(c *cli.Context, log *slog.Logger, sec *security) (*running, error) {
+	return newSession(c, log, sec, nil)
+}
+
+// newSession starts the session the flags describe; local are the data
+// nodes of this process.
+func newSession(c *cli.Context, log *slog.Logger, sec *security, local []inproc.Data) (*running, error) {
 	auth, err := clientAuth(c)
 	if err != nil {
 		return nil, err
@@ -292,7 +327,7 @@ func startSession(c *cli.Context, log *slog.Logger, sec *security) (*running, er
 		Metas: splitList(c.String("meta")), Heartbeat: c.Duration("heartbeat"),
 		WriteTimeout: c.Duration("write-timeout"), ReconcileInterval: c.Duration("reconcile-interval"),
 		Limits: sessionLimits(c), Logger: log, Datacenter: c.String("datacenter"), Zone: c.String("zone"),
-		ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer,
+		ClusterSecret: sec.secret.Current, ServerTLS: sec.client, PeerTLS: sec.peer, Local: local,
 	})
 	if err != nil {
 		return nil, err
@@ -382,7 +417,7 @@ func startDev(c *cli.Context, log *slog.Logger, sec *security) (*running, error)
 		removeDir = func() { os.RemoveAll(tmp) }
 	}
 	cl, err := cluster.Start(cluster.Options{
-		Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log,
+		Dir: dir, Data: 2, Sessions: 1, SessionListeners: []net.Listener{ln}, SessionAuth: auth, Logger: log, InProcess: true,
 		Secret: sec.secret, InternodeTLS: sec.internode, PeerTLS: sec.peer, ClientTLS: sec.client,
 	})
 	if err != nil {
