@@ -34,7 +34,14 @@ type LocalOptions struct {
 	// when empty.
 	Dir      string
 	Progress *Progress
+	// Integrated runs `registry node` processes instead: one per data
+	// node, each with a session beside its data node and the first with
+	// meta too (Sessions is then Data).
+	Integrated bool
 }
+
+// KindNode is the role of a `registry node` process (Integrated).
+const KindNode = "node"
 
 // Proc is one registry process the harness started.
 type Proc struct {
@@ -91,15 +98,19 @@ func (l *Local) ByRole(role string) []*Proc {
 // Sessions lists the session client addresses.
 func (l *Local) Sessions() []string {
 	var out []string
-	for _, p := range l.ByRole(proto.KindSession) {
+	for _, p := range append(l.ByRole(proto.KindSession), l.ByRole(KindNode)...) {
 		out = append(out, p.Addr)
 	}
 	return out
 }
 
-// Close stops sessions, then data nodes, then meta, and removes a
-// temporary Dir.
+// Close stops sessions, then data nodes, then meta (integrated nodes
+// first of all, the one with meta last), and removes a temporary Dir.
 func (l *Local) Close() error {
+	nodes := l.ByRole(KindNode)
+	for i := len(nodes) - 1; i >= 0; i-- {
+		nodes[i].stop(10 * time.Second)
+	}
 	for _, role := range []string{proto.KindSession, proto.KindData, proto.KindMeta} {
 		for _, p := range l.ByRole(role) {
 			p.stop(10 * time.Second)
@@ -230,7 +241,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 }
 
 func (l *Local) launch(ctx context.Context, o LocalOptions) error {
-	ports, err := freePorts(3 + 2*o.Data + 2*o.Sessions)
+	ports, err := freePorts(3 + 3*o.Data + 2*o.Sessions)
 	if err != nil {
 		return err
 	}
@@ -245,12 +256,31 @@ func (l *Local) launch(ctx context.Context, o LocalOptions) error {
 		"--lease", o.Lease.String(), "--replicas", strconv.Itoa(o.Replicas), "--auto-rebalance",
 	}}}
 	next := 3
-	for i := 1; i <= o.Data; i++ {
+	if o.Integrated {
+		// The meta spec's addresses become the first node's.
+		base := specs[0].args
+		specs = nil
+		for i := 1; i <= o.Data; i++ {
+			a, d, h := addr(next), addr(next+1), addr(next+2)
+			if i == 1 {
+				h = addr(2)
+			}
+			next += 3
+			args := []string{"--listen", a, "--data-listen", d}
+			if i == 1 {
+				args = append(args, base...)
+			} else {
+				args = append(args, "--roles", "data,session", "--meta", metaRPC)
+			}
+			specs = append(specs, spec{KindNode, "node" + strconv.Itoa(i), a, h, args})
+		}
+	}
+	for i := 1; i <= o.Data && !o.Integrated; i++ {
 		a, h := addr(next), addr(next+1)
 		next += 2
 		specs = append(specs, spec{proto.KindData, "data" + strconv.Itoa(i), a, h, []string{"--listen", a, "--meta", metaRPC}})
 	}
-	for i := 1; i <= o.Sessions; i++ {
+	for i := 1; i <= o.Sessions && !o.Integrated; i++ {
 		a, h := addr(next), addr(next+1)
 		next += 2
 		specs = append(specs, spec{proto.KindSession, "session" + strconv.Itoa(i), a, h, []string{"--listen", a, "--meta", metaRPC}})
@@ -296,7 +326,7 @@ func (l *Local) launch(ctx context.Context, o LocalOptions) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for _, p := range l.ByRole(proto.KindSession) {
+	for _, p := range append(l.ByRole(proto.KindSession), l.ByRole(KindNode)...) {
 		if err := waitReadyz(ctx, p, l.Dir); err != nil {
 			return err
 		}
