@@ -60,7 +60,7 @@ type subRegistry struct {
 	stop   chan struct{}
 
 	feedsMu sync.Mutex
-	feeds   map[string]*feed
+	feeds   map[string]inproc.Feed
 	n       *Node
 }
 
@@ -72,22 +72,64 @@ type watchReq struct {
 	renew   string // a data node whose feed to open again (see renewFeed)
 }
 
-// feed is the change feed from one data node: pub/sub on its port, or
-// calls to it where it shares this process (local).
-type feed struct {
-	addr  string
-	rdb   *redis.Client
-	ps    *redis.PubSub
-	local inproc.Feed
+// pubsubFeed is the change feed from a data node over its port: Redis
+// pub/sub through go-redis's PubSub, which reconnects and subscribes
+// again by itself. A data node of this process gives its feed by calls
+// instead (inproc.Data.OpenFeed); both are an inproc.Feed.
+type pubsubFeed struct {
+	n    *Node
+	addr string
+	rdb  *redis.Client
+	ps   *redis.PubSub
 }
 
-func (f *feed) close() {
-	if f.local != nil {
-		f.local.Close()
-		return
+// A failed (P)SUBSCRIBE is remembered by the PubSub and sent again when
+// it reconnects, so an error is only worth a log line.
+func (f *pubsubFeed) Watch(ids []string) {
+	ctx, cancel := feedCtx()
+	defer cancel()
+	if err := f.ps.Subscribe(ctx, ids...); err != nil {
+		f.n.log.Warn("watch", "data", f.addr, "ids", len(ids), "err", err)
 	}
+}
+
+func (f *pubsubFeed) Unwatch(ids []string) {
+	ctx, cancel := feedCtx()
+	defer cancel()
+	if err := f.ps.Unsubscribe(ctx, ids...); err != nil {
+		f.n.log.Debug("unwatch", "data", f.addr, "ids", len(ids), "err", err)
+	}
+}
+
+func (f *pubsubFeed) WatchPrefixes(prefixes []string) {
+	pats := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		pats[i] = p + "*"
+	}
+	ctx, cancel := feedCtx()
+	defer cancel()
+	if err := f.ps.PSubscribe(ctx, pats...); err != nil {
+		f.n.log.Warn("prefix watch", "data", f.addr, "prefixes", len(pats), "err", err)
+	}
+}
+
+func (f *pubsubFeed) UnwatchPrefix(prefix string) {
+	ctx, cancel := feedCtx()
+	defer cancel()
+	if err := f.ps.PUnsubscribe(ctx, prefix+"*"); err != nil {
+		f.n.log.Debug("prefix unwatch", "data", f.addr, "err", err)
+	}
+}
+
+func (f *pubsubFeed) Close() {
 	f.ps.Close()
 	f.rdb.Close()
+}
+
+// feedCtx bounds a (un)subscribe on a feed: the PubSub sends it again on
+// reconnecting anyway.
+func feedCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Second)
 }
 
 func (r *subRegistry) init(n *Node) {
@@ -97,7 +139,7 @@ func (r *subRegistry) init(n *Node) {
 	}
 	r.reqs = make(chan watchReq, 1024)
 	r.stop = make(chan struct{})
-	r.feeds = make(map[string]*feed)
+	r.feeds = make(map[string]inproc.Feed)
 }
 
 func (r *subRegistry) start(n *Node) {
@@ -267,7 +309,7 @@ func (r *subRegistry) manage() {
 		for _, nd := range t.Nodes {
 			if !pwatched[nd.Addr] {
 				pwatched[nd.Addr] = true
-				r.pwatch(nd.Addr, slices.Collect(maps.Keys(prefixes)))
+				r.feed(nd.Addr).WatchPrefixes(slices.Collect(maps.Keys(prefixes)))
 			}
 		}
 	}
@@ -288,7 +330,7 @@ func (r *subRegistry) manage() {
 			// is all it holds under the prefix, which a new group has
 			// not got); the others get all prefixes.
 			for addr := range pwatched {
-				r.pwatch(addr, []string{w.pattern})
+				r.feed(addr).WatchPrefixes([]string{w.pattern})
 			}
 			pwatchAll()
 		case w.pattern != "":
@@ -297,7 +339,7 @@ func (r *subRegistry) manage() {
 			}
 			delete(prefixes, w.pattern)
 			for addr := range pwatched {
-				r.punwatch(addr, w.pattern)
+				r.feed(addr).UnwatchPrefix(w.pattern)
 			}
 		case w.renew != "":
 			var ids []string
@@ -309,7 +351,7 @@ func (r *subRegistry) manage() {
 			r.closeFeed(w.renew)
 			delete(pwatched, w.renew)
 			if len(ids) > 0 {
-				r.watch(w.renew, ids)
+				r.feed(w.renew).Watch(ids)
 			}
 			pwatchAll()
 		case w.table:
@@ -335,10 +377,10 @@ func (r *subRegistry) manage() {
 					delete(pwatched, addr)
 					continue
 				}
-				r.unwatch(addr, ids)
+				r.feed(addr).Unwatch(ids)
 			}
 			for addr, ids := range byAddr {
-				r.watch(addr, ids)
+				r.feed(addr).Watch(ids)
 			}
 			for addr := range pwatched {
 				if t != nil && !hasAddr(t, addr) {
@@ -362,7 +404,7 @@ func (r *subRegistry) manage() {
 			// Subscribed again even where still watched: the answer is
 			// the current state, which a new topic has not got.
 			if addr != "" {
-				r.watch(addr, []string{w.id})
+				r.feed(addr).Watch([]string{w.id})
 			}
 		default:
 			addr, ok := watched[w.id]
@@ -371,7 +413,7 @@ func (r *subRegistry) manage() {
 			}
 			delete(watched, w.id)
 			if addr != "" {
-				r.unwatch(addr, []string{w.id})
+				r.feed(addr).Unwatch([]string{w.id})
 			}
 		}
 	}
@@ -390,22 +432,24 @@ func (r *subRegistry) has(id string) bool {
 	return false
 }
 
-func (r *subRegistry) feed(addr string) *feed {
+// feed is the change feed from the data node at addr, opened on first
+// use.
+func (r *subRegistry) feed(addr string) inproc.Feed {
 	r.feedsMu.Lock()
 	defer r.feedsMu.Unlock()
 	if f := r.feeds[addr]; f != nil {
 		return f
 	}
-	f := &feed{addr: addr}
-	r.feeds[addr] = f
 	if d := r.n.local(addr); d != nil {
 		// Delivered from the data node's stream goroutine.
-		f.local = d.OpenFeed(r.take)
+		f := d.OpenFeed(r.take)
+		r.feeds[addr] = f
 		return f
 	}
-	f.rdb = r.n.newDataClient(addr)
+	f := &pubsubFeed{n: r.n, addr: addr, rdb: r.n.newDataClient(addr)}
 	f.ps = f.rdb.Subscribe(context.Background())
 	ch := f.ps.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
+	r.feeds[addr] = f
 	r.feedWg.Add(1)
 	go func() {
 		defer r.feedWg.Done()
@@ -444,66 +488,7 @@ func (r *subRegistry) closeFeed(addr string) {
 	delete(r.feeds, addr)
 	r.feedsMu.Unlock()
 	if f != nil {
-		f.close()
-	}
-}
-
-func (r *subRegistry) watch(addr string, ids []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	f := r.feed(addr)
-	if f.local != nil {
-		f.local.Watch(ids)
-		return
-	}
-	// A failed SUBSCRIBE is remembered by the PubSub and sent again when
-	// it reconnects, so the error is only worth a log line.
-	if err := f.ps.Subscribe(ctx, ids...); err != nil {
-		r.n.log.Warn("watch", "data", addr, "ids", len(ids), "err", err)
-	}
-}
-
-// pwatch has the feed from addr watch path prefixes.
-func (r *subRegistry) pwatch(addr string, prefixes []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	f := r.feed(addr)
-	if f.local != nil {
-		f.local.WatchPrefixes(prefixes)
-		return
-	}
-	pats := make([]string, len(prefixes))
-	for i, p := range prefixes {
-		pats[i] = p + "*"
-	}
-	if err := f.ps.PSubscribe(ctx, pats...); err != nil {
-		r.n.log.Warn("prefix watch", "data", addr, "prefixes", len(pats), "err", err)
-	}
-}
-
-func (r *subRegistry) punwatch(addr, prefix string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	f := r.feed(addr)
-	if f.local != nil {
-		f.local.UnwatchPrefix(prefix)
-		return
-	}
-	if err := f.ps.PUnsubscribe(ctx, prefix+"*"); err != nil {
-		r.n.log.Debug("prefix unwatch", "data", addr, "err", err)
-	}
-}
-
-func (r *subRegistry) unwatch(addr string, ids []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	f := r.feed(addr)
-	if f.local != nil {
-		f.local.Unwatch(ids)
-		return
-	}
-	if err := f.ps.Unsubscribe(ctx, ids...); err != nil {
-		r.n.log.Debug("unwatch", "data", addr, "ids", len(ids), "err", err)
+		f.Close()
 	}
 }
 
@@ -514,7 +499,7 @@ func (r *subRegistry) closeFeeds() {
 	r.mgrWg.Wait()
 	r.feedsMu.Lock()
 	for _, f := range r.feeds {
-		f.close()
+		f.Close()
 	}
 	r.feedsMu.Unlock()
 	r.feedWg.Wait()
