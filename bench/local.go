@@ -82,7 +82,11 @@ type Local struct {
 	Dir    string
 	Procs  []*Proc
 	ownDir bool
+	metas  []string
 }
+
+// Metas lists the meta RPC addresses.
+func (l *Local) Metas() []string { return l.metas }
 
 // ByRole lists the processes of one role, in start order.
 func (l *Local) ByRole(role string) []*Proc {
@@ -247,6 +251,7 @@ func (l *Local) launch(ctx context.Context, o LocalOptions) error {
 	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	metaRPC := addr(1)
+	l.metas = []string{metaRPC}
 	type spec struct {
 		role, id, addr, http string
 		args                 []string

@@ -18,11 +18,7 @@ func metaFlag() *cli.StringFlag {
 // metaAddrs is --meta, or the local cluster's meta.
 func (e *env) metaAddrs(c *cli.Context) ([]string, error) {
 	if e.local != nil {
-		var out []string
-		for _, p := range e.local.ByRole("meta") {
-			out = append(out, p.Addr)
-		}
-		return out, nil
+		return e.local.Metas(), nil
 	}
 	var out []string
 	for _, a := range strings.Split(c.String("meta"), ",") {

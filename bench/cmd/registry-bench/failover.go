@@ -1,7 +1,6 @@
 package main
 
 import (
-	"strings"
 	"time"
 
 	"github.com/slotreg/slotreg/bench"
@@ -39,12 +38,9 @@ func migrateCommand() *cli.Command {
 			&cli.StringFlag{Name: "meta", Usage: "meta RPC addresses (not needed with --local)"},
 		}, outputFlags()),
 		Action: simple(func(c *cli.Context, e *env) error {
-			metas := strings.Split(c.String("meta"), ",")
-			if e.local != nil {
-				metas = nil
-				for _, p := range e.local.ByRole("meta") {
-					metas = append(metas, p.Addr)
-				}
+			metas, err := e.metaAddrs(c)
+			if err != nil {
+				return err
 			}
 			r, err := bench.Migrate(e.ctx, bench.MigrateConfig{Session: e.addrs[0], Metas: metas,
 				Publishers: c.Int("publishers"), Writers: c.Int("writers"), Progress: e.progress})
