@@ -73,10 +73,15 @@ type hint struct {
 type link struct {
 	addr string
 	// local, for a data node of this process, takes the write batches
-	// by call; raw is then never dialed.
-	local inproc.Data
-	rdb   *redis.Client // lookups
-	ch    chan *writeReq
+	// by call; raw is then never dialed. amu then serializes stamping
+	// and applying a batch, whoever sends it (sendNow or the send loop),
+	// and queued counts the writes handed to the send loop and not yet
+	// settled.
+	local  inproc.Data
+	amu    sync.Mutex
+	queued atomic.Int64
+	rdb    *redis.Client // lookups
+	ch     chan *writeReq
 	// The write path, used by sendLoop alone: its own connection, the
 	// batch and the encoded command, all reused from batch to batch.
 	raw *rlink.Conn
@@ -176,11 +181,33 @@ func (r *router) route(req *writeReq) {
 		return
 	}
 	l := r.link(addr)
+	if l.local != nil && r.sendNow(l, req) {
+		return
+	}
+	l.queued.Add(1)
 	select {
 	case l.ch <- req:
 	case <-r.stop:
+		l.queued.Add(-1)
 		r.complete(req, 0, proto.Errorf(proto.ErrUnavailable, "session is stopping"))
 	}
+}
+
+// sendNow applies req on the caller's goroutine when its leader is a data
+// node of this process that nothing else is writing to, and no write to
+// it waits in the queue (which req must not overtake): the write then
+// costs no hand-off to the send loop and back. It reports whether it
+// did; under load the writes queue up and go in batches as before.
+func (r *router) sendNow(l *link, req *writeReq) bool {
+	if l.queued.Load() != 0 || !l.amu.TryLock() {
+		return false
+	}
+	defer l.amu.Unlock()
+	if l.queued.Load() != 0 {
+		return false
+	}
+	r.sendBatch(l, []*writeReq{req})
+	return true
 }
 
 func (r *router) complete(req *writeReq, res uint64, err error) {
@@ -238,6 +265,7 @@ func (r *router) sendLoop(l *link) {
 			}
 		}
 		r.send(l, batch)
+		l.queued.Add(-int64(len(batch)))
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -309,6 +337,15 @@ func (r *router) redirect(reqs []*writeReq) {
 // sent on to the owner a NOTOWNER named, or queued for a retry after the
 // table is refreshed.
 func (r *router) send(l *link, batch []*writeReq) {
+	if l.local != nil {
+		l.amu.Lock()
+		defer l.amu.Unlock()
+	}
+	r.sendBatch(l, batch)
+}
+
+// sendBatch is send, with amu held for a local link.
+func (r *router) sendBatch(l *link, batch []*writeReq) {
 	t := r.n.table.Load()
 	if l.gone.Load() {
 		// Not to a node meta has evicted (it may hang): the writes go to
