@@ -86,6 +86,7 @@ func TestSubcommandHelpListsFlags(t *testing.T) {
 		"data":    {"--id", "--listen", "--meta", "--http"},
 		"session": {"--id", "--listen", "--meta", "--http"},
 		"dev":     {"--listen"},
+		"node":    {"--id", "--roles", "--listen", "--data-listen", "--raft", "--rpc", "--meta", "--oplog-size", "--max-connections"},
 	} {
 		out, err := exec.Command(registryBin, role, "--help").CombinedOutput()
 		if err != nil {

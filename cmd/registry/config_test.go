@@ -115,3 +115,40 @@ func TestGCPlan(t *testing.T) {
 		}
 	}
 }
+
+// A node: section sets the flags of every role `registry node` runs,
+// the data node's listen address under its node name.
+func TestConfigFileNodeSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "slotreg.yaml")
+	if err := os.WriteFile(path, []byte(`
+node:
+  id: n1
+  roles: data,session
+  meta: 127.0.0.1:1
+  data-listen: 127.0.0.1:7001
+  listen: 127.0.0.1:7000
+  oplog-size: 64
+  max-connections: 9
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]string)
+	node := nodeCommand()
+	node.Action = func(c *cli.Context) error {
+		for _, k := range []string{"id", "roles", "meta", "data-listen", "listen", "oplog-size", "max-connections", "raft"} {
+			got[k] = c.String(k)
+		}
+		return nil
+	}
+	app := &cli.App{Flags: []cli.Flag{flagConfig}, Commands: []*cli.Command{node}}
+	if err := app.Run([]string{"registry", "--config", path, "node"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"id": "n1", "roles": "data,session", "meta": "127.0.0.1:1", "data-listen": "127.0.0.1:7001",
+		"listen": "127.0.0.1:7000", "oplog-size": "64", "max-connections": "9", "raft": "127.0.0.1:9700"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
