@@ -1,13 +1,11 @@
 package sessionserver_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,17 +21,8 @@ import (
 // connections at once so that both paths are taken, and every key ends
 // as the last write left it, with versions that rose write by write.
 func TestLocalWritesKeepEachConnectionsOrder(t *testing.T) {
-	cl, err := cluster.Start(cluster.Options{Dir: t.TempDir(), Data: 2, Sessions: 1, InProcess: true,
+	cl, ctx := startCluster(t, cluster.Options{Data: 2, Sessions: 1, InProcess: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const conns, rounds = 16, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)

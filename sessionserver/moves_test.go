@@ -34,18 +34,9 @@ func TestWritesFollowAMovingSlot(t *testing.T) {
 
 func writesFollowAMovingSlot(t *testing.T, viaCalls bool) {
 	redirects := &countingWriter{want: "slot redirected by its old owner"}
-	cl, err := cluster.Start(cluster.Options{Dir: t.TempDir(), Data: 2, Sessions: 1, InProcess: viaCalls,
+	cl, ctx := startCluster(t, cluster.Options{Data: 2, Sessions: 1, InProcess: viaCalls,
 		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(redirects, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	sess := cl.Sessions[0]
 	client := redis.NewClient(&redis.Options{Addr: sess.Addr(), Protocol: 2, DisableIdentity: true})
 	defer client.Close()
@@ -126,4 +117,23 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 		w.n.Add(1)
 	}
 	return len(b), nil
+}
+
+// startCluster starts an in-process cluster in a temporary directory and
+// waits until it is ready; it is closed when the test ends. ctx bounds
+// the test's calls to it.
+func startCluster(t *testing.T, o cluster.Options) (*cluster.Local, context.Context) {
+	t.Helper()
+	o.Dir = t.TempDir()
+	cl, err := cluster.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := cl.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return cl, ctx
 }
