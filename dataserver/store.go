@@ -170,15 +170,56 @@ func (s *slotStore) next() (seq, version uint64) {
 // renew), whether subscribers must hear of it, and whether it touched a
 // TTL publisher (its reply then waits for a follower to have it).
 func (s *slotStore) apply(session string, op *proto.Op, now int64) (result uint64, changed, ttl bool) {
+	return s.applyAt(session, op, now, s.locateFor(op))
+}
+
+// locateFor locates op's publisher where applyAt reads the spot
+// (REGISTER and UNREGISTER).
+func (s *slotStore) locateFor(op *proto.Op) spot {
+	if op.Type != proto.OpRegister && op.Type != proto.OpUnregister {
+		return spot{}
+	}
+	return s.locate(op.DataInfoID, op.RegisterID)
+}
+
+// spot is where a publisher is, or would go, in its datum: d is nil
+// when the datum does not exist.
+type spot struct {
+	d     *datum
+	i     int
+	found bool
+}
+
+// locate finds the spot of publisher rid of id.
+func (s *slotStore) locate(id, rid string) spot {
+	d, ok := s.datums.Get(id)
+	if !ok {
+		return spot{}
+	}
+	i, found := d.find(rid)
+	return spot{d, i, found}
+}
+
+// pub is the publisher at the spot, or nil.
+func (at spot) pub() *publisher {
+	if !at.found {
+		return nil
+	}
+	return &at.d.pubs[at.i]
+}
+
+// applyAt is apply with op's publisher already located (at, from
+// locate, with the store unchanged since), so a write that checked it
+// first does not look it up twice.
+func (s *slotStore) applyAt(session string, op *proto.Op, now int64, at spot) (result uint64, changed, ttl bool) {
 	switch op.Type {
 	case proto.OpRegister:
 		seq, v := s.next()
-		d, kv, wasTTL := s.put(session, op, now, v)
+		d, kv, wasTTL := s.putAt(session, op, now, v, at)
 		s.logOp(seq, v, session, op, d, kv)
 		return v, true, op.TTL > 0 || wasTTL
 	case proto.OpUnregister:
-		d, _ := s.datums.Get(op.DataInfoID)
-		p := s.get(op.DataInfoID, op.RegisterID)
+		d, p := at.d, at.pub()
 		if p == nil || (op.ConnID != "" && (p.own.conn != op.ConnID || p.own.session != session)) {
 			return 0, false, false
 		}
@@ -291,7 +332,13 @@ func (s *slotStore) touchAll(v uint64) {
 
 // persistent says whether the publisher is a PERSISTENT path's.
 func (s *slotStore) persistent(id, rid string) bool {
-	p := s.get(id, rid)
+	return s.locate(id, rid).persistent()
+}
+
+// persistent says whether the publisher at the spot is a PERSISTENT
+// path's.
+func (at spot) persistent() bool {
+	p := at.pub()
 	return p != nil && p.own.session == proto.PersistentOwner
 }
 
@@ -367,8 +414,13 @@ func (s *slotStore) release(o *owner) {
 // put stores a register and returns its datum, the publisher's kv, which
 // its log entry shares, and whether it replaced a TTL publisher.
 func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64) (_ *datum, _ string, wasTTL bool) {
-	d, ok := s.datums.Get(op.DataInfoID)
-	if !ok {
+	return s.putAt(session, op, now, version, s.locate(op.DataInfoID, op.RegisterID))
+}
+
+// putAt is put with the publisher's spot found (see applyAt).
+func (s *slotStore) putAt(session string, op *proto.Op, now int64, version uint64, at spot) (_ *datum, _ string, wasTTL bool) {
+	d := at.d
+	if d == nil {
 		d = &datum{id: op.DataInfoID}
 		s.datums.Set(op.DataInfoID, d)
 	}
@@ -379,7 +431,7 @@ func (s *slotStore) put(session string, op *proto.Op, now int64, version uint64)
 	} else {
 		p.own = s.intern(session, op.ConnID, op.Zone)
 	}
-	i, found := d.find(op.RegisterID)
+	i, found := at.i, at.found
 	if found {
 		wasTTL = d.pubs[i].own.ttl > 0
 		s.forget(d.id, &d.pubs[i])

@@ -182,11 +182,13 @@ func (u *slotUnit) write(session string, stamp proto.Stamp, op *proto.Op, now in
 	// A PERSISTENT path changes only through meta (persist.go); a
 	// connection's closing leaves it, as the owners differ.
 	overwrite := op.Type == proto.OpRegister || op.Type == proto.OpUnregister && op.ConnID == ""
-	if overwrite && u.store.persistent(op.DataInfoID, op.RegisterID) {
+	// Located once, for the check and the write.
+	at := u.store.locateFor(op)
+	if overwrite && at.persistent() {
 		return w, "", proto.Errorf(proto.ErrInvalid, "%s is a PERSISTENT path: DEL it first, or PUT it PERSISTENT",
 			proto.JoinPath(op.DataInfoID, op.RegisterID))
 	}
-	res, changed, ttl := u.store.apply(session, op, now)
+	res, changed, ttl := u.store.applyAt(session, op, now, at)
 	w.result, w.changed = res, changed
 	if ttl {
 		// Writes to TTL publishers are acknowledged once a follower has
