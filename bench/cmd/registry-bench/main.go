@@ -45,7 +45,7 @@ func targetFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "local", Usage: "start a cluster of registry processes on 127.0.0.1 (1 meta, --data data, --sessions sessions) and stop it afterwards"},
 		&cli.IntFlag{Name: "data", Value: 2, Usage: "--local: data nodes"},
 		&cli.IntFlag{Name: "sessions", Value: 1, Usage: "--local: session nodes"},
-		&cli.BoolFlag{Name: "integrated", Usage: "--local: run `registry node` processes, one per data node, each with a session beside it (the first with meta too); --sessions is ignored"},
+		&cli.BoolFlag{Name: "integrated", Usage: "--local: run registry node processes, one per data node, each with a session beside it (the first with meta too); --sessions is ignored"},
 		&cli.IntFlag{Name: "replicas", Value: 2, Usage: "--local: copies of each slot"},
 		&cli.DurationFlag{Name: "lease", Value: 3 * time.Second, Usage: "--local: meta lease"},
 		&cli.StringFlag{Name: "bin", Usage: "registry binary for --local/failover (default: build ./cmd/registry)"},
