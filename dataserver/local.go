@@ -35,6 +35,7 @@ func (n *Node) OpenFeed(deliver func(*proto.Datum)) inproc.Feed {
 		go s.writeLoop()
 	} else {
 		s.close()
+		close(s.ended)
 	}
 	return localFeed{s}
 }
@@ -65,8 +66,12 @@ func (f localFeed) UnwatchPrefix(prefix string) {
 	f.s.command(streamArgs(proto.CmdPUnsubscribe, []string{prefix}, "*"))
 }
 
-// Close ends the feed as a closed connection ends a stream.
-func (f localFeed) Close() { f.s.cleanup() }
+// Close ends the feed as a closed connection ends a stream, and returns
+// once no delivery is under way: the session may be closing.
+func (f localFeed) Close() {
+	f.s.cleanup()
+	<-f.s.ended
+}
 
 // streamArgs is a stream command as the port would carry it.
 func streamArgs(cmd string, names []string, suffix string) [][]byte {

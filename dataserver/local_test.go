@@ -112,3 +112,29 @@ func TestOpenFeedDeliversAsAStream(t *testing.T) {
 	default:
 	}
 }
+
+// Close returns only once a delivery under way has ended: the session
+// that closes its feed may be closing itself.
+func TestLocalFeedCloseWaitsForADelivery(t *testing.T) {
+	n := leaderNode(t)
+	in, release := make(chan struct{}), make(chan struct{})
+	f := n.OpenFeed(func(*proto.Datum) {
+		in <- struct{}{}
+		<-release
+	})
+	f.Watch([]string{"svc-a"})
+	<-in // delivering the state on watching
+	closed := make(chan struct{})
+	go func() { f.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned during a delivery")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return after the delivery ended")
+	}
+}

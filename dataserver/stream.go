@@ -31,6 +31,8 @@ type stream struct {
 	wake    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	// ended is closed once writeLoop has returned (or will never run).
+	ended chan struct{}
 }
 
 // startStream detaches a connection whose first pub/sub command is cmd.
@@ -48,12 +50,13 @@ func (n *Node) startStream(conn redcon.Conn, cmd redcon.Command) {
 
 func newStream(n *Node) *stream {
 	return &stream{
-		n:    n,
-		subs: make(map[string]struct{}),
-		pats: make(map[string]struct{}),
-		pend: make(map[string]struct{}),
-		wake: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		n:     n,
+		subs:  make(map[string]struct{}),
+		pats:  make(map[string]struct{}),
+		pend:  make(map[string]struct{}),
+		wake:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		ended: make(chan struct{}),
 	}
 }
 
@@ -256,6 +259,7 @@ func (s *stream) cleanup() {
 
 func (s *stream) writeLoop() {
 	defer s.n.wg.Done()
+	defer close(s.ended)
 	var buf []byte
 	for {
 		select {
