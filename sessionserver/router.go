@@ -80,6 +80,7 @@ type link struct {
 	local  inproc.Data
 	amu    sync.Mutex
 	queued atomic.Int64
+	one    [1]*writeReq  // sendNow's batch, under amu
 	rdb    *redis.Client // lookups
 	ch     chan *writeReq
 	// The write path, used by sendLoop alone: its own connection, the
@@ -206,7 +207,9 @@ func (r *router) sendNow(l *link, req *writeReq) bool {
 	if l.queued.Load() != 0 {
 		return false
 	}
-	r.sendBatch(l, []*writeReq{req})
+	l.one[0] = req
+	r.sendBatch(l, l.one[:])
+	l.one[0] = nil
 	return true
 }
 

@@ -18,8 +18,9 @@ type Data interface {
 	Addr() string
 	// ApplyWrite applies a write batch as DWRITE does, with the same
 	// checks, and answers per op: results[i] is op i's result unless
-	// refused is non-nil and refused[i] is not. w is the caller's again
-	// once it returns.
+	// refused is non-nil and refused[i] is not. It gives every op the
+	// batch's Zone, as DWRITE's parse does; w is the caller's again once
+	// it returns.
 	ApplyWrite(w *proto.DWrite) (results []uint64, refused []error)
 	// OpenFeed opens a change feed, the calls' form of a SUBSCRIBE stream
 	// on the port: deliver gets the newest state of each watched id,
